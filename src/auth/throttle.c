@@ -1,0 +1,292 @@
+/* throttle - slow down failed logins, shared by every worker process.
+ *
+ * Two kinds of record live in one table: (client IP) and (client IP, account). Each counts
+ * failures and remembers the time of the last one; records decay 15 minutes after their
+ * last failure. The (IP, account) record throttles guessing one password; the IP record,
+ * with a larger allowance, throttles spraying many accounts from one address. IPv6 clients
+ * are keyed by their /64, since a single host usually owns a whole /64.
+ *
+ * The table is an anonymous MAP_SHARED mapping made before fork, so workers see each other's
+ * records. Fields are read and written with __atomic builtins and never locked: throttling
+ * is a heuristic, and the worst a race can do is lose or misattribute one failure. */
+#include "auth/throttle.h"
+
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#define THROTTLE_SLOTS 4096		/* a power of two */
+#define THROTTLE_PROBE 8		/* slots looked at for one key */
+#define THROTTLE_DECAY_SECS (15 * 60)
+#define THROTTLE_FREE_USER 2		/* failures without delay for (IP, account) */
+#define THROTTLE_FREE_IP 10		/* ... and for the IP over all accounts */
+#define THROTTLE_BASE_MS 500u
+#define THROTTLE_MAX_MS 15000u
+#define THROTTLE_MAX_FAILURES 1000000u	/* keep the counter far from wrapping */
+#define THROTTLE_MAX_USER 320		/* bytes of the account name that are hashed */
+
+struct throttle_slot {
+	uint64_t hash;			/* 0: empty */
+	uint32_t failures;
+	uint32_t unused;
+	int64_t last_fail;		/* seconds on the throttle clock */
+};
+
+static struct throttle_slot *throttle_table;	/* NULL: throttling off (tests, CLI) */
+static uint64_t throttle_key[2];		/* SipHash key, inherited by the workers */
+static time_t (*throttle_clock)(void);
+
+/* throttle_now - seconds on the monotonic clock (immune to wall clock steps), or the test
+ * clock. */
+static int64_t throttle_now(void)
+{
+	if (throttle_clock != NULL)
+		return (int64_t)throttle_clock();
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+void throttle_set_clock(time_t (*now)(void))
+{
+	throttle_clock = now;
+}
+
+/* throttle_init - map the table and pick the hash key. A second call clears the table
+ * (useful in tests). */
+int throttle_init(void)
+{
+	if (throttle_table == NULL) {
+		void *p = mmap(NULL, sizeof(struct throttle_slot) * THROTTLE_SLOTS,
+			       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return -1;
+		/* a random key keeps clients from choosing addresses or names that collide */
+		if (getrandom(throttle_key, sizeof(throttle_key), 0) != (ssize_t)sizeof(throttle_key)) {
+			munmap(p, sizeof(struct throttle_slot) * THROTTLE_SLOTS);
+			return -1;
+		}
+		throttle_table = p;
+		return 0;
+	}
+	for (size_t i = 0; i < THROTTLE_SLOTS; i++) {
+		__atomic_store_n(&throttle_table[i].hash, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&throttle_table[i].failures, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&throttle_table[i].last_fail, 0, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                         \
+	do {                                                             \
+		v0 += v1; v1 = ROTL64(v1, 13); v1 ^= v0; v0 = ROTL64(v0, 32); \
+		v2 += v3; v3 = ROTL64(v3, 16); v3 ^= v2;                 \
+		v0 += v3; v3 = ROTL64(v3, 21); v3 ^= v0;                 \
+		v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32); \
+	} while (0)
+
+/* siphash24 - SipHash-2-4 of in[0..len) with throttle_key (reference algorithm). */
+static uint64_t siphash24(const unsigned char *in, size_t len)
+{
+	uint64_t v0 = 0x736f6d6570736575ULL ^ throttle_key[0];
+	uint64_t v1 = 0x646f72616e646f6dULL ^ throttle_key[1];
+	uint64_t v2 = 0x6c7967656e657261ULL ^ throttle_key[0];
+	uint64_t v3 = 0x7465646279746573ULL ^ throttle_key[1];
+	size_t full = len - len % 8;
+	uint64_t m;
+
+	for (size_t i = 0; i < full; i += 8) {
+		m = 0;
+		for (int j = 7; j >= 0; j--)
+			m = m << 8 | in[i + (size_t)j];
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	m = (uint64_t)len << 56;
+	for (size_t j = 0; j < len % 8; j++)
+		m |= (uint64_t)in[full + j] << (8 * j);
+	v3 ^= m;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= m;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ip_bytes - the part of the address that identifies a client: IPv4 (also when mapped into
+ * IPv6) or the /64 of IPv6. 0 for other families. */
+static size_t ip_bytes(const struct sockaddr *sa, unsigned char out[17])
+{
+	if (sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+		out[0] = 4;
+		memcpy(out + 1, &sin->sin_addr, 4);
+		return 5;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			out[0] = 4;
+			memcpy(out + 1, sin6->sin6_addr.s6_addr + 12, 4);
+			return 5;
+		}
+		out[0] = 6;
+		memcpy(out + 1, sin6->sin6_addr.s6_addr, 8);
+		return 9;
+	}
+	return 0;
+}
+
+/* key_hash - hash of the IP alone (user NULL) or of IP and account (case-folded, since
+ * account names are). 0 when throttling does not apply; never 0 otherwise. */
+static uint64_t key_hash(const struct sockaddr *ip, const char *user)
+{
+	unsigned char key[1 + 17 + THROTTLE_MAX_USER];
+	size_t n = 1;
+
+	key[0] = user == NULL ? 'I' : 'U';	/* the two kinds never share a hash */
+	size_t ipn = ip_bytes(ip, key + 1);
+	if (ipn == 0)
+		return 0;
+	n += ipn;
+	if (user != NULL) {
+		for (size_t i = 0; user[i] != '\0' && i < THROTTLE_MAX_USER; i++)
+			key[n++] = (unsigned char)tolower((unsigned char)user[i]);
+	}
+	uint64_t h = siphash24(key, n);
+	return h == 0 ? 1 : h;
+}
+
+/* slot_find - the slot holding hash h, or NULL. */
+static struct throttle_slot *slot_find(uint64_t h)
+{
+	for (size_t i = 0; i < THROTTLE_PROBE; i++) {
+		struct throttle_slot *s = &throttle_table[(h + i) & (THROTTLE_SLOTS - 1)];
+		if (__atomic_load_n(&s->hash, __ATOMIC_ACQUIRE) == h)
+			return s;
+	}
+	return NULL;
+}
+
+/* live_failures - the failures a slot counts at now, 0 once it decayed. */
+static uint32_t live_failures(struct throttle_slot *s, int64_t now)
+{
+	uint32_t f = __atomic_load_n(&s->failures, __ATOMIC_RELAXED);
+	int64_t last = __atomic_load_n(&s->last_fail, __ATOMIC_RELAXED);
+	if (f == 0 || now - last >= THROTTLE_DECAY_SECS)
+		return 0;
+	return f;
+}
+
+/* delay_for - no delay for the first free failures, then 500 ms doubling up to 15 s. */
+static unsigned delay_for(uint32_t failures, uint32_t free_failures)
+{
+	if (failures <= free_failures)
+		return 0;
+	uint32_t over = failures - free_failures - 1;
+	if (over >= 5)
+		return THROTTLE_MAX_MS;
+	unsigned ms = THROTTLE_BASE_MS << over;
+	return ms < THROTTLE_MAX_MS ? ms : THROTTLE_MAX_MS;
+}
+
+/* key_delay - the delay one record asks for. */
+static unsigned key_delay(uint64_t h, uint32_t free_failures, int64_t now)
+{
+	if (h == 0)
+		return 0;
+	struct throttle_slot *s = slot_find(h);
+	return s == NULL ? 0 : delay_for(live_failures(s, now), free_failures);
+}
+
+unsigned throttle_delay_ms(const struct sockaddr *ip, const char *user)
+{
+	if (throttle_table == NULL)
+		return 0;
+	int64_t now = throttle_now();
+	unsigned d = key_delay(key_hash(ip, NULL), THROTTLE_FREE_IP, now);
+	if (user != NULL) {
+		unsigned du = key_delay(key_hash(ip, user), THROTTLE_FREE_USER, now);
+		if (du > d)
+			d = du;
+	}
+	return d;
+}
+
+/* key_failed - count one failure for h: in its slot, or in a claimed slot (an empty or
+ * decayed one in the probe window, else the one whose last failure is oldest). */
+static void key_failed(uint64_t h, int64_t now)
+{
+	if (h == 0)
+		return;
+	struct throttle_slot *s = slot_find(h);
+	if (s != NULL) {
+		if (live_failures(s, now) == 0) {
+			__atomic_store_n(&s->failures, 1, __ATOMIC_RELAXED);
+		} else {
+			uint32_t f = __atomic_add_fetch(&s->failures, 1, __ATOMIC_RELAXED);
+			if (f > THROTTLE_MAX_FAILURES)
+				__atomic_store_n(&s->failures, THROTTLE_MAX_FAILURES, __ATOMIC_RELAXED);
+		}
+		__atomic_store_n(&s->last_fail, now, __ATOMIC_RELAXED);
+		return;
+	}
+	struct throttle_slot *victim = NULL;
+	int64_t oldest = INT64_MAX;
+	for (size_t i = 0; i < THROTTLE_PROBE; i++) {
+		struct throttle_slot *c = &throttle_table[(h + i) & (THROTTLE_SLOTS - 1)];
+		if (__atomic_load_n(&c->hash, __ATOMIC_RELAXED) == 0 || live_failures(c, now) == 0) {
+			victim = c;
+			break;
+		}
+		int64_t last = __atomic_load_n(&c->last_fail, __ATOMIC_RELAXED);
+		if (last < oldest) {
+			oldest = last;
+			victim = c;
+		}
+	}
+	uint64_t old = __atomic_load_n(&victim->hash, __ATOMIC_RELAXED);
+	/* another process may claim the same slot at once: only the winner writes */
+	if (!__atomic_compare_exchange_n(&victim->hash, &old, h, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&victim->last_fail, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&victim->failures, 1, __ATOMIC_RELAXED);
+}
+
+void throttle_failed(const struct sockaddr *ip, const char *user)
+{
+	if (throttle_table == NULL)
+		return;
+	int64_t now = throttle_now();
+	key_failed(key_hash(ip, NULL), now);
+	if (user != NULL)
+		key_failed(key_hash(ip, user), now);
+}
+
+/* throttle_succeeded - clear only the (IP, account) record: a success with one account must
+ * not wipe the IP's record, or one known password would reset a spraying attack. */
+void throttle_succeeded(const struct sockaddr *ip, const char *user)
+{
+	if (throttle_table == NULL || user == NULL)
+		return;
+	uint64_t h = key_hash(ip, user);
+	if (h == 0)
+		return;
+	struct throttle_slot *s = slot_find(h);
+	if (s != NULL)
+		__atomic_store_n(&s->failures, 0, __ATOMIC_RELAXED);
+}

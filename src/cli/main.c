@@ -1,0 +1,230 @@
+/* main - the tern command: dispatch to serve, user, alias, queue, version */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/accounts.h"
+#include "cli/cmd_user.h"
+#include "lib/buf.h"
+#include "lib/fs.h"
+#include "lib/xmalloc.h"
+#include "queue/queue.h"
+#include "server/config.h"
+#include "server/master.h"
+
+#define EX_USAGE 64
+#define TERN_VERSION "0.1.0"
+
+static const char usage_text[] =
+	"usage: tern COMMAND [options]\n"
+	"\n"
+	"commands:\n"
+	"  serve [-c FILE]                 run the mail server in the foreground\n"
+	"                                  (without -c: the development instance in ./tern-data)\n"
+	"  user add|del|passwd|list [ADDRESS] [-c FILE]\n"
+	"                                  manage accounts (password read from stdin or prompted)\n"
+	"  alias add ALIAS TARGET...|del ALIAS|list [-c FILE]\n"
+	"                                  manage aliases\n"
+	"  queue list [-c FILE]            show the outbound queue\n"
+	"  version                         print the version\n"
+	"\n"
+	"Run 'tern COMMAND --help' for a command's options.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "tern: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (see 'tern --help')\n");
+	return EX_USAGE;
+}
+
+/* parse_c_only - accept only "-c FILE" (and --help) after the command words */
+static int parse_c_only(int argc, char **argv, int first, const char *help, const char **conf_r,
+			int *done_r)
+{
+	*conf_r = NULL;
+	*done_r = 0;
+	for (int i = first; i < argc; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(help, stdout);
+			*done_r = 1;
+			return 0;
+		}
+		if (!strcmp(argv[i], "-c")) {
+			if (i + 1 >= argc)
+				return usage_error("%s: -c needs a file", argv[0]);
+			*conf_r = argv[++i];
+			continue;
+		}
+		return usage_error("unexpected argument '%s'", argv[i]);
+	}
+	return 0;
+}
+
+static struct tern_config *load_config(const char *path)
+{
+	char *err = NULL;
+	if (path == NULL)
+		return config_dev();
+	struct tern_config *cfg = config_load(path, &err);
+	if (cfg == NULL) {
+		fprintf(stderr, "tern: %s\n", err);
+		free(err);
+	}
+	return cfg;
+}
+
+/* dev_setup - the development instance's demo account; returns the banner to print */
+static char *dev_setup(struct tern_config *cfg)
+{
+	char *err = NULL;
+	char *pwfile = config_path_in_data(cfg, "demo-password");
+	char *db = config_path_in_data(cfg, "tern.db");
+	char *password = NULL;
+	size_t len;
+	struct accounts *a;
+
+	if (fs_mkdirs(cfg->data_dir, 0700) < 0) {
+		fprintf(stderr, "tern: %s: %s\n", cfg->data_dir, strerror(errno));
+		exit(1);
+	}
+	if (accounts_open(db, &a, &err) < 0) {
+		fprintf(stderr, "tern: %s\n", err);
+		exit(1);
+	}
+	if (fs_read_file(pwfile, 256, &password, &len) < 0 ||
+	    accounts_user_exists(a, "demo@localhost") != 1) {
+		unsigned char rnd[12];
+		buf pw;
+		buf_init(&pw, 0);
+		if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+			abort();
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			buf_printf(&pw, "%02x", rnd[i]);
+		free(password);
+		password = pw.data;
+		accounts_user_del(a, "demo@localhost", &err);
+		free(err);
+		err = NULL;
+		if (accounts_user_add(a, "demo@localhost", password, &err) < 0 ||
+		    fs_write_file_atomic(pwfile, password, strlen(password), 0600) < 0) {
+			fprintf(stderr, "tern: demo account: %s\n", err ? err : strerror(errno));
+			exit(1);
+		}
+	}
+	accounts_close(&a);
+	char *banner = xasprintf(
+		"\n"
+		"Tern development instance is running (Ctrl-C stops it). Data: %s\n"
+		"  demo account: demo@localhost   password: %s\n"
+		"  SMTP (MX):    swaks --server 127.0.0.1:2525 --to demo@localhost\n"
+		"  submission:   swaks --server 127.0.0.1:5587 -tls --auth PLAIN"
+		" --auth-user demo@localhost --auth-password %s --to demo@localhost\n"
+		"  submissions:  swaks --server 127.0.0.1:4465 --tlsc --auth PLAIN"
+		" --auth-user demo@localhost --auth-password %s --to demo@localhost\n"
+		"  Python:       smtplib.SMTP('127.0.0.1', 2525).sendmail('me@example.org',"
+		" ['demo@localhost'], 'Subject: hi\\r\\n\\r\\nhello')\n"
+		"  mail arrives in %s/mail/localhost/demo/new/\n"
+		"  add users:    echo PASSWORD | ./tern user add someone@localhost\n\n",
+		cfg->data_dir, password, password, password, cfg->data_dir);
+	free(password);
+	free(pwfile);
+	free(db);
+	return banner;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+	const char *conf;
+	int done;
+	int r = parse_c_only(argc, argv, 1, "usage: tern serve [-c FILE]\n"
+			     "Runs the mail server in the foreground, logging to stderr.\n"
+			     "Without -c: the development instance (./tern-data, domain localhost,\n"
+			     "127.0.0.1 ports 2525/5587/4465, a demo account).\n", &conf, &done);
+	if (r != 0 || done)
+		return r;
+	struct tern_config *cfg = load_config(conf);
+	if (cfg == NULL)
+		return 1;
+	char *banner = conf == NULL ? dev_setup(cfg) : NULL;
+	r = master_run(cfg, banner);
+	free(banner);
+	config_free(&cfg);
+	return r;
+}
+
+static void print_queued(void *ctx, const struct queue_msg_info *m)
+{
+	char when[32];
+	time_t t = (time_t)m->arrived;
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	printf("%-24s %10llu %s <%s>\n", m->qid, (unsigned long long)m->size, when, m->sender);
+	for (size_t i = 0; i < m->n_rcpts; i++) {
+		const struct queue_rcpt_info *r = &m->rcpts[i];
+		printf("    <%s> state=%s attempts=%d%s%s\n", r->address, r->state, r->attempts,
+		       r->last_error ? " last_error=" : "", r->last_error ? r->last_error : "");
+	}
+	(*(unsigned *)ctx)++;
+}
+
+static int cmd_queue(int argc, char **argv)
+{
+	static const char help[] = "usage: tern queue list [-c FILE]\n";
+	if (argc < 2 || (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "-h") != 0 &&
+			 strcmp(argv[1], "--help") != 0))
+		return usage_error("queue: expected 'list'%s", "");
+	const char *conf;
+	int done;
+	int r = parse_c_only(argc, argv, strcmp(argv[1], "list") == 0 ? 2 : 1, help, &conf, &done);
+	if (r != 0 || done)
+		return r;
+	struct tern_config *cfg = load_config(conf);
+	if (cfg == NULL)
+		return 1;
+	char *err = NULL;
+	struct queue *q;
+	char *spool = config_path_in_data(cfg, "spool");
+	unsigned n = 0;
+	if (queue_open(spool, &q, &err) < 0 || queue_list(q, print_queued, &n, &err) < 0) {
+		fprintf(stderr, "tern: %s\n", err);
+		free(err);
+		r = 1;
+	} else if (n == 0) {
+		printf("queue is empty\n");
+	}
+	queue_close(&q);
+	free(spool);
+	config_free(&cfg);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("missing command%s", "");
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+		printf("tern %s\n", TERN_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "serve"))
+		return cmd_serve(argc - 1, argv + 1);
+	if (!strcmp(cmd, "user"))
+		return cmd_user(argc - 1, argv + 1);
+	if (!strcmp(cmd, "alias"))
+		return cmd_alias(argc - 1, argv + 1);
+	if (!strcmp(cmd, "queue"))
+		return cmd_queue(argc - 1, argv + 1);
+	return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,54 @@
+/* conn - one client connection: socket or TLS (implicit or after STARTTLS), timeouts,
+ * bounded input, an output buffer. Every protocol session sits on a conn.
+ * The session is told about input, errors and the end of a close-after-flush through
+ * conn_ops; a session frees its conn with conn_free (never from inside conn itself). */
+#ifndef TERN_CONN_H
+#define TERN_CONN_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <openssl/ssl.h>
+
+struct conn;
+
+enum conn_event { CONN_EOF, CONN_ERROR, CONN_TIMEOUT };
+
+struct conn_ops {
+	void (*on_input)(void *ctx);			/* new bytes in conn_input() */
+	void (*on_event)(void *ctx, enum conn_event ev);	/* the session should end */
+	void (*on_closed)(void *ctx);			/* close_after_flush finished */
+};
+
+/* conn_new - wrap an accepted non-blocking socket (owned from now on). tls_ctx: implicit
+ * TLS when non-NULL. max_input: the input buffer's high watermark (reading pauses there). */
+struct conn *conn_new(struct event_base *base, int fd, const struct sockaddr *peer,
+		      socklen_t peerlen, SSL_CTX *tls_ctx, size_t max_input,
+		      const struct conn_ops *ops, void *ctx);
+void conn_free(struct conn **c);
+
+struct evbuffer *conn_input(struct conn *c);
+void conn_write(struct conn *c, const void *p, size_t n);
+void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* conn_set_timeout - idle read timeout in seconds (also used for writes). */
+void conn_set_timeout(struct conn *c, unsigned seconds);
+/* conn_starttls - switch to TLS as server: whatever the client sent after the command is
+ * discarded (RFC 3207 §4.2, the STARTTLS command-injection fix); output queued before the
+ * call goes out in clear. 0 or -1. */
+int conn_starttls(struct conn *c, SSL_CTX *tls_ctx);
+bool conn_is_tls(const struct conn *c);
+SSL *conn_ssl(const struct conn *c);
+/* conn_pause / conn_resume - stop and restart on_input calls (input still buffered up to
+ * the watermark); conn_resume re-runs on_input later if input is waiting. */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+/* conn_close_after_flush - stop reading, send what is queued, then call on_closed. */
+void conn_close_after_flush(struct conn *c);
+const struct sockaddr *conn_peer(const struct conn *c);
+const char *conn_peer_ip(const struct conn *c);	/* printable address */
+bool conn_peer_is_loopback(const struct conn *c);
+/* conn_output_pending - bytes queued and not yet sent. */
+size_t conn_output_pending(const struct conn *c);
+
+#endif

@@ -1,0 +1,156 @@
+/* spool - incoming message files and their hand-over to mailboxes and the queue */
+#include "queue/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "lib/fs.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "queue/queue.h"
+#include "store/store.h"
+
+void spool_qid_new(char out[32])
+{
+	static unsigned counter;
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	snprintf(out, 32, "%llX%05lX%lXQ%X", (unsigned long long)tv.tv_sec, (long)tv.tv_usec,
+		 (long)getpid(), ++counter & 0xfffff);
+}
+
+int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg_r,
+	       char **error_r)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+	spool_qid_new(m->qid);
+	m->path = xasprintf("%s/incoming/%s", spool_dir, m->qid);
+	m->fd = open(m->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (m->fd < 0 && errno == ENOENT) {
+		char *dir = xasprintf("%s/incoming", spool_dir);
+		if (fs_mkdirs(dir, 0700) == 0)
+			m->fd = open(m->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		free(dir);
+	}
+	if (m->fd < 0) {
+		*error_r = xasprintf("%s: %s", m->path, strerror(errno));
+		free(m->path);
+		free(m);
+		return -1;
+	}
+	char rp[600];
+	int n = snprintf(rp, sizeof(rp), "Return-Path: <%s>\r\n", sender);
+	if (n < 0 || (size_t)n >= sizeof(rp))
+		n = snprintf(rp, sizeof(rp), "Return-Path: <>\r\n");
+	spool_write(m, rp, (size_t)n);
+	m->body_offset = (uint64_t)n;
+	*msg_r = m;
+	return 0;
+}
+
+/* spool_flush - write the buffer out */
+static int spool_flush(struct spool_msg *m)
+{
+	if (m->wlen > 0 && !m->failed && fs_write_all(m->fd, m->wbuf, m->wlen) < 0) {
+		log_warn("%s: write %s", m->qid, m->path);
+		m->failed = true;
+	}
+	m->wlen = 0;
+	return m->failed ? -1 : 0;
+}
+
+int spool_write(struct spool_msg *m, const void *p, size_t n)
+{
+	if (m->failed)
+		return -1;
+	m->size += n;
+	if (m->wlen + n > sizeof(m->wbuf)) {
+		if (spool_flush(m) < 0)
+			return -1;
+		if (n >= sizeof(m->wbuf)) {
+			if (fs_write_all(m->fd, p, n) < 0) {
+				log_warn("%s: write %s", m->qid, m->path);
+				m->failed = true;
+				return -1;
+			}
+			return 0;
+		}
+	}
+	memcpy(m->wbuf + m->wlen, p, n);
+	m->wlen += n;
+	return 0;
+}
+
+int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostname,
+		  const char *const *locals, size_t n_locals, struct queue *q, const char *sender,
+		  const char *const *remotes, size_t n_remotes, char **error_r)
+{
+	if (spool_flush(m) < 0 || fsync(m->fd) < 0) {
+		*error_r = xasprintf("%s: cannot write the spool file: %s", m->qid, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < n_locals; i++) {
+		if (store_deliver_file(data_dir, locals[i], m->path, m->size, hostname, error_r) < 0)
+			return -1;
+	}
+	if (n_remotes > 0) {
+		if (q == NULL) {
+			*error_r = xasprintf("%s: the queue is not available", m->qid);
+			return -1;
+		}
+		if (queue_enqueue(q, m->qid, m->path, m->body_offset, m->size - m->body_offset,
+				  sender, remotes, n_remotes, error_r) < 0)
+			return -1;
+	}
+	/* Every copy that matters is durable now; the incoming name is only a leftover. */
+	if (unlink(m->path) < 0)
+		log_warn("%s: unlink %s", m->qid, m->path);
+	free(m->path);
+	m->path = NULL;
+	return 0;
+}
+
+void spool_abort(struct spool_msg **mp)
+{
+	struct spool_msg *m = *mp;
+	if (m == NULL)
+		return;
+	if (m->path != NULL && unlink(m->path) < 0 && errno != ENOENT)
+		log_warn("%s: unlink %s", m->qid, m->path);
+	spool_close(mp);
+}
+
+void spool_close(struct spool_msg **mp)
+{
+	struct spool_msg *m = *mp;
+	if (m == NULL)
+		return;
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m->path);
+	free(m);
+	*mp = NULL;
+}
+
+void spool_sweep_incoming(const char *spool_dir)
+{
+	char *dir = xasprintf("%s/incoming", spool_dir);
+	DIR *d = opendir(dir);
+	if (d != NULL) {
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (e->d_name[0] == '.')
+				continue;
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+				log_info("removed unfinished spool file %s", e->d_name);
+		}
+		closedir(d);
+	}
+	free(dir);
+}

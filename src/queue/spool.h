@@ -1,0 +1,45 @@
+/* spool - incoming message files: written while DATA/BDAT arrives, fsync'd, then handed to
+ * local mailboxes (hard links through store/) and to the outbound queue before the 250. */
+#ifndef TERN_SPOOL_H
+#define TERN_SPOOL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct queue;
+
+struct spool_msg {
+	char qid[32];
+	char *path;		/* spool/incoming/<qid> */
+	int fd;
+	uint64_t size;		/* bytes in the file (including Return-Path) */
+	uint64_t body_offset;	/* where the message text starts (after Return-Path) */
+	bool failed;		/* a write failed: the message cannot be accepted */
+	size_t wlen;
+	char wbuf[65536];
+};
+
+/* spool_qid_new - a fresh queue id (hex of time, pid, counter; 31 chars at most). */
+void spool_qid_new(char out[32]);
+/* spool_open - create spool_dir/incoming/<qid> and write "Return-Path: <sender>\r\n".
+ * 0 or -1 with *error_r. */
+int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg_r,
+	       char **error_r);
+/* spool_write - buffered append; -1 (and failed set) on an I/O error. */
+int spool_write(struct spool_msg *m, const void *p, size_t n);
+/* spool_deliver - flush and fsync the file, link it into each local recipient's mailbox,
+ * enqueue the remote recipients, then remove the incoming name. Everything is durable when
+ * it returns 0; on -1 (*error_r) nothing was queued, though some mailboxes may already hold
+ * the message (the client retries: at-least-once, as SMTP allows). */
+int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostname,
+		  const char *const *locals, size_t n_locals, struct queue *q, const char *sender,
+		  const char *const *remotes, size_t n_remotes, char **error_r);
+/* spool_abort - close and unlink; frees and NULLs *m. */
+void spool_abort(struct spool_msg **m);
+/* spool_close - after spool_deliver: close and free. */
+void spool_close(struct spool_msg **m);
+/* spool_sweep_incoming - remove files left in spool_dir/incoming by a crash (never
+ * acknowledged, or already linked where they belong). Call at startup before any worker. */
+void spool_sweep_incoming(const char *spool_dir);
+
+#endif

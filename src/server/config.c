@@ -1,0 +1,410 @@
+/* config - the tern configuration: keys, defaults, validation */
+#include "server/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/conf.h"
+#include "lib/net.h"
+#include "lib/strnum.h"
+#include "lib/xmalloc.h"
+
+#define CONFIG_MAX_FILE (1024 * 1024)
+
+static const char *const role_names[ROLE_COUNT] = {
+	"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps",
+};
+
+enum key_type { K_STR, K_UINT, K_SIZE, K_U64, K_BOOL };
+
+/* The scalar keys of the top-level section: name, type, where, bounds. */
+struct key_def {
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	uint64_t min, max;
+};
+
+#define OFF(f) offsetof(struct tern_config, f)
+static const struct key_def top_keys[] = {
+	{ "hostname", K_STR, OFF(hostname), 0, 0 },
+	{ "data_dir", K_STR, OFF(data_dir), 0, 0 },
+	{ "user", K_STR, OFF(user), 0, 0 },
+	{ "workers", K_UINT, OFF(workers), 0, 64 },
+	{ "debug", K_BOOL, OFF(debug), 0, 0 },
+	{ "max_message_size", K_U64, OFF(max_message_size), 1024, (uint64_t)1 << 40 },
+	{ "smtp_max_line", K_SIZE, OFF(smtp_max_line), 512, 1 << 20 },
+	{ "smtp_max_text_line", K_SIZE, OFF(smtp_max_text_line), 1000, 1 << 24 },
+	{ "smtp_max_recipients", K_SIZE, OFF(smtp_max_recipients), 1, 100000 },
+	{ "smtp_max_commands", K_UINT, OFF(smtp_max_commands), 10, 1000000 },
+	{ "smtp_max_bytes_before_data", K_SIZE, OFF(smtp_max_bytes_before_data), 4096, 1 << 30 },
+	{ "smtp_max_bad_commands", K_UINT, OFF(smtp_max_bad_commands), 1, 10000 },
+	{ "smtp_max_auth_failures", K_UINT, OFF(smtp_max_auth_failures), 1, 1000 },
+	{ "max_connections_per_ip", K_UINT, OFF(max_connections_per_ip), 1, 1000000 },
+	{ "smtp_timeout_command", K_UINT, OFF(smtp_timeout_command), 1, 86400 },
+	{ "smtp_timeout_data", K_UINT, OFF(smtp_timeout_data), 1, 86400 },
+	{ "shutdown_timeout", K_UINT, OFF(shutdown_timeout), 0, 3600 },
+	{ "received_show_auth", K_BOOL, OFF(received_show_auth), 0, 0 },
+	{ "allow_plaintext_auth_loopback", K_BOOL, OFF(allow_plaintext_auth_loopback), 0, 0 },
+};
+
+static void config_defaults(struct tern_config *c)
+{
+	char host[256];
+	if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	c->hostname = xstrdup(host);
+	c->max_message_size = 50 * 1024 * 1024;
+	c->smtp_max_line = 4096;
+	c->smtp_max_text_line = 65536;
+	c->smtp_max_recipients = 1000;
+	c->smtp_max_commands = 2000;
+	c->smtp_max_bytes_before_data = 1024 * 1024;
+	c->smtp_max_bad_commands = 20;
+	c->smtp_max_auth_failures = 3;
+	c->max_connections_per_ip = 50;
+	c->smtp_timeout_command = 300;
+	c->smtp_timeout_data = 180;
+	c->shutdown_timeout = 30;
+	c->queue_mx_port = 25;
+}
+
+static int parse_bool(const char *v, bool *r)
+{
+	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
+		*r = true;
+	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
+		*r = false;
+	else
+		return -1;
+	return 0;
+}
+
+/* valid_domain - a plausible DNS name: labels of letters, digits, hyphens (or UTF-8). */
+static bool valid_domain(const char *d)
+{
+	size_t len = strlen(d), label = 0;
+	if (len == 0 || len > 253)
+		return false;
+	for (const char *p = d; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if (ch == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (isalnum(ch) || ch == '-' || ch >= 0x80) {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+static char *lower_dup(const char *s)
+{
+	char *r = xstrdup(s);
+	for (char *p = r; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return r;
+}
+
+static int set_top(struct tern_config *c, const char *key, const char *value, char **error_r)
+{
+	if (!strcmp(key, "domains")) {
+		for (size_t i = 0; i < c->n_domains; i++)
+			free(c->domains[i]);
+		c->n_domains = 0;
+		char *copy = xstrdup(value), *save = NULL;
+		for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+			if (!valid_domain(t)) {
+				*error_r = xasprintf("'%s' is not a domain name", t);
+				free(copy);
+				return -1;
+			}
+			c->domains = xreallocarray(c->domains, c->n_domains + 2, sizeof(char *));
+			c->domains[c->n_domains++] = lower_dup(t);
+			c->domains[c->n_domains] = NULL;
+		}
+		free(copy);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(top_keys) / sizeof(top_keys[0]); i++) {
+		const struct key_def *k = &top_keys[i];
+		if (strcmp(k->name, key) != 0)
+			continue;
+		void *field = (char *)c + k->offset;
+		uint64_t v;
+		switch (k->type) {
+		case K_STR:
+			if (*value == '\0') {
+				*error_r = xstrdup("empty value");
+				return -1;
+			}
+			free(*(char **)field);
+			*(char **)field = xstrdup(value);
+			return 0;
+		case K_BOOL:
+			if (parse_bool(value, field) < 0) {
+				*error_r = xstrdup("expected yes or no");
+				return -1;
+			}
+			return 0;
+		case K_UINT:
+		case K_SIZE:
+		case K_U64:
+			if (strnum_u64z(value, k->max, &v) < 0 || v < k->min) {
+				*error_r = xasprintf("expected a whole number from %llu to %llu",
+						     (unsigned long long)k->min,
+						     (unsigned long long)k->max);
+				return -1;
+			}
+			if (k->type == K_UINT)
+				*(unsigned *)field = (unsigned)v;
+			else if (k->type == K_SIZE)
+				*(size_t *)field = (size_t)v;
+			else
+				*(uint64_t *)field = v;
+			return 0;
+		}
+	}
+	*error_r = xstrdup("unknown key");
+	return -1;
+}
+
+static int set_listen(struct tern_config *c, const char *key, const char *value, char **error_r)
+{
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		if (strcmp(role_names[r], key) != 0)
+			continue;
+		struct listen_spec *l = &c->listen[r];
+		if (net_parse_addrport(value, &l->addr, &l->addrlen) < 0) {
+			*error_r = xstrdup("expected a numeric address:port, e.g. 0.0.0.0:25 or [::]:25");
+			return -1;
+		}
+		free(l->text);
+		l->text = xstrdup(value);
+		l->enabled = true;
+		return 0;
+	}
+	*error_r = xstrdup("unknown listener role (smtp submission submissions pop3 pop3s imap imaps)");
+	return -1;
+}
+
+static int config_entry(void *ctx, const char *section, const char *key, const char *value,
+			char **error_r)
+{
+	struct tern_config *c = ctx;
+	if (*section == '\0')
+		return set_top(c, key, value, error_r);
+	if (!strcmp(section, "listen"))
+		return set_listen(c, key, value, error_r);
+	if (!strcmp(section, "tls")) {
+		char **f = !strcmp(key, "cert") ? &c->tls_cert : !strcmp(key, "key") ? &c->tls_key : NULL;
+		if (f == NULL) {
+			*error_r = xstrdup("unknown key");
+			return -1;
+		}
+		free(*f);
+		*f = xstrdup(value);
+		return 0;
+	}
+	if (!strcmp(section, "dns")) {
+		if (strcmp(key, "servers") != 0) {
+			*error_r = xstrdup("unknown key");
+			return -1;
+		}
+		free(c->dns_servers);
+		c->dns_servers = xstrdup(value);
+		return 0;
+	}
+	if (!strcmp(section, "queue")) {
+		uint64_t v;
+		if (strcmp(key, "mx_port") != 0) {
+			*error_r = xstrdup("unknown key");
+			return -1;
+		}
+		if (strnum_u64z(value, 65535, &v) < 0 || v == 0) {
+			*error_r = xstrdup("expected a port number");
+			return -1;
+		}
+		c->queue_mx_port = (unsigned)v;
+		return 0;
+	}
+	if (!strcmp(section, "routes")) {
+		char *host;
+		uint16_t port;
+		if (!valid_domain(key)) {
+			*error_r = xstrdup("not a domain name");
+			return -1;
+		}
+		if (net_split_hostport(value, &host, &port) < 0) {
+			*error_r = xstrdup("expected host:port");
+			return -1;
+		}
+		c->routes = xreallocarray(c->routes, c->n_routes + 1, sizeof(*c->routes));
+		c->routes[c->n_routes].domain = lower_dup(key);
+		c->routes[c->n_routes].host = host;
+		c->routes[c->n_routes].port = port;
+		c->n_routes++;
+		return 0;
+	}
+	*error_r = xstrdup("unknown section");
+	return -1;
+}
+
+/* config_finish - checks that span keys, and derived values */
+static int config_finish(struct tern_config *c, const char *name, char **error_r)
+{
+	if (c->data_dir == NULL) {
+		*error_r = xasprintf("%s: data_dir is not set", name);
+		return -1;
+	}
+	if (c->data_dir[0] != '/') {
+		char cwd[PATH_MAX];
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			*error_r = xasprintf("%s: getcwd: %s", name, strerror(errno));
+			return -1;
+		}
+		char *abs = xasprintf("%s/%s", cwd, c->data_dir);
+		free(c->data_dir);
+		c->data_dir = abs;
+	}
+	if (c->n_domains == 0) {
+		*error_r = xasprintf("%s: domains is not set", name);
+		return -1;
+	}
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
+		*error_r = xasprintf("%s: [tls] cert and key go together", name);
+		return -1;
+	}
+	return 0;
+}
+
+struct tern_config *config_load_string(const char *name, const char *text, char **error_r)
+{
+	struct tern_config *c = xcalloc(1, sizeof(*c));
+	config_defaults(c);
+	c->path = xstrdup(name);
+	if (conf_parse(name, text, strlen(text), config_entry, c, error_r) < 0 ||
+	    config_finish(c, name, error_r) < 0) {
+		config_free(&c);
+		return NULL;
+	}
+	return c;
+}
+
+struct tern_config *config_load(const char *path, char **error_r)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*error_r = xasprintf("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *text = xmalloc(CONFIG_MAX_FILE + 1);
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(fd, text + len, CONFIG_MAX_FILE + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*error_r = xasprintf("%s: %s", path, strerror(errno));
+			close(fd);
+			free(text);
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > CONFIG_MAX_FILE) {
+			*error_r = xasprintf("%s: file too large", path);
+			close(fd);
+			free(text);
+			return NULL;
+		}
+	}
+	close(fd);
+	text[len] = '\0';
+	if (strlen(text) != len) {
+		*error_r = xasprintf("%s: NUL byte in file", path);
+		free(text);
+		return NULL;
+	}
+	struct tern_config *c = config_load_string(path, text, error_r);
+	free(text);
+	return c;
+}
+
+struct tern_config *config_dev(void)
+{
+	static const char *const dev_listen[ROLE_COUNT] = {
+		"127.0.0.1:2525", "127.0.0.1:5587", "127.0.0.1:4465", "127.0.0.1:1110",
+		"127.0.0.1:1995", "127.0.0.1:1143", "127.0.0.1:1993",
+	};
+	char *err = NULL;
+	struct tern_config *c = config_load_string("(development instance)",
+		"data_dir = tern-data\ndomains = localhost\nhostname = localhost\n", &err);
+	if (c == NULL)
+		abort();	/* the built-in text is fixed: a failure is a bug */
+	free(c->path);
+	c->path = NULL;
+	/* Only SMTP roles are served until POP3 and IMAP exist. */
+	for (int r = ROLE_SMTP; r <= ROLE_SUBMISSIONS; r++) {
+		if (set_listen(c, role_names[r], dev_listen[r], &err) < 0)
+			abort();
+	}
+	return c;
+}
+
+bool config_is_local_domain(const struct tern_config *c, const char *domain)
+{
+	for (size_t i = 0; i < c->n_domains; i++)
+		if (strcasecmp(c->domains[i], domain) == 0)
+			return true;
+	return false;
+}
+
+const char *config_role_name(enum listen_role role)
+{
+	return role >= 0 && role < ROLE_COUNT ? role_names[role] : "?";
+}
+
+char *config_path_in_data(const struct tern_config *c, const char *rel)
+{
+	return xasprintf("%s/%s", c->data_dir, rel);
+}
+
+void config_free(struct tern_config **cp)
+{
+	struct tern_config *c = *cp;
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->hostname);
+	free(c->data_dir);
+	for (size_t i = 0; i < c->n_domains; i++)
+		free(c->domains[i]);
+	free(c->domains);
+	free(c->user);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		free(c->listen[r].text);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->dns_servers);
+	for (size_t i = 0; i < c->n_routes; i++) {
+		free(c->routes[i].domain);
+		free(c->routes[i].host);
+	}
+	free(c->routes);
+	free(c);
+	*cp = NULL;
+}

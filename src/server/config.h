@@ -1,0 +1,88 @@
+/* config - the tern configuration: keys, defaults, validation.
+ * Syntax: "key = value" lines, "[section]" headers, '#' starts a comment. An unknown key or a
+ * bad value stops loading with "FILE:LINE: reason". The reference is docs/configuration.md. */
+#ifndef TERN_CONFIG_H
+#define TERN_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum listen_role {
+	ROLE_SMTP,
+	ROLE_SUBMISSION,
+	ROLE_SUBMISSIONS,
+	ROLE_POP3,
+	ROLE_POP3S,
+	ROLE_IMAP,
+	ROLE_IMAPS,
+	ROLE_COUNT
+};
+
+struct listen_spec {
+	bool enabled;
+	char *text;			/* as written: "127.0.0.1:2525" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+struct route {
+	char *domain;
+	char *host;			/* host name or address */
+	uint16_t port;
+};
+
+struct tern_config {
+	char *path;			/* NULL for the development instance */
+	char *hostname;
+	char *data_dir;			/* absolute */
+	char **domains;			/* lower case */
+	size_t n_domains;
+	char *user;			/* NULL: do not change user */
+	unsigned workers;		/* 0 = one per CPU */
+	bool debug;
+
+	/* SMTP limits */
+	uint64_t max_message_size;
+	size_t smtp_max_line;		/* command line, bytes incl. CRLF */
+	size_t smtp_max_text_line;	/* message text line, bytes incl. CRLF (RFC 5321: 1000) */
+	size_t smtp_max_recipients;
+	unsigned smtp_max_commands;	/* commands in one transaction before DATA (RSET clears) */
+	size_t smtp_max_bytes_before_data; /* command bytes in a session before its first DATA */
+	unsigned smtp_max_bad_commands;
+	unsigned smtp_max_auth_failures;
+	unsigned max_connections_per_ip;
+	unsigned smtp_timeout_command;	/* seconds: waiting for a command (RFC 5321: 5 min) */
+	unsigned smtp_timeout_data;	/* seconds: between data blocks (RFC 5321: 3 min) */
+	unsigned shutdown_timeout;	/* seconds: SIGTERM waits this long for transactions */
+	bool received_show_auth;	/* name the authenticated user in Received: */
+	bool allow_plaintext_auth_loopback; /* AUTH without TLS from 127.0.0.0/8, ::1 */
+
+	struct listen_spec listen[ROLE_COUNT];
+
+	char *tls_cert;			/* NULL: data_dir/tls/cert.pem, self-signed on first start */
+	char *tls_key;
+
+	char *dns_servers;		/* NULL: /etc/resolv.conf; else "addr:port,addr:port" */
+
+	unsigned queue_mx_port;
+	struct route *routes;
+	size_t n_routes;
+};
+
+/* config_load - read FILE into a fresh config with defaults filled in.
+ * Returns NULL and sets *error_r (caller frees) to "FILE:LINE: reason" on failure. */
+struct tern_config *config_load(const char *path, char **error_r);
+/* config_load_string - the same from text (name is used in errors); for tests. */
+struct tern_config *config_load_string(const char *name, const char *text, char **error_r);
+/* config_dev - the development instance: ./tern-data, domain localhost, 127.0.0.1 high ports. */
+struct tern_config *config_dev(void);
+/* config_is_local_domain - true when domain (any case) is in domains. */
+bool config_is_local_domain(const struct tern_config *c, const char *domain);
+/* config_role_name - "smtp", "submission", … */
+const char *config_role_name(enum listen_role role);
+/* config_path_in_data - data_dir + "/" + rel; caller frees. */
+char *config_path_in_data(const struct tern_config *c, const char *rel);
+void config_free(struct tern_config **c);
+
+#endif

@@ -1,0 +1,380 @@
+/* master - `tern serve`: data dir, TLS, listening sockets, privilege drop, children */
+#include "server/master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/throttle.h"
+#include "lib/connlimit.h"
+#include "lib/fs.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/tls.h"
+#include "lib/xmalloc.h"
+#include "queue/runner.h"
+#include "queue/spool.h"
+#include "server/worker.h"
+
+#define MAX_CHILDREN 130
+
+enum child_kind { CHILD_WORKER, CHILD_RUNNER };
+
+struct child {
+	pid_t pid;
+	enum child_kind kind;
+	bool retiring;		/* replaced after SIGHUP: do not restart */
+	time_t started;
+};
+
+struct master {
+	struct tern_config *cfg;
+	int listen_fds[ROLE_COUNT];
+	SSL_CTX *tls;
+	char *cert_path, *key_path;
+	bool drop;		/* started as root: children switch to uid/gid */
+	uid_t uid;
+	gid_t gid;
+	struct child children[MAX_CHILDREN];
+	unsigned n_workers;
+};
+
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+}
+
+/* resolve_user - decide who the children run as */
+static void resolve_user(struct master *m, bool dev)
+{
+	if (geteuid() != 0) {
+		m->drop = false;
+		return;
+	}
+	const char *name = m->cfg->user;
+	if (name == NULL && dev)
+		name = getpwnam("tern") != NULL ? "tern" : "nobody";
+	if (name == NULL)
+		log_fatalx("started as root: set \"user = NAME\" in %s so the children can drop root",
+			   m->cfg->path);
+	struct passwd *pw = getpwnam(name);
+	if (pw == NULL)
+		log_fatalx("user %s: no such user", name);
+	if (pw->pw_uid == 0)
+		log_fatalx("user %s: is root; children must not run as root", name);
+	m->drop = true;
+	m->uid = pw->pw_uid;
+	m->gid = pw->pw_gid;
+}
+
+/* own - give path to the run user (when dropping) */
+static void own(struct master *m, const char *path)
+{
+	if (m->drop && lchown(path, m->uid, m->gid) < 0 && errno != ENOENT)
+		log_fatal("chown %s", path);
+}
+
+/* prepare_data_dir - create the directories the children need, owned by the run user */
+static void prepare_data_dir(struct master *m)
+{
+	static const char *const dirs[] = { "", "/spool", "/spool/incoming", "/spool/queue",
+					    "/mail", "/tls" };
+	static const char *const files[] = { "/tern.db", "/tern.db-wal", "/tern.db-shm",
+					     "/spool/queue.db", "/spool/queue.db-wal",
+					     "/spool/queue.db-shm" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char *p = xasprintf("%s%s", m->cfg->data_dir, dirs[i]);
+		if (fs_mkdirs(p, 0700) < 0)
+			log_fatal("mkdir %s", p);
+		own(m, p);
+		free(p);
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *p = xasprintf("%s%s", m->cfg->data_dir, files[i]);
+		own(m, p);
+		free(p);
+	}
+}
+
+/* load_tls - the configured pair, or a self-signed one made on first start */
+static SSL_CTX *load_tls(struct master *m, char **error_r)
+{
+	if (m->cert_path == NULL) {
+		if (m->cfg->tls_cert != NULL) {
+			m->cert_path = xstrdup(m->cfg->tls_cert);
+			m->key_path = xstrdup(m->cfg->tls_key);
+		} else {
+			m->cert_path = config_path_in_data(m->cfg, "tls/cert.pem");
+			m->key_path = config_path_in_data(m->cfg, "tls/key.pem");
+			if (access(m->cert_path, F_OK) < 0 || access(m->key_path, F_OK) < 0) {
+				log_info("generating a self-signed certificate for %s in %s",
+					 m->cfg->hostname, m->cert_path);
+				if (tls_make_selfsigned(m->cert_path, m->key_path, m->cfg->hostname,
+							error_r) < 0)
+					return NULL;
+			}
+		}
+	}
+	return tls_server_ctx(m->cert_path, m->key_path, error_r);
+}
+
+static void open_listeners(struct master *m)
+{
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		m->listen_fds[r] = -1;
+		const struct listen_spec *l = &m->cfg->listen[r];
+		if (!l->enabled)
+			continue;
+		if (r > ROLE_SUBMISSIONS) {
+			log_warnx("[listen] %s = %s: POP3 and IMAP are not served yet; ignored",
+				  config_role_name(r), l->text);
+			continue;
+		}
+		m->listen_fds[r] = net_listen((const struct sockaddr *)&l->addr, l->addrlen, 511);
+		if (m->listen_fds[r] < 0)
+			log_fatal("listen %s on %s", config_role_name(r), l->text);
+	}
+}
+
+/* child_setup - in a new child: default signals, die with the master, drop root */
+static void child_setup(struct master *m, pid_t master_pid)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master_pid)
+		_exit(0);
+	if (m->drop) {
+		if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
+			log_fatal("dropping privileges");
+		if (setuid(0) == 0)
+			log_fatalx("could drop root but get it back: refusing to run");
+		prctl(PR_SET_PDEATHSIG, SIGTERM);	/* setuid clears it */
+		if (getppid() != master_pid)
+			_exit(0);
+	}
+}
+
+static void spawn(struct master *m, struct child *c, enum child_kind kind)
+{
+	pid_t master_pid = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("fork");
+		c->pid = 0;
+		return;
+	}
+	if (pid == 0) {
+		child_setup(m, master_pid);
+		int rc = kind == CHILD_WORKER ? worker_main(m->cfg, m->tls, m->listen_fds)
+					      : runner_main(m->cfg);
+		exit(rc);
+	}
+	c->pid = pid;
+	c->kind = kind;
+	c->retiring = false;
+	c->started = time(NULL);
+}
+
+static struct child *free_slot(struct master *m)
+{
+	for (size_t i = 0; i < MAX_CHILDREN; i++)
+		if (m->children[i].pid == 0)
+			return &m->children[i];
+	return NULL;
+}
+
+static void spawn_generation(struct master *m)
+{
+	for (unsigned i = 0; i < m->n_workers; i++) {
+		struct child *c = free_slot(m);
+		if (c != NULL)
+			spawn(m, c, CHILD_WORKER);
+	}
+}
+
+/* reap - collect dead children; restart those that should still run */
+static void reap(struct master *m)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (size_t i = 0; i < MAX_CHILDREN; i++) {
+			struct child *c = &m->children[i];
+			if (c->pid != pid)
+				continue;
+			c->pid = 0;
+			bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+			if (!clean || (!got_term && !c->retiring)) {
+				if (WIFSIGNALED(status))
+					log_warnx("%s %ld killed by signal %d",
+						  c->kind == CHILD_WORKER ? "worker" : "queue runner",
+						  (long)pid, WTERMSIG(status));
+				else
+					log_info("%s %ld exited with status %d",
+						 c->kind == CHILD_WORKER ? "worker" : "queue runner",
+						 (long)pid, WEXITSTATUS(status));
+			}
+			if (!got_term && !c->retiring) {
+				if (time(NULL) - c->started < 1)
+					sleep(1);	/* a crash loop must not spin */
+				spawn(m, c, c->kind);
+			}
+			break;
+		}
+	}
+}
+
+static unsigned live_children(const struct master *m)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < MAX_CHILDREN; i++)
+		if (m->children[i].pid != 0)
+			n++;
+	return n;
+}
+
+/* reload - SIGHUP: reload the certificate, start fresh workers, retire the old ones */
+static void reload(struct master *m)
+{
+	char *err = NULL;
+	SSL_CTX *tls = load_tls(m, &err);
+	if (tls == NULL) {
+		log_warnx("reload: TLS: %s; keeping the old certificate", err);
+		free(err);
+		return;
+	}
+	SSL_CTX_free(m->tls);
+	m->tls = tls;
+	for (size_t i = 0; i < MAX_CHILDREN; i++) {
+		struct child *c = &m->children[i];
+		if (c->pid != 0 && c->kind == CHILD_WORKER && !c->retiring) {
+			c->retiring = true;
+			kill(c->pid, SIGTERM);
+		}
+	}
+	spawn_generation(m);
+	log_info("reloaded: certificate %s; new workers started", m->cert_path);
+}
+
+static void print_ready(struct master *m)
+{
+	for (int r = 0; r < ROLE_COUNT; r++)
+		if (m->listen_fds[r] >= 0)
+			log_info("listening: %s on %s", config_role_name(r), m->cfg->listen[r].text);
+	log_info("ready: %u workers, data in %s%s", m->n_workers, m->cfg->data_dir,
+		 m->drop ? ", children run unprivileged" : "");
+}
+
+int master_run(struct tern_config *cfg, const char *dev_banner)
+{
+	struct master m;
+	char *err = NULL;
+	memset(&m, 0, sizeof(m));
+	m.cfg = cfg;
+	log_init("master");
+	log_set_debug(cfg->debug);
+	signal(SIGPIPE, SIG_IGN);
+	tls_init();
+
+	resolve_user(&m, dev_banner != NULL);
+	prepare_data_dir(&m);
+	m.tls = load_tls(&m, &err);
+	if (m.tls == NULL)
+		log_fatalx("TLS: %s", err);
+	own(&m, m.cert_path);
+	char *spool = config_path_in_data(cfg, "spool");
+	spool_sweep_incoming(spool);
+	free(spool);
+	open_listeners(&m);
+	if (connlimit_init() < 0 || throttle_init() < 0)
+		log_fatal("shared tables");
+
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	m.n_workers = cfg->workers ? cfg->workers : (ncpu > 0 ? (unsigned)ncpu : 1);
+	if (m.n_workers > 64)
+		m.n_workers = 64;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+
+	spawn(&m, &m.children[0], CHILD_RUNNER);
+	spawn_generation(&m);
+	print_ready(&m);
+	if (dev_banner != NULL)
+		fprintf(stderr, "%s", dev_banner);
+
+	while (!got_term) {
+		sigsuspend(&old);
+		if (got_chld) {
+			got_chld = 0;
+			reap(&m);
+		}
+		if (got_hup && !got_term) {
+			got_hup = 0;
+			reload(&m);
+		}
+	}
+
+	log_info("stopping: waiting up to %us for transactions in flight", cfg->shutdown_timeout);
+	for (size_t i = 0; i < MAX_CHILDREN; i++)
+		if (m.children[i].pid != 0)
+			kill(m.children[i].pid, SIGTERM);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		if (m.listen_fds[r] >= 0)
+			close(m.listen_fds[r]);
+	time_t deadline = time(NULL) + cfg->shutdown_timeout + 5;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	while (live_children(&m) > 0) {
+		if (time(NULL) > deadline) {
+			log_warnx("children did not stop in time: killing them");
+			for (size_t i = 0; i < MAX_CHILDREN; i++)
+				if (m.children[i].pid != 0)
+					kill(m.children[i].pid, SIGKILL);
+			deadline = time(NULL) + 5;
+		}
+		reap(&m);
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	SSL_CTX_free(m.tls);
+	free(m.cert_path);
+	free(m.key_path);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,12 @@
+/* master - `tern serve`: prepares the data dir, TLS and listening sockets, forks the
+ * workers and the queue runner (dropping root in each), restarts children that die,
+ * reloads on SIGHUP, drains and exits on SIGTERM. */
+#ifndef TERN_MASTER_H
+#define TERN_MASTER_H
+#include "server/config.h"
+
+/* master_run - run until SIGTERM/SIGINT; returns the exit status. dev_banner: printed once
+ * ready (the development instance's how-to-connect text), or NULL. */
+int master_run(struct tern_config *cfg, const char *dev_banner);
+
+#endif

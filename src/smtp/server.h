@@ -1,0 +1,44 @@
+/* smtp_server - SMTP server sessions (RFC 5321 + PIPELINING, SIZE, 8BITMIME,
+ * ENHANCEDSTATUSCODES, STARTTLS, AUTH, SMTPUTF8, CHUNKING) for the smtp, submission and
+ * submissions roles. One struct smtp_server per worker process holds what its sessions
+ * share. */
+#ifndef TERN_SMTP_SERVER_H
+#define TERN_SMTP_SERVER_H
+#include <stdbool.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "server/config.h"
+
+struct accounts;
+struct queue;
+struct smtp_session;
+
+struct smtp_server {
+	struct event_base *base;
+	const struct tern_config *cfg;
+	SSL_CTX *tls;			/* NULL: no STARTTLS, no implicit TLS */
+	struct accounts *accounts;
+	struct queue *queue;		/* NULL: remote recipients get 451 */
+	char *spool_dir;
+	LIST_HEAD(, smtp_session) sessions;
+	unsigned n_sessions;
+	bool draining;
+};
+
+/* smtp_server_init - fill srv (the caller opened accounts and queue). */
+void smtp_server_init(struct smtp_server *srv, struct event_base *base,
+		      const struct tern_config *cfg, SSL_CTX *tls, struct accounts *accounts,
+		      struct queue *queue);
+/* smtp_session_start - serve an accepted socket (owned from now on) for role. */
+void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *peer,
+			socklen_t peerlen, enum listen_role role);
+/* smtp_server_drain - stop: idle sessions get 421 now, a transaction in flight finishes
+ * first. Sessions end on their own; watch srv->n_sessions. */
+void smtp_server_drain(struct smtp_server *srv);
+/* smtp_server_free - end every session at once and free what srv holds. */
+void smtp_server_free(struct smtp_server *srv);
+
+#endif

@@ -1,0 +1,106 @@
+"""Fixtures for the integration suite: real `tern serve` instances on loopback.
+
+- `server`: one instance per test module (users alice, bob, jörg) for read-only SMTP tests.
+- `tern_factory`: a callable making fresh per-test instances (for kill/restart/reconfig tests).
+A failing test gets the log tail of every live instance attached to its report; an instance
+whose log shows a sanitizer report fails the test that owned it at teardown.
+"""
+import itertools
+import os
+
+import pytest
+
+import tern_harness as th
+
+_LIVE = []          # instances started and not yet torn down
+_counter = itertools.count(1)
+
+
+def provision_users(inst, users=None):
+    """Create the standard users before start. A user the server refuses (e.g. the UTF-8
+    one) is recorded in inst.user_errors so the test that needs it can fail with the reason."""
+    inst.user_errors = {}
+    for addr, pw in (users or th.USERS).items():
+        r = inst.cli("user", "add", addr, stdin=pw + "\n")
+        if r.returncode != 0:
+            inst.user_errors[addr] = r
+    for addr in ("alice@example.test", "bob@example.test"):
+        if addr in inst.user_errors and (users is None or addr in users):
+            raise th.TernError(f"cannot create {addr}: {inst.user_errors[addr]!r}")
+
+
+def _teardown(inst):
+    try:
+        inst.stop()
+    finally:
+        if inst in _LIVE:
+            _LIVE.remove(inst)
+    found = inst.sanitizer_reports()
+    if found:
+        pytest.fail(f"sanitizer report(s) {found} in tern log {inst.log_path}:\n"
+                    f"{inst.log_tail(120)}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _binary_present():
+    if not os.path.exists(th.TERN_BIN):
+        pytest.exit(f"tern binary not found at {th.TERN_BIN}; build it with "
+                    f"`make build/asan/tern` or set TERN_BIN", returncode=2)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A started instance shared by the tests of one module."""
+    inst = th.TernInstance(tmp_path_factory.mktemp("tern-module"))
+    _LIVE.append(inst)
+    try:
+        provision_users(inst)
+        inst.start()
+    except BaseException:
+        _teardown_quiet(inst)
+        raise
+    yield inst
+    _teardown(inst)
+
+
+def _teardown_quiet(inst):
+    try:
+        inst.stop()
+    finally:
+        if inst in _LIVE:
+            _LIVE.remove(inst)
+
+
+@pytest.fixture
+def tern_factory(tmp_path):
+    """make(start=True, users=None, **TernInstance kwargs) -> a fresh instance of this test."""
+    made = []
+
+    def make(start=True, users=None, provision=True, **kw):
+        inst = th.TernInstance(tmp_path / f"tern{next(_counter)}", **kw)
+        made.append(inst)
+        _LIVE.append(inst)
+        if provision:
+            provision_users(inst, users)
+        if start:
+            inst.start()
+        return inst
+
+    yield make
+    errors = []
+    for inst in made:
+        try:
+            _teardown(inst)
+        except BaseException as e:  # collect, report all
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("setup", "call"):
+        for inst in list(_LIVE):
+            rep.sections.append((f"tern log tail ({inst.log_path})", inst.log_tail(80)))

@@ -1,0 +1,593 @@
+"""tern_harness - start a real `tern serve` on loopback and talk to it.
+
+Each TernInstance owns a data dir, a config file and free ports; start() waits until every
+listener answers with a banner (never a fixed sleep), stop() sends SIGTERM to the process
+group and SIGKILL after a deadline. Helpers read Maildir files and split off the trace
+headers the server prepends, so tests can compare delivered bytes with sent bytes exactly.
+"""
+import base64
+import os
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+TERN_BIN = os.environ.get("TERN_BIN", "/work/main/build/asan/tern")
+HOSTNAME = "mx.example.test"
+DOMAINS = ("example.test", "other.test")
+# ASan builds start slowly and everything is slower under the sanitizer.
+READY_TIMEOUT = float(os.environ.get("TERN_READY_TIMEOUT", "20"))
+IO_TIMEOUT = float(os.environ.get("TERN_IO_TIMEOUT", "30"))
+CLI_TIMEOUT = 60
+
+USERS = {
+    "alice@example.test": "alice-Secret-1",
+    "bob@example.test": "bob-Secret-2",
+    "jörg@example.test": "jörg-Secret-3",
+}
+
+SANITIZER_PATTERNS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "runtime error:",  # UBSan
+)
+
+
+def token():
+    """A short unique marker to find one test's message in a shared mailbox."""
+    return uuid.uuid4().hex[:16]
+
+
+def free_port():
+    """Bind port 0 on 127.0.0.1 to let the kernel pick a free port, then release it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tls_context():
+    """A client context for the server's self-signed certificate."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tail(path, n=60):
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return f"(no log: {e})"
+    lines = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(lines[-n:])
+
+
+class TernError(Exception):
+    pass
+
+
+class CliResult:
+    def __init__(self, args, proc):
+        self.args = args
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout.decode("utf-8", "replace")
+        self.stderr = proc.stderr.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return (f"<tern {' '.join(self.args)}: exit {self.returncode}\n"
+                f"stdout: {self.stdout!r}\nstderr: {self.stderr!r}>")
+
+
+def run_tern(args, stdin=None, timeout=CLI_TIMEOUT, env=None):
+    """Run the tern binary with args; returns a CliResult (never raises on exit status)."""
+    if isinstance(stdin, str):
+        stdin = stdin.encode("utf-8")
+    proc = subprocess.run([TERN_BIN] + list(args), input=stdin if stdin is not None else b"",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                          env=env)
+    return CliResult(list(args), proc)
+
+
+class TernInstance:
+    """One `tern serve` with its own data dir, config file and ports."""
+
+    def __init__(self, base_dir, extra_config="", user=None, workers=2, env=None,
+                 data_dir=None, settings=None):
+        self.base = Path(base_dir)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.data_dir = Path(data_dir) if data_dir else self.base / "data"
+        self.conf = self.base / "tern.conf"
+        self.log_path = self.base / "tern.log"
+        self.ports = {
+            "smtp": free_port(),
+            "submission": free_port(),
+            "submissions": free_port(),
+        }
+        # Nothing listens here: DNS lookups and outbound delivery fail temporarily, so
+        # remote mail stays in the queue where the tests can see it.
+        self.dns_port = free_udp_port()
+        self.mx_port = free_port()
+        self.settings = {
+            "hostname": HOSTNAME,
+            "data_dir": str(self.data_dir),
+            "domains": " ".join(DOMAINS),
+            "workers": str(workers),
+            "max_message_size": "1048576",
+            "smtp_max_line": "2048",
+            "smtp_max_text_line": "16384",
+            "smtp_max_recipients": "100",
+            "smtp_max_bad_commands": "20",
+            "max_connections_per_ip": "100",
+            "smtp_timeout_command": "300",
+            "smtp_timeout_data": "180",
+            "shutdown_timeout": "10",
+        }
+        if user:
+            self.settings["user"] = user
+        if settings:
+            self.settings.update(settings)
+        self.extra_config = extra_config
+        self.env = dict(os.environ)
+        if env:
+            self.env.update(env)
+        self.proc = None
+        self.pgid = None
+        self.starts = 0
+        self.last_exit = None
+        self.write_config()
+
+    # -- configuration and CLI ----------------------------------------------------------
+    def config_text(self):
+        lines = [f"{k} = {v}" for k, v in self.settings.items()]
+        lines.append(self.extra_config)
+        lines.append("[listen]")
+        for role, port in self.ports.items():
+            lines.append(f"{role} = 127.0.0.1:{port}")
+        lines.append("[tls]")
+        lines.append("# no cert/key: self-signed pair generated under data_dir/tls/")
+        lines.append("[dns]")
+        lines.append(f"servers = 127.0.0.1:{self.dns_port}")
+        lines.append("[queue]")
+        lines.append(f"mx_port = {self.mx_port}")
+        return "\n".join(lines) + "\n"
+
+    def write_config(self):
+        self.conf.write_text(self.config_text(), encoding="utf-8")
+
+    def cli(self, *args, stdin=None, timeout=CLI_TIMEOUT):
+        """Run `tern ARGS -c CONF`."""
+        return run_tern(list(args) + ["-c", str(self.conf)], stdin=stdin, timeout=timeout,
+                        env=self.env)
+
+    def add_user(self, addr, password):
+        r = self.cli("user", "add", addr, stdin=password + "\n")
+        if r.returncode != 0:
+            raise TernError(f"user add {addr} failed: {r!r}")
+        return r
+
+    def queue_list(self):
+        r = self.cli("queue", "list")
+        if r.returncode != 0:
+            raise TernError(f"queue list failed: {r!r}")
+        return r.stdout
+
+    # -- process control ----------------------------------------------------------------
+    def start(self, timeout=READY_TIMEOUT):
+        if not os.path.exists(TERN_BIN):
+            raise TernError(f"tern binary not found at {TERN_BIN} (set TERN_BIN)")
+        self.starts += 1
+        logf = open(self.log_path, "ab")
+        logf.write(f"\n===== start #{self.starts} at {time.strftime('%T')} =====\n".encode())
+        logf.flush()
+        try:
+            self.proc = subprocess.Popen([TERN_BIN, "serve", "-c", str(self.conf)],
+                                         stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         start_new_session=True, env=self.env)
+        finally:
+            logf.close()
+        self.pgid = self.proc.pid  # start_new_session: the master leads its own group
+        self.wait_ready(timeout)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _probe(self, role, port):
+        """True when the listener answers with a 220 banner (over TLS on submissions)."""
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        except OSError:
+            return False
+        try:
+            if role == "submissions":
+                sock = tls_context().wrap_socket(sock, server_hostname=HOSTNAME)
+            sock.settimeout(5)
+            data = b""
+            while b"\n" not in data:
+                chunk = sock.recv(512)
+                if not chunk:
+                    return False
+                data += chunk
+            if not data.startswith(b"220"):
+                return False
+            try:
+                sock.sendall(b"QUIT\r\n")
+            except OSError:
+                pass
+            return True
+        except (OSError, ssl.SSLError):
+            return False
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        pending = dict(self.ports)
+        while pending:
+            if self.proc.poll() is not None:
+                raise TernError(
+                    f"tern serve exited with status {self.proc.returncode} before it was "
+                    f"ready; log tail:\n{self.log_tail()}")
+            for role, port in list(pending.items()):
+                if self._probe(role, port):
+                    del pending[role]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise TernError(
+                    f"tern serve not ready after {timeout}s; no banner on "
+                    f"{', '.join(f'{r}={p}' for r, p in pending.items())}; log tail:\n"
+                    f"{self.log_tail()}")
+            time.sleep(0.05)  # poll interval, not a readiness assumption
+
+    def signal_group(self, sig):
+        if self.pgid is None:
+            return
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, timeout=30):
+        """SIGTERM to the process group, wait, SIGKILL on timeout. Returns the exit status."""
+        if self.proc is None:
+            return self.last_exit
+        if self.proc.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.proc.wait(10)
+        self.last_exit = self.proc.returncode
+        self.proc = None
+        # Children that outlived the master must not leak into other tests.
+        self.stragglers = group_members(self.pgid)
+        self.signal_group(signal.SIGKILL)
+        self.wait_group_gone()
+        return self.last_exit
+
+    def kill(self):
+        """SIGKILL the whole process group (master and children) and reap the master."""
+        if self.proc is None:
+            return
+        self.signal_group(signal.SIGKILL)
+        self.proc.wait(10)
+        self.last_exit = self.proc.returncode
+        self.proc = None
+        self.wait_group_gone()
+
+    def wait_group_gone(self, timeout=10):
+        """Wait until no process of the (former) group is left, so ports are free."""
+        pgid = self.pgid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not group_members(pgid):
+                return
+            time.sleep(0.05)
+
+    def log_tail(self, n=60):
+        return tail(self.log_path, n)
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def sanitizer_reports(self):
+        text = self.log_text()
+        return [p for p in SANITIZER_PATTERNS if p in text]
+
+    # -- mailboxes ----------------------------------------------------------------------
+    def maildir(self, addr):
+        local, domain = addr.rsplit("@", 1)
+        return self.data_dir / "mail" / domain / local
+
+    def mailbox_files(self, addr, subdirs=("new", "cur")):
+        files = []
+        for sub in subdirs:
+            d = self.maildir(addr) / sub
+            if d.is_dir():
+                files.extend(sorted(p for p in d.iterdir() if p.is_file()))
+        return files
+
+    def find_messages(self, addr, needle, subdirs=("new", "cur")):
+        """Files in addr's Maildir whose bytes contain needle."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        out = []
+        for p in self.mailbox_files(addr, subdirs):
+            try:
+                if needle in p.read_bytes():
+                    out.append(p)
+            except FileNotFoundError:
+                pass
+        return out
+
+    def wait_message(self, addr, needle, count=1, timeout=20):
+        """Poll until addr's Maildir holds `count` files containing needle; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.find_messages(addr, needle)
+            if len(found) >= count:
+                # Let a short moment pass to see that no extra copy appears.
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no message with {needle!r} for {addr} after {timeout}s "
+                    f"(found {len(found)}; files in {self.maildir(addr)}: "
+                    f"{[str(p) for p in self.mailbox_files(addr, ('tmp', 'new', 'cur'))]})")
+            time.sleep(0.05)
+
+    def all_delivered_files(self):
+        root = self.data_dir / "mail"
+        if not root.is_dir():
+            return []
+        return [p for p in root.rglob("*") if p.is_file() and p.parent.name in ("new", "cur", "tmp")]
+
+    # -- SMTP clients -------------------------------------------------------------------
+    def smtp(self, role="smtp"):
+        """A connected smtplib client: plain on smtp/submission, TLS on submissions."""
+        port = self.ports[role]
+        if role == "submissions":
+            return smtplib.SMTP_SSL("127.0.0.1", port, local_hostname="client.example.net",
+                                    timeout=IO_TIMEOUT, context=tls_context())
+        return smtplib.SMTP("127.0.0.1", port, local_hostname="client.example.net",
+                            timeout=IO_TIMEOUT)
+
+    def submission_login(self, user="alice@example.test", password=None):
+        """587: EHLO, STARTTLS, EHLO, AUTH (smtplib login). Returns the client."""
+        s = self.smtp("submission")
+        s.ehlo()
+        s.starttls(context=tls_context())
+        s.ehlo()
+        s.login(user, password if password is not None else USERS[user])
+        return s
+
+    def raw(self, role="smtp", ehlo=True):
+        """A RawSMTP connected to role, banner read, EHLO sent when asked."""
+        c = RawSMTP("127.0.0.1", self.ports[role], tls=(role == "submissions"))
+        code, lines = c.read_reply()
+        assert code == 220, (code, lines)
+        if ehlo:
+            code, lines = c.cmd("EHLO client.example.net")
+            assert code == 250, (code, lines)
+        return c
+
+
+def group_members(pgid):
+    """PIDs of live (non-zombie) processes in process group pgid."""
+    if pgid is None:
+        return []
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2:].split()
+        state, pg = rest[0], int(rest[2])
+        if pg == pgid and state != "Z":
+            pids.append(int(d))
+    return pids
+
+
+def children_of(pid):
+    """Direct children of pid, from /proc/*/stat."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2:].split()
+        if int(rest[1]) == pid and rest[0] != "Z":
+            kids.append(int(d))
+    return kids
+
+
+class RawSMTP:
+    """A byte-exact SMTP client over a socket: send what you like, read replies in order."""
+
+    def __init__(self, host, port, tls=False, timeout=IO_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls:
+            self.sock = tls_context().wrap_socket(self.sock, server_hostname=HOSTNAME)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed by server; unread: {self.buf!r}")
+        self.buf += chunk
+
+    def read_line(self):
+        while b"\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+    def read_reply(self):
+        """One (possibly multi-line) reply: (code, [text lines as str])."""
+        lines = []
+        while True:
+            line = self.read_line()
+            if len(line) < 3 or not line[:3].isdigit():
+                raise AssertionError(f"malformed reply line {line!r}")
+            code = int(line[:3])
+            sep = line[3:4]
+            lines.append(line[4:].decode("utf-8", "replace"))
+            if sep != b"-":
+                return code, lines
+
+    def cmd(self, line):
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.read_reply()
+
+    def starttls(self):
+        code, lines = self.cmd("STARTTLS")
+        assert code == 220, (code, lines)
+        assert not self.buf, f"bytes after STARTTLS reply: {self.buf!r}"
+        self.sock = tls_context().wrap_socket(self.sock, server_hostname=HOSTNAME)
+
+    def read_until_eof(self, timeout=IO_TIMEOUT):
+        """All remaining bytes until the server closes (or timeout)."""
+        self.sock.settimeout(timeout)
+        data = self.buf
+        self.buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return data
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def reply_text(lines):
+    return " / ".join(lines)
+
+
+ENH_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(\s|$)")
+
+
+def assert_reply(got, code, enhanced=None):
+    """got is (code, lines) from RawSMTP or (code, bytes) from smtplib. Assert the basic code
+    and that the text starts with an enhanced status code (the given one if any) whose class
+    matches the basic code."""
+    gcode, text = got
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if isinstance(text, list):
+        first = text[0] if text else ""
+        alltext = reply_text(text)
+    else:
+        first = text.split("\n")[0]
+        alltext = text
+    shown = f"{gcode} {alltext}"
+    if isinstance(code, int):
+        assert gcode == code, f"expected {code}, server replied: {shown!r}"
+    else:  # a class such as "5xx"
+        assert str(gcode)[0] == code[0], f"expected {code}, server replied: {shown!r}"
+    m = ENH_RE.match(first)
+    assert m, f"no enhanced status code in reply: {shown!r}"
+    assert m.group(1) == str(gcode)[0], f"enhanced code class differs: {shown!r}"
+    if enhanced:
+        assert first.startswith(enhanced + " ") or first == enhanced, \
+            f"expected enhanced code {enhanced}, server replied: {shown!r}"
+
+
+def auth_plain_b64(user, password):
+    return base64.b64encode(f"\0{user}\0{password}".encode("utf-8")).decode()
+
+
+def split_delivered(data):
+    """Split a delivered Maildir file into (return_path_line, received_header, message).
+    The file must be "Return-Path: <...>\\r\\n", then "Received: ..." with continuation
+    lines starting with SP/HT, all CRLF-terminated, then the message bytes."""
+    assert data.startswith(b"Return-Path: "), f"file does not start with Return-Path: {data[:200]!r}"
+    end = data.index(b"\r\n")
+    return_path = data[:end]
+    rest = data[end + 2:]
+    assert rest.startswith(b"Received: "), f"second header is not Received: {rest[:200]!r}"
+    pos = rest.index(b"\r\n") + 2
+    while rest[pos:pos + 1] in (b" ", b"\t"):
+        pos = rest.index(b"\r\n", pos) + 2
+    received = rest[:pos]
+    assert b"\n" not in received.replace(b"\r\n", b""), f"bare LF in Received: {received!r}"
+    return return_path, received, rest[pos:]
+
+
+def unfold(header):
+    return re.sub(rb"\r\n[ \t]+", b" ", header).rstrip(b"\r\n").decode("utf-8", "replace")
+
+
+def check_delivered(path, sender, message, with_proto=None):
+    """Assert the file at path is exactly the trace headers + message. Returns Received."""
+    data = Path(path).read_bytes()
+    rp, received, body = split_delivered(data)
+    assert rp == b"Return-Path: <" + sender.encode("utf-8") + b">", rp
+    rec = unfold(received)
+    assert f"by {HOSTNAME}" in rec, f"Received does not name 'by {HOSTNAME}': {rec!r}"
+    if with_proto:
+        assert re.search(r"\bwith " + re.escape(with_proto) + r"\b", rec), \
+            f"Received does not say 'with {with_proto}': {rec!r}"
+    assert body == message, (
+        f"stored message differs from sent message\nsent:   {message[:400]!r}\n"
+        f"stored: {body[:400]!r}")
+    return rec
+
+
+def make_message(tok, sender="sender@example.net", to="bob@example.test", subject=None,
+                 body=None, extra_headers=b""):
+    """A small RFC 5322 message as CRLF bytes, carrying tok in Subject and body."""
+    subject = subject or f"test {tok}"
+    if body is None:
+        body = f"Hello, this is message {tok}.\r\nSecond line.\r\n".encode()
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    head = (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{tok}@client.example.net>\r\n").encode("utf-8")
+    return head + extra_headers + b"\r\n" + body

@@ -1,0 +1,166 @@
+"""Limits: message size (SIZE= at MAIL and at end of data), recipients per transaction,
+command line length, bad-command count, garbage and binary input."""
+import random
+import smtplib
+
+import pytest
+
+import tern_harness as th
+from tern_harness import USERS, assert_reply, check_delivered, make_message, token
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+MAX_SIZE = 1048576
+
+
+def test_size_param_at_mail(server):
+    with server.raw() as c:
+        assert_reply(c.cmd(f"MAIL FROM:<sender@example.net> SIZE={MAX_SIZE * 2}"), 552, "5.3.4")
+        # Far beyond any integer type: still a clean 552 (or 501), never accepted.
+        code, lines = c.cmd("MAIL FROM:<sender@example.net> SIZE=99999999999999999999999999")
+        assert code in (552, 501), (code, lines)
+        assert_reply((code, lines), "5xx")
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net> SIZE=1000"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+
+
+def test_oversized_at_end_of_data(server):
+    tok = token()
+    line = b"x" * 998 + b"\r\n"
+    body = f"{tok}\r\n".encode() + line * (MAX_SIZE // len(line) + 100)
+    msg = make_message(tok, body=body)
+    assert len(msg) > MAX_SIZE
+    with server.smtp() as s:
+        s.ehlo()
+        # smtp.mail() without SIZE=, so the limit can only be found while reading the data.
+        assert s.mail("sender@example.net")[0] == 250
+        assert s.rcpt(BOB)[0] == 250
+        code, resp = s.data(msg)
+        assert_reply((code, resp), 552, "5.3.4")
+        # The session goes on.
+        assert s.noop()[0] == 250
+        tok2 = token()
+        small = make_message(tok2)
+        assert s.sendmail("sender@example.net", [BOB], small) == {}
+    server.wait_message(BOB, tok2)
+    assert server.find_messages(BOB, tok, subdirs=("tmp", "new", "cur")) == []
+
+
+def test_large_message_below_limit_stored_exactly(server):
+    tok = token()
+    rnd = random.Random(1)
+    lines = []
+    size = 0
+    while size < 900_000:
+        n = rnd.randint(0, 990)
+        ln = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz .,;:-=") for _ in range(n))
+        if rnd.random() < 0.05:
+            ln = b"." + ln  # leading dots get stuffed by smtplib and must be unstuffed
+        lines.append(ln + b"\r\n")
+        size += n + 2
+    msg = make_message(tok, body=f"{tok}\r\n".encode() + b"".join(lines))
+    with server.smtp() as s:
+        assert s.sendmail("sender@example.net", [BOB], msg) == {}
+    check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", msg)
+
+
+def test_too_many_recipients(server):
+    with server.submission_login() as s:
+        assert s.mail(ALICE)[0] == 250
+        for i in range(100):
+            code, resp = s.rcpt(f"r{i}@elsewhere.test")
+            assert code == 250, (i, code, resp)
+        assert_reply(s.rcpt("r100@elsewhere.test"), 452, "4.5.3")
+        assert_reply(s.rcpt(BOB), 452, "4.5.3")
+        assert s.rset()[0] == 250
+
+
+def test_overlong_command_line(server):
+    tok = token()
+    msg = make_message(tok)
+    with server.raw() as c:
+        assert_reply(c.cmd("NOOP " + "x" * 3000), 500, "5.5.2")
+        assert_reply(c.cmd("NOOP"), 250)
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        # The tail of an overlong line must not be taken as a command: it says RSET.
+        c.send(b"RCPT TO:<" + b"a" * 4000 + b"@example.test> RSET\r\n")
+        assert_reply(c.read_reply(), 500, "5.5.2")
+        # Very long (bigger than any socket buffer read) and then the transaction goes on.
+        c.send(b"X" * 200_000 + b"\r\n")
+        assert_reply(c.read_reply(), 500, "5.5.2")
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        assert c.cmd("DATA")[0] == 354
+        c.send(msg + b".\r\n")
+        assert_reply(c.read_reply(), 250)
+    check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", msg)
+
+
+def test_command_line_limit_boundary(server):
+    """smtp_max_line = 2048 counts the CRLF: 2048 bytes are fine, 2049 are too long."""
+    with server.raw() as c:
+        ok = b"NOOP " + b"y" * (2048 - 5 - 2) + b"\r\n"
+        assert len(ok) == 2048
+        c.send(ok)
+        assert_reply(c.read_reply(), 250)
+        bad = b"NOOP " + b"y" * (2048 - 5 - 1) + b"\r\n"
+        assert len(bad) == 2049
+        c.send(bad)
+        assert_reply(c.read_reply(), 500, "5.5.2")
+        assert_reply(c.cmd("NOOP"), 250)
+
+
+def test_too_many_bad_commands_421(server):
+    with server.raw() as c:
+        c.send(b"XYZZY\r\n" * 30)
+        data = c.read_until_eof(30)
+    lines = [ln for ln in data.split(b"\r\n") if ln]
+    codes = [int(ln[:3]) for ln in lines]
+    assert codes, "no reply to 30 bad commands"
+    assert codes[-1] == 421, f"connection not closed with 421; replies: {lines}"
+    assert 5 <= len(codes) <= 22, f"closed after an unexpected number of replies: {lines}"
+    assert all(code == 500 for code in codes[:-1]), lines
+    assert lines[-1].startswith(b"421 4."), f"421 without enhanced code: {lines[-1]!r}"
+
+
+def test_garbage_and_binary_input(server):
+    rnd = random.Random(20240501)
+    junk_lines = []
+    for i in range(12):
+        n = rnd.randint(1, 300)
+        ln = bytes(rnd.choice([b for b in range(256) if b not in (10, 13)]) for _ in range(n))
+        if i % 3 == 0:
+            ln = b"\x00" + ln
+        if i % 4 == 1:
+            ln = ln[:5] + b"\x00\x00" + ln[5:]
+        junk_lines.append(ln)
+    with server.raw() as c:
+        c.send(b"".join(ln + b"\r\n" for ln in junk_lines))
+        for ln in junk_lines:
+            code, lines = c.read_reply()
+            assert 500 <= code < 600, f"junk {ln[:40]!r} answered {code} {lines}"
+        assert_reply(c.cmd("NOOP"), 250)
+        # A NUL inside an otherwise valid command is refused too.
+        code, lines = c.cmd(b"MAIL FROM:<a\x00b@example.net>")
+        assert 500 <= code < 600, (code, lines)
+        # Raw binary without any line end, then the client goes away.
+        c.send(bytes(rnd.randrange(256) for _ in range(5000)))
+    # Another client is served normally.
+    tok = token()
+    msg = make_message(tok)
+    with server.smtp() as s:
+        assert s.sendmail("sender@example.net", [BOB], msg) == {}
+    check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", msg)
+
+
+def test_tls_garbage_on_submissions(server):
+    """Plaintext and junk on the implicit-TLS port must not hurt the server."""
+    import socket
+    with socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10) as s:
+        s.sendall(b"EHLO plaintext\r\n" + bytes(range(256)) * 20)
+        try:
+            while s.recv(4096):
+                pass
+        except (socket.timeout, ConnectionResetError):
+            pass
+    with server.smtp("submissions") as s:
+        assert s.ehlo()[0] == 250
