@@ -150,6 +150,21 @@ static void fix_owner(const struct tern_config *cfg)
 	close(dfd);
 }
 
+/* precheck_domain - refuse an address outside our domains before the data dir or the
+ * database is created: always for add and passwd; for del only when there is no database
+ * (with one, a user left over from a removed domain can still be deleted). 0 or EX_DATAERR. */
+static int precheck_domain(const struct tern_config *cfg, const char *sub, const char *address)
+{
+	if (address == NULL || domain_is_ours(cfg, address))
+		return 0;
+	if (strcmp(sub, "del") != 0)
+		return not_ours(address);
+	char *path = config_path_in_data(cfg, "tern.db");
+	bool have_db = access(path, F_OK) == 0;
+	free(path);
+	return have_db ? 0 : not_ours(address);
+}
+
 /* open_config - the configuration named by -c, or the development instance's. 0 or 1. */
 static int open_config(const struct cli_args *args, struct tern_config **cfg_r)
 {
@@ -263,29 +278,34 @@ static int prompt_hidden(const char *prompt, char *out, size_t outsz)
 static int read_password(char *out, size_t outsz)
 {
 	int r;
-	if (!isatty(STDIN_FILENO)) {
-		r = read_line(STDIN_FILENO, out, outsz);
-	} else {
+	bool tty = isatty(STDIN_FILENO);
+
+	r = tty ? prompt_hidden("Password: ", out, outsz) : read_line(STDIN_FILENO, out, outsz);
+	if (r == 1 && out[0] != '\0' && tty) {
 		char again[PASSWORD_MAX + 2];
-		r = prompt_hidden("Password: ", out, outsz);
-		if (r == 1 && out[0] != '\0') {
-			r = prompt_hidden("Again: ", again, sizeof(again));
-			if (r == 1 && strcmp(out, again) != 0) {
-				explicit_bzero(again, sizeof(again));
-				explicit_bzero(out, outsz);
-				fprintf(stderr, "tern: the passwords do not match\n");
-				return 1;
-			}
-		}
+		int r2 = prompt_hidden("Again: ", again, sizeof(again));
+		bool same = r2 == 1 && strcmp(out, again) == 0;
 		explicit_bzero(again, sizeof(again));
+		if (!same) {
+			explicit_bzero(out, outsz);
+			if (r2 == 1 || r2 == -2)
+				fprintf(stderr, "tern: the passwords do not match\n");
+			else if (read_interrupted)
+				fprintf(stderr, "tern: interrupted\n");
+			else
+				fprintf(stderr, "tern: no password given the second time\n");
+			return 1;
+		}
 	}
 	if (r == -2) {
 		fprintf(stderr, "tern: password too long (at most %d bytes)\n", PASSWORD_MAX);
 		return 1;
 	}
 	if (r < 0) {
-		fprintf(stderr, "tern: cannot read the password%s%s\n",
-			read_interrupted ? "" : ": ", read_interrupted ? "" : strerror(errno));
+		if (read_interrupted)
+			fprintf(stderr, "tern: interrupted\n");
+		else
+			fprintf(stderr, "tern: cannot read the password: %s\n", strerror(errno));
 		return 1;
 	}
 	if (r == 0 || out[0] == '\0') {
@@ -314,7 +334,6 @@ static int user_run(const char *sub, const char *address, const struct tern_conf
 {
 	char *err = NULL;
 	char password[PASSWORD_MAX + 2];
-	int ret = 1;
 
 	if (strcmp(sub, "list") == 0) {
 		if (accounts_user_list(acc, print_user, NULL) < 0) {
@@ -364,7 +383,7 @@ static int user_run(const char *sub, const char *address, const struct tern_conf
 fail:
 	fprintf(stderr, "tern: %s\n", err);
 	free(err);
-	return ret;
+	return 1;
 }
 
 int cmd_user(int argc, char **argv)
@@ -401,9 +420,13 @@ int cmd_user(int argc, char **argv)
 	}
 	if (ret != 0)
 		goto out;
-	if ((ret = open_config(&args, &cfg)) != 0 || (ret = open_accounts(cfg, &acc)) != 0)
+	const char *address = args.n_words > 1 ? args.words[1] : NULL;
+	if ((ret = open_config(&args, &cfg)) != 0 ||
+	    (ret = precheck_domain(cfg, sub, address)) != 0)
 		goto out;
-	ret = user_run(sub, args.n_words > 1 ? args.words[1] : NULL, cfg, acc);
+	/* from here on files may be created: fix their owner even when opening fails */
+	if ((ret = open_accounts(cfg, &acc)) == 0)
+		ret = user_run(sub, address, cfg, acc);
 	accounts_close(&acc);
 	fix_owner(cfg);
 out:
@@ -505,9 +528,11 @@ int cmd_alias(int argc, char **argv)
 	}
 	if (ret != 0)
 		goto out;
-	if ((ret = open_config(&args, &cfg)) != 0 || (ret = open_accounts(cfg, &acc)) != 0)
+	if ((ret = open_config(&args, &cfg)) != 0 ||
+	    (ret = precheck_domain(cfg, sub, args.n_words > 1 ? args.words[1] : NULL)) != 0)
 		goto out;
-	ret = alias_run(&args, cfg, acc);
+	if ((ret = open_accounts(cfg, &acc)) == 0)
+		ret = alias_run(&args, cfg, acc);
 	accounts_close(&acc);
 	fix_owner(cfg);
 out:

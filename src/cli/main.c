@@ -1,5 +1,6 @@
 /* main - the tern command: dispatch to serve, user, alias, queue, version */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,14 @@ static const char usage_text[] =
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+	va_list ap;
 	fprintf(stderr, "tern: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, " (see 'tern --help')\n");
 	return EX_USAGE;
 }
@@ -179,7 +184,7 @@ static int cmd_queue(int argc, char **argv)
 	static const char help[] = "usage: tern queue list [-c FILE]\n";
 	if (argc < 2 || (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "-h") != 0 &&
 			 strcmp(argv[1], "--help") != 0))
-		return usage_error("queue: expected 'list'%s", "");
+		return usage_error("queue: expected 'list'");
 	const char *conf;
 	int done;
 	int r = parse_c_only(argc, argv, strcmp(argv[1], "list") == 0 ? 2 : 1, help, &conf, &done);
@@ -208,7 +213,7 @@ static int cmd_queue(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc < 2)
-		return usage_error("missing command%s", "");
+		return usage_error("missing command");
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
 		fputs(usage_text, stdout);

@@ -177,6 +177,28 @@ static void child_setup(struct master *m, pid_t master_pid)
 	}
 }
 
+/* check_access - fail fast when the run user cannot reach the data dir (a parent directory
+ * without search permission is the usual cause), instead of children dying in a loop */
+static void check_access(struct master *m)
+{
+	if (!m->drop)
+		return;
+	pid_t master_pid = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		log_fatal("fork");
+	if (pid == 0) {
+		child_setup(m, master_pid);
+		_exit(access(m->cfg->data_dir, R_OK | W_OK | X_OK) == 0 ? 0 : 1);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		log_fatalx("data_dir %s is not reachable by uid %ld: check the permissions of its "
+			   "parent directories", m->cfg->data_dir, (long)m->uid);
+}
+
 static void spawn(struct master *m, struct child *c, enum child_kind kind)
 {
 	pid_t master_pid = getpid();
@@ -308,6 +330,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	char *spool = config_path_in_data(cfg, "spool");
 	spool_sweep_incoming(spool);
 	free(spool);
+	check_access(&m);
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)
 		log_fatal("shared tables");

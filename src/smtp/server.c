@@ -856,7 +856,14 @@ static void session_process(struct smtp_session *s)
 		if (r == 0)
 			return;
 		if (r < 0) {
-			reply(s, "500 5.5.2 Line too long");
+			if (s->state == SMTP_S_AUTH) {
+				sasl_free(&s->sasl);
+				s->sasl_active = false;
+				set_state(s, SMTP_S_CMD);
+				reply(s, "501 5.5.2 Authentication response too long");
+			} else {
+				reply(s, "500 5.5.2 Line too long");
+			}
 			if (bad_command(s))
 				return;
 			continue;

@@ -584,7 +584,7 @@ static void run_data(const char *in, size_t len, enum smtp_data_mode mode, size_
 	memset(r, 0, sizeof(*r));
 	buf_init(&r->out, 0);
 	for (size_t k = 0; k <= ncuts && r->ret == 0; k++) {
-		size_t end = k < ncuts ? cuts[k] : len;
+		size_t end = k < ncuts && cuts != NULL ? cuts[k] : len;
 		size_t n = end - pos, outlen = (size_t)-1, consumed = (size_t)-1;
 		char *chunk = xmalloc(n);
 		char *out = how == FEED_INPLACE ? chunk : how == FEED_NULL ? NULL : xmalloc(n);
@@ -892,12 +892,15 @@ static void ref_count(struct ref_state *s, size_t n)
 static void ref_data(const char *in, size_t len, enum smtp_data_mode mode, size_t max_line,
 		     struct data_run *r)
 {
-	struct ref_state s = { r, max_line, 0 };
+	struct ref_state s;
 	size_t i = 0;
 	bool bol = true, trailing_cr = false;
 
 	memset(r, 0, sizeof(*r));
 	buf_init(&r->out, 0);
+	s.r = r;
+	s.max_line = max_line;
+	s.line_len = 0;
 	while (i < len) {
 		char c = in[i];
 

@@ -1,0 +1,152 @@
+/* test_config - the config reader: good files, every kind of bad value, nasty bytes */
+#include <stdlib.h>
+
+#include "server/config.h"
+#include "test.h"
+
+static const char good[] =
+	"# a comment\n"
+	"hostname = mx.example.test   # trailing comment\n"
+	"data_dir = /var/lib/tern\n"
+	"domains = Example.TEST, other.test\n"
+	"user = tern\n"
+	"max_message_size = 1048576\n"
+	"received_show_auth = yes\n"
+	"\n"
+	"[listen]\n"
+	"smtp = 0.0.0.0:25\n"
+	"submission = [::1]:587\n"
+	"[tls]\n"
+	"cert = /etc/tern/cert.pem\n"
+	"key = /etc/tern/key.pem\n"
+	"[dns]\n"
+	"servers = 127.0.0.1:5353\n"
+	"[queue]\n"
+	"mx_port = 2525\n"
+	"[routes]\n"
+	"example.org = 10.0.0.5:25\n";
+
+static void test_good(void)
+{
+	char *err = NULL;
+	struct tern_config *c = config_load_string("t.conf", good, &err);
+	CHECK(c != NULL);
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return;
+	}
+	CHECK_STREQ(c->hostname, "mx.example.test");
+	CHECK_STREQ(c->data_dir, "/var/lib/tern");
+	CHECK(c->n_domains == 2);
+	CHECK_STREQ(c->domains[0], "example.test");
+	CHECK(config_is_local_domain(c, "OTHER.test"));
+	CHECK(!config_is_local_domain(c, "example.org"));
+	CHECK(c->max_message_size == 1048576);
+	CHECK(c->received_show_auth);
+	CHECK(c->listen[ROLE_SMTP].enabled);
+	CHECK(c->listen[ROLE_SUBMISSION].enabled);
+	CHECK(!c->listen[ROLE_IMAP].enabled);
+	CHECK(c->queue_mx_port == 2525);
+	CHECK(c->n_routes == 1 && c->routes[0].port == 25);
+	CHECK_STREQ(c->routes[0].host, "10.0.0.5");
+	CHECK(c->smtp_max_recipients == 1000);	/* a default */
+	config_free(&c);
+	CHECK(c == NULL);
+}
+
+struct bad_case {
+	const char *text;
+	const char *error;	/* expected start of the message */
+};
+
+static void test_bad(void)
+{
+	static const struct bad_case cases[] = {
+		{ "data_dir=/x\ndomains=a.test\nbogus = 1\n", "t.conf:3: bogus: unknown key" },
+		{ "data_dir=/x\ndomains=a.test\nmax_message_size = 12abc\n", "t.conf:3: max_message_size:" },
+		{ "data_dir=/x\ndomains=a.test\nmax_message_size = -5\n", "t.conf:3:" },
+		{ "data_dir=/x\ndomains=a.test\nmax_message_size = 99999999999999999999999\n", "t.conf:3:" },
+		{ "data_dir=/x\ndomains=a.test\nworkers = 65\n", "t.conf:3:" },
+		{ "data_dir=/x\ndomains=a.test\ndebug = maybe\n", "t.conf:3: debug: expected yes or no" },
+		{ "data_dir=/x\ndomains=a..test\n", "t.conf:2: domains:" },
+		{ "data_dir=/x\ndomains=a.test\n[listen]\nsmtp = localhost:25\n", "t.conf:4: listen.smtp:" },
+		{ "data_dir=/x\ndomains=a.test\n[listen]\nsmtp = 1.2.3.4:99999\n", "t.conf:4:" },
+		{ "data_dir=/x\ndomains=a.test\n[listen]\nsmtp = 1.2.3.4\n", "t.conf:4:" },
+		{ "data_dir=/x\ndomains=a.test\n[listen]\nfinger = 1.2.3.4:79\n", "t.conf:4: listen.finger:" },
+		{ "data_dir=/x\ndomains=a.test\n[nosuch]\nx = 1\n", "t.conf:4: nosuch.x: unknown section" },
+		{ "data_dir=/x\ndomains=a.test\n[listen\n", "t.conf:3: section header" },
+		{ "data_dir=/x\ndomains=a.test\njust words\n", "t.conf:3: expected" },
+		{ "data_dir=/x\ndomains=a.test\n= value\n", "t.conf:3: bad key" },
+		{ "data_dir=/x\ndomains=a.test\nhostname =\n", "t.conf:3: hostname: empty value" },
+		{ "domains=a.test\n", "t.conf: data_dir is not set" },
+		{ "data_dir=/x\n", "t.conf: domains is not set" },
+		{ "data_dir=/x\ndomains=a.test\n[tls]\ncert=/a\n", "t.conf: [tls] cert and key go together" },
+		{ "data_dir=/x\ndomains=a.test\n[queue]\nmx_port = 0\n", "t.conf:4:" },
+		{ "data_dir=/x\ndomains=a.test\n[routes]\nexample.org = nohost\n", "t.conf:4:" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *err = NULL;
+		struct tern_config *c = config_load_string("t.conf", cases[i].text, &err);
+		CHECK(c == NULL);
+		CHECK(err != NULL && strncmp(err, cases[i].error, strlen(cases[i].error)) == 0);
+		if (err == NULL || strncmp(err, cases[i].error, strlen(cases[i].error)) != 0)
+			fprintf(stderr, "case %zu: got \"%s\", want \"%s...\"\n", i, err ? err : "(null)",
+				cases[i].error);
+		free(err);
+		config_free(&c);
+	}
+}
+
+/* every prefix of a good file either loads or fails with a FILE:LINE message, never crashes */
+static void test_prefixes_and_garbage(void)
+{
+	size_t len = strlen(good);
+	for (size_t i = 0; i <= len; i++) {
+		char *text = strndup(good, i);
+		char *err = NULL;
+		struct tern_config *c = config_load_string("p.conf", text, &err);
+		CHECK(c != NULL || (err != NULL && strncmp(err, "p.conf", 6) == 0));
+		config_free(&c);
+		free(err);
+		free(text);
+	}
+	char junk[600];
+	unsigned seed = 7;
+	for (int round = 0; round < 200; round++) {
+		for (size_t i = 0; i < sizeof(junk) - 1; i++) {
+			seed = seed * 1103515245 + 12345;
+			char ch = (char)((seed >> 16) & 0xff);
+			junk[i] = ch == 0 ? '\n' : ch;
+		}
+		junk[sizeof(junk) - 1] = '\0';
+		char *err = NULL;
+		struct tern_config *c = config_load_string("j.conf", junk, &err);
+		CHECK(c == NULL && err != NULL);
+		config_free(&c);
+		free(err);
+	}
+}
+
+static void test_long_line(void)
+{
+	char *text = malloc(10000);
+	memset(text, 'a', 9999);
+	text[9999] = '\0';
+	char *err = NULL;
+	struct tern_config *c = config_load_string("l.conf", text, &err);
+	CHECK(c == NULL);
+	CHECK(err != NULL && strstr(err, "l.conf:1: line too long") != NULL);
+	free(err);
+	free(text);
+}
+
+static void test_dev(void)
+{
+	struct tern_config *c = config_dev();
+	CHECK(c != NULL && c->listen[ROLE_SMTP].enabled && config_is_local_domain(c, "localhost"));
+	CHECK(c->data_dir[0] == '/');
+	config_free(&c);
+}
+
+TEST_MAIN(TEST(test_good), TEST(test_bad), TEST(test_prefixes_and_garbage), TEST(test_long_line),
+	  TEST(test_dev))
