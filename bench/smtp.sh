@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# bench/smtp.sh - SMTP delivery benchmark: Postfix's smtp-source drives tern, then a private
+# Postfix instance delivering to Maildir on the same machine; prints messages/s side by side.
+# A benchmark, not a test: it fails (exit 1) only when something is broken (lost mail, a
+# server that does not start, smtp-source errors), never because a number is low.
+#
+# Run with `make bench-smtp` (builds ./tern first). Knobs (environment):
+#   BENCH_MSGS=5000        messages per run
+#   BENCH_SIZE=10240       message payload in bytes (smtp-source -l)
+#   BENCH_SESSIONS="1 20"  parallel SMTP sessions, one run each
+#   BENCH_WORKERS=2        tern worker processes
+#   BENCH_TIMEOUT=300      seconds allowed for one run (smtp-source, or Postfix's delivery)
+#   BENCH_WARMUP=200       messages sent (and discarded) before measuring each server; 0: none
+#   BENCH_POSTFIX=1        0: skip the Postfix half
+#   BENCH_KEEP=0           1: keep the temporary directory (configs, logs, mail) at the end
+#   TMPDIR                 where the temporary directory is made (the disk under test)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TERN=$ROOT/tern
+MSGS=${BENCH_MSGS:-5000}
+SIZE=${BENCH_SIZE:-10240}
+SESSIONS_LIST=${BENCH_SESSIONS:-"1 20"}
+WORKERS=${BENCH_WORKERS:-2}
+RUN_TIMEOUT=${BENCH_TIMEOUT:-300}
+WARMUP=${BENCH_WARMUP:-200}
+DO_POSTFIX=${BENCH_POSTFIX:-1}
+KEEP=${BENCH_KEEP:-0}
+SENDER=sender@example.org
+RCPT=bench@example.test
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+	warn "FAILED: $*"
+	exit 1
+}
+
+"$ROOT/scripts/bench-deps.sh"
+SMTP_SOURCE=/usr/sbin/smtp-source
+[ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE missing (scripts/bench-deps.sh installs postfix)"
+[ -x "$TERN" ] || die "$TERN missing: run 'make bench-smtp' (or 'make tern') first"
+
+IS_ROOT=0
+[ "$(id -u)" -eq 0 ] && IS_ROOT=1
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tern-bench.XXXXXX")
+chmod 755 "$TMP"	# the unprivileged server processes must reach their data below it
+
+TERN_PID=""
+PF_CONF=""
+PF_STARTED=0
+
+# --- cleanup: everything started here is stopped by pid -------------------------------------
+stop_tern() {
+	[ -n "$TERN_PID" ] || return 0
+	local kids pid i
+	kids=$(child_pids "$TERN_PID")
+	if kill -0 "$TERN_PID" 2>/dev/null; then
+		kill -TERM "$TERN_PID" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do	# 10 s
+			kill -0 "$TERN_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$TERN_PID" 2>/dev/null; then
+			warn "tern master $TERN_PID did not exit on SIGTERM within 10 s; killing it"
+			kill -KILL "$TERN_PID" 2>/dev/null || true
+		fi
+	fi
+	wait "$TERN_PID" 2>/dev/null || true
+	for pid in $kids; do	# children die with the master (PDEATHSIG); make sure
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	TERN_PID=""
+}
+
+stop_postfix() {
+	[ "$PF_STARTED" -eq 1 ] || return 0
+	PF_STARTED=0
+	timeout 30 postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+	# postfix stop waits for the master; if it is still there, end it by its pid file
+	local pidf=$TMP/pf/spool/pid/master.pid pid
+	if [ -f "$pidf" ]; then
+		pid=$(tr -dc 0-9 <"$pidf")
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+			sleep 1
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	stop_tern
+	stop_postfix
+	if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
+		warn "kept $TMP (configs, logs, mail)"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- helpers ----------------------------------------------------------------------------------
+now_ns() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# child_pids PID - the processes whose parent is PID
+child_pids() {
+	local st s ppid pid
+	for st in /proc/[0-9]*/stat; do
+		s=$(<"$st") 2>/dev/null || continue
+		pid=${s%% *}
+		s=${s##*) }	# past "(comm)", which may hold blanks
+		read -r _ ppid _ <<<"$s"
+		[ "$ppid" = "$1" ] && printf '%s ' "$pid"
+	done
+	return 0
+}
+
+# count_files DIR - regular files in DIR (0 when DIR does not exist yet); no fork
+count_files() {
+	local f n=0
+	shopt -s nullglob dotglob
+	for f in "$1"/*; do
+		[ -f "$f" ] && n=$((n + 1))
+	done
+	shopt -u nullglob dotglob
+	echo "$n"
+}
+
+clear_dir() { [ -d "$1" ] && find "$1" -mindepth 1 -maxdepth 1 -type f -delete; return 0; }
+
+# wait_220 PORT TIMEOUT_S PID_TO_WATCH - poll until the port answers a 220 greeting
+wait_220() {
+	local port=$1 deadline=$(($(date +%s) + $2)) pid=${3:-} line
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+			return 1
+		fi
+		if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+			line=""
+			read -r -t 2 line <&3 || true
+			printf 'QUIT\r\n' >&3 2>/dev/null || true
+			exec 3<&- 3>&-
+			case $line in 220*) return 0 ;; esac
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+# rss_report LABEL - VmRSS / VmHWM of every child of the tern master
+TERN_RSS_LINES=()
+rss_report() {
+	local label=$1 pid rss hwm total=0 parts=""
+	for pid in $(child_pids "$TERN_PID"); do
+		rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+		hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+		[ -n "$rss" ] || continue
+		total=$((total + rss))
+		parts="$parts pid $pid ${rss} kB (peak ${hwm} kB);"
+	done
+	TERN_RSS_LINES+=("$(printf '%-7s total %6d kB:%s' "$label" "$total" "$parts")")
+}
+
+# run_source SESSIONS COUNT PORT OUTFILE - smtp-source, bounded; returns its status
+run_source() {
+	timeout "$RUN_TIMEOUT" "$SMTP_SOURCE" -s "$1" -l "$SIZE" -m "$2" -M bench-client.example.org \
+		-f "$SENDER" -t "$RCPT" "127.0.0.1:$3" >"$4" 2>&1
+}
+
+RESULTS=()	# "impl|sessions|messages|seconds|rate"
+add_result() { RESULTS+=("$1|$2|$3|$4|$5"); }
+
+say "tern SMTP benchmark: $MSGS messages of $SIZE bytes per run, sessions: $SESSIONS_LIST"
+say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
+	"temp dir $TMP on $(df -T "$TMP" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
+say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
+say "smtp-source: $(dpkg-query -W -f='postfix ${Version}' postfix 2>/dev/null || echo '?'); one connection per message"
+say ""
+
+# --- tern -------------------------------------------------------------------------------------
+TERN_PORT=$(free_port)
+TERN_CONF=$TMP/tern.conf
+TERN_LOG=$TMP/tern.log
+TERN_NEW=$TMP/tern-data/mail/example.test/bench/new
+{
+	echo "hostname = bench.example.test"
+	echo "data_dir = $TMP/tern-data"
+	echo "domains = example.test"
+	echo "workers = $WORKERS"
+	echo "max_connections_per_ip = 1000"
+	[ "$IS_ROOT" -eq 1 ] && echo "user = nobody"
+	echo "[listen]"
+	echo "smtp = 127.0.0.1:$TERN_PORT"
+} >"$TERN_CONF"
+
+echo pw | "$TERN" user add "$RCPT" -c "$TERN_CONF" >"$TMP/user-add.log" 2>&1 ||
+	{ cat "$TMP/user-add.log" >&2; die "tern user add failed"; }
+
+"$TERN" serve -c "$TERN_CONF" </dev/null >"$TMP/tern.stdout" 2>"$TERN_LOG" &
+TERN_PID=$!
+if ! wait_220 "$TERN_PORT" 20 "$TERN_PID"; then
+	tail -n 30 "$TERN_LOG" >&2 || true
+	die "tern did not answer 220 on 127.0.0.1:$TERN_PORT within 20 s"
+fi
+say "tern: pid $TERN_PID, $WORKERS workers, listening on 127.0.0.1:$TERN_PORT"
+
+tern_check_log() {	# print any warning/error lines tern logged during the last run
+	local from=$1 bad
+	bad=$(tail -n +"$from" "$TERN_LOG" | grep -Eai 'warn|error|fatal|crit|exited|abort|assert|sanitizer' || true)
+	if [ -n "$bad" ]; then
+		warn "tern logged problems during the run (first 20 lines):"
+		printf '%s\n' "$bad" | head -n 20 >&2
+		return 1
+	fi
+	return 0
+}
+
+if [ "$WARMUP" -gt 0 ]; then
+	run_source 20 "$WARMUP" "$TERN_PORT" "$TMP/tern-warmup.out" ||
+		{ cat "$TMP/tern-warmup.out" >&2; tail -n 20 "$TERN_LOG" >&2; die "tern warm-up: smtp-source failed"; }
+	clear_dir "$TERN_NEW"
+fi
+rss_report before
+TERN_PROBLEMS=0
+for s in $SESSIONS_LIST; do
+	clear_dir "$TERN_NEW"
+	log_from=$(($(wc -l <"$TERN_LOG") + 1))
+	out=$TMP/tern-s$s.out
+	t0=$(now_ns)
+	rc=0
+	run_source "$s" "$MSGS" "$TERN_PORT" "$out" || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		cat "$out" >&2
+		tail -n 30 "$TERN_LOG" >&2
+		[ "$rc" -eq 124 ] && die "tern, $s sessions: smtp-source did not finish within ${RUN_TIMEOUT}s"
+		die "tern, $s sessions: smtp-source exited with status $rc"
+	fi
+	t1=$(now_ns)
+	# tern answers 250 only after the message is linked into new/ and fsync'd: every message
+	# must be there the moment smtp-source is done, no waiting.
+	got=$(count_files "$TERN_NEW")
+	if [ "$got" -ne "$MSGS" ]; then
+		tail -n 30 "$TERN_LOG" >&2
+		die "tern, $s sessions: $got messages in $TERN_NEW after smtp-source finished, expected $MSGS"
+	fi
+	kill -0 "$TERN_PID" 2>/dev/null || die "tern master died during the run"
+	tern_check_log "$log_from" || TERN_PROBLEMS=1
+	sec=$(secs "$t0" "$t1")
+	add_result tern "$s" "$MSGS" "$sec" "$(rate "$MSGS" "$sec")"
+	say "tern      sessions=$s: $MSGS delivered in ${sec}s"
+done
+rss_report after
+stop_tern
+grep -Eai 'warn|error|fatal|exited' "$TERN_LOG" >/dev/null && TERN_PROBLEMS=1
+[ "$TERN_PROBLEMS" -eq 1 ] && warn "tern log: $TERN_LOG (see the lines above)"
+
+# --- Postfix ----------------------------------------------------------------------------------
+PF_SKIP=""
+if [ "$DO_POSTFIX" != 1 ]; then
+	PF_SKIP="BENCH_POSTFIX=$DO_POSTFIX"
+elif [ "$IS_ROOT" -ne 1 ]; then
+	PF_SKIP="needs root (Postfix's master runs as root and delivers as another uid)"
+elif ! command -v postfix >/dev/null || ! id postfix >/dev/null 2>&1 || ! getent group postdrop >/dev/null; then
+	PF_SKIP="postfix package incomplete (postfix command, user postfix, group postdrop)"
+fi
+
+PF_PORT=""
+PF_NEW=$TMP/pf-mail/example.test/bench/new
+pf_setup() {
+	local pf=$TMP/pf
+	PF_CONF=$pf/etc
+	PF_PORT=$(free_port)
+	mkdir -p "$PF_CONF" "$pf/spool" "$pf/data" "$TMP/pf-mail"
+	chown postfix "$pf/data"
+	chown nobody:nogroup "$TMP/pf-mail"
+	echo "$RCPT example.test/bench/" >"$TMP/vmailbox"
+	# Debian's stock services, chroot off (the private queue is not a chroot jail)
+	cat >"$PF_CONF/master.cf" <<-EOF
+	127.0.0.1:$PF_PORT inet n - n - - smtpd
+	pickup    unix  n       -       n       60      1       pickup
+	cleanup   unix  n       -       n       -       0       cleanup
+	qmgr      unix  n       -       n       300     1       qmgr
+	rewrite   unix  -       -       n       -       -       trivial-rewrite
+	bounce    unix  -       -       n       -       0       bounce
+	defer     unix  -       -       n       -       0       bounce
+	trace     unix  -       -       n       -       0       bounce
+	verify    unix  -       -       n       -       1       verify
+	flush     unix  n       -       n       1000?   0       flush
+	proxymap  unix  -       -       n       -       -       proxymap
+	showq     unix  n       -       n       -       -       showq
+	error     unix  -       -       n       -       -       error
+	retry     unix  -       -       n       -       -       error
+	discard   unix  -       -       n       -       -       discard
+	local     unix  -       n       n       -       -       local
+	virtual   unix  -       n       n       -       -       virtual
+	anvil     unix  -       -       n       -       1       anvil
+	scache    unix  -       -       n       -       1       scache
+	postlog   unix-dgram n  -       n       -       1       postlogd
+	EOF
+	: >"$PF_CONF/main.cf"
+	postconf -c "$PF_CONF" -e \
+		compatibility_level=3.6 \
+		"queue_directory=$pf/spool" \
+		"data_directory=$pf/data" \
+		mail_owner=postfix setgid_group=postdrop \
+		myhostname=pf.example.test mydomain=example.test mydestination=localhost \
+		inet_interfaces=127.0.0.1 inet_protocols=ipv4 \
+		alias_maps= alias_database= \
+		smtpd_tls_security_level=none smtp_tls_security_level=none \
+		virtual_mailbox_domains=example.test \
+		"virtual_mailbox_base=$TMP/pf-mail" \
+		"virtual_mailbox_maps=texthash:$TMP/vmailbox" \
+		"virtual_uid_maps=static:$(id -u nobody)" \
+		"virtual_gid_maps=static:$(id -g nobody)" \
+		"maillog_file=$pf/maillog" "maillog_file_prefixes=$TMP"
+	# postfix(1) reports its own errors only on a terminal or in maillog_file
+	if ! postfix -c "$PF_CONF" check >"$TMP/pf-check.out" 2>&1; then
+		PF_SKIP="'postfix check' failed: $(tail -n 3 "$pf/maillog" 2>/dev/null | tr '\n' ' ')"
+		return 1
+	fi
+	PF_STARTED=1
+	if ! postfix -c "$PF_CONF" start >"$TMP/pf-start.out" 2>&1 ||
+		! wait_220 "$PF_PORT" 20 ""; then
+		PF_SKIP="private instance did not start: $(grep -E 'fatal|error' "$pf/maillog" 2>/dev/null | tail -n 3 | tr '\n' ' ')"
+		return 1
+	fi
+	return 0
+}
+
+# pf_wait_delivered COUNT - poll until COUNT files are in new/; prints the end time (ns)
+pf_wait_delivered() {
+	local want=$1 deadline=$(($(date +%s) + RUN_TIMEOUT)) got
+	while :; do
+		got=$(count_files "$PF_NEW")
+		if [ "$got" -ge "$want" ]; then
+			now_ns
+			return 0
+		fi
+		[ "$(date +%s)" -ge "$deadline" ] && { echo "$got"; return 1; }
+		sleep 0.02
+	done
+}
+
+if [ -z "$PF_SKIP" ] && pf_setup; then
+	say "postfix: private instance $(postconf -h -c "$PF_CONF" mail_version), config $PF_CONF, 127.0.0.1:$PF_PORT"
+	PF_LOG=$TMP/pf/maillog
+	if [ "$WARMUP" -gt 0 ]; then
+		run_source 20 "$WARMUP" "$PF_PORT" "$TMP/pf-warmup.out" ||
+			{ cat "$TMP/pf-warmup.out" >&2; tail -n 20 "$PF_LOG" >&2; die "postfix warm-up: smtp-source failed"; }
+		pf_wait_delivered "$WARMUP" >/dev/null || die "postfix warm-up: mail not delivered within ${RUN_TIMEOUT}s"
+		sleep 1	# let the queue manager finish its bookkeeping
+	fi
+	for s in $SESSIONS_LIST; do
+		clear_dir "$PF_NEW"
+		log_from=$(($(wc -l <"$PF_LOG") + 1))
+		out=$TMP/pf-s$s.out
+		t0=$(now_ns)
+		rc=0
+		run_source "$s" "$MSGS" "$PF_PORT" "$out" || rc=$?
+		if [ "$rc" -ne 0 ]; then
+			cat "$out" >&2
+			tail -n 30 "$PF_LOG" >&2
+			die "postfix, $s sessions: smtp-source exited with status $rc"
+		fi
+		t1=$(now_ns)
+		if ! t2=$(pf_wait_delivered "$MSGS"); then
+			tail -n 30 "$PF_LOG" >&2
+			die "postfix, $s sessions: only $t2 of $MSGS messages delivered within ${RUN_TIMEOUT}s"
+		fi
+		sleep 0.5	# anything beyond the expected count would show up now
+		got=$(count_files "$PF_NEW")
+		[ "$got" -eq "$MSGS" ] || die "postfix, $s sessions: $got messages in $PF_NEW, expected $MSGS"
+		bad=$(tail -n +"$log_from" "$PF_LOG" | grep -Ec 'status=(deferred|bounced)|fatal|panic' || true)
+		[ "$bad" -eq 0 ] || warn "postfix logged $bad deferrals/bounces/fatal errors: $PF_LOG"
+		sec1=$(secs "$t0" "$t1")
+		sec2=$(secs "$t0" "$t2")
+		add_result "postfix (250 only)" "$s" "$MSGS" "$sec1" "$(rate "$MSGS" "$sec1")"
+		add_result "postfix (delivered)" "$s" "$MSGS" "$sec2" "$(rate "$MSGS" "$sec2")"
+		say "postfix   sessions=$s: $MSGS accepted in ${sec1}s, all in Maildir after ${sec2}s"
+	done
+	stop_postfix
+fi
+[ -n "$PF_SKIP" ] && say "postfix: skipped ($PF_SKIP)"
+
+# --- report -----------------------------------------------------------------------------------
+say ""
+printf '%-22s %8s %9s %9s %9s\n' implementation sessions messages seconds msg/s
+printf '%-22s %8s %9s %9s %9s\n' ---------------------- -------- --------- --------- ---------
+for r in "${RESULTS[@]}"; do
+	IFS='|' read -r impl s n sec rt <<<"$r"
+	printf '%-22s %8s %9s %9s %9s\n' "$impl" "$s" "$n" "$sec" "$rt"
+done
+say ""
+if [ -z "$PF_SKIP" ]; then
+	for s in $SESSIONS_LIST; do
+		t=""; p=""; a=""
+		for r in "${RESULTS[@]}"; do
+			IFS='|' read -r impl rs _ _ rt <<<"$r"
+			[ "$rs" = "$s" ] || continue
+			case $impl in
+			tern) t=$rt ;;
+			"postfix (delivered)") p=$rt ;;
+			"postfix (250 only)") a=$rt ;;
+			esac
+		done
+		say "ratio tern/postfix, $s session(s): $(awk -v t="$t" -v p="$p" 'BEGIN { printf "%.2f", t / p }')x end to end" \
+			"($(awk -v t="$t" -v a="$a" 'BEGIN { printf "%.2f", t / a }')x against Postfix's 250 replies alone)"
+	done
+	say ""
+fi
+say "tern child processes (workers + queue runner), resident memory:"
+for l in "${TERN_RSS_LINES[@]}"; do say "  $l"; done
+if [ "$TERN_PROBLEMS" -eq 1 ]; then
+	say ""
+	say "NOTE: tern logged warnings or errors during the benchmark; see above (log kept in $TMP)."
+	KEEP=1
+fi
