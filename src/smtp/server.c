@@ -65,6 +65,7 @@ struct smtp_session {
 	char *sender;			/* "" for <> */
 	bool smtputf8;
 	size_t n_rcpts;
+	bool rcpt_tried;		/* a RCPT came, accepted or not */
 	char *first_rcpt;
 	struct addr_list locals, remotes;
 	struct spool_msg *msg;
@@ -149,6 +150,7 @@ static void txn_reset(struct smtp_session *s)
 	s->sender = NULL;
 	s->smtputf8 = false;
 	s->n_rcpts = 0;
+	s->rcpt_tried = false;
 	free(s->first_rcpt);
 	s->first_rcpt = NULL;
 	addr_list_free(&s->locals);
@@ -450,6 +452,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 	}
 	struct smtp_path_args pa;
 	const char *err;
+	s->rcpt_tried = true;
 	if (smtp_parse_rcpt_to(args, &pa, &err) < 0) {
 		reply(s, "501 5.5.4 %s", err);
 		bad_command(s);
@@ -624,7 +627,13 @@ static void cmd_data(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (s->n_rcpts == 0) {
-		reply(s, "554 5.5.1 No valid recipients");
+		/* As Postfix: 503 when no RCPT came, 554 when every one was refused. */
+		if (s->rcpt_tried) {
+			reply(s, "554 5.5.1 No valid recipients");
+		} else {
+			reply(s, "503 5.5.1 Need RCPT command");
+			bad_command(s);
+		}
 		return;
 	}
 	if (!message_begin(s)) {
@@ -655,7 +664,8 @@ static void cmd_bdat(struct smtp_session *s, const char *args)
 	if (!s->have_mail)
 		s->bdat_error = "503 5.5.1 Need MAIL command";
 	else if (s->n_rcpts == 0)
-		s->bdat_error = "554 5.5.1 No valid recipients";
+		s->bdat_error = s->rcpt_tried ? "554 5.5.1 No valid recipients"
+					      : "503 5.5.1 Need RCPT command";
 	else if (!s->bdat_open) {
 		if (!message_begin(s))
 			s->bdat_error = "451 4.3.0 Local error in processing, try again later";

@@ -35,6 +35,7 @@ def _teardown(inst):
     finally:
         if inst in _LIVE:
             _LIVE.remove(inst)
+        inst.cleanup()
     found = inst.sanitizer_reports()
     if found:
         pytest.fail(f"sanitizer report(s) {found} in tern log {inst.log_path}:\n"
@@ -69,6 +70,7 @@ def _teardown_quiet(inst):
     finally:
         if inst in _LIVE:
             _LIVE.remove(inst)
+        inst.cleanup()
 
 
 @pytest.fixture

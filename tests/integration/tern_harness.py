@@ -12,7 +12,9 @@ import signal
 import smtplib
 import socket
 import ssl
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -106,7 +108,23 @@ class TernInstance:
                  data_dir=None, settings=None):
         self.base = Path(base_dir)
         self.base.mkdir(parents=True, exist_ok=True)
-        self.data_dir = Path(data_dir) if data_dir else self.base / "data"
+        self.owned_dirs = []
+        if os.geteuid() == 0 and user is None:
+            # tern refuses to keep root in its children: run them as an unprivileged user.
+            user = os.environ.get("TERN_TEST_USER", "nobody")
+        if data_dir:
+            self.data_dir = Path(data_dir)
+        elif user:
+            # pytest's tmp_path sits under a 0700 directory of root's that the dropped
+            # children could not reach: put the data dir in a world-traversable place.
+            d = Path(tempfile.mkdtemp(prefix="tern-data-", dir="/tmp"))
+            os.chmod(d, 0o755)
+            self.owned_dirs.append(d)
+            self.data_dir = d / "data"
+            (self.base / "data").symlink_to(self.data_dir)  # easy to find next to the log
+        else:
+            self.data_dir = self.base / "data"
+        self.user = user
         self.conf = self.base / "tern.conf"
         self.log_path = self.base / "tern.log"
         self.ports = {
@@ -303,6 +321,12 @@ class TernInstance:
             if not group_members(pgid):
                 return
             time.sleep(0.05)
+
+    def cleanup(self):
+        """Remove data dirs made outside tmp_path (after stop)."""
+        for d in self.owned_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self.owned_dirs = []
 
     def log_tail(self, n=60):
         return tail(self.log_path, n)

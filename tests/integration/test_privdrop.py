@@ -3,8 +3,6 @@ queue runner) runs as nobody (real, effective, saved and filesystem uid), the da
 chowned to it, and mail is still delivered."""
 import os
 import pwd
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,17 +21,9 @@ def status_ids(pid, field):
     raise AssertionError(f"no {field} line for {pid}")
 
 
-@pytest.fixture
-def world_dir():
-    # tmp_path lives under a 0700 directory of root's; nobody must reach its data dir.
-    d = tempfile.mkdtemp(prefix="tern-privdrop-", dir="/tmp")
-    os.chmod(d, 0o755)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def start_as_nobody(tern_factory, world_dir):
-    inst = tern_factory(user="nobody", data_dir=world_dir / "data",
+def start_as_nobody(tern_factory):
+    # The harness puts the data dir in a world-traversable place when a user is set.
+    inst = tern_factory(user="nobody",
                         # LeakSanitizer cannot inspect a process after setuid; not our test.
                         env={"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "")
                              + ":detect_leaks=0"})
@@ -48,9 +38,9 @@ def start_as_nobody(tern_factory, world_dir):
     return inst, kids
 
 
-def test_children_run_as_nobody(tern_factory, world_dir):
+def test_children_run_as_nobody(tern_factory):
     nobody = pwd.getpwnam("nobody")
-    inst, kids = start_as_nobody(tern_factory, world_dir)
+    inst, kids = start_as_nobody(tern_factory)
     for pid in kids:
         uids = status_ids(pid, "Uid")
         gids = status_ids(pid, "Gid")
@@ -71,10 +61,10 @@ def test_children_run_as_nobody(tern_factory, world_dir):
     assert os.stat(f).st_uid == nobody.pw_uid
 
 
-def test_restarted_child_runs_as_nobody(tern_factory, world_dir):
+def test_restarted_child_runs_as_nobody(tern_factory):
     """Children forked later (the master restarts one that died) drop as well."""
     nobody = pwd.getpwnam("nobody")
-    inst, kids = start_as_nobody(tern_factory, world_dir)
+    inst, kids = start_as_nobody(tern_factory)
     master = inst.proc.pid
     victim = kids[0]
     os.kill(victim, 9)

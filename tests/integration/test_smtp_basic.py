@@ -263,7 +263,6 @@ def test_sequence_and_syntax_errors(server):
         assert_reply((code, lines), 501)
         assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
         assert_reply(c.cmd("MAIL FROM:<again@example.net>"), 503, "5.5.1")
-        assert_reply(c.cmd("DATA"), 503, "5.5.1")
         code, lines = c.cmd("RCPT TO:bob@example.test")
         assert_reply((code, lines), 501)
         assert_reply(c.cmd("RSET"), 250)
@@ -271,6 +270,69 @@ def test_sequence_and_syntax_errors(server):
         assert_reply(c.cmd("NOOP"), 250)
         assert_reply(c.cmd("QUIT"), 221)
         assert c.read_until_eof(10) == b""
+
+
+def test_data_before_rcpt(server):
+    """Contract: DATA after MAIL but before any RCPT is a bad sequence, 503 5.5.1.
+    (RFC 5321 section 3.3 also allows 554 "no valid recipients"; the contract asks for 503.)"""
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd("DATA"), 503, "5.5.1")
+        # BDAT likewise: the chunk is read and discarded, the answer is a 5xx.
+        c.send(b"BDAT 5 LAST\r\nHello")
+        code, lines = c.read_reply()
+        assert 500 <= code < 600, (code, lines)
+        assert_reply(c.cmd("NOOP"), 250)
+
+
+def test_every_reply_has_enhanced_code(server):
+    """All replies except the greeting and EHLO/HELO carry an RFC 2034 code."""
+    with server.raw() as c:
+        for cmd in ("NOOP", "RSET", "VRFY bob@example.test", "EXPN staff", "HELP",
+                    "MAIL FROM:<sender@example.net>", "RCPT TO:<bob@example.test>", "RSET",
+                    "XYZZY", "MAIL FROM:<>", "QUIT"):
+            _assert_enhanced(c.cmd(cmd), cmd)
+
+
+def _assert_enhanced(got, cmd):
+    code, lines = got
+    m = th.ENH_RE.match(lines[0])
+    assert m, f"reply to {cmd!r} has no enhanced status code: {code} {lines}"
+    assert m.group(1) == str(code)[0], f"class mismatch for {cmd!r}: {code} {lines}"
+
+
+def test_domain_is_case_insensitive(server):
+    tok = token()
+    msg = make_message(tok)
+    with server.smtp() as s:
+        assert s.sendmail("sender@example.net", ["bob@EXAMPLE.Test"], msg) == {}
+    check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", msg)
+
+
+def test_concurrent_clients(server):
+    """Twenty clients at once, each delivering one message; all arrive intact."""
+    import threading
+    toks = [token() for _ in range(20)]
+    msgs = {t: make_message(t, body=f"{t}\r\n".encode() + b"z" * 5000 + b"\r\n") for t in toks}
+    errors = []
+
+    def send(t):
+        try:
+            with server.smtp() as s:
+                s.sendmail(f"c-{t}@example.net", [ALICE], msgs[t])
+        except Exception as e:  # collected and reported below
+            errors.append((t, repr(e)))
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in toks]
+    for th_ in threads:
+        th_.start()
+    for th_ in threads:
+        th_.join(60)
+    assert not errors, errors
+    for t in toks:
+        files = server.wait_message(ALICE, t)
+        assert len(files) == 1
+        check_delivered(files[0], f"c-{t}@example.net", msgs[t])
 
 
 def test_helo_then_mail(server):

@@ -164,3 +164,87 @@ def test_tls_garbage_on_submissions(server):
             pass
     with server.smtp("submissions") as s:
         assert s.ehlo()[0] == 250
+
+
+def test_idle_timeout(tern_factory):
+    """smtp_timeout_command: an idle client is dropped (with a 421 if anything is said)."""
+    import time
+    inst = tern_factory(settings={"smtp_timeout_command": "2"})
+    with inst.raw() as c:
+        start = time.monotonic()
+        data = c.read_until_eof(30)
+        elapsed = time.monotonic() - start
+    assert elapsed < 15, f"idle connection kept for {elapsed:.1f}s with a 2 s timeout"
+    assert elapsed >= 1.5, f"closed after {elapsed:.1f}s, before the 2 s timeout"
+    if data:
+        assert data.startswith(b"421 4."), f"timeout reply: {data!r}"
+
+
+def test_text_line_limit(server):
+    """smtp_max_text_line = 16384 incl. CRLF: a 16384-byte line is fine, 16385 is refused
+    (5xx after the end of data) and the session goes on."""
+    tok = token()
+    ok_line = b"a" * (16384 - 2) + b"\r\n"
+    msg = make_message(tok, body=f"{tok}\r\n".encode() + ok_line)
+    with server.smtp() as s:
+        assert s.sendmail("sender@example.net", [BOB], msg) == {}
+    check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", msg)
+    tok2 = token()
+    bad = make_message(tok2, body=f"{tok2}\r\n".encode() + b"b" * (16385 - 2) + b"\r\n")
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        assert c.cmd("DATA")[0] == 354
+        c.send(bad + b".\r\n")
+        code, lines = c.read_reply()
+        assert 500 <= code < 600, f"overlong text line accepted: {code} {lines}"
+        assert_reply((code, lines), "5xx")
+        assert_reply(c.cmd("NOOP"), 250)
+    assert server.find_messages(BOB, tok2) == []
+
+
+def test_auth_failures_per_session_421(server):
+    """smtp_max_auth_failures (default 3): repeated failures end the session with 421."""
+    with server.raw("submissions") as c:
+        replies = []
+        for i in range(6):
+            try:
+                code, lines = c.cmd("AUTH PLAIN " + th.auth_plain_b64(
+                    f"guess{i}@example.test", "wrong"))
+            except (EOFError, ConnectionResetError, BrokenPipeError):
+                break
+            replies.append((code, lines))
+            if code == 421:
+                break
+    codes = [r[0] for r in replies]
+    assert 421 in codes, f"no 421 after {len(codes)} failed AUTH attempts: {replies}"
+    assert all(code == 535 for code in codes[:-1]), replies
+    assert_reply(replies[-1], 421)
+
+
+def test_max_connections_per_ip(tern_factory):
+    import time
+    inst = tern_factory(settings={"max_connections_per_ip": "3"})
+    held = [inst.raw() for _ in range(3)]
+    try:
+        extra = th.RawSMTP("127.0.0.1", inst.ports["smtp"])
+        try:
+            code, lines = extra.read_reply()
+            assert_reply((code, lines), 421, "4.7.0")
+            assert extra.read_until_eof(10) == b""
+        finally:
+            extra.close()
+        # Once one is closed, a new connection is served again (counts are released).
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:
+            c = th.RawSMTP("127.0.0.1", inst.ports["smtp"])
+            code, lines = c.read_reply()
+            c.close()
+            if code == 220 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert code == 220, f"connection count not released: {code} {lines}"
+    finally:
+        for c in held:
+            c.close()

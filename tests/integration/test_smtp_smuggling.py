@@ -1,6 +1,8 @@
 """SMTP smuggling: only <CRLF>.<CRLF> ends DATA. A body with a bare-LF/bare-CR "terminator"
 followed by a second transaction must yield exactly one reply, the message must be refused
 (bare LF/CR), and the smuggled transaction must never run."""
+import socket
+
 import pytest
 
 import tern_harness as th
@@ -128,3 +130,46 @@ def test_bdat_with_embedded_terminators_is_data(server):
     files = server.wait_message(BOB, tok)
     assert len(files) == 1
     th.check_delivered(files[0], "sender@example.net", msg)
+
+
+def _send_bytewise(c, data):
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(len(data)):
+        c.sock.sendall(data[i:i + 1])
+
+
+def test_data_byte_at_a_time(server):
+    """The DATA parser is resumable: dot-stuffing and the terminator split over single-byte
+    segments still give the exact message."""
+    tok = token()
+    head = make_message(tok, body=b"")
+    wire = head + f"{tok}\r\n...x\r\n..\r\n.y\r\n".encode() + b".\r\n"
+    expected = head + f"{tok}\r\n..x\r\n.\r\ny\r\n".encode()
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        assert c.cmd("DATA")[0] == 354
+        _send_bytewise(c, wire)
+        assert_reply(c.read_reply(), 250)
+        # A smuggling attempt split the same way is still refused as a whole.
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        assert c.cmd("DATA")[0] == 354
+        _send_bytewise(c, b"Subject: x\r\n\r\nhi\n.\nMAIL FROM:<evil@x>\r\n\r\n.\r\n")
+        code, lines = c.read_reply()
+        c.send(b"QUIT\r\n")
+        after = parse_replies(c.read_until_eof(30))
+    assert [r[0] for r in after] == [221], (code, lines, after)
+    assert 500 <= code < 600, (code, lines)
+    th.check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", expected)
+
+
+def test_bdat_byte_at_a_time(server):
+    tok = token()
+    msg = make_message(tok, body=f"{tok}\r\n.\r\n")
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        _send_bytewise(c, f"BDAT {len(msg)} LAST\r\n".encode() + msg)
+        assert_reply(c.read_reply(), 250)
+    th.check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", msg)
