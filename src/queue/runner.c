@@ -30,6 +30,7 @@ int runner_main(const struct tern_config *cfg)
 	event_add(t, NULL);
 	event_add(i, NULL);
 	event_base_dispatch(base);
+	signal(SIGTERM, SIG_IGN);	/* a second SIGTERM (master and pkill) must not kill us */
 	event_free(t);
 	event_free(i);
 	queue_close(&q);

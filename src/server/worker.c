@@ -136,6 +136,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	event_add(w.sigint, NULL);
 
 	event_base_dispatch(w.base);
+	signal(SIGTERM, SIG_IGN);	/* leaving: a second SIGTERM must not cut the cleanup */
 
 	smtp_server_free(&w.smtp);
 	for (int r = 0; r < ROLE_COUNT; r++)

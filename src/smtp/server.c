@@ -188,10 +188,25 @@ static bool auth_allowed(const struct smtp_session *s)
 
 /* ---- commands ---------------------------------------------------------------------- */
 
+/* helo_tolerable - RFC 5321 §4.1.4 forbids refusing mail over a poor EHLO name; take any
+ * one printable token ("MY_PC", "host.") as Postfix does, refuse only empty or control bytes */
+static bool helo_tolerable(const char *args)
+{
+	size_t n = strcspn(args, " ");
+	if (n == 0 || n > 255)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)args[i];
+		if (c < 0x21 || c == 0x7f || c == '<' || c == '>' || c == '(' || c == ')')
+			return false;
+	}
+	return args[n + strspn(args + n, " ")] == '\0';
+}
+
 static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 {
 	const char *err;
-	if (smtp_parse_helo(args, &err) < 0) {
+	if (smtp_parse_helo(args, &err) < 0 && !helo_tolerable(args)) {
 		reply(s, "501 5.5.4 %s", err);
 		bad_command(s);
 		return;

@@ -382,6 +382,14 @@ class TernInstance:
                     f"{[str(p) for p in self.mailbox_files(addr, ('tmp', 'new', 'cur'))]})")
             time.sleep(0.05)
 
+    def flush(self, addr="bob@example.test"):
+        """Deliver a marker to addr on a new connection and wait for it, so whatever an
+        earlier session would have delivered has had its chance to arrive."""
+        tok = token()
+        with self.smtp() as s:
+            s.sendmail("marker@example.net", [addr], make_message(tok, to=addr))
+        self.wait_message(addr, tok)
+
     def all_delivered_files(self):
         root = self.data_dir / "mail"
         if not root.is_dir():
@@ -615,3 +623,31 @@ def make_message(tok, sender="sender@example.net", to="bob@example.test", subjec
     head = (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n"
             f"Message-ID: <{tok}@client.example.net>\r\n").encode("utf-8")
     return head + extra_headers + b"\r\n" + body
+
+
+def files_containing(root, needle):
+    """Every file under root whose bytes contain needle."""
+    if isinstance(needle, str):
+        needle = needle.encode()
+    out = []
+    for p in Path(root).rglob("*"):
+        try:
+            if p.is_file() and needle in p.read_bytes():
+                out.append(p)
+        except OSError:
+            pass
+    return out
+
+
+def assert_no_trace(inst, needle, timeout=5):
+    """A refused or aborted message leaves no file anywhere in the data dir (spool temp
+    files included). Polls briefly: the server may clean up a moment after replying."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = files_containing(inst.data_dir, needle)
+        if not found:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"refused/aborted message {needle!r} left on disk: "
+                                 f"{[str(p) for p in found]}")
+        time.sleep(0.1)

@@ -1,8 +1,8 @@
 """SMTP on the "smtp" port (25): banner, EHLO, delivery to Maildir byte for byte, dot-stuffing,
 8BITMIME, SMTPUTF8, BDAT/CHUNKING, PIPELINING, recipient policy, command sequencing."""
 import shutil
-import smtplib
 import subprocess
+import threading
 
 import pytest
 
@@ -83,12 +83,15 @@ def test_several_recipients_one_file_each(server):
 
 def test_duplicate_recipient_delivered_once(server):
     """The same recipient twice in one transaction gets one copy, not two."""
-    tok2 = token()
-    msg2 = make_message(tok2)
+    tok = token()
+    msg = make_message(tok)
     with server.smtp() as s:
-        s.sendmail("sender@example.net", [BOB, BOB], msg2)
-    files = server.wait_message(BOB, tok2)
-    assert len(server.find_messages(BOB, tok2)) == 1, files
+        assert s.sendmail("sender@example.net", [BOB, BOB], msg) == {}
+    server.wait_message(BOB, tok)
+    server.flush(BOB)
+    files = server.find_messages(BOB, tok)
+    assert len(files) == 1, f"{len(files)} copies: {files}"
+    check_delivered(files[0], "sender@example.net", msg)
 
 
 def test_dot_stuffing_smtplib(server):
@@ -183,7 +186,7 @@ def test_bdat_chunks(server):
         tok3 = token()
         msg3 = make_message(tok3)
         c.send(b"MAIL FROM:<sender3@example.net>\r\nRCPT TO:<" + BOB.encode() + b">\r\n"
-               + f"BDAT 10\r\n".encode() + msg3[:10]
+               + b"BDAT 10\r\n" + msg3[:10]
                + f"BDAT {len(msg3) - 10} LAST\r\n".encode() + msg3[10:])
         for _ in range(4):
             assert_reply(c.read_reply(), 250)
@@ -311,7 +314,6 @@ def test_domain_is_case_insensitive(server):
 
 def test_concurrent_clients(server):
     """Twenty clients at once, each delivering one message; all arrive intact."""
-    import threading
     toks = [token() for _ in range(20)]
     msgs = {t: make_message(t, body=f"{t}\r\n".encode() + b"z" * 5000 + b"\r\n") for t in toks}
     errors = []
@@ -398,3 +400,51 @@ def test_swaks_port25(server):
     assert rp == b"Return-Path: <swaks@example.net>"
     assert f"Subject: swaks {tok}".encode() in body
     assert f"swaks body {tok}".encode() in body
+
+
+def test_rset_discards_bdat_message(server):
+    tok = token()
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        part = make_message(tok)
+        c.send(f"BDAT {len(part)}\r\n".encode() + part)
+        assert_reply(c.read_reply(), 250)
+        assert_reply(c.cmd("RSET"), 250)
+        # The transaction is gone: a BDAT LAST now is a bad sequence.
+        c.send(b"BDAT 3 LAST\r\nabc")
+        code, lines = c.read_reply()
+        assert_reply((code, lines), 503, "5.5.1")
+    th.assert_no_trace(server, tok)
+    assert server.find_messages(BOB, tok) == []
+
+
+@pytest.mark.parametrize("helo", [b"bad\x01name.example", "\u00e9t\u00e9.example".encode(),
+                                  b"\xff\xfe.example", b"[300.1.1.1]", b"a..b", b"x" * 300],
+                         ids=["ctrl", "utf8", "bad-utf8", "bad-literal", "empty-label",
+                              "long"])
+def test_helo_junk_not_in_received(server, helo):
+    """A strange EHLO argument is either refused (501) or ends up in Received: without
+    control characters or invalid UTF-8; it never breaks the header."""
+    tok = token()
+    msg = make_message(tok)
+    with server.raw(ehlo=False) as c:
+        c.send(b"EHLO " + helo + b"\r\n")
+        code, lines = c.read_reply()
+        if code != 250:
+            assert code == 501, (code, lines)
+            return
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        assert c.cmd("DATA")[0] == 354
+        c.send(msg + b".\r\n")
+        assert_reply(c.read_reply(), 250)
+    f = server.wait_message(BOB, tok)[0]
+    rp, received, body = th.split_delivered(f.read_bytes())
+    assert body == msg
+    flat = received.replace(b"\r\n\t", b"").replace(b"\r\n ", b"")[:-2]
+    # Control characters never; UTF-8 (a U-label HELO, RFC 6531) only as valid UTF-8.
+    assert all(ch >= 32 and ch != 127 or ch == 9 for ch in flat), \
+        f"control bytes in Received: {received!r}"
+    flat.decode("utf-8")
+    assert all(len(ln) <= 998 for ln in received.split(b"\r\n")), received

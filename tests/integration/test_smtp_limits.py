@@ -1,12 +1,11 @@
 """Limits: message size (SIZE= at MAIL and at end of data), recipients per transaction,
 command line length, bad-command count, garbage and binary input."""
 import random
-import smtplib
-
-import pytest
+import socket
+import time
 
 import tern_harness as th
-from tern_harness import USERS, assert_reply, check_delivered, make_message, token
+from tern_harness import assert_reply, check_delivered, make_message, token
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -44,6 +43,7 @@ def test_oversized_at_end_of_data(server):
         assert s.sendmail("sender@example.net", [BOB], small) == {}
     server.wait_message(BOB, tok2)
     assert server.find_messages(BOB, tok, subdirs=("tmp", "new", "cur")) == []
+    th.assert_no_trace(server, tok)
 
 
 def test_large_message_below_limit_stored_exactly(server):
@@ -154,7 +154,6 @@ def test_garbage_and_binary_input(server):
 
 def test_tls_garbage_on_submissions(server):
     """Plaintext and junk on the implicit-TLS port must not hurt the server."""
-    import socket
     with socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10) as s:
         s.sendall(b"EHLO plaintext\r\n" + bytes(range(256)) * 20)
         try:
@@ -168,7 +167,6 @@ def test_tls_garbage_on_submissions(server):
 
 def test_idle_timeout(tern_factory):
     """smtp_timeout_command: an idle client is dropped (with a 421 if anything is said)."""
-    import time
     inst = tern_factory(settings={"smtp_timeout_command": "2"})
     with inst.raw() as c:
         start = time.monotonic()
@@ -201,6 +199,7 @@ def test_text_line_limit(server):
         assert_reply((code, lines), "5xx")
         assert_reply(c.cmd("NOOP"), 250)
     assert server.find_messages(BOB, tok2) == []
+    th.assert_no_trace(server, tok2)
 
 
 def test_auth_failures_per_session_421(server):
@@ -223,7 +222,6 @@ def test_auth_failures_per_session_421(server):
 
 
 def test_max_connections_per_ip(tern_factory):
-    import time
     inst = tern_factory(settings={"max_connections_per_ip": "3"})
     held = [inst.raw() for _ in range(3)]
     try:
@@ -248,3 +246,61 @@ def test_max_connections_per_ip(tern_factory):
     finally:
         for c in held:
             c.close()
+
+
+def _exact_size_message(tok, size):
+    head = make_message(tok, body=b"")
+    line = b"m" * 998 + b"\r\n"
+    body = bytearray()
+    while len(head) + len(body) + len(line) <= size:
+        body += line
+    rest = size - len(head) - len(body)
+    assert rest != 1  # a lone "\r" or "\n" would be a bare EOL
+    if rest:
+        body += b"r" * (rest - 2) + b"\r\n"
+    msg = head + bytes(body)
+    assert len(msg) == size
+    return msg
+
+
+def test_message_size_boundary(server):
+    """max_message_size = 1048576: a message of exactly that many bytes is accepted and
+    stored exactly; one byte more is refused with 552 5.3.4."""
+    tok = token()
+    msg = _exact_size_message(tok, MAX_SIZE)
+    with server.smtp() as s:
+        s.ehlo()
+        assert s.mail("sender@example.net", [f"SIZE={MAX_SIZE}"])[0] == 250
+        assert s.rcpt(BOB)[0] == 250
+        code, resp = s.data(msg)
+        assert code == 250, f"message of exactly max_message_size refused: {code} {resp}"
+    check_delivered(server.wait_message(BOB, tok)[0], "sender@example.net", msg)
+    tok2 = token()
+    msg2 = _exact_size_message(tok2, MAX_SIZE + 2)  # +1 cannot end in CRLF
+    with server.smtp() as s:
+        s.ehlo()
+        assert s.mail("sender@example.net")[0] == 250
+        assert s.rcpt(BOB)[0] == 250
+        assert_reply(s.data(msg2), 552, "5.3.4")
+    th.assert_no_trace(server, tok2)
+
+
+def test_bdat_oversized_stays_in_sync(server):
+    """A BDAT chunk over the limit: 552 5.3.4, the chunk's bytes are consumed (not run as
+    commands), and the session goes on."""
+    tok = token()
+    big = f"{tok}\r\n".encode() + b"RSET\r\nQUIT\r\n" * ((MAX_SIZE // 12) + 10)
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        c.send(f"BDAT {len(big)} LAST\r\n".encode() + big)
+        assert_reply(c.read_reply(), 552, "5.3.4")
+        assert_reply(c.cmd("NOOP"), 250)
+        tok2 = token()
+        msg = make_message(tok2)
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd(f"RCPT TO:<{BOB}>"), 250)
+        c.send(f"BDAT {len(msg)} LAST\r\n".encode() + msg)
+        assert_reply(c.read_reply(), 250)
+    check_delivered(server.wait_message(BOB, tok2)[0], "sender@example.net", msg)
+    th.assert_no_trace(server, tok)

@@ -249,3 +249,40 @@ def test_swaks_wrong_password(server):
                       "--from", ALICE, "--to", BOB])
     assert rc != 0, out
     assert "535 5.7.8" in out, out
+
+
+def test_auth_plain_authzid_impersonation_refused(server):
+    """AUTH PLAIN with alice's credentials but authzid bob must not log in as bob."""
+    blob = base64.b64encode(f"{BOB}\0{ALICE}\0{USERS[ALICE]}".encode()).decode()
+    with server.raw("submissions") as c:
+        code, lines = c.cmd("AUTH PLAIN " + blob)
+        if code == 235:
+            # Accepted as alice (authzid ignored) would be wrong too: tell which.
+            pytest.fail(f"AUTH PLAIN with authzid={BOB} authcid={ALICE} accepted: {lines}")
+        assert 500 <= code < 600, (code, lines)
+        # Same identity in both fields is fine.
+        blob = base64.b64encode(f"{ALICE}\0{ALICE}\0{USERS[ALICE]}".encode()).decode()
+        assert_reply(c.cmd("AUTH PLAIN " + blob), 235, "2.7.0")
+
+
+@pytest.mark.parametrize("blob", ["!!!notbase64", "AGFsaWNl", "=", "AA=="],
+                         ids=["junk", "no-password", "empty", "nul-only"])
+def test_auth_malformed_responses(server, blob):
+    with server.raw("submissions") as c:
+        code, lines = c.cmd("AUTH PLAIN " + blob)
+        if code == 334:  # "=" is an empty initial response: the server may ask again
+            code, lines = c.cmd("*")
+        assert 500 <= code < 600, f"malformed AUTH PLAIN {blob!r}: {code} {lines}"
+        assert_reply((code, lines), "5xx")
+        assert_reply(c.cmd("NOOP"), 250)
+        assert_reply(c.cmd("AUTH PLAIN " + th.auth_plain_b64(ALICE, USERS[ALICE])),
+                     235, "2.7.0")
+
+
+def test_mail_before_auth_then_auth_refused_mid_transaction(server):
+    with server.raw("submissions") as c:
+        code, lines = c.cmd("MAIL FROM:<alice@example.test>")
+        if code != 250:
+            return  # the server insists on AUTH first: also fine
+        code, lines = c.cmd("AUTH PLAIN " + th.auth_plain_b64(ALICE, USERS[ALICE]))
+        assert_reply((code, lines), 503, "5.5.1")
