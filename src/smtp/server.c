@@ -189,7 +189,7 @@ static bool auth_allowed(const struct smtp_session *s)
 /* ---- commands ---------------------------------------------------------------------- */
 
 /* helo_tolerable - RFC 5321 §4.1.4 forbids refusing mail over a poor EHLO name; take any
- * one printable token ("MY_PC", "host.") as Postfix does, refuse only empty or control bytes */
+ * one printable ASCII token ("MY_PC", "host.") as Postfix does */
 static bool helo_tolerable(const char *args)
 {
 	size_t n = strcspn(args, " ");
@@ -197,7 +197,8 @@ static bool helo_tolerable(const char *args)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)args[i];
-		if (c < 0x21 || c == 0x7f || c == '<' || c == '>' || c == '(' || c == ')')
+		/* ASCII only here: a UTF-8 name must pass the strict parser (valid UTF-8) */
+		if (c < 0x21 || c >= 0x7f || c == '<' || c == '>' || c == '(' || c == ')')
 			return false;
 	}
 	return args[n + strspn(args + n, " ")] == '\0';

@@ -446,5 +446,25 @@ def test_helo_junk_not_in_received(server, helo):
     # Control characters never; UTF-8 (a U-label HELO, RFC 6531) only as valid UTF-8.
     assert all(ch >= 32 and ch != 127 or ch == 9 for ch in flat), \
         f"control bytes in Received: {received!r}"
-    flat.decode("utf-8")
+    try:
+        flat.decode("utf-8")
+    except UnicodeDecodeError:
+        pytest.fail(f"EHLO {helo!r} accepted (250) and copied into Received: as invalid "
+                    f"UTF-8: {received!r}")
     assert all(len(ln) <= 998 for ln in received.split(b"\r\n")), received
+
+
+@pytest.mark.parametrize("addr", [b"\xff\xfe@example.net", b"j\xc3rg@example.net",
+                                  b"user@\xc0\xaf.example"],
+                         ids=["ff-fe", "truncated", "overlong"])
+def test_invalid_utf8_address_refused(server, addr):
+    """RFC 6531 addresses are UTF-8: invalid sequences are a syntax error (5xx), also with
+    SMTPUTF8, and never reach Return-Path."""
+    with server.raw() as c:
+        c.send(b"MAIL FROM:<" + addr + b"> SMTPUTF8\r\n")
+        code, lines = c.read_reply()
+        assert 500 <= code < 600, f"MAIL FROM with invalid UTF-8 {addr!r} accepted: {code} {lines}"
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net> SMTPUTF8"), 250)
+        c.send(b"RCPT TO:<bob\xff@example.test>\r\n")
+        code, lines = c.read_reply()
+        assert 500 <= code < 600, f"RCPT TO with invalid UTF-8 accepted: {code} {lines}"
