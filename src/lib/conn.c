@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -26,9 +27,14 @@ struct conn {
 	size_t max_input;
 	bool tls;
 	bool paused;
+	bool waiting_drain;	/* paused until the peer reads our output */
 	bool closing;
 	bool closed_notified;
+	struct timeval close_deadline;
 };
+
+#define CONN_OUTPUT_HIGH (64 * 1024)
+#define CONN_CLOSE_GRACE 10	/* seconds a last reply may take to leave */
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
@@ -41,7 +47,11 @@ static void conn_kick_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->closing) {
 		if (c->closed_notified)
 			return;
-		if (conn_output_pending(c) == 0) {
+		struct timeval now;
+		gettimeofday(&now, NULL);
+		/* Done when the output left, or when the peer stopped reading: a write timeout
+		 * or error disables writing for good, and a close must not wait forever. */
+		if (conn_output_pending(c) == 0 || timercmp(&now, &c->close_deadline, >)) {
 			c->closed_notified = true;
 			c->ops->on_closed(c->ctx);
 		} else {
@@ -116,8 +126,12 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
-	if (c->closing)
+	if (c->closing) {
 		event_active(c->kick, 0, 0);
+	} else if (c->waiting_drain) {
+		c->waiting_drain = false;
+		conn_resume(c);
+	}
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -219,12 +233,25 @@ void conn_resume(struct conn *c)
 	}
 }
 
+bool conn_output_full(struct conn *c)
+{
+	if (conn_output_pending(c) <= CONN_OUTPUT_HIGH)
+		return false;
+	/* stop reading until the peer has taken what we owe it (write watermark 0) */
+	c->waiting_drain = true;
+	conn_pause(c);
+	return true;
+}
+
 void conn_close_after_flush(struct conn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
+	gettimeofday(&c->close_deadline, NULL);
+	c->close_deadline.tv_sec += CONN_CLOSE_GRACE;
 	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_enable(c->bev, EV_WRITE);
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	event_active(c->kick, 0, 0);
 }

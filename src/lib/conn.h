@@ -43,7 +43,12 @@ SSL *conn_ssl(const struct conn *c);
  * the watermark); conn_resume re-runs on_input later if input is waiting. */
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);
-/* conn_close_after_flush - stop reading, send what is queued, then call on_closed. */
+/* conn_output_full - true when more than 64 KiB of output waits for a peer that does not
+ * read: input is then paused and resumes by itself once the output has drained. A session
+ * checks this before each command so a client that never reads cannot grow our memory. */
+bool conn_output_full(struct conn *c);
+/* conn_close_after_flush - stop reading, send what is queued, then call on_closed (at the
+ * latest 10 s later, or at once once the peer is gone). */
 void conn_close_after_flush(struct conn *c);
 const struct sockaddr *conn_peer(const struct conn *c);
 const char *conn_peer_ip(const struct conn *c);	/* printable address */

@@ -102,8 +102,14 @@ int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64
 		  char **error_r)
 {
 	char *dst = xasprintf("%s/%s", q->dir, qid);
-	if (link(src_path, dst) < 0 || fs_fsync_dir(q->dir) < 0) {
+	if (link(src_path, dst) < 0) {
+		/* never unlink here: on EEXIST the name is another message's */
 		*error_r = xasprintf("%s: %s", dst, strerror(errno));
+		free(dst);
+		return -1;
+	}
+	if (fs_fsync_dir(q->dir) < 0) {
+		*error_r = xasprintf("%s: %s", q->dir, strerror(errno));
 		unlink(dst);
 		free(dst);
 		return -1;

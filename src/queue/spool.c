@@ -141,7 +141,10 @@ void spool_close(struct spool_msg **mp)
 void spool_sweep_incoming(const char *spool_dir)
 {
 	char *dir = xasprintf("%s/incoming", spool_dir);
-	DIR *d = opendir(dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (d == NULL && dfd >= 0)
+		close(dfd);
 	if (d != NULL) {
 		struct dirent *e;
 		while ((e = readdir(d)) != NULL) {

@@ -40,7 +40,7 @@ static const struct key_def top_keys[] = {
 	{ "workers", K_UINT, OFF(workers), 0, 64 },
 	{ "debug", K_BOOL, OFF(debug), 0, 0 },
 	{ "max_message_size", K_U64, OFF(max_message_size), 1024, (uint64_t)1 << 40 },
-	{ "smtp_max_line", K_SIZE, OFF(smtp_max_line), 512, 1 << 20 },
+	{ "smtp_max_line", K_SIZE, OFF(smtp_max_line), 512, 65536 },
 	{ "smtp_max_text_line", K_SIZE, OFF(smtp_max_text_line), 1000, 1 << 24 },
 	{ "smtp_max_recipients", K_SIZE, OFF(smtp_max_recipients), 1, 100000 },
 	{ "smtp_max_commands", K_UINT, OFF(smtp_max_commands), 10, 1000000 },

@@ -26,7 +26,7 @@
 #include "queue/spool.h"
 #include "server/worker.h"
 
-#define MAX_CHILDREN 130
+#define MAX_CHILDREN (3 * 64 + 2)	/* two retiring generations + one live + runner */
 
 enum child_kind { CHILD_WORKER, CHILD_RUNNER };
 
@@ -91,26 +91,61 @@ static void own(struct master *m, const char *path)
 		log_fatal("chown %s", path);
 }
 
-/* prepare_data_dir - create the directories the children need, owned by the run user */
+/* own_in - chown name inside the real directory dir (never through a symlink anywhere
+ * below data_dir, which the run user controls) */
+static void own_in(struct master *m, const char *dir, const char *name)
+{
+	if (!m->drop)
+		return;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	if (fchownat(dfd, name, m->uid, m->gid, AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
+		log_warn("chown %s/%s", dir, name);
+	close(dfd);
+}
+
+/* prepare_data_dir - the root part: the data dir itself (given to the run user), tls/
+ * (kept by root: the master reads the key, children inherit the loaded context), and
+ * databases a command run as root may have created. Everything else is made by
+ * prepare_as_user, without root. */
 static void prepare_data_dir(struct master *m)
 {
-	static const char *const dirs[] = { "", "/spool", "/spool/incoming", "/spool/queue",
-					    "/mail", "/tls" };
-	static const char *const files[] = { "/tern.db", "/tern.db-wal", "/tern.db-shm",
-					     "/spool/queue.db", "/spool/queue.db-wal",
-					     "/spool/queue.db-shm" };
+	static const char *const top[] = { "tern.db", "tern.db-wal", "tern.db-shm" };
+	static const char *const spool[] = { "queue.db", "queue.db-wal", "queue.db-shm" };
+	if (fs_mkdirs(m->cfg->data_dir, 0700) < 0)
+		log_fatal("mkdir %s", m->cfg->data_dir);
+	own(m, m->cfg->data_dir);
+	char *tls = config_path_in_data(m->cfg, "tls");
+	if (mkdir(tls, 0700) < 0 && errno != EEXIST)
+		log_fatal("mkdir %s", tls);
+	free(tls);
+	for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
+		own_in(m, m->cfg->data_dir, top[i]);
+	char *sp = config_path_in_data(m->cfg, "spool");
+	for (size_t i = 0; i < sizeof(spool) / sizeof(spool[0]); i++)
+		own_in(m, sp, spool[i]);
+	free(sp);
+}
+
+/* prepare_as_user - runs as the run user: directories the children write, and the sweep of
+ * unfinished spool files. 0 or -1. */
+static int prepare_as_user(const struct tern_config *cfg)
+{
+	static const char *const dirs[] = { "spool/incoming", "spool/queue", "mail" };
+	if (access(cfg->data_dir, R_OK | W_OK | X_OK) < 0)
+		return -1;
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		char *p = xasprintf("%s%s", m->cfg->data_dir, dirs[i]);
-		if (fs_mkdirs(p, 0700) < 0)
-			log_fatal("mkdir %s", p);
-		own(m, p);
+		char *p = config_path_in_data(cfg, dirs[i]);
+		int r = fs_mkdirs(p, 0700);
 		free(p);
+		if (r < 0)
+			return -1;
 	}
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		char *p = xasprintf("%s%s", m->cfg->data_dir, files[i]);
-		own(m, p);
-		free(p);
-	}
+	char *spool = config_path_in_data(cfg, "spool");
+	spool_sweep_incoming(spool);
+	free(spool);
+	return 0;
 }
 
 /* load_tls - the configured pair, or a self-signed one made on first start */
@@ -177,26 +212,30 @@ static void child_setup(struct master *m, pid_t master_pid)
 	}
 }
 
-/* check_access - fail fast when the run user cannot reach the data dir (a parent directory
- * without search permission is the usual cause), instead of children dying in a loop */
+/* check_access - prepare_as_user in a child that dropped root; fail fast when the run
+ * user cannot reach the data dir (a parent directory without search permission is the usual
+ * cause) instead of children dying in a loop */
 static void check_access(struct master *m)
 {
-	if (!m->drop)
+	if (!m->drop) {
+		if (prepare_as_user(m->cfg) < 0)
+			log_fatal("data_dir %s", m->cfg->data_dir);
 		return;
+	}
 	pid_t master_pid = getpid();
 	pid_t pid = fork();
 	if (pid < 0)
 		log_fatal("fork");
 	if (pid == 0) {
 		child_setup(m, master_pid);
-		_exit(access(m->cfg->data_dir, R_OK | W_OK | X_OK) == 0 ? 0 : 1);
+		_exit(prepare_as_user(m->cfg) == 0 ? 0 : 1);
 	}
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		log_fatalx("data_dir %s is not reachable by uid %ld: check the permissions of its "
-			   "parent directories", m->cfg->data_dir, (long)m->uid);
+		log_fatalx("data_dir %s is not usable by uid %ld: check the permissions of it and "
+			   "its parent directories", m->cfg->data_dir, (long)m->uid);
 }
 
 static void spawn(struct master *m, struct child *c, enum child_kind kind)
@@ -326,10 +365,6 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	m.tls = load_tls(&m, &err);
 	if (m.tls == NULL)
 		log_fatalx("TLS: %s", err);
-	own(&m, m.cert_path);
-	char *spool = config_path_in_data(cfg, "spool");
-	spool_sweep_incoming(spool);
-	free(spool);
 	check_access(&m);
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)

@@ -255,9 +255,12 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
+	free(s->auth_user);
+	s->auth_user = NULL;
 	if (conn_starttls(s->conn, s->srv->tls) < 0) {
 		log_warnx("%s: STARTTLS setup failed", s->id);
-		session_end(s);
+		set_state(s, SMTP_S_CLOSING);
+		conn_close_after_flush(s->conn);
 	}
 }
 
@@ -298,6 +301,8 @@ static void auth_finish(struct smtp_session *s)
 static void auth_delay_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
+	if (s->state == SMTP_S_CLOSING)
+		return;		/* a drain or timeout ended the session meanwhile */
 	auth_finish(s);
 	if (s->state != SMTP_S_CLOSING)
 		conn_resume(s->conn);
@@ -379,7 +384,7 @@ static void cmd_auth(struct smtp_session *s, const char *args)
 	auth_step(s, ir);
 }
 
-/* check_params - the ESMTP parameters of MAIL; returns a reply or NULL when all is well */
+/* mail_params - the ESMTP parameters of MAIL; returns a reply or NULL when all is well */
 static const char *mail_params(struct smtp_session *s, const struct smtp_path_args *pa)
 {
 	for (size_t i = 0; i < pa->n_params; i++) {
@@ -463,6 +468,11 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 	const struct tern_config *cfg = s->srv->cfg;
 	if (!s->have_mail) {
 		reply(s, "503 5.5.1 Need MAIL before RCPT");
+		bad_command(s);
+		return;
+	}
+	if (s->bdat_open) {
+		reply(s, "503 5.5.1 RCPT not allowed after BDAT");
 		bad_command(s);
 		return;
 	}
@@ -667,11 +677,17 @@ static void cmd_bdat(struct smtp_session *s, const char *args)
 	uint64_t size;
 	bool last;
 	const char *err;
+	if (!s->esmtp) {
+		/* CHUNKING is only offered after EHLO (RFC 3030 §2); the size is unknown to
+		 * us, so the chunk cannot be skipped: close rather than read it as commands */
+		close_with(s, "503 5.5.1 BDAT needs EHLO; closing connection");
+		return;
+	}
 	if (smtp_parse_bdat(args, &size, &last, &err) < 0) {
-		/* Without a size we cannot know where the chunk ends: RFC 3030 leaves the
-		 * client to resynchronise; answer and treat what follows as commands. */
+		/* Without a size we cannot know where the chunk ends, and its bytes must never
+		 * be taken for commands: give up on the connection. */
 		reply(s, "501 5.5.4 %s", err);
-		bad_command(s);
+		close_with(s, "421 4.5.0 Cannot find the end of the BDAT chunk, closing connection");
 		return;
 	}
 	s->bdat_left = size;
@@ -877,6 +893,8 @@ static void session_process(struct smtp_session *s)
 			continue;
 		}
 		bool bare_lf;
+		if (conn_output_full(s->conn))
+			return;		/* resumes once the client reads its replies */
 		/* conn_input each time: STARTTLS replaces the connection's buffers */
 		int r = linereader_read(&s->lr, conn_input(s->conn), &s->line, &bare_lf);
 		if (r == 0)
@@ -890,6 +908,13 @@ static void session_process(struct smtp_session *s)
 			} else {
 				reply(s, "500 5.5.2 Line too long");
 			}
+			if (bad_command(s))
+				return;
+			continue;
+		}
+		if (bare_lf) {
+			/* RFC 5321 §2.3.8: only CRLF ends a line */
+			reply(s, "500 5.5.2 Line must end with CRLF");
 			if (bad_command(s))
 				return;
 			continue;

@@ -56,3 +56,86 @@ def test_sighup_replaces_workers_and_keeps_serving(tern_factory):
     s.sendmail("sender@example.net", ["bob@example.test"], make_message(tok))
     s.quit()
     assert inst.wait_message("bob@example.test", tok)
+
+
+def _worker_rss_kb(inst):
+    total = 0
+    for pid in children_of(inst.pid):
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_client_that_never_reads_cannot_grow_memory(tern_factory):
+    # Each EHLO reply is ~200 bytes; a client pipelining EHLOs and never reading must be
+    # stopped by back-pressure (we pause input when 64 KiB of output waits), not buffered.
+    inst = tern_factory()
+    before = _worker_rss_kb(inst)
+    c = RawSMTP("127.0.0.1", inst.ports["smtp"])
+    sock = c.sock
+    sock.setblocking(False)
+    chunk = b"EHLO a\r\n" * 8192
+    sent, deadline = 0, time.monotonic() + 4
+    while time.monotonic() < deadline and sent < 64 * 1024 * 1024:
+        try:
+            sent += sock.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+    time.sleep(0.5)
+    grown = _worker_rss_kb(inst) - before
+    sock.close()
+    # Without back-pressure every accepted EHLO costs ~25x its size in queued replies.
+    assert sent < 32 * 1024 * 1024, f"server kept reading: {sent} bytes accepted"
+    assert grown < 40 * 1024, f"workers grew by {grown} kB after {sent} bytes of EHLO"
+
+
+def test_bad_bdat_size_closes_instead_of_reading_chunk_as_commands(server):
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd("RCPT TO:<bob@example.test>"), 250)
+        c.send(b"BDAT 57\tLAST\r\nRSET\r\nMAIL FROM:<evil@x.example>\r\n")
+        data = c.read_until_eof()
+    text = data.decode(errors="replace") if isinstance(data, bytes) else "\n".join(data)
+    assert "501 5.5.4" in text and "421 4.5.0" in text, text
+    assert "250" not in text, f"chunk bytes were run as commands: {text!r}"
+
+
+def test_rcpt_between_bdat_chunks_refused(server):
+    with server.raw() as c:
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd("RCPT TO:<bob@example.test>"), 250)
+        c.send(b"BDAT 4\r\nabcd")
+        assert_reply(c.read_reply(), 250)
+        assert_reply(c.cmd("RCPT TO:<alice@example.test>"), 503, "5.5.1")
+        assert_reply(c.cmd("RSET"), 250)
+
+
+def test_bdat_after_helo_refused(server):
+    with server.raw(ehlo=False) as c:
+        assert c.cmd("HELO client.example")[0] == 250
+        assert_reply(c.cmd("MAIL FROM:<sender@example.net>"), 250)
+        assert_reply(c.cmd("RCPT TO:<bob@example.test>"), 250)
+        assert_reply(c.cmd("BDAT 4 LAST"), 503, "5.5.1")
+
+
+def test_bare_lf_command_refused(server):
+    with server.raw() as c:
+        c.send(b"NOOP\n")
+        assert_reply(c.read_reply(), 500, "5.5.2")
+        assert_reply(c.cmd("NOOP"), 250)
+
+
+def test_sweep_does_not_follow_symlinked_incoming(tern_factory, tmp_path):
+    # The run user owns spool/; if it (or a compromised worker) swaps spool/incoming for a
+    # symlink, the start-up sweep must not delete what the link points to.
+    inst = tern_factory()
+    inst.stop()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    incoming = inst.data_dir / "spool" / "incoming"
+    os.rename(incoming, inst.data_dir / "spool" / "incoming.old")
+    os.symlink(victim, incoming)
+    inst.start()
+    assert (victim / "precious").exists(), "start-up sweep followed the symlink"
