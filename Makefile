@@ -68,6 +68,7 @@ run: deps tern
 	./tern serve
 
 FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
+# Run a target without writing into the seed corpus: build/fuzz/NAME -max_total_time=60 NEWDIR tests/fuzz/corpus/NAME
 fuzz: deps
 	@mkdir -p build/fuzz
 	for f in $(FUZZ_SRC); do \

@@ -34,6 +34,7 @@ struct conn {
 };
 
 #define CONN_OUTPUT_HIGH (64 * 1024)
+#define CONN_OUTPUT_LOW (16 * 1024)
 #define CONN_CLOSE_GRACE 10	/* seconds a last reply may take to leave */
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -61,7 +62,21 @@ static void conn_kick_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
-	if (!c->paused && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	if (c->waiting_drain) {
+		/* A TLS filter hands its bytes to the layer below at once, so the filter's write
+		 * callback may never fire again: look at the total now and then. */
+		if (conn_output_pending(c) > CONN_OUTPUT_LOW) {
+			struct timeval tv = { 0, 10000 };
+			event_add(c->kick, &tv);
+			return;
+		}
+		c->waiting_drain = false;
+		c->paused = false;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	/* After a resume the session runs even with no new input: it may have output of its
+	 * own to continue (a POP3 RETR streaming a large message). */
+	if (!c->paused)
 		c->ops->on_input(c->ctx);
 }
 
@@ -129,8 +144,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 	if (c->closing) {
 		event_active(c->kick, 0, 0);
 	} else if (c->waiting_drain) {
-		c->waiting_drain = false;
-		conn_resume(c);
+		event_active(c->kick, 0, 0);
 	}
 }
 
@@ -240,6 +254,8 @@ bool conn_output_full(struct conn *c)
 	/* stop reading until the peer has taken what we owe it (write watermark 0) */
 	c->waiting_drain = true;
 	conn_pause(c);
+	struct timeval tv = { 0, 10000 };
+	event_add(c->kick, &tv);
 	return true;
 }
 

@@ -16,7 +16,7 @@ struct conn;
 enum conn_event { CONN_EOF, CONN_ERROR, CONN_TIMEOUT };
 
 struct conn_ops {
-	void (*on_input)(void *ctx);			/* new bytes in conn_input() */
+	void (*on_input)(void *ctx);	/* new bytes in conn_input(), or resumed (maybe none) */
 	void (*on_event)(void *ctx, enum conn_event ev);	/* the session should end */
 	void (*on_closed)(void *ctx);			/* close_after_flush finished */
 };

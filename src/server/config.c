@@ -357,8 +357,8 @@ struct tern_config *config_dev(void)
 		abort();	/* the built-in text is fixed: a failure is a bug */
 	free(c->path);
 	c->path = NULL;
-	/* Only SMTP roles are served until POP3 and IMAP exist. */
-	for (int r = ROLE_SMTP; r <= ROLE_SUBMISSIONS; r++) {
+	/* IMAP is not served yet. */
+	for (int r = ROLE_SMTP; r <= ROLE_POP3S; r++) {
 		if (set_listen(c, role_names[r], dev_listen[r], &err) < 0)
 			abort();
 	}

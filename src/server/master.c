@@ -35,6 +35,8 @@ struct child {
 	enum child_kind kind;
 	bool retiring;		/* replaced after SIGHUP: do not restart */
 	time_t started;
+	time_t restart_at;	/* pid 0 and restart_at set: restart it then */
+	unsigned quick_deaths;	/* deaths soon after start in a row: back-off */
 };
 
 struct master {
@@ -177,8 +179,8 @@ static void open_listeners(struct master *m)
 		const struct listen_spec *l = &m->cfg->listen[r];
 		if (!l->enabled)
 			continue;
-		if (r > ROLE_SUBMISSIONS) {
-			log_warnx("[listen] %s = %s: POP3 and IMAP are not served yet; ignored",
+		if (r > ROLE_POP3S) {
+			log_warnx("[listen] %s = %s: IMAP is not served yet; ignored",
 				  config_role_name(r), l->text);
 			continue;
 		}
@@ -245,6 +247,8 @@ static void spawn(struct master *m, struct child *c, enum child_kind kind)
 	if (pid < 0) {
 		log_warn("fork");
 		c->pid = 0;
+		c->kind = kind;
+		c->restart_at = time(NULL) + 1;	/* keep the slot: try again */
 		return;
 	}
 	if (pid == 0) {
@@ -257,12 +261,13 @@ static void spawn(struct master *m, struct child *c, enum child_kind kind)
 	c->kind = kind;
 	c->retiring = false;
 	c->started = time(NULL);
+	c->restart_at = 0;
 }
 
 static struct child *free_slot(struct master *m)
 {
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
-		if (m->children[i].pid == 0)
+		if (m->children[i].pid == 0 && m->children[i].restart_at == 0)
 			return &m->children[i];
 	return NULL;
 }
@@ -299,11 +304,29 @@ static void reap(struct master *m)
 						 (long)pid, WEXITSTATUS(status));
 			}
 			if (!got_term && !c->retiring) {
-				if (time(NULL) - c->started < 1)
-					sleep(1);	/* a crash loop must not spin */
-				spawn(m, c, c->kind);
+				/* A crash loop must not spin, nor block the master: restart later,
+				 * waiting longer (to 60 s) while the child keeps dying young. */
+				time_t now = time(NULL);
+				c->quick_deaths = now - c->started < 10 ? c->quick_deaths + 1 : 0;
+				unsigned wait = c->quick_deaths == 0 ? 0 : 1u << (c->quick_deaths < 6 ? c->quick_deaths - 1 : 5);
+				c->restart_at = now + (wait > 60 ? 60 : wait);
 			}
 			break;
+		}
+	}
+}
+
+/* restart_due - start the children whose back-off has run out */
+static void restart_due(struct master *m)
+{
+	time_t now = time(NULL);
+	for (size_t i = 0; i < MAX_CHILDREN; i++) {
+		struct child *c = &m->children[i];
+		if (c->pid == 0 && c->restart_at != 0 && now >= c->restart_at && !got_term) {
+			c->restart_at = 0;
+			unsigned deaths = c->quick_deaths;
+			spawn(m, c, c->kind);
+			c->quick_deaths = deaths;
 		}
 	}
 }
@@ -398,11 +421,15 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 		fprintf(stderr, "%s", dev_banner);
 
 	while (!got_term) {
-		sigsuspend(&old);
+		struct timespec one_second = { 1, 0 };
+		int sig = sigtimedwait(&block, NULL, &one_second);
+		if (sig > 0)
+			on_signal(sig);
 		if (got_chld) {
 			got_chld = 0;
 			reap(&m);
 		}
+		restart_due(&m);
 		if (got_hup && !got_term) {
 			got_hup = 0;
 			reload(&m);

@@ -13,6 +13,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
+#include "pop3/server.h"
 #include "smtp/server.h"
 
 struct worker;
@@ -27,6 +28,7 @@ struct worker {
 	const struct tern_config *cfg;
 	struct event_base *base;
 	struct smtp_server smtp;
+	struct pop3_server pop3;
 	struct worker_listener listeners[ROLE_COUNT];
 	struct event *sigterm, *sigint, *drain_timer, *drain_deadline;
 	bool draining;
@@ -41,6 +43,10 @@ static void worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 	case ROLE_SUBMISSION:
 	case ROLE_SUBMISSIONS:
 		smtp_session_start(&wl->w->smtp, fd, sa, (socklen_t)salen, wl->role);
+		break;
+	case ROLE_POP3:
+	case ROLE_POP3S:
+		pop3_session_start(&wl->w->pop3, fd, sa, (socklen_t)salen, wl->role);
 		break;
 	default:
 		close(fd);
@@ -66,14 +72,14 @@ static void worker_accept_error(struct evconnlistener *l, void *arg)
 static void drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	if (w->smtp.n_sessions == 0)
+	if (w->smtp.n_sessions == 0 && w->pop3.n_sessions == 0)
 		event_base_loopbreak(w->base);
 }
 
 static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	log_warnx("shutdown timeout: ending %u sessions", w->smtp.n_sessions);
+	log_warnx("shutdown timeout: ending %u sessions", w->smtp.n_sessions + w->pop3.n_sessions);
 	event_base_loopbreak(w->base);
 }
 
@@ -88,6 +94,7 @@ static void worker_stop(evutil_socket_t sig, short what, void *arg)
 		if (w->listeners[r].l != NULL)
 			evconnlistener_disable(w->listeners[r].l);
 	smtp_server_drain(&w->smtp);
+	pop3_server_drain(&w->pop3);
 	struct timeval tick = { 0, 50000 };
 	struct timeval limit = { (time_t)w->cfg->shutdown_timeout, 0 };
 	w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check, w);
@@ -119,6 +126,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	free(spool);
 
 	smtp_server_init(&w.smtp, w.base, cfg, tls, accounts, queue);
+	pop3_server_init(&w.pop3, w.base, cfg, tls, accounts);
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		if (listen_fds[r] < 0)
 			continue;
@@ -139,6 +147,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	signal(SIGTERM, SIG_IGN);	/* leaving: a second SIGTERM must not cut the cleanup */
 
 	smtp_server_free(&w.smtp);
+	pop3_server_free(&w.pop3);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (w.listeners[r].l != NULL)
 			evconnlistener_free(w.listeners[r].l);

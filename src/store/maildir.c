@@ -1,16 +1,34 @@
-/* maildir - Maildir files: paths, creation, durable delivery by hard link */
+/* maildir - Maildir files: paths, mailbox names, creation, message files, durable delivery */
 #include "store/store.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
 #include "lib/fs.h"
 #include "lib/xmalloc.h"
+#include "store/store_private.h"
+
+void store_set_error(char **error_r, const char *fmt, ...)
+{
+	if (error_r == NULL)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	buf b;
+	buf_init(&b, 0);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	*error_r = b.data != NULL ? b.data : xstrdup("");
+}
 
 /* path_escape - append s to b with bytes unsafe in a file name %XX-encoded */
 static void path_escape(buf *b, const char *s, size_t n)
@@ -49,54 +67,548 @@ char *store_maildir_path(const char *data_dir, const char *address)
 	return b.data;
 }
 
-/* maildir_ensure - create tmp/ new/ cur/ under dir (and dir itself) when missing */
-static int maildir_ensure(const char *dir)
+char *store_path(const struct store *s, const char *dir, const char *file)
+{
+	buf b;
+	buf_init(&b, 0);
+	buf_puts(&b, s->root);
+	if (dir != NULL && dir[0] != '\0')
+		buf_printf(&b, "/%s", dir);
+	if (file != NULL && file[0] != '\0')
+		buf_printf(&b, "/%s", file);
+	return b.data;
+}
+
+/* maildir_ensure - create tmp/ new/ cur/ under dir (and dir itself) when missing; what is
+ * created is made durable (fsync of the directories that gained an entry) */
+int maildir_ensure(const char *dir, bool folder)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
 	char path[4096];
+	bool created = false;
+	struct stat st;
+	if (stat(dir, &st) < 0) {
+		if (errno != ENOENT || fs_mkdirs(dir, 0700) < 0)
+			return -1;
+		created = true;
+	}
 	for (size_t i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
-		if (mkdir(path, 0700) == 0 || errno == EEXIST)
+		if (mkdir(path, 0700) == 0) {
+			created = true;
 			continue;
-		if (errno != ENOENT || fs_mkdirs(path, 0700) < 0)
+		}
+		if (errno != EEXIST)
 			return -1;
 	}
+	if (folder) {
+		snprintf(path, sizeof(path), "%s/maildirfolder", dir);
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!created)
+		return 0;
+	/* The new directories must survive a crash, and so must every level above that
+	 * fs_mkdirs may have created (domain directory, mail/). */
+	if (fs_fsync_dir(dir) < 0 || fs_fsync_parent(dir) < 0)
+		return -1;
+	char *up = xstrdup(dir);
+	for (int level = 0; level < 2; level++) {
+		char *slash = strrchr(up, '/');
+		if (slash == NULL || slash == up)
+			break;
+		*slash = '\0';
+		if (fs_fsync_parent(up) < 0) {
+			free(up);
+			return -1;
+		}
+	}
+	free(up);
+	return 0;
+}
+
+/* ---- mailbox names ---------------------------------------------------------------- */
+
+int store_name_normalize(const char *name, char **norm_r)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > STORE_MAX_DIR)
+		return STORE_INVALID;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < 0x20 || c == 0x7f || c == '*' || c == '%')
+			return STORE_INVALID;
+		if (c == STORE_SEP && (i == 0 || i == len - 1 || name[i + 1] == STORE_SEP))
+			return STORE_INVALID;
+	}
+	char *norm = xstrdup(name);
+	if (strncasecmp(norm, "INBOX", 5) == 0 && (norm[5] == '\0' || norm[5] == STORE_SEP))
+		memcpy(norm, "INBOX", 5);
+	*norm_r = norm;
+	return 0;
+}
+
+char *store_name_dir(const char *norm)
+{
+	if (strcmp(norm, "INBOX") == 0)
+		return xstrdup("");
+	buf b;
+	buf_init(&b, 0);
+	buf_putc(&b, '.');
+	for (const char *p = norm; *p; p++) {
+		if (*p == STORE_SEP)
+			buf_putc(&b, '.');
+		else if (*p == '.')
+			buf_puts(&b, "%2E");
+		else
+			buf_putc(&b, *p);
+	}
+	if (b.len > STORE_MAX_DIR) {
+		buf_free(&b);
+		return NULL;
+	}
+	return b.data;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+char *store_dir_name(const char *entry)
+{
+	if (entry[0] != '.' || entry[1] == '\0' || strcmp(entry, "..") == 0)
+		return NULL;
+	buf b;
+	buf_init(&b, 0);
+	for (const char *p = entry + 1; *p; p++) {
+		if (*p == '.') {
+			buf_putc(&b, STORE_SEP);
+		} else if (*p == '%') {
+			int hi = hexval(p[1]), lo = hi >= 0 ? hexval(p[2]) : -1;
+			if (lo < 0) {
+				buf_free(&b);
+				return NULL;
+			}
+			buf_putc(&b, (char)(hi * 16 + lo));
+			p += 2;
+		} else {
+			buf_putc(&b, *p);
+		}
+	}
+	/* Only the exact encoding of a valid name counts: one name, one directory. */
+	char *norm = NULL;
+	char *dir = NULL;
+	if (b.data == NULL || store_name_normalize(b.data, &norm) < 0 ||
+	    (dir = store_name_dir(norm)) == NULL || strcmp(dir, entry) != 0) {
+		free(norm);
+		norm = NULL;
+	}
+	free(dir);
+	buf_free(&b);
+	return norm;
+}
+
+/* ---- message files ---------------------------------------------------------------- */
+
+char *maildir_base(const char *entry)
+{
+	const char *colon = strchr(entry, ':');
+	return colon ? xstrndup(entry, (size_t)(colon - entry)) : xstrdup(entry);
+}
+
+uint32_t maildir_info_flags(const char *entry)
+{
+	const char *info = strstr(entry, ":2,");
+	uint32_t f = 0;
+	if (info == NULL)
+		return 0;
+	for (const char *p = info + 3; *p; p++) {
+		switch (*p) {
+		case 'D': f |= STORE_F_DRAFT; break;
+		case 'F': f |= STORE_F_FLAGGED; break;
+		case 'R': f |= STORE_F_ANSWERED; break;
+		case 'S': f |= STORE_F_SEEN; break;
+		case 'T': f |= STORE_F_DELETED; break;
+		default: break;
+		}
+	}
+	return f;
+}
+
+int maildir_served_size(int fd, uint64_t *served_r)
+{
+	char chunk[65536];
+	uint64_t n = 0;
+	char prev = 0;
+	off_t off = 0;
+	for (;;) {
+		ssize_t r = pread(fd, chunk, sizeof(chunk), off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		for (ssize_t i = 0; i < r; i++) {
+			if (chunk[i] == '\n' && prev != '\r')
+				n++;		/* served as CRLF */
+			prev = chunk[i];
+		}
+		n += (uint64_t)r;
+		off += r;
+	}
+	*served_r = n;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int maildir_list(const char *path, struct entries *e)
+{
+	e->v = NULL;
+	e->n = 0;
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return -1;
+	size_t cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (e->n == cap) {
+			cap = cap ? cap * 2 : 16;
+			e->v = xreallocarray(e->v, cap, sizeof(*e->v));
+		}
+		e->v[e->n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (e->n > 1)
+		qsort(e->v, e->n, sizeof(*e->v), cmp_str);
+	return 0;
+}
+
+void entries_free(struct entries *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->v[i]);
+	free(e->v);
+	e->v = NULL;
+	e->n = 0;
+}
+
+/* find_in_cur - last resort: a cur/ entry "<name>:…" (another program changed its info) */
+static char *find_in_cur(const struct store *s, const char *dir, const char *name)
+{
+	char *cur = store_path(s, dir, "cur");
+	DIR *d = opendir(cur);
+	char *found = NULL;
+	size_t nlen = strlen(name);
+	if (d != NULL) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (strncmp(de->d_name, name, nlen) == 0 && de->d_name[nlen] == ':') {
+				found = xasprintf("%s/%s", cur, de->d_name);
+				break;
+			}
+		}
+		closedir(d);
+	}
+	free(cur);
+	return found;
+}
+
+/* The places a message file can be, in order. Files only ever move from new/ to cur/, so
+ * trying new/ before cur/ cannot miss a file that moves meanwhile. The indexed name comes
+ * first for open (the usual hit); unlink must not miss, so it starts at new/. */
+static char **msg_candidates(const struct store *s, const char *dir, const char *name,
+			     const char *file, bool new_first, size_t *n_r)
+{
+	char **c = xcalloc(4, sizeof(*c));
+	size_t n = 0;
+	char *in_new = xasprintf("new/%s", name);
+	char *in_cur = xasprintf("cur/%s:2,", name);
+	if (!new_first)
+		c[n++] = store_path(s, dir, file);
+	c[n++] = store_path(s, dir, in_new);
+	c[n++] = store_path(s, dir, in_cur);
+	if (new_first || strcmp(file, in_new) != 0)
+		c[n++] = store_path(s, dir, file);
+	free(in_new);
+	free(in_cur);
+	*n_r = n;
+	return c;
+}
+
+static void candidates_free(char **c, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(c[i]);
+	free(c);
+}
+
+int maildir_open_msg(const struct store *s, const char *dir, const char *name, const char *file,
+		     int *fd_r)
+{
+	size_t n;
+	char **c = msg_candidates(s, dir, name, file, false, &n);
+	int r = STORE_NOTFOUND;
+	for (size_t i = 0; i < n && r == STORE_NOTFOUND; i++) {
+		int fd = open(c[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0) {
+			*fd_r = fd;
+			r = 0;
+		} else if (errno != ENOENT) {
+			r = STORE_ERROR;
+		}
+	}
+	candidates_free(c, n);
+	if (r == STORE_NOTFOUND) {
+		char *other = find_in_cur(s, dir, name);
+		if (other != NULL) {
+			int fd = open(other, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			if (fd >= 0) {
+				*fd_r = fd;
+				r = 0;
+			}
+			free(other);
+		}
+	}
+	return r;
+}
+
+int maildir_unlink_msg(const struct store *s, const char *dir, const char *name, const char *file)
+{
+	size_t n;
+	char **c = msg_candidates(s, dir, name, file, true, &n);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (unlink(c[i]) == 0)
+			r = 1;
+		else if (errno != ENOENT)
+			r = -1;
+	}
+	candidates_free(c, n);
+	if (r == 0) {
+		char *other = find_in_cur(s, dir, name);
+		if (other != NULL) {
+			r = unlink(other) == 0 ? 1 : errno == ENOENT ? 0 : -1;
+			free(other);
+		}
+	}
+	return r;
+}
+
+int maildir_link_msg(const struct store *s, const char *dir, const char *name, const char *file,
+		     const char *dst)
+{
+	size_t n;
+	char **c = msg_candidates(s, dir, name, file, true, &n);
+	int r = STORE_NOTFOUND;
+	for (size_t i = 0; i < n && r == STORE_NOTFOUND; i++) {
+		if (link(c[i], dst) == 0)
+			r = 0;
+		else if (errno != ENOENT)
+			r = -1;
+	}
+	int e = errno;
+	candidates_free(c, n);
+	if (r == STORE_NOTFOUND) {
+		char *other = find_in_cur(s, dir, name);
+		if (other != NULL) {
+			r = link(other, dst) == 0 ? 0 : errno == ENOENT ? STORE_NOTFOUND : -1;
+			e = errno;
+			free(other);
+		}
+	}
+	errno = e;
+	return r;
+}
+
+/* rmtree_at - remove everything in the directory fd (closed here) */
+static int rmtree_at(int fd)
+{
+	DIR *d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return -1;
+	}
+	int r = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			continue;
+		if (errno != EISDIR && errno != EPERM) {
+			r = -1;
+			continue;
+		}
+		int sub = openat(dirfd(d), de->d_name,
+				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0 || rmtree_at(sub) < 0 || unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0)
+			r = -1;
+	}
+	closedir(d);
+	return r;
+}
+
+int maildir_rmtree(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ELOOP || errno == ENOTDIR)
+			return unlink(path);	/* a symlink or file: remove it, not its target */
+		return errno == ENOENT ? 0 : -1;
+	}
+	if (rmtree_at(fd) < 0)
+		return -1;
+	return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t size)
+{
+	char name[200];
+	fs_unique_name(name, sizeof(name), s->host);
+	snprintf(out, outsz, "%s,S=%llu", name, (unsigned long long)size);
+}
+
+/* ---- delivery ------------------------------------------------------------------------ */
+
+/* Deliveries keep a few account handles open, so that 1000 deliveries a second cost a link,
+ * an fsync and one small transaction each, not an index open. A handle never crosses fork:
+ * a child forgets (without closing) what its parent had open. */
+#define DELIVER_CACHE 8
+static struct deliver_slot {
+	char *key;		/* data_dir "\n" address */
+	struct store *s;
+	uint64_t used;
+} deliver_cache[DELIVER_CACHE];
+static pid_t deliver_cache_pid;
+static uint64_t deliver_clock;
+
+void store_deliver_cache_close(void)
+{
+	for (size_t i = 0; i < DELIVER_CACHE; i++) {
+		if (deliver_cache_pid == getpid())
+			store_close(&deliver_cache[i].s);
+		free(deliver_cache[i].key);
+		deliver_cache[i].key = NULL;
+		deliver_cache[i].s = NULL;
+	}
+}
+
+/* deliver_store - a handle on the account, cached; reopened when index.db was replaced */
+static int deliver_store(const char *data_dir, const char *address, struct store **s_r,
+			 char **error_r)
+{
+	if (deliver_cache_pid != getpid()) {
+		for (size_t i = 0; i < DELIVER_CACHE; i++) {
+			free(deliver_cache[i].key);
+			deliver_cache[i].key = NULL;
+			deliver_cache[i].s = NULL;	/* the parent's: never touch it */
+		}
+		deliver_cache_pid = getpid();
+	}
+	char *key = xasprintf("%s\n%s", data_dir, address);
+	struct deliver_slot *slot = NULL, *victim = &deliver_cache[0];
+	for (size_t i = 0; i < DELIVER_CACHE; i++) {
+		struct deliver_slot *c = &deliver_cache[i];
+		if (c->key != NULL && strcmp(c->key, key) == 0) {
+			slot = c;
+			break;
+		}
+		if (c->key == NULL || (victim->key != NULL && c->used < victim->used))
+			victim = c;
+	}
+	if (slot != NULL) {
+		char *db = store_path(slot->s, NULL, STORE_INDEX_NAME);
+		struct stat st;
+		bool same = stat(db, &st) == 0 && st.st_dev == slot->s->db_dev &&
+			    st.st_ino == slot->s->db_ino;
+		free(db);
+		if (!same) {
+			store_close(&slot->s);
+			free(slot->key);
+			slot->key = NULL;
+			victim = slot;
+			slot = NULL;
+		}
+	}
+	if (slot == NULL) {
+		store_close(&victim->s);
+		free(victim->key);
+		victim->key = NULL;
+		if (store_open(data_dir, address, &victim->s, error_r) < 0) {
+			free(key);
+			return -1;
+		}
+		victim->key = key;
+		key = NULL;
+		slot = victim;
+	}
+	free(key);
+	slot->used = ++deliver_clock;
+	*s_r = slot->s;
 	return 0;
 }
 
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r)
 {
-	char *dir = store_maildir_path(data_dir, address);
-	char *newdir = xasprintf("%s/new", dir);
+	struct store *s;
+	struct stat sst;
+	if (deliver_store(data_dir, address, &s, error_r) < 0)
+		return -1;
+	/* the size indexed is the file's own (CRLF line ends: served as it is) */
+	if (stat(src_path, &sst) == 0)
+		size = (uint64_t)sst.st_size;
 	char name[256];
+	char stamp[200];
+	fs_unique_name(stamp, sizeof(stamp), hostname);
+	snprintf(name, sizeof(name), "%s,S=%llu", stamp, (unsigned long long)size);
+	char *newdir = store_path(s, NULL, "new");
+	char *dst = xasprintf("%s/%s", newdir, name);
 	int r = -1;
-	fs_unique_name(name, sizeof(name), hostname);
-	char *dst = xasprintf("%s/%s,S=%llu", newdir, name, (unsigned long long)size);
 
 	if (link(src_path, dst) < 0) {
-		if (errno != ENOENT || maildir_ensure(dir) < 0 || link(src_path, dst) < 0) {
-			*error_r = xasprintf("deliver to %s: %s", dst, strerror(errno));
-			goto out;
-		}
-		/* A new Maildir: its own entry and its domain's must be durable too. */
-		char *domdir = xstrndup(dir, (size_t)(strrchr(dir, '/') - dir));
-		int fr = fs_fsync_dir(dir) | fs_fsync_dir(domdir) | fs_fsync_parent(domdir);
-		free(domdir);
-		if (fr < 0) {
-			*error_r = xasprintf("fsync %s: %s", dir, strerror(errno));
+		if (errno != ENOENT || maildir_ensure(s->root, false) < 0 ||
+		    link(src_path, dst) < 0) {
+			store_set_error(error_r, "deliver to %s: %s", dst, strerror(errno));
 			goto out;
 		}
 	}
 	if (fs_fsync_dir(newdir) < 0) {
-		*error_r = xasprintf("fsync %s: %s", newdir, strerror(errno));
+		store_set_error(error_r, "fsync %s: %s", newdir, strerror(errno));
 		unlink(dst);
+		goto out;
+	}
+	/* The file is durable in new/; now its index row. Should the row be lost (a crash
+	 * with synchronous=NORMAL), the file is picked up from new/ at the next open. */
+	char *file = xasprintf("new/%s", name);
+	uint32_t uid, uidvalidity;
+	int ir = idx_add_message(s, s->inbox_id, name, file, size, (int64_t)time(NULL), 0, NULL,
+				 &uid, &uidvalidity, error_r);
+	free(file);
+	if (ir < 0) {
+		/* Answering 4xx: the client sends it again, so the file must go. */
+		unlink(dst);
+		fs_fsync_dir(newdir);
 		goto out;
 	}
 	r = 0;
 out:
 	free(dst);
 	free(newdir);
-	free(dir);
 	return r;
 }

@@ -1,20 +1,332 @@
 /* store - the mail store: the only API protocol code uses to reach mailboxes.
- * Layout: data_dir/mail/<domain>/<local part>/ is a Maildir (tmp/ new/ cur/). Message files
- * are immutable once delivered and hold CRLF line ends exactly as received over SMTP. */
+ *
+ * Layout. data_dir/mail/<domain>/<local part>/ is the account's Maildir root and is INBOX
+ * (tmp/ new/ cur/). Folders are Maildir++ subdirectories of the root: the folder "a/b.c" is
+ * the directory ".a.b%2Ec" (the IMAP hierarchy separator is '/', STORE_SEP; '.' joins the
+ * levels in the directory name, a '.' inside a level is written %2E). The index, index.db
+ * (SQLite, WAL), sits at the root and holds every mailbox of the account: per mailbox
+ * UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ; per message UID, file, served size, INTERNALDATE,
+ * flags, keywords, MODSEQ and an opaque structure cache.
+ *
+ * Message files are immutable once delivered. Those that arrive over SMTP hold CRLF line
+ * ends exactly as received; a file that another program drops into new/ or cur/ may have LF
+ * ends, and its size is indexed as served (every bare LF counted as CRLF). Files are never
+ * renamed for flag changes: the index, not the ":2,FLAGS" info of a file name, is the truth
+ * for flags (the info is read once, when a foreign file is first indexed).
+ *
+ * Crash safety. A message file is fsync'd into new/ before its index row is committed, so a
+ * row lost in a crash (index.db runs synchronous=NORMAL) only means the file is picked up
+ * again at the next open, with a new UID. Opening a mailbox moves the files of new/ to cur/
+ * (rows first, renames after the commit; readers try both places). Expunge deletes the rows
+ * and records the files as pending unlinks in one synchronous=FULL transaction, then unlinks
+ * and fsyncs, then forgets the pending entries: an interrupted expunge is finished at the next
+ * open and its files are never taken for new mail. A lost index.db is rebuilt from the files
+ * (new UIDVALIDITY, flags from the ":2," info of the names).
+ *
+ * Concurrency. Any number of processes (workers, the queue runner, tern commands) may use one
+ * account at once, each with its own struct store. Every change is one SQLite write
+ * transaction (BEGIN IMMEDIATE, busy timeout 10 s): read-modify-write of flags cannot lose an
+ * update, and a change is visible to every other handle as soon as the call returns. A handle
+ * is not thread-safe and must not cross fork().
+ *
+ * Results. Calls that can fail return 0 (or a documented positive value) on success and a
+ * negative enum store_result on failure, with *error_r set to a message the caller frees
+ * (error_r may be NULL when the caller does not want it). STORE_ERROR is "temporary: try
+ * again later" (I/O, database, lock timeout); the other codes are the caller's mistake or a
+ * state the protocol reports (IMAP NONEXISTENT, ALREADYEXISTS, TRYCREATE, HASCHILDREN). */
 #ifndef TERN_STORE_H
 #define TERN_STORE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#define STORE_SEP '/'			/* IMAP hierarchy separator of mailbox names */
+
+enum store_result {
+	STORE_OK = 0,
+	STORE_ERROR = -1,		/* temporary: I/O, database, busy */
+	STORE_NOTFOUND = -2,		/* no such mailbox */
+	STORE_EXISTS = -3,		/* the mailbox exists already */
+	STORE_INVALID = -4,		/* bad name or keyword, or not allowed (delete INBOX) */
+	STORE_HASCHILDREN = -5,		/* delete of a mailbox with sub-mailboxes */
+};
 
 /* store_maildir_path - the Maildir of address (lower-cased "local@domain"); characters that
  * are unsafe in a path ('/', '%', control bytes, a leading '.') are %XX-encoded. Caller frees. */
 char *store_maildir_path(const char *data_dir, const char *address);
 
-/* store_deliver_file - make the fsync'd, immutable file at src_path appear in the INBOX of
- * address (hard link into new/, the Maildir created when missing), durably: the directory
- * is fsync'd before this returns. hostname goes into the unique file name.
- * 0, or -1 with *error_r (caller frees). */
+/* store_deliver_file - the delivery entry point (store_deliver of the design): make the
+ * fsync'd, immutable file at src_path appear in the INBOX of address, durably and indexed:
+ * hard link into new/ (the Maildir and index created when missing), fsync new/, then commit
+ * its index row (next UID, no flags, INTERNALDATE now, size that of the file, which must have
+ * CRLF line ends, as SMTP guarantees). hostname goes into the unique file name. If the index
+ * cannot be written the link is removed again and -1 returned (the caller answers 4xx).
+ * Keeps a few index handles open per process (the most recent accounts), so that a delivery
+ * costs one small transaction. 0, or -1 with *error_r (caller frees). */
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r);
+/* store_deliver_cache_close - close the handles store_deliver_file keeps (e.g. at exit). */
+void store_deliver_cache_close(void);
+
+/* ==== the subset the POP3 server uses: signatures and semantics fixed ==== */
+struct store;			/* one account: its Maildir tree + index.db */
+struct store_mailbox;		/* one opened mailbox (a snapshot view + live operations) */
+
+enum store_flag {
+	STORE_F_SEEN = 1 << 0, STORE_F_ANSWERED = 1 << 1, STORE_F_FLAGGED = 1 << 2,
+	STORE_F_DELETED = 1 << 3, STORE_F_DRAFT = 1 << 4, STORE_F_RECENT = 1 << 5,
+};
+/* the flags that are stored (\Recent is per session, never stored) */
+#define STORE_F_STORED (STORE_F_SEEN | STORE_F_ANSWERED | STORE_F_FLAGGED | STORE_F_DELETED | \
+			STORE_F_DRAFT)
+
+struct store_msg {
+	uint32_t uid;
+	uint64_t size;		/* octets as served (CRLF line ends): what POP3 RETR / IMAP
+				   RFC822.SIZE report. Equals the file size for CRLF files. */
+	int64_t internal_date;	/* unix time */
+	uint32_t flags;		/* enum store_flag bits; STORE_F_RECENT when recent for this
+				   handle (see store_mailbox_claim_recent) */
+	uint64_t modseq;
+	const char *keywords;	/* space-separated keywords, "" when none; owned like the
+				   array that holds this struct */
+};
+
+/* store_open - open the account of address (lower-case local@domain) under data_dir,
+ * creating its Maildir and index.db when missing. 0 or -1 with *error_r (caller frees). */
+int store_open(const char *data_dir, const char *address, struct store **store_r, char **error_r);
+/* store_close - close the handle (NULL is fine); every mailbox opened through it must have
+ * been closed before. Sets *store to NULL. */
+void store_close(struct store **store);
+
+/* store_mailbox_open - open a mailbox ("INBOX" any case, or a folder name): first picks up
+ * files that appeared in new/ (or cur/) without an index row, assigning UIDs (in file name
+ * order, which is arrival order for Maildir names), and moves the files of new/ to cur/.
+ * STORE_NOTFOUND when there is no such mailbox. */
+int store_mailbox_open(struct store *s, const char *name, struct store_mailbox **mb_r,
+		       char **error_r);
+/* store_mailbox_close - release the handle, its snapshot and its POP3 lock (NULL is fine). */
+void store_mailbox_close(struct store_mailbox **mb);
+uint32_t store_mailbox_uidvalidity(const struct store_mailbox *mb);
+/* store_mailbox_messages - a snapshot of the messages, ascending UID; *msgs_r is owned by mb
+ * and valid until the next call on mb or close. */
+int store_mailbox_messages(struct store_mailbox *mb, const struct store_msg **msgs_r, size_t *n_r,
+			   char **error_r);
+/* store_msg_open - open message uid for reading: fd positioned at 0 (caller closes) and
+ * *crlf_r = true when the file already has CRLF line ends (else LF ends must be converted
+ * when serving). STORE_NOTFOUND when the message is not (or no longer) in the mailbox. */
+int store_msg_open(struct store_mailbox *mb, uint32_t uid, int *fd_r, bool *crlf_r, char **error_r);
+/* store_expunge - remove the messages with these UIDs (file and index row), durably, whatever
+ * their flags; UIDs not in the mailbox are ignored. */
+int store_expunge(struct store_mailbox *mb, const uint32_t *uids, size_t n, char **error_r);
+/* store_lock_exclusive - a POP3-style exclusive session lock on the mailbox (flock on a lock
+ * file, LOCK_NB): 1 taken, 0 held by another session (even in the same process, or this
+ * handle), -1 error. Released by store_mailbox_close. Advisory: only callers of this
+ * function are kept out; IMAP sessions and deliveries go on. */
+int store_lock_exclusive(struct store_mailbox *mb, char **error_r);
+
+/* ==== mailboxes ==== */
+/* Mailbox names are byte strings (UTF-8 or modified UTF-7 as the protocol has them: the store
+ * does not convert), levels separated by '/'. Valid: 1..255 bytes of directory name, no
+ * control bytes, no '*' or '%', no empty level (no leading, trailing or doubled '/'). The
+ * first level "INBOX" in any case means INBOX. */
+
+/* store_mailbox_create - create the mailbox name (its parents need not exist: Maildir++ has
+ * no directories for them). STORE_EXISTS, STORE_INVALID (bad name, INBOX). */
+int store_mailbox_create(struct store *s, const char *name, char **error_r);
+/* store_mailbox_delete - delete the mailbox and its messages. STORE_NOTFOUND,
+ * STORE_INVALID (INBOX), STORE_HASCHILDREN (sub-mailboxes exist: RFC 9051 allows refusing).
+ * Subscriptions are left alone (RFC 3501). */
+int store_mailbox_delete(struct store *s, const char *name, char **error_r);
+/* store_mailbox_rename - rename old_name and all its sub-mailboxes to new_name, keeping
+ * UIDVALIDITY, UIDs and flags. Renaming INBOX creates new_name and moves every message of
+ * INBOX into it, leaving INBOX empty (RFC 3501 6.3.5). STORE_NOTFOUND, STORE_EXISTS (new_name
+ * or one of the renamed children's new names exists), STORE_INVALID. */
+int store_mailbox_rename(struct store *s, const char *old_name, const char *new_name,
+			 char **error_r);
+
+struct store_mailbox_info {
+	char *name;		/* normalized ("INBOX" upper case) */
+	bool subscribed;
+	bool has_children;	/* some other mailbox is below this one */
+};
+/* store_mailbox_list - every existing mailbox, sorted by name (INBOX first). Directories that
+ * another program created are adopted (new UIDVALIDITY, files indexed); index rows whose
+ * directory has gone are dropped. Mailboxes that only exist as a level of a deeper name
+ * ("a" for "a/b" alone) are not listed: IMAP shows them \NonExistent or \Noselect.
+ * *list_r: caller frees with store_mailbox_list_free. */
+int store_mailbox_list(struct store *s, struct store_mailbox_info **list_r, size_t *n_r,
+		       char **error_r);
+void store_mailbox_list_free(struct store_mailbox_info **list, size_t n);
+
+/* store_subscribe - add (on) or remove (!on) name from the subscriptions; the mailbox need
+ * not exist. STORE_INVALID for a bad name. */
+int store_subscribe(struct store *s, const char *name, bool on, char **error_r);
+/* store_subscriptions - every subscribed name, sorted; caller frees with
+ * store_names_free. */
+int store_subscriptions(struct store *s, char ***names_r, size_t *n_r, char **error_r);
+void store_names_free(char ***names, size_t n);
+
+struct store_status {
+	uint32_t messages;
+	uint32_t unseen;		/* without \Seen */
+	uint32_t recent;		/* not yet claimed by any session */
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint32_t first_unseen_uid;	/* 0 when every message is \Seen */
+	uint64_t highestmodseq;
+	uint64_t size;			/* sum of served sizes (STATUS SIZE) */
+};
+/* store_mailbox_status - counts of mailbox name (picks up new files first, like open).
+ * STORE_NOTFOUND. */
+int store_mailbox_status(struct store *s, const char *name, struct store_status *st_r,
+			 char **error_r);
+
+/* ==== an opened mailbox ==== */
+/* store_mailbox_name - the normalized name given at open (valid until close). */
+const char *store_mailbox_name(const struct store_mailbox *mb);
+/* store_mailbox_uidnext, store_mailbox_highestmodseq - current values from the index. */
+int store_mailbox_uidnext(struct store_mailbox *mb, uint32_t *uidnext_r, char **error_r);
+int store_mailbox_highestmodseq(struct store_mailbox *mb, uint64_t *modseq_r, char **error_r);
+/* store_mailbox_keywords - every keyword ever set in the mailbox (for IMAP FLAGS and
+ * PERMANENTFLAGS), space-separated; caller frees. */
+int store_mailbox_keywords(struct store_mailbox *mb, char **keywords_r, char **error_r);
+/* store_mailbox_sync - pick up files that appeared without an index row, as at open (IMAP
+ * NOOP, CHECK, IDLE polls). */
+int store_mailbox_sync(struct store_mailbox *mb, char **error_r);
+/* store_mailbox_changed - the cheap check another process's changes: 1 when UIDNEXT or
+ * HIGHESTMODSEQ differ from what this handle last saw (at open, at the previous call, or
+ * after its own change when nothing else had changed before it), then remembers the new
+ * values; 0 unchanged; <0 error. Does not look at the directories (store_mailbox_sync
+ * does). */
+int store_mailbox_changed(struct store_mailbox *mb, char **error_r);
+/* store_mailbox_claim_recent - take \Recent (RFC 3501) for this handle: the messages no
+ * session has claimed yet become recent for this handle only (STORE_F_RECENT in its
+ * snapshots). IMAP SELECT calls it (EXAMINE does not), and again after it sees new mail.
+ * Returns the number of messages claimed, or <0. */
+int store_mailbox_claim_recent(struct store_mailbox *mb, char **error_r);
+
+/* UID ranges: first..last inclusive (first <= last); UINT32_MAX stands for "*". */
+struct store_uid_range {
+	uint32_t first, last;
+};
+
+/* store_mailbox_messages_in - like store_mailbox_messages, for the messages in ranges (all
+ * when n_ranges == 0) whose MODSEQ > changedsince (0: any), ascending UID, no duplicates. */
+int store_mailbox_messages_in(struct store_mailbox *mb, const struct store_uid_range *ranges,
+			      size_t n_ranges, uint64_t changedsince,
+			      const struct store_msg **msgs_r, size_t *n_r, char **error_r);
+/* store_mailbox_uids - just the UIDs, ascending (for IMAP's sequence numbers): *uids_r
+ * owned by mb, valid until the next call on mb or close. */
+int store_mailbox_uids(struct store_mailbox *mb, const uint32_t **uids_r, size_t *n_r,
+		       char **error_r);
+
+/* ==== flags and keywords ==== */
+/* Keywords are passed as one space-separated string (NULL or "" for none) of IMAP atoms
+ * (no '\\', no '(' ')' '{' ']' '%' '*' '"', no control bytes or spaces), at most 64 bytes
+ * each; compared case-insensitively, stored as first spelled. */
+enum store_flag_op {
+	STORE_FLAGS_ADD,	/* +FLAGS */
+	STORE_FLAGS_REMOVE,	/* -FLAGS */
+	STORE_FLAGS_REPLACE,	/* FLAGS */
+};
+enum store_update {
+	STORE_UPDATE_CHANGED,	/* new flags, new MODSEQ */
+	STORE_UPDATE_SAME,	/* already so: nothing written */
+	STORE_UPDATE_CONFLICT,	/* MODSEQ > unchangedsince: not changed (RFC 7162 MODIFIED) */
+};
+/* a message's state after an update; m's pointers are valid during the call only */
+typedef void store_update_fn(void *ctx, const struct store_msg *m, enum store_update what);
+/* store_flags_update - apply op with flags (STORE_F_STORED bits; STORE_F_RECENT is ignored)
+ * and keywords to the messages in ranges, in one transaction; every changed message gets
+ * the same new MODSEQ, HIGHESTMODSEQ becomes it. unchangedsince: RFC 7162 UNCHANGEDSINCE
+ * (0: none). cb (may be NULL) is called after the commit for each message in ranges, in UID
+ * order. STORE_INVALID for a bad keyword or flag bit. */
+int store_flags_update(struct store_mailbox *mb, const struct store_uid_range *ranges,
+		       size_t n_ranges, enum store_flag_op op, uint32_t flags,
+		       const char *keywords, uint64_t unchangedsince, store_update_fn *cb,
+		       void *ctx, char **error_r);
+
+/* ==== expunge, copy, move, append ==== */
+/* store_expunge_deleted - IMAP EXPUNGE (n_ranges == 0) and UID EXPUNGE: remove the messages
+ * flagged \Deleted in ranges. cb (may be NULL) gets each expunged UID, ascending, after the
+ * commit. Returns the number expunged, or <0. */
+int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
+			  size_t n_ranges, void (*cb)(void *ctx, uint32_t uid), void *ctx,
+			  char **error_r);
+
+struct store_copy_result {
+	uint32_t uidvalidity;	/* of the destination */
+	size_t n;
+	uint32_t *src_uids;	/* ascending */
+	uint32_t *dst_uids;	/* dst_uids[i] is the copy of src_uids[i] */
+};
+/* store_copy - copy (move=false) or move the messages in ranges to the mailbox dest (may be
+ * mb's own), keeping flags, keywords and INTERNALDATE; the copies are \Recent in dest. The
+ * files are hard links (immutable, so shared); dest rows, and for a move the removal of the
+ * source rows, are one transaction. Messages that vanished meanwhile are left out. *res_r
+ * (may be NULL) is filled for COPYUID; free with store_copy_result_free. STORE_NOTFOUND when
+ * dest does not exist (IMAP TRYCREATE). */
+int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, size_t n_ranges,
+	       const char *dest, bool move, struct store_copy_result *res_r, char **error_r);
+void store_copy_result_free(struct store_copy_result *res);
+
+/* Streaming append: the message never needs to be in memory whole. begin creates a file in
+ * the mailbox's tmp/; write appends (returns 0 or -1; the error is reported at finish);
+ * finish fsyncs it, links it into new/ and indexes it with flags, keywords and
+ * internal_date (0: now), returning its UID (and the mailbox's UIDVALIDITY for APPENDUID);
+ * abort throws it away. finish and abort free *ap and set it to NULL. */
+struct store_append;
+int store_append_begin(struct store *s, const char *mailbox, struct store_append **ap_r,
+		       char **error_r);
+int store_append_write(struct store_append *ap, const void *p, size_t n);
+int store_append_finish(struct store_append **ap, uint32_t flags, const char *keywords,
+			int64_t internal_date, uint32_t *uidvalidity_r, uint32_t *uid_r,
+			char **error_r);
+void store_append_abort(struct store_append **ap);
+/* store_append - the same for a message in memory. STORE_NOTFOUND (TRYCREATE). */
+int store_append(struct store *s, const char *mailbox, const void *data, size_t len,
+		 uint32_t flags, const char *keywords, int64_t internal_date,
+		 uint32_t *uidvalidity_r, uint32_t *uid_r, char **error_r);
+
+/* ==== reading messages ==== */
+/* A reader that serves the message as the index sizes it: bare LFs come out as CRLF, so the
+ * bytes read add up to store_msg.size. */
+struct store_reader;
+/* store_reader_open - STORE_NOTFOUND when uid is not in the mailbox. */
+int store_reader_open(struct store_mailbox *mb, uint32_t uid, struct store_reader **r_r,
+		      char **error_r);
+uint64_t store_reader_size(const struct store_reader *r);
+/* store_reader_read - up to n bytes at the current offset: count, 0 at the end, -1 (errno). */
+ssize_t store_reader_read(struct store_reader *r, void *p, size_t n);
+/* store_reader_seek - set the offset (in served bytes; a backward seek in a file that needs
+ * conversion re-reads from the start). 0 or -1. */
+int store_reader_seek(struct store_reader *r, uint64_t offset);
+void store_reader_close(struct store_reader **r);
+
+/* store_msg_cache_get - the structure cache of uid (an opaque blob the IMAP layer stores,
+ * e.g. its parsed BODYSTRUCTURE): 1 with *data_r (caller frees) and *len_r, 0 when none is
+ * stored, <0 error (STORE_NOTFOUND: no such message). */
+int store_msg_cache_get(struct store_mailbox *mb, uint32_t uid, void **data_r, size_t *len_r,
+			char **error_r);
+/* store_msg_cache_set - store it (files are immutable, so it never goes stale; no MODSEQ
+ * change). */
+int store_msg_cache_set(struct store_mailbox *mb, uint32_t uid, const void *data, size_t len,
+			char **error_r);
+
+/* ==== change notification ==== */
+enum store_change {
+	STORE_CHANGE_NEW = 1 << 0,		/* messages arrived (deliver, append, copy, pickup) */
+	STORE_CHANGE_FLAGS = 1 << 1,
+	STORE_CHANGE_EXPUNGE = 1 << 2,
+	STORE_CHANGE_MAILBOXES = 1 << 3,	/* created, deleted or renamed */
+};
+/* called after this handle committed a change to mailbox (normalized name), before the
+ * changing call returns; changes: enum store_change bits. Must not call back into s. */
+typedef void store_change_fn(void *ctx, const char *mailbox, unsigned changes);
+/* store_set_change_hook - register fn (NULL to remove) for this handle. Other processes see
+ * changes with store_mailbox_changed. */
+void store_set_change_hook(struct store *s, store_change_fn *fn, void *ctx);
 
 #endif

@@ -1,0 +1,968 @@
+/* index - index.db: the schema, cached statements, transactions, and the pick-up of files
+ * that have no index row yet.
+ *
+ * Durability: journal_mode=WAL with synchronous=NORMAL. A commit is atomic and survives a
+ * process crash; only a power failure can lose the last commits. That is acceptable for
+ * deliveries and appends because their files are fsync'd into new/ before the row is
+ * written, and a file of new/ (or cur/) without a row is picked up at the next open: a lost
+ * row costs a new UID, never a message. Transactions whose loss would bring mail back
+ * (expunge, move) are committed with synchronous=FULL.
+ *
+ * Concurrency: every write is BEGIN IMMEDIATE with a 10 s busy timeout, so a transaction
+ * that reads and then writes (UID allocation, flag changes) holds the write lock from its
+ * first read: two processes can never both allocate a UID or both rewrite one message's
+ * flags from the same old value. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/fs.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+#include "store/store_private.h"
+
+#define SCHEMA_VERSION 1
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	/* AUTOINCREMENT: a deleted mailbox's id is never given to a new one, so a session
+	 * that still holds the old id cannot reach the new mailbox. */
+	"CREATE TABLE IF NOT EXISTS mailboxes("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, dir TEXT NOT NULL UNIQUE,"
+	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL, highestmodseq INTEGER NOT NULL,"
+	" recent_uid INTEGER NOT NULL, cur_mtime INTEGER NOT NULL DEFAULT 0,"
+	" keywords TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE IF NOT EXISTS messages("
+	" mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL, name TEXT NOT NULL,"
+	" file TEXT NOT NULL, size INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
+	" flags INTEGER NOT NULL, keywords TEXT NOT NULL DEFAULT '', modseq INTEGER NOT NULL,"
+	" structure BLOB, PRIMARY KEY(mailbox_id, uid));"
+	"CREATE UNIQUE INDEX IF NOT EXISTS messages_name ON messages(mailbox_id, name);"
+	/* files of expunged messages not yet unlinked: never picked up again as new mail */
+	"CREATE TABLE IF NOT EXISTS unlinks("
+	" id INTEGER PRIMARY KEY, mailbox_id INTEGER NOT NULL, name TEXT NOT NULL,"
+	" file TEXT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS unlinks_name ON unlinks(mailbox_id, name);"
+	"CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);";
+
+static const char *const stmt_sql[ST__COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
+	[ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+	[ST_META_GET] = "SELECT value FROM meta WHERE key=?1",
+	[ST_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+#define MB_COLS "id, name, dir, uidvalidity, uidnext, highestmodseq, recent_uid, cur_mtime"
+	[ST_MB_BY_NAME] = "SELECT " MB_COLS " FROM mailboxes WHERE name=?1",
+	[ST_MB_BY_ID] = "SELECT " MB_COLS " FROM mailboxes WHERE id=?1",
+	[ST_MB_INSERT] = "INSERT INTO mailboxes(name, dir, uidvalidity, uidnext, highestmodseq,"
+			 " recent_uid) VALUES(?1, ?2, ?3, 1, 1, 1)",
+	[ST_MB_COUNTERS] = "UPDATE mailboxes SET uidnext=?2, highestmodseq=?3 WHERE id=?1",
+	[ST_MB_SET_RECENT] = "UPDATE mailboxes SET recent_uid=?2 WHERE id=?1",
+	[ST_MB_SET_MTIME] = "UPDATE mailboxes SET cur_mtime=?2 WHERE id=?1",
+	[ST_MB_GET_KEYWORDS] = "SELECT keywords FROM mailboxes WHERE id=?1",
+	[ST_MB_SET_KEYWORDS] = "UPDATE mailboxes SET keywords=?2 WHERE id=?1",
+	[ST_MB_DELETE] = "DELETE FROM mailboxes WHERE id=?1",
+	[ST_MB_RENAME] = "UPDATE mailboxes SET name=?2, dir=?3 WHERE id=?1",
+	[ST_MB_LIST] = "SELECT " MB_COLS " FROM mailboxes ORDER BY name",
+	[ST_MB_CHILDREN] = "SELECT " MB_COLS " FROM mailboxes"
+			   " WHERE substr(name, 1, length(?1) + 1) = ?1 || '/' ORDER BY name",
+	[ST_MSG_INSERT] = "INSERT INTO messages(mailbox_id, uid, name, file, size, internaldate,"
+			  " flags, keywords, modseq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[ST_MSG_BY_NAME] = "SELECT uid, file FROM messages WHERE mailbox_id=?1 AND name=?2",
+	[ST_MSG_BY_UID] = "SELECT name, file, size FROM messages WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_SET_FILE] = "UPDATE messages SET file=?3 WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_RANGE] = "SELECT uid, size, internaldate, flags, modseq, keywords FROM messages"
+			 " WHERE mailbox_id=?1 AND uid BETWEEN ?2 AND ?3 AND modseq > ?4"
+			 " ORDER BY uid",
+	[ST_MSG_RANGE_FULL] = "SELECT uid, size, internaldate, flags, modseq, keywords, name, file"
+			      " FROM messages WHERE mailbox_id=?1 AND uid BETWEEN ?2 AND ?3"
+			      " ORDER BY uid",
+	[ST_MSG_NAMES] = "SELECT name FROM messages WHERE mailbox_id=?1 ORDER BY name",
+	[ST_MSG_UIDS] = "SELECT uid FROM messages WHERE mailbox_id=?1 ORDER BY uid",
+	[ST_MSG_SET_FLAGS] = "UPDATE messages SET flags=?3, keywords=?4, modseq=?5"
+			     " WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_DELETE] = "DELETE FROM messages WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_DELETE_MB] = "DELETE FROM messages WHERE mailbox_id=?1",
+	[ST_MSG_STATUS] = "SELECT count(*), coalesce(sum((flags & 1) = 0), 0),"
+			  " coalesce(sum(uid >= ?2), 0), coalesce(sum(size), 0),"
+			  " coalesce(min(CASE WHEN (flags & 1) = 0 THEN uid END), 0)"
+			  " FROM messages WHERE mailbox_id=?1",
+	[ST_MSG_COUNT_FROM] = "SELECT count(*) FROM messages WHERE mailbox_id=?1"
+			      " AND uid BETWEEN ?2 AND ?3",
+	[ST_MSG_CACHE_GET] = "SELECT structure FROM messages WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_CACHE_SET] = "UPDATE messages SET structure=?3 WHERE mailbox_id=?1 AND uid=?2",
+	[ST_UNLINK_ADD] = "INSERT INTO unlinks(mailbox_id, name, file) VALUES(?1, ?2, ?3)",
+	[ST_UNLINK_HAS] = "SELECT 1 FROM unlinks WHERE mailbox_id=?1 AND name=?2",
+	[ST_UNLINK_LIST] = "SELECT u.id, u.name, u.file, b.dir FROM unlinks u"
+			   " LEFT JOIN mailboxes b ON b.id = u.mailbox_id"
+			   " WHERE ?1 = 0 OR u.mailbox_id = ?1 ORDER BY u.id",
+	[ST_UNLINK_DEL] = "DELETE FROM unlinks WHERE id=?1",
+	[ST_UNLINK_DELETE_MB] = "DELETE FROM unlinks WHERE mailbox_id=?1",
+	[ST_SUB_ADD] = "INSERT OR IGNORE INTO subscriptions(name) VALUES(?1)",
+	[ST_SUB_DEL] = "DELETE FROM subscriptions WHERE name=?1",
+	[ST_SUB_LIST] = "SELECT name FROM subscriptions ORDER BY name",
+	[ST_SUB_HAS] = "SELECT 1 FROM subscriptions WHERE name=?1",
+};
+
+void db_set_error(struct store *s, char **error_r, const char *what)
+{
+	store_set_error(error_r, "%s/%s: %s: %s", s->root, STORE_INDEX_NAME, what,
+			s->db ? sqlite3_errmsg(s->db) : "not open");
+}
+
+sqlite3_stmt *db_st(struct store *s, enum stmt id)
+{
+	sqlite3_stmt *st = s->st[id];
+	sqlite3_reset(st);
+	return st;
+}
+
+int db_exec(sqlite3_stmt *st)
+{
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int db_begin(struct store *s, bool durable, char **error_r)
+{
+	if (durable && db_exec(db_st(s, ST_SYNC_FULL)) < 0) {
+		db_set_error(s, error_r, "synchronous=FULL");
+		return STORE_ERROR;
+	}
+	if (db_exec(db_st(s, ST_BEGIN)) < 0) {
+		db_set_error(s, error_r, "begin");
+		if (durable)
+			db_exec(db_st(s, ST_SYNC_NORMAL));
+		return STORE_ERROR;
+	}
+	return 0;
+}
+
+int db_commit(struct store *s, char **error_r)
+{
+	int r = 0;
+	if (db_exec(db_st(s, ST_COMMIT)) < 0) {
+		db_set_error(s, error_r, "commit");
+		db_rollback(s);
+		r = STORE_ERROR;
+	}
+	db_exec(db_st(s, ST_SYNC_NORMAL));
+	return r;
+}
+
+void db_rollback(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		db_exec(db_st(s, ST_ROLLBACK));
+	db_exec(db_st(s, ST_SYNC_NORMAL));
+}
+
+static int meta_get(struct store *s, const char *key, int64_t *v_r)
+{
+	sqlite3_stmt *st = db_st(s, ST_META_GET);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*v_r = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int meta_set(struct store *s, const char *key, int64_t v)
+{
+	sqlite3_stmt *st = db_st(s, ST_META_SET);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, v);
+	return db_exec(st);
+}
+
+/* db_pragma_wal - switch to WAL; the first opener of a new file may race another, so
+ * retry while the database is busy */
+static int db_pragma_wal(struct store *s)
+{
+	for (int i = 0; i < 100; i++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK)
+			return -1;
+		int rc = sqlite3_step(st);
+		bool wal = rc == SQLITE_ROW &&
+			   strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+		sqlite3_finalize(st);
+		if (wal)
+			return 0;
+		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED && rc != SQLITE_ROW)
+			return -1;
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+/* db_schema - create the tables once (the version check keeps later opens cheap) */
+static int db_schema(struct store *s, char **error_r)
+{
+	sqlite3_stmt *st;
+	int version = -1;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			version = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (version == SCHEMA_VERSION)
+		return 0;
+	if (version > SCHEMA_VERSION) {
+		store_set_error(error_r, "%s/%s: schema version %d is newer than this program's",
+				s->root, STORE_INDEX_NAME, version);
+		return -1;
+	}
+	char *sql = xasprintf("BEGIN IMMEDIATE; %s PRAGMA user_version=%d; COMMIT;", schema_sql,
+			      SCHEMA_VERSION);
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	free(sql);
+	if (rc != SQLITE_OK) {
+		db_set_error(s, error_r, "schema");
+		if (!sqlite3_get_autocommit(s->db))
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int db_open(struct store *s, char **error_r)
+{
+	char *path = store_path(s, NULL, STORE_INDEX_NAME);
+	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					       SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		db_set_error(s, error_r, "open");
+		free(path);
+		return -1;
+	}
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		s->db_dev = st.st_dev;
+		s->db_ino = st.st_ino;
+	}
+	free(path);
+	sqlite3_busy_timeout(s->db, 10000);
+	if (db_pragma_wal(s) < 0 ||
+	    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+		db_set_error(s, error_r, "journal mode");
+		return -1;
+	}
+	if (db_schema(s, error_r) < 0)
+		return -1;
+	for (int i = 0; i < ST__COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+				       NULL) != SQLITE_OK) {
+			db_set_error(s, error_r, stmt_sql[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void db_close(struct store *s)
+{
+	for (int i = 0; i < ST__COUNT; i++) {
+		sqlite3_finalize(s->st[i]);
+		s->st[i] = NULL;
+	}
+	if (s->db != NULL)
+		sqlite3_close(s->db);
+	s->db = NULL;
+}
+
+/* ---- mailbox rows ------------------------------------------------------------------- */
+
+static void mbrow_read(sqlite3_stmt *st, struct mbrow *r)
+{
+	r->id = sqlite3_column_int64(st, 0);
+	r->name = xstrdup((const char *)sqlite3_column_text(st, 1));
+	r->dir = xstrdup((const char *)sqlite3_column_text(st, 2));
+	r->uidvalidity = (uint32_t)sqlite3_column_int64(st, 3);
+	r->uidnext = (uint32_t)sqlite3_column_int64(st, 4);
+	r->highestmodseq = (uint64_t)sqlite3_column_int64(st, 5);
+	r->recent_uid = (uint32_t)sqlite3_column_int64(st, 6);
+	r->cur_mtime = sqlite3_column_int64(st, 7);
+}
+
+void mbrow_free(struct mbrow *r)
+{
+	free(r->name);
+	free(r->dir);
+	r->name = r->dir = NULL;
+}
+
+static int mb_get(struct store *s, sqlite3_stmt *st, struct mbrow *r, char **error_r)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		mbrow_read(st, r);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	db_set_error(s, error_r, "read mailbox");
+	return -1;
+}
+
+int idx_mb_by_name(struct store *s, const char *name, struct mbrow *r, char **error_r)
+{
+	sqlite3_stmt *st = db_st(s, ST_MB_BY_NAME);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	return mb_get(s, st, r, error_r);
+}
+
+int idx_mb_by_id(struct store *s, int64_t id, struct mbrow *r, char **error_r)
+{
+	sqlite3_stmt *st = db_st(s, ST_MB_BY_ID);
+	sqlite3_bind_int64(st, 1, id);
+	return mb_get(s, st, r, error_r);
+}
+
+int idx_mb_insert(struct store *s, const char *name, const char *dir, int64_t *id_r,
+		  char **error_r)
+{
+	/* UIDVALIDITY: the time, but always above any value this index gave before, so a
+	 * mailbox deleted and created again within a second still gets a new one. */
+	int64_t last = 0;
+	if (meta_get(s, "last_uidvalidity", &last) < 0) {
+		db_set_error(s, error_r, "read meta");
+		return -1;
+	}
+	int64_t v = (int64_t)time(NULL);
+	if (v <= last)
+		v = last + 1;
+	if (v > UINT32_MAX)
+		v = 1;		/* after 2106; reuse is harmless across so long */
+	sqlite3_stmt *st = db_st(s, ST_MB_INSERT);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, dir, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, v);
+	if (db_exec(st) < 0 || meta_set(s, "last_uidvalidity", v) < 0) {
+		db_set_error(s, error_r, "insert mailbox");
+		return -1;
+	}
+	*id_r = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+int idx_mb_counters(struct store *s, int64_t id, uint32_t uidnext, uint64_t modseq)
+{
+	sqlite3_stmt *st = db_st(s, ST_MB_COUNTERS);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, uidnext);
+	sqlite3_bind_int64(st, 3, (int64_t)modseq);
+	return db_exec(st);
+}
+
+int idx_mb_drop(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st = db_st(s, ST_MSG_DELETE_MB);
+	sqlite3_bind_int64(st, 1, id);
+	if (db_exec(st) < 0)
+		return -1;
+	st = db_st(s, ST_UNLINK_DELETE_MB);
+	sqlite3_bind_int64(st, 1, id);
+	if (db_exec(st) < 0)
+		return -1;
+	st = db_st(s, ST_MB_DELETE);
+	sqlite3_bind_int64(st, 1, id);
+	return db_exec(st);
+}
+
+bool store_kw_has(const char *list, const char *k, size_t n)
+{
+	const char *p = list;
+	while (*p) {
+		const char *e = strchr(p, ' ');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && strncasecmp(p, k, n) == 0)
+			return true;
+		p += len;
+		while (*p == ' ')
+			p++;
+	}
+	return false;
+}
+
+int idx_add_keywords(struct store *s, int64_t id, const char *keywords, char **error_r)
+{
+	if (keywords == NULL || keywords[0] == '\0')
+		return 0;
+	sqlite3_stmt *st = db_st(s, ST_MB_GET_KEYWORDS);
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		db_set_error(s, error_r, "read keywords");
+		return -1;
+	}
+	char *list = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	size_t count = 0;
+	for (const char *p = list; *p; p++)
+		if (*p != ' ' && (p == list || p[-1] == ' '))
+			count++;
+	bool changed = false;
+	const char *p = keywords;
+	int r = 0;
+	while (*p) {
+		const char *e = strchr(p, ' ');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len > 0 && !store_kw_has(list, p, len)) {
+			if (++count > STORE_MAX_MB_KEYWORDS) {
+				store_set_error(error_r, "too many keywords in the mailbox");
+				r = STORE_INVALID;
+				break;
+			}
+			char *n = xasprintf("%s%s%.*s", list, list[0] ? " " : "", (int)len, p);
+			free(list);
+			list = n;
+			changed = true;
+		}
+		p += len;
+		while (*p == ' ')
+			p++;
+	}
+	if (r == 0 && changed) {
+		st = db_st(s, ST_MB_SET_KEYWORDS);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, list, -1, SQLITE_TRANSIENT);
+		if (db_exec(st) < 0) {
+			db_set_error(s, error_r, "write keywords");
+			r = -1;
+		}
+	}
+	free(list);
+	return r;
+}
+
+int idx_msg_insert(struct store *s, int64_t id, uint32_t uid, const char *name,
+		   const char *file, uint64_t size, int64_t date, uint32_t flags,
+		      const char *keywords, uint64_t modseq)
+{
+	sqlite3_stmt *st = db_st(s, ST_MSG_INSERT);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 4, file, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 5, (int64_t)size);
+	sqlite3_bind_int64(st, 6, date);
+	sqlite3_bind_int64(st, 7, flags);
+	sqlite3_bind_text(st, 8, keywords ? keywords : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 9, (int64_t)modseq);
+	return db_exec(st);
+}
+
+/* msg_by_name - 1 with the UID (and file) of name, 0 none, -1 */
+static int msg_by_name(struct store *s, int64_t id, const char *name, uint32_t *uid_r,
+		       char **file_r)
+{
+	sqlite3_stmt *st = db_st(s, ST_MSG_BY_NAME);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*uid_r = (uint32_t)sqlite3_column_int64(st, 0);
+		if (file_r != NULL)
+			*file_r = xstrdup((const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int unlink_pending(struct store *s, int64_t id, const char *name)
+{
+	sqlite3_stmt *st = db_st(s, ST_UNLINK_HAS);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int idx_add_message(struct store *s, int64_t id, const char *name, const char *file,
+		    uint64_t size, int64_t date, uint32_t flags, const char *keywords,
+		    uint32_t *uid_r, uint32_t *uidvalidity_r, char **error_r)
+{
+	struct mbrow mb;
+	int r = db_begin(s, false, error_r);
+	if (r < 0)
+		return r;
+	r = idx_mb_by_id(s, id, &mb, error_r);
+	if (r <= 0) {
+		db_rollback(s);
+		if (r == 0)
+			store_set_error(error_r, "the mailbox no longer exists");
+		return r == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	}
+	uint32_t uid;
+	r = msg_by_name(s, id, name, &uid, NULL);
+	if (r < 0)
+		goto dberr;
+	if (r == 0) {
+		/* a pick-up in another process may have indexed the name first (r == 1) */
+		if (mb.uidnext == UINT32_MAX) {
+			store_set_error(error_r, "mailbox %s: no UIDs left", mb.name);
+			r = STORE_ERROR;
+			goto fail;
+		}
+		uid = mb.uidnext;
+		uint64_t modseq = mb.highestmodseq + 1;
+		if (idx_msg_insert(s, id, uid, name, file, size, date, flags, keywords, modseq) < 0 ||
+		    idx_mb_counters(s, id, uid + 1, modseq) < 0)
+			goto dberr;
+		r = idx_add_keywords(s, id, keywords, error_r);
+		if (r < 0)
+			goto fail;
+	}
+	r = db_commit(s, error_r);
+	if (r == 0) {
+		*uid_r = uid;
+		*uidvalidity_r = mb.uidvalidity;
+		store_notify(s, mb.name, STORE_CHANGE_NEW);
+	}
+	mbrow_free(&mb);
+	return r;
+dberr:
+	db_set_error(s, error_r, "add message");
+	r = STORE_ERROR;
+fail:
+	db_rollback(s);
+	mbrow_free(&mb);
+	return r;
+}
+
+/* ---- pending unlinks ---------------------------------------------------------------- */
+
+int idx_finish_unlinks(struct store *s, int64_t id, char **error_r)
+{
+	sqlite3_stmt *st = db_st(s, ST_UNLINK_LIST);
+	sqlite3_bind_int64(st, 1, id);
+	int64_t *done = NULL;
+	size_t n = 0, cap = 0;
+	char *dirs_touched = NULL;	/* the last mailbox directory, for the fsync */
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t uid = sqlite3_column_int64(st, 0);
+		const char *name = (const char *)sqlite3_column_text(st, 1);
+		const char *file = (const char *)sqlite3_column_text(st, 2);
+		const char *dir = (const char *)sqlite3_column_text(st, 3);
+		if (dir != NULL) {	/* NULL: the mailbox is gone, and its files with it */
+			if (maildir_unlink_msg(s, dir, name, file) < 0) {
+				log_warn("%s: unlink %s", s->root, name);
+				continue;	/* keep it: tried again later */
+			}
+			/* The unlink must be durable before the entry goes, or a crash could
+			 * leave a file that the next pick-up takes for new mail. */
+			if (dirs_touched == NULL || strcmp(dirs_touched, dir) != 0) {
+				if (dirs_touched != NULL) {
+					char *p1 = store_path(s, dirs_touched, "new");
+					char *p2 = store_path(s, dirs_touched, "cur");
+					fs_fsync_dir(p1);
+					fs_fsync_dir(p2);
+					free(p1);
+					free(p2);
+				}
+				free(dirs_touched);
+				dirs_touched = xstrdup(dir);
+			}
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			done = xreallocarray(done, cap, sizeof(*done));
+		}
+		done[n++] = uid;
+	}
+	sqlite3_reset(st);
+	if (dirs_touched != NULL) {
+		char *p1 = store_path(s, dirs_touched, "new");
+		char *p2 = store_path(s, dirs_touched, "cur");
+		if (fs_fsync_dir(p1) < 0 || fs_fsync_dir(p2) < 0)
+			rc = SQLITE_IOERR;
+		free(p1);
+		free(p2);
+		free(dirs_touched);
+	}
+	int r = 0;
+	if (rc != SQLITE_DONE) {
+		db_set_error(s, error_r, "pending unlinks");
+		r = STORE_ERROR;
+	} else if (n > 0) {
+		r = db_begin(s, false, error_r);
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			st = db_st(s, ST_UNLINK_DEL);
+			sqlite3_bind_int64(st, 1, done[i]);
+			if (db_exec(st) < 0) {
+				db_set_error(s, error_r, "forget unlinks");
+				db_rollback(s);
+				r = STORE_ERROR;
+			}
+		}
+		if (r == 0)
+			r = db_commit(s, error_r);
+	}
+	free(done);
+	return r;
+}
+
+/* ---- pick-up of files without a row -------------------------------------------------- */
+
+struct found {
+	char *entry;		/* directory entry */
+	char *base;		/* before ":2," */
+	bool in_new;
+};
+
+static int cmp_found(const void *a, const void *b)
+{
+	const struct found *x = a, *y = b;
+	int c = strcmp(x->base, y->base);
+	return c ? c : (int)y->in_new - (int)x->in_new;
+}
+
+struct rename_plan {
+	char *from, *to;
+};
+
+/* cur_target - where a new/ entry goes in cur/: its info kept, ":2," added when none */
+static char *cur_target(const char *entry, const char *base)
+{
+	const char *info = strstr(entry, ":2,");
+	return info ? xasprintf("cur/%s%s", base, info) : xasprintf("cur/%s:2,", base);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int cmp_pstr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* names_load - every indexed name of mailbox id, sorted (strcmp order = BINARY collation) */
+static int names_load(struct store *s, int64_t id, struct entries *e)
+{
+	sqlite3_stmt *st = db_st(s, ST_MSG_NAMES);
+	sqlite3_bind_int64(st, 1, id);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (e->n == cap) {
+			cap = cap ? cap * 2 : 256;
+			e->v = xreallocarray(e->v, cap, sizeof(*e->v));
+		}
+		e->v[e->n++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r)
+{
+	struct mbrow mb;
+	int r = idx_mb_by_id(s, id, &mb, error_r);
+	if (r <= 0) {
+		if (r == 0)
+			store_set_error(error_r, "the mailbox no longer exists");
+		return r == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	}
+	struct entries enew = { 0 }, ecur = { 0 }, known = { 0 };
+	struct found *f = NULL;
+	size_t nf = 0;
+	struct rename_plan *plan = NULL;
+	size_t nplan = 0;
+	char *curdir = store_path(s, mb.dir, "cur");
+	char *newdir = store_path(s, mb.dir, "new");
+
+	/* Expunges that a crash interrupted are finished first, so that their files are
+	 * gone before anything looks for files without a row. */
+	r = idx_finish_unlinks(s, id, error_r);
+	if (r < 0)
+		goto out;
+
+	r = STORE_ERROR;
+	if (maildir_list(newdir, &enew) < 0 && errno != ENOENT) {
+		store_set_error(error_r, "%s: %s", newdir, strerror(errno));
+		goto out;
+	}
+	/* cur/ is read only when it changed since its last full check: its mtime is
+	 * remembered when it was at least 2 s old at the check (so that a change within the
+	 * same timestamp tick cannot hide). */
+	struct stat cst;
+	int64_t cur_mtime = 0;
+	if (stat(curdir, &cst) == 0)
+		cur_mtime = (int64_t)cst.st_mtim.tv_sec * 1000000000 + cst.st_mtim.tv_nsec;
+	bool scan_cur = cur_mtime == 0 || cur_mtime != mb.cur_mtime;
+	if (scan_cur && maildir_list(curdir, &ecur) < 0 && errno != ENOENT) {
+		store_set_error(error_r, "%s: %s", curdir, strerror(errno));
+		goto out;
+	}
+
+	/* Without the lock: what might need work. Every entry of new/ does (it moves to
+	 * cur/); an entry of cur/ only when its name has no row. */
+	f = xcalloc(enew.n + ecur.n + 1, sizeof(*f));
+	for (size_t i = 0; i < enew.n; i++) {
+		f[nf].entry = enew.v[i];
+		f[nf].base = maildir_base(enew.v[i]);
+		f[nf++].in_new = true;
+		enew.v[i] = NULL;
+	}
+	/* cur/ holds the whole mailbox: compare it with all indexed names at once (sorted by
+	 * the name index) rather than one query per file */
+	if (ecur.n > 0 && names_load(s, id, &known) < 0) {
+		db_set_error(s, error_r, "read messages");
+		goto out;
+	}
+	for (size_t i = 0; i < ecur.n; i++) {
+		char *base = maildir_base(ecur.v[i]);
+		if (known.n > 0 &&
+		    bsearch(&base, known.v, known.n, sizeof(*known.v), cmp_pstr) != NULL) {
+			free(base);
+			continue;
+		}
+		f[nf].entry = ecur.v[i];
+		f[nf].base = base;
+		f[nf++].in_new = false;
+		ecur.v[i] = NULL;
+	}
+	bool remember_mtime = scan_cur && cur_mtime != 0 && cur_mtime != mb.cur_mtime &&
+			      cur_mtime < now_ns() - 2000000000LL;
+	if (nf == 0 && !remember_mtime) {
+		r = 0;
+		goto out;
+	}
+	qsort(f, nf, sizeof(*f), cmp_found);
+
+	r = db_begin(s, false, error_r);
+	if (r < 0)
+		goto out;
+	mbrow_free(&mb);
+	r = idx_mb_by_id(s, id, &mb, error_r);	/* the counters, under the lock */
+	if (r <= 0) {
+		db_rollback(s);
+		if (r == 0)
+			store_set_error(error_r, "the mailbox no longer exists");
+		r = r == 0 ? STORE_NOTFOUND : STORE_ERROR;
+		goto out;
+	}
+	uint32_t uidnext = mb.uidnext;
+	uint64_t modseq = mb.highestmodseq + 1;
+	unsigned added = 0;
+	plan = xcalloc(nf + 1, sizeof(*plan));
+	for (size_t i = 0; i < nf; i++) {
+		if (i > 0 && strcmp(f[i].base, f[i - 1].base) == 0)
+			continue;	/* one name in both new/ and cur/: the first wins */
+		uint32_t uid;
+		char *file = NULL;
+		int k = msg_by_name(s, id, f[i].base, &uid, &file);
+		if (k < 0)
+			goto dberr;
+		if (k == 1) {
+			/* Known (delivered or picked up before): only the move to cur/. */
+			if (f[i].in_new) {
+				char *target = cur_target(f[i].entry, f[i].base);
+				if (strncmp(file, "new/", 4) == 0) {
+					sqlite3_stmt *st = db_st(s, ST_MSG_SET_FILE);
+					sqlite3_bind_int64(st, 1, id);
+					sqlite3_bind_int64(st, 2, uid);
+					sqlite3_bind_text(st, 3, target, -1, SQLITE_TRANSIENT);
+					if (db_exec(st) < 0) {
+						free(target);
+						free(file);
+						goto dberr;
+					}
+				}
+				plan[nplan].from = xasprintf("new/%s", f[i].entry);
+				plan[nplan++].to = target;
+			}
+			free(file);
+			continue;
+		}
+		k = unlink_pending(s, id, f[i].base);
+		if (k < 0)
+			goto dberr;
+		if (k == 1)
+			continue;	/* an expunged message's file, about to go */
+
+		/* A file nobody indexed: another program's, or a row lost in a crash. */
+		char *path = xasprintf("%s/%s", f[i].in_new ? newdir : curdir, f[i].entry);
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		free(path);
+		struct stat fst = { 0 };
+		uint64_t size;
+		if (fd < 0) {
+			/* gone meanwhile, or a symlink; anything else is looked at again */
+			if (errno != ENOENT && errno != ELOOP)
+				remember_mtime = false;
+			continue;
+		}
+		if (fstat(fd, &fst) < 0 || !S_ISREG(fst.st_mode) ||
+		    maildir_served_size(fd, &size) < 0) {
+			if (fst.st_mode == 0 || S_ISREG(fst.st_mode))
+				remember_mtime = false;	/* an I/O error, not a non-file */
+			close(fd);
+			continue;
+		}
+		close(fd);
+		if (uidnext == UINT32_MAX) {
+			log_warnx("%s: mailbox %s: no UIDs left", s->root, mb.name);
+			break;
+		}
+		char *target = f[i].in_new ? cur_target(f[i].entry, f[i].base)
+					   : xasprintf("cur/%s", f[i].entry);
+		if (idx_msg_insert(s, id, uidnext, f[i].base, target, size, (int64_t)fst.st_mtime,
+			       maildir_info_flags(f[i].entry), "", modseq) < 0) {
+			free(target);
+			goto dberr;
+		}
+		uidnext++;
+		added++;
+		if (f[i].in_new) {
+			plan[nplan].from = xasprintf("new/%s", f[i].entry);
+			plan[nplan++].to = target;
+		} else {
+			free(target);
+		}
+	}
+	if (added > 0 && idx_mb_counters(s, id, uidnext, modseq) < 0)
+		goto dberr;
+	if (remember_mtime) {
+		sqlite3_stmt *st = db_st(s, ST_MB_SET_MTIME);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, cur_mtime);
+		if (db_exec(st) < 0)
+			goto dberr;
+	}
+	r = db_commit(s, error_r);
+	if (r < 0)
+		goto out;
+	/* After the commit: the rows already name cur/, and readers try new/ too. A rename
+	 * that fails with ENOENT was done by another process (or the message expunged). */
+	for (size_t i = 0; i < nplan; i++) {
+		char *from = store_path(s, mb.dir, plan[i].from);
+		char *to = store_path(s, mb.dir, plan[i].to);
+		if (rename(from, to) < 0 && errno != ENOENT)
+			log_warn("%s: rename %s", s->root, from);
+		free(from);
+		free(to);
+	}
+	if (added > 0) {
+		*changes_r |= STORE_CHANGE_NEW;
+		store_notify(s, mb.name, STORE_CHANGE_NEW);
+	}
+	goto out;
+dberr:
+	db_set_error(s, error_r, "pick up new files");
+	db_rollback(s);
+	r = STORE_ERROR;
+out:
+	for (size_t i = 0; i < nf; i++) {
+		free(f[i].entry);
+		free(f[i].base);
+	}
+	free(f);
+	for (size_t i = 0; i < nplan; i++) {
+		free(plan[i].from);
+		free(plan[i].to);
+	}
+	free(plan);
+	entries_free(&enew);
+	entries_free(&ecur);
+	entries_free(&known);
+	free(curdir);
+	free(newdir);
+	mbrow_free(&mb);
+	return r;
+}
+
+/* ---- mailbox lookup with adoption ----------------------------------------------------- */
+
+static bool dir_is_maildir(struct store *s, const char *dir)
+{
+	char *cur = store_path(s, dir, "cur");
+	struct stat st;
+	bool ok = lstat(cur, &st) == 0 && S_ISDIR(st.st_mode);
+	free(cur);
+	return ok;
+}
+
+int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **error_r)
+{
+	int k = idx_mb_by_name(s, norm, r, error_r);
+	if (k < 0)
+		return -1;
+	char *dir = store_name_dir(norm);
+	if (dir == NULL) {
+		if (k == 1)
+			mbrow_free(r);
+		return 0;
+	}
+	bool exists = dir[0] == '\0' || dir_is_maildir(s, dir);
+	if ((k == 1) == exists) {
+		free(dir);
+		return k;
+	}
+	if (k == 1)
+		mbrow_free(r);
+	/* Row and directory disagree: decide under the write lock, where creates, deletes
+	 * and renames happen, and look again there. */
+	int rr = db_begin(s, false, error_r);
+	if (rr < 0) {
+		free(dir);
+		return -1;
+	}
+	k = idx_mb_by_name(s, norm, r, error_r);
+	if (k < 0)
+		goto fail;
+	exists = dir_is_maildir(s, k == 1 ? r->dir : dir);
+	if (k == 1 && !exists) {
+		/* its directory was deleted (or a delete was cut short): the mailbox is gone */
+		if (idx_mb_drop(s, r->id) < 0) {
+			db_set_error(s, error_r, "drop mailbox");
+			goto fail;
+		}
+		mbrow_free(r);
+		k = 0;
+	} else if (k == 0 && exists) {
+		/* another program made the folder: adopt it; the files are picked up at open */
+		int64_t id;
+		if (idx_mb_insert(s, norm, dir, &id, error_r) < 0)
+			goto fail;
+		if (idx_mb_by_id(s, id, r, error_r) != 1)
+			goto fail;
+		k = 1;
+	}
+	if (db_commit(s, error_r) < 0) {
+		if (k == 1)
+			mbrow_free(r);
+		free(dir);
+		return -1;
+	}
+	free(dir);
+	return k;
+fail:
+	if (k == 1)
+		mbrow_free(r);
+	db_rollback(s);
+	free(dir);
+	return -1;
+}

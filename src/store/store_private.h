@@ -1,0 +1,179 @@
+/* store_private - what the files of src/store/ share; nothing outside src/store/ includes it.
+ * maildir.c: names, paths, files. index.c: index.db (schema, statements, transactions, the
+ * pick-up of new files). mailbox.c: the account and its mailboxes. message.c: messages. */
+#ifndef TERN_STORE_PRIVATE_H
+#define TERN_STORE_PRIVATE_H
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store/store.h"
+
+#define STORE_INDEX_NAME "index.db"
+#define STORE_LOCK_NAME "tern.lock"
+#define STORE_MAX_DIR 255		/* a directory name's limit */
+#define STORE_MAX_KEYWORD 64
+#define STORE_MAX_MB_KEYWORDS 256	/* distinct keywords a mailbox accepts */
+
+enum stmt {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SYNC_FULL, ST_SYNC_NORMAL,
+	ST_META_GET, ST_META_SET,
+	ST_MB_BY_NAME, ST_MB_BY_ID, ST_MB_INSERT, ST_MB_COUNTERS, ST_MB_SET_RECENT,
+	ST_MB_SET_MTIME, ST_MB_GET_KEYWORDS, ST_MB_SET_KEYWORDS, ST_MB_DELETE, ST_MB_RENAME,
+	ST_MB_LIST, ST_MB_CHILDREN,
+	ST_MSG_INSERT, ST_MSG_BY_NAME, ST_MSG_BY_UID, ST_MSG_SET_FILE, ST_MSG_RANGE,
+	ST_MSG_RANGE_FULL, ST_MSG_NAMES, ST_MSG_UIDS, ST_MSG_SET_FLAGS, ST_MSG_DELETE,
+	ST_MSG_DELETE_MB, ST_MSG_STATUS, ST_MSG_COUNT_FROM, ST_MSG_CACHE_GET, ST_MSG_CACHE_SET,
+	ST_UNLINK_ADD, ST_UNLINK_HAS, ST_UNLINK_LIST, ST_UNLINK_DEL, ST_UNLINK_DELETE_MB,
+	ST_SUB_ADD, ST_SUB_DEL, ST_SUB_LIST, ST_SUB_HAS,
+	ST__COUNT
+};
+
+struct store {
+	char *root;		/* the account's Maildir = INBOX */
+	char host[64];		/* for unique file names */
+	sqlite3 *db;
+	sqlite3_stmt *st[ST__COUNT];
+	dev_t db_dev;		/* index.db as opened: a replaced file means a lost index */
+	ino_t db_ino;
+	int64_t inbox_id;
+	store_change_fn *hook;
+	void *hook_ctx;
+	unsigned open_mailboxes;
+};
+
+struct store_mailbox {
+	struct store *s;
+	int64_t id;
+	char *name;
+	uint32_t uidvalidity;
+	uint32_t seen_uidnext;		/* for store_mailbox_changed */
+	uint64_t seen_modseq;
+	int lock_fd;
+	struct store_uid_range *recent;	/* UIDs claimed as \Recent by this handle */
+	size_t n_recent;
+	struct store_msg *msgs;		/* the last snapshot */
+	size_t n_msgs;
+	char *kw_arena;			/* keyword strings of msgs */
+	uint32_t *uids;
+	size_t n_uids;
+};
+
+/* a mailbox row */
+struct mbrow {
+	int64_t id;
+	char *name;
+	char *dir;		/* relative to the root: "" for INBOX, ".a.b" */
+	uint32_t uidvalidity, uidnext, recent_uid;
+	uint64_t highestmodseq;
+	int64_t cur_mtime;	/* cur/ as last fully checked (ns), 0 unknown */
+};
+
+/* a list of directory entries */
+struct entries {
+	char **v;
+	size_t n;
+};
+
+/* ---- maildir.c ---- */
+void store_set_error(char **error_r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* maildir_ensure - dir/{tmp,new,cur} (and dir) exist; a new folder gets "maildirfolder";
+ * whatever was created is fsync'd into its parent. 0 or -1 (errno). */
+int maildir_ensure(const char *dir, bool folder);
+/* store_name_normalize - check name; *norm_r = a copy with a first level "inbox" in any
+ * case as "INBOX". 0 or STORE_INVALID. */
+int store_name_normalize(const char *name, char **norm_r);
+/* store_name_dir - the directory (relative to the root) of a normalized name: "" for
+ * INBOX; NULL when too long. Caller frees. */
+char *store_name_dir(const char *norm);
+/* store_dir_name - the mailbox name of a root entry (".a.b"), NULL when it is not the
+ * exact encoding of a valid name. Caller frees. */
+char *store_dir_name(const char *entry);
+/* store_path - root[/dir][/file]; caller frees */
+char *store_path(const struct store *s, const char *dir, const char *file);
+/* maildir_base - the part of a file name before its ":2," info; caller frees */
+char *maildir_base(const char *entry);
+/* maildir_info_flags - store_flag bits from a ":2,DFRST" info */
+uint32_t maildir_info_flags(const char *entry);
+/* maildir_served_size - bytes of fd from its start with each bare LF counted as CRLF */
+int maildir_served_size(int fd, uint64_t *served_r);
+/* maildir_list - the entries of path that do not start with '.', sorted; 0, or -1 (errno;
+ * ENOENT for a missing directory) */
+int maildir_list(const char *path, struct entries *e);
+void entries_free(struct entries *e);
+/* maildir_open_msg - open a message file of mailbox directory dir, known by name (base)
+ * and file (as indexed, "new/…" or "cur/…"), wherever a concurrent move put it.
+ * 0, STORE_NOTFOUND or STORE_ERROR. */
+int maildir_open_msg(const struct store *s, const char *dir, const char *name, const char *file,
+		     int *fd_r);
+/* maildir_unlink_msg - unlink it wherever it is: 1 done, 0 not found, -1 error */
+int maildir_unlink_msg(const struct store *s, const char *dir, const char *name,
+		       const char *file);
+/* maildir_link_msg - hard-link it to dst: 0, STORE_NOTFOUND, or -1 (errno; EXDEV and
+ * EMLINK mean "copy instead") */
+int maildir_link_msg(const struct store *s, const char *dir, const char *name, const char *file,
+		     const char *dst);
+/* maildir_rmtree - remove path and all below it, not following symlinks */
+int maildir_rmtree(const char *path);
+/* store_unique_name - a Maildir base name for a new file of size bytes */
+void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t size);
+
+/* ---- index.c ---- */
+int db_open(struct store *s, char **error_r);
+void db_close(struct store *s);
+/* db_st - a cached statement, reset and ready to bind */
+sqlite3_stmt *db_st(struct store *s, enum stmt id);
+/* db_exec - step st to the end and reset it: 0, or -1 */
+int db_exec(sqlite3_stmt *st);
+/* db_begin - BEGIN IMMEDIATE (waits up to the busy timeout); durable: this transaction's
+ * COMMIT is synchronous=FULL */
+int db_begin(struct store *s, bool durable, char **error_r);
+int db_commit(struct store *s, char **error_r);
+void db_rollback(struct store *s);
+void db_set_error(struct store *s, char **error_r, const char *what);
+/* idx_mb_by_name, idx_mb_by_id - 1 found (*r filled: mbrow_free it), 0 not found, -1 */
+int idx_mb_by_name(struct store *s, const char *name, struct mbrow *r, char **error_r);
+int idx_mb_by_id(struct store *s, int64_t id, struct mbrow *r, char **error_r);
+void mbrow_free(struct mbrow *r);
+/* idx_mb_insert - a new mailbox row with a fresh UIDVALIDITY; inside a transaction */
+int idx_mb_insert(struct store *s, const char *name, const char *dir, int64_t *id_r,
+		  char **error_r);
+/* idx_mb_counters - set UIDNEXT and HIGHESTMODSEQ; inside a transaction */
+int idx_mb_counters(struct store *s, int64_t id, uint32_t uidnext, uint64_t modseq);
+/* idx_add_keywords - merge keywords into the mailbox's list; inside a transaction.
+ * 0, STORE_INVALID (too many), -1 */
+int idx_add_keywords(struct store *s, int64_t id, const char *keywords, char **error_r);
+/* store_kw_has - keyword k (n bytes) is in the space-separated list (case-insensitive) */
+bool store_kw_has(const char *list, const char *k, size_t n);
+/* idx_msg_insert - a message row; inside a transaction. 0 or -1 */
+int idx_msg_insert(struct store *s, int64_t id, uint32_t uid, const char *name,
+		   const char *file, uint64_t size, int64_t date, uint32_t flags,
+		   const char *keywords, uint64_t modseq);
+/* idx_add_message - index one new file of mailbox id in its own transaction: 0 with *uid_r
+ * (the existing UID when a pick-up indexed the name first), or <0 */
+int idx_add_message(struct store *s, int64_t id, const char *name, const char *file,
+		    uint64_t size, int64_t date, uint32_t flags, const char *keywords,
+		    uint32_t *uid_r, uint32_t *uidvalidity_r, char **error_r);
+/* idx_sync - pick up unindexed files of mailbox id, move new/ to cur/, finish pending
+ * unlinks. *changes_r |= STORE_CHANGE_NEW when messages were added. 0 or <0. */
+int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r);
+/* idx_finish_unlinks - unlink the files of expunged messages (of mailbox id, or all when
+ * id == 0) and forget them */
+int idx_finish_unlinks(struct store *s, int64_t id, char **error_r);
+/* idx_mb_lookup - the row of a normalized name, adopting a directory that has no row and
+ * dropping a row whose directory has gone. 1, 0 (none), -1. */
+int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **error_r);
+/* idx_mb_drop - delete a mailbox's rows (messages, pending unlinks); inside a transaction */
+int idx_mb_drop(struct store *s, int64_t id);
+
+/* ---- mailbox.c ---- */
+void store_notify(struct store *s, const char *mailbox, unsigned changes);
+/* mb_saw - after a change through mb: remember the new counters when the old ones were
+ * what mb had seen (so store_mailbox_changed reports only others' changes) */
+void mb_saw(struct store_mailbox *mb, uint32_t old_uidnext, uint64_t old_modseq,
+	    uint32_t new_uidnext, uint64_t new_modseq);
+/* store_mailbox_name_of - the current name of mailbox id (for hooks); caller frees */
+char *store_mailbox_name_of(struct store *s, int64_t id);
+
+#endif
