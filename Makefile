@@ -25,7 +25,7 @@ OBJ_A  := $(LIBSRC:%.c=build/asan/%.o)
 UNIT_A := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps test unit integration run fuzz clean lint bench-smtp asan
+.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp asan
 all: deps tern
 
 deps:
@@ -57,12 +57,16 @@ asan: build/asan/tern
 test: deps tern build/asan/tern $(UNIT_A)
 	./scripts/run-unit.sh $(UNIT_A)
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 unit: deps $(UNIT_A)
 	./scripts/run-unit.sh $(UNIT_A)
 
 integration: deps build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+e2e: deps build/asan/tern
+	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 run: deps tern
 	./tern serve

@@ -1,6 +1,7 @@
 /* main - the tern command: dispatch to serve, user, alias, queue, version */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,8 @@ static const char usage_text[] =
 	"                                  manage accounts (password read from stdin or prompted)\n"
 	"  alias add ALIAS TARGET...|del ALIAS|list [-c FILE]\n"
 	"                                  manage aliases\n"
-	"  queue list [-c FILE]            show the outbound queue\n"
+	"  queue list|flush [ID]|delete ID|bounce ID [-c FILE]\n"
+	"                                  show and manage the outbound queue\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -173,37 +175,80 @@ static void print_queued(void *ctx, const struct queue_msg_info *m)
 	printf("%-24s %10llu %s <%s>\n", m->qid, (unsigned long long)m->size, when, m->sender);
 	for (size_t i = 0; i < m->n_rcpts; i++) {
 		const struct queue_rcpt_info *r = &m->rcpts[i];
-		printf("    <%s> state=%s attempts=%d%s%s\n", r->address, r->state, r->attempts,
-		       r->last_error ? " last_error=" : "", r->last_error ? r->last_error : "");
+		char next[32] = "now";
+		if (r->next_try > time(NULL)) {
+			time_t nt = (time_t)r->next_try;
+			localtime_r(&nt, &tm);
+			strftime(next, sizeof(next), "%H:%M:%S", &tm);
+		}
+		printf("    <%s> state=%s attempts=%d next_try=%s%s%s\n", r->address, r->state,
+		       r->attempts, next, r->last_error ? " last_error=" : "",
+		       r->last_error ? r->last_error : "");
 	}
 	(*(unsigned *)ctx)++;
 }
 
 static int cmd_queue(int argc, char **argv)
 {
-	static const char help[] = "usage: tern queue list [-c FILE]\n";
-	if (argc < 2 || (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "-h") != 0 &&
-			 strcmp(argv[1], "--help") != 0))
-		return usage_error("queue: expected 'list'");
+	static const char help[] =
+		"usage: tern queue list [-c FILE]\n"
+		"       tern queue flush [ID] [-c FILE]   retry deferred mail now\n"
+		"       tern queue delete ID [-c FILE]    remove a message without notice\n"
+		"       tern queue bounce ID [-c FILE]    return a message to its sender\n";
+	const char *sub = argc >= 2 ? argv[1] : "";
+	if (!strcmp(sub, "-h") || !strcmp(sub, "--help")) {
+		fputs(help, stdout);
+		return 0;
+	}
+	bool is_list = !strcmp(sub, "list"), is_flush = !strcmp(sub, "flush");
+	bool is_delete = !strcmp(sub, "delete"), is_bounce = !strcmp(sub, "bounce");
+	if (!is_list && !is_flush && !is_delete && !is_bounce)
+		return usage_error("queue: expected list, flush, delete or bounce");
+	int first = 2;
+	const char *id = NULL;
+	if (argc > 2 && argv[2][0] != '-' && !is_list) {
+		id = argv[2];
+		first = 3;
+	}
+	if ((is_delete || is_bounce) && id == NULL)
+		return usage_error("queue %s: needs a queue ID", sub);
 	const char *conf;
 	int done;
-	int r = parse_c_only(argc, argv, strcmp(argv[1], "list") == 0 ? 2 : 1, help, &conf, &done);
+	int r = parse_c_only(argc, argv, first, help, &conf, &done);
 	if (r != 0 || done)
 		return r;
 	struct tern_config *cfg = load_config(conf);
 	if (cfg == NULL)
 		return 1;
 	char *err = NULL;
-	struct queue *q;
+	struct queue *q = NULL;
 	char *spool = config_path_in_data(cfg, "spool");
 	unsigned n = 0;
-	if (queue_open(spool, &q, &err) < 0 || queue_list(q, print_queued, &n, &err) < 0) {
+	if (queue_open(spool, &q, &err) < 0) {
 		fprintf(stderr, "tern: %s\n", err);
-		free(err);
 		r = 1;
-	} else if (n == 0) {
-		printf("queue is empty\n");
+	} else if (is_list) {
+		if (queue_list(q, print_queued, &n, &err) < 0) {
+			fprintf(stderr, "tern: %s\n", err);
+			r = 1;
+		} else if (n == 0) {
+			printf("queue is empty\n");
+		}
+	} else {
+		int hit = is_flush ? queue_flush(q, id, &err)
+			  : is_delete ? queue_delete(q, id, &err) : queue_bounce(q, id, &err);
+		if (hit < 0) {
+			fprintf(stderr, "tern: %s\n", err);
+			r = 1;
+		} else if (id != NULL && hit == 0) {
+			fprintf(stderr, "tern: %s: no such message in the queue\n", id);
+			r = 1;
+		} else {
+			printf("%s: %d recipient(s)\n", sub, hit);
+			queue_wake(spool);
+		}
 	}
+	free(err);
 	queue_close(&q);
 	free(spool);
 	config_free(&cfg);

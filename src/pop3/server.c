@@ -213,6 +213,10 @@ fail:
 static void login_check(struct pop3_session *s, const char *user, const char *pass)
 {
 	char lower[512];
+	if (strlen(user) >= sizeof(lower)) {
+		reply(s, "-ERR [AUTH] Authentication failed");
+		return;
+	}
 	snprintf(lower, sizeof(lower), "%s", user);
 	for (char *p = lower; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
@@ -280,8 +284,7 @@ static bool require_tls_for_login(struct pop3_session *s)
 {
 	if (auth_allowed(s))
 		return true;
-	reply(s, "-ERR [PRIVACY] Plaintext authentication is not allowed without TLS; use STLS "
-		 "first");
+	reply(s, "-ERR [AUTH] Plaintext authentication disallowed without TLS; use STLS first");
 	return false;
 }
 
@@ -374,8 +377,12 @@ static void cmd_auth(struct pop3_session *s, struct pop3_command_line *c)
 
 static void cmd_capa(struct pop3_session *s, struct pop3_command_line *c)
 {
-	conn_printf(s->conn, "+OK Capability list follows\r\nTOP\r\nUIDL\r\nUSER\r\n"
-			     "SASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+	conn_printf(s->conn, "+OK Capability list follows\r\nTOP\r\nUIDL\r\n");
+	/* USER and SASL only where they may be used: a client trusting CAPA must not send
+	 * a password in clear only to have it refused (RFC 2595 §4) */
+	if (auth_allowed(s))
+		conn_printf(s->conn, "USER\r\nSASL PLAIN LOGIN\r\n");
+	conn_printf(s->conn, "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
 	if (!conn_is_tls(s->conn) && s->srv->tls != NULL && s->state != POP3_S_TRANSACTION)
 		conn_printf(s->conn, "STLS\r\n");
 	conn_printf(s->conn, "IMPLEMENTATION Tern\r\n.\r\n");
@@ -483,9 +490,17 @@ static void send_pump(struct pop3_session *s)
 		ssize_t n = read(x->fd, in, sizeof(in));
 		if (n < 0 && errno == EINTR)
 			continue;
-		bool done = n <= 0;
-		if (n < 0)
+		if (n < 0) {
+			/* never end a cut-short message with "." : the client would take it
+			 * for whole and might DELE it */
 			log_warn("%s: reading message", s->id);
+			close(x->fd);
+			x->fd = -1;
+			s->sending_active = false;
+			close_with(s, "-ERR [SYS/TEMP] Error reading the message");
+			return;
+		}
+		bool done = n == 0;
 		size_t o = 0;
 		for (ssize_t i = 0; i < n && !done; i++) {
 			char c = in[i];
@@ -612,6 +627,8 @@ static void cmd_quit(struct pop3_session *s, struct pop3_command_line *c)
 		return;
 	}
 	free(uids);
+	/* let the next session in now, not once the goodbye has drained */
+	store_mailbox_close(&s->mb);
 	log_info("%s: logout user=%s deleted=%zu", s->id, s->account, n);
 	char text[96];
 	snprintf(text, sizeof(text), "+OK Tern POP3 server signing off (%zu messages deleted)", n);
@@ -682,8 +699,12 @@ static void session_process(struct pop3_session *s)
 			return;
 		if (s->sending_active) {
 			send_pump(s);
-			if (s->sending_active)
+			if (s->sending_active || s->state == POP3_S_CLOSING)
 				return;
+			if (s->srv->draining) {
+				close_with(s, "-ERR Server shutting down");
+				return;
+			}
 		}
 		if (s->delay != NULL && evtimer_pending(s->delay, NULL))
 			return;
@@ -701,11 +722,19 @@ static void session_process(struct pop3_session *s)
 				return;
 			continue;
 		}
-		if (s->state == POP3_S_AUTH_SASL) {
-			sasl_feed(s, buf_cstr(&s->line));
+		if (bare_lf) {
+			reply(s, "-ERR Line must end with CRLF");
+			if (bad_command(s))
+				return;
 			continue;
 		}
-		dispatch(s, s->line.data ? s->line.data : (char *)"", s->line.len);
+		if (s->state == POP3_S_AUTH_SASL)
+			sasl_feed(s, buf_cstr(&s->line));
+		else
+			dispatch(s, s->line.data ? s->line.data : (char *)"", s->line.len);
+		/* the line may have held a password (PASS, AUTH, a SASL response) */
+		if (s->line.data != NULL)
+			explicit_bzero(s->line.data, s->line.cap);
 	}
 }
 
@@ -749,6 +778,8 @@ static void session_end(struct pop3_session *s)
 		event_free(s->delay);
 	wipe_pending(s);
 	sasl_stop(s);
+	if (s->line.data != NULL)
+		explicit_bzero(s->line.data, s->line.cap);
 	store_mailbox_close(&s->mb);
 	store_close(&s->store);
 	free(s->msgs);

@@ -8,9 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "lib/fs.h"
+#include "lib/log.h"
 #include "lib/xmalloc.h"
 
 struct queue {
@@ -193,4 +197,175 @@ int queue_list(struct queue *q, void (*cb)(void *ctx, const struct queue_msg_inf
 	sqlite3_finalize(ms);
 	sqlite3_finalize(rs);
 	return 0;
+}
+
+int queue_due_list(struct queue *q, int64_t now, size_t limit,
+		   void (*cb)(void *ctx, const struct queue_due *d), void *ctx, char **error_r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(q->db,
+			       "SELECT r.id, r.qid, m.sender, r.address, r.state, r.attempts, m.arrived,"
+			       " m.body_offset, m.size, r.last_error FROM recipients r"
+			       " JOIN messages m ON m.qid = r.qid WHERE r.next_try <= ?"
+			       " ORDER BY m.arrived, r.qid, r.id LIMIT ?",
+			       -1, &st, NULL) != SQLITE_OK) {
+		*error_r = db_error(q->db, "due");
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, (int64_t)limit);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *le = sqlite3_column_text(st, 9);
+		struct queue_due d = {
+			.rcpt_id = sqlite3_column_int64(st, 0),
+			.qid = (const char *)sqlite3_column_text(st, 1),
+			.sender = (const char *)sqlite3_column_text(st, 2),
+			.address = (const char *)sqlite3_column_text(st, 3),
+			.state = (const char *)sqlite3_column_text(st, 4),
+			.attempts = sqlite3_column_int(st, 5),
+			.arrived = sqlite3_column_int64(st, 6),
+			.body_offset = (uint64_t)sqlite3_column_int64(st, 7),
+			.size = (uint64_t)sqlite3_column_int64(st, 8),
+			.last_error = (const char *)le,
+		};
+		cb(ctx, &d);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int64_t queue_next_due(struct queue *q)
+{
+	sqlite3_stmt *st;
+	int64_t r = -1;
+	if (sqlite3_prepare_v2(q->db, "SELECT MIN(next_try) FROM recipients", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		r = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* changes_or_error - the row count of the last statement, or -1 with *error_r */
+static int changes_or_error(struct queue *q, int rc, const char *what, char **error_r)
+{
+	if (rc < 0) {
+		*error_r = db_error(q->db, what);
+		return -1;
+	}
+	return sqlite3_changes(q->db);
+}
+
+int queue_rcpt_remove(struct queue *q, int64_t rcpt_id, char **error_r)
+{
+	int rc = exec_step(q->db, "DELETE FROM recipients WHERE id = ?", "i", rcpt_id);
+	return changes_or_error(q, rc, "remove recipient", error_r) < 0 ? -1 : 0;
+}
+
+int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const char *error,
+		     char **error_r)
+{
+	int rc = exec_step(q->db,
+			   "UPDATE recipients SET state = 'deferred', attempts = attempts + 1,"
+			   " next_try = ?, last_error = ? WHERE id = ?",
+			   "iti", next_try, error, rcpt_id);
+	return changes_or_error(q, rc, "defer recipient", error_r) < 0 ? -1 : 0;
+}
+
+char *queue_file_path(struct queue *q, const char *qid)
+{
+	return xasprintf("%s/%s", q->dir, qid);
+}
+
+int queue_msg_finish(struct queue *q, const char *qid, char **error_r)
+{
+	sqlite3_stmt *st;
+	int left = -1;
+	if (sqlite3_prepare_v2(q->db, "SELECT COUNT(*) FROM recipients WHERE qid = ?", -1, &st,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, qid, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			left = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (left != 0) {
+		if (left < 0)
+			*error_r = db_error(q->db, "count recipients");
+		return left < 0 ? -1 : 0;
+	}
+	/* Row first, then the file: a crash between leaves an orphan file, never a row
+	 * without its message. */
+	if (exec_step(q->db, "DELETE FROM messages WHERE qid = ?", "t", qid) < 0) {
+		*error_r = db_error(q->db, "remove message");
+		return -1;
+	}
+	char *path = queue_file_path(q, qid);
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("%s: unlink %s", qid, path);
+	free(path);
+	return 0;
+}
+
+int queue_flush(struct queue *q, const char *qid, char **error_r)
+{
+	int rc = qid ? exec_step(q->db, "UPDATE recipients SET next_try = 0 WHERE qid = ?", "t", qid)
+		     : exec_step(q->db, "UPDATE recipients SET next_try = 0", "");
+	return changes_or_error(q, rc, "flush", error_r);
+}
+
+int queue_bounce(struct queue *q, const char *qid, char **error_r)
+{
+	int rc = exec_step(q->db,
+			   "UPDATE recipients SET state = 'bounce', next_try = 0 WHERE qid = ?",
+			   "t", qid);
+	return changes_or_error(q, rc, "bounce", error_r);
+}
+
+int queue_delete(struct queue *q, const char *qid, char **error_r)
+{
+	int rc = exec_step(q->db, "DELETE FROM recipients WHERE qid = ?", "t", qid);
+	int n = changes_or_error(q, rc, "delete", error_r);
+	if (n < 0 || queue_msg_finish(q, qid, error_r) < 0)
+		return -1;
+	return n;
+}
+
+/* wake_addr - the runner's socket address under spool_dir */
+static int wake_addr(const char *spool_dir, struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	int n = snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/runner.sock", spool_dir);
+	return n < 0 || (size_t)n >= sizeof(sun->sun_path) ? -1 : 0;
+}
+
+void queue_wake(const char *spool_dir)
+{
+	struct sockaddr_un sun;
+	if (wake_addr(spool_dir, &sun) < 0)
+		return;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)sendto(fd, "w", 1, 0, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+}
+
+int queue_wake_listen(const char *spool_dir)
+{
+	struct sockaddr_un sun;
+	if (wake_addr(spool_dir, &sun) < 0)
+		return -1;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	unlink(sun.sun_path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		close(fd);
+		return -1;
+	}
+	/* root's `tern queue flush` and every worker may nudge us */
+	chmod(sun.sun_path, 0666);
+	return fd;
 }

@@ -35,6 +35,47 @@ int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64
 		  uint64_t size, const char *sender, const char *const *rcpts, size_t n_rcpts,
 		  char **error_r);
 
+/* A recipient that is due for a delivery attempt, with its message. */
+struct queue_due {
+	int64_t rcpt_id;
+	const char *qid;
+	const char *sender;
+	const char *address;
+	const char *state;	/* "queued", "deferred", or "bounce" (operator: bounce now) */
+	int attempts;
+	int64_t arrived;
+	uint64_t body_offset;
+	uint64_t size;
+	const char *last_error;	/* may be NULL */
+};
+
+/* queue_due_list - cb for each recipient with next_try <= now, oldest message first (at
+ * most limit). Pointers valid during cb only. 0 or -1. */
+int queue_due_list(struct queue *q, int64_t now, size_t limit,
+		   void (*cb)(void *ctx, const struct queue_due *d), void *ctx, char **error_r);
+/* queue_next_due - the earliest next_try of any recipient, or -1 when the queue is empty. */
+int64_t queue_next_due(struct queue *q);
+/* queue_rcpt_remove - the recipient is done (delivered or bounced). */
+int queue_rcpt_remove(struct queue *q, int64_t rcpt_id, char **error_r);
+/* queue_rcpt_defer - record a failed attempt: attempts+1, next try, the error text. */
+int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const char *error,
+		     char **error_r);
+/* queue_msg_finish - when qid has no recipients left: remove its row and its file. */
+int queue_msg_finish(struct queue *q, const char *qid, char **error_r);
+/* queue_file_path - spool/queue/<qid>; caller frees. */
+char *queue_file_path(struct queue *q, const char *qid);
+/* queue_flush - make deferred recipients (of qid, or all when NULL) due now; returns how many
+ * or -1. queue_bounce - mark them to be bounced at the next run. queue_delete - remove the
+ * message and its file without notice. Each returns -1, or the number of recipients hit. */
+int queue_flush(struct queue *q, const char *qid, char **error_r);
+int queue_bounce(struct queue *q, const char *qid, char **error_r);
+int queue_delete(struct queue *q, const char *qid, char **error_r);
+
+/* queue_wake - nudge the queue runner (a datagram to spool_dir/runner.sock; best effort). */
+void queue_wake(const char *spool_dir);
+/* queue_wake_listen - the runner's end: a bound non-blocking datagram socket; -1 on error. */
+int queue_wake_listen(const char *spool_dir);
+
 /* queue_list - cb for each queued message, oldest first; pointers valid during cb only. */
 int queue_list(struct queue *q, void (*cb)(void *ctx, const struct queue_msg_info *m), void *ctx,
 	       char **error_r);

@@ -1,39 +1,686 @@
-/* runner - the queue runner process */
+/* runner - the queue runner: picks due recipients, finds the next hop (routes or MX),
+ * delivers with the SMTP client, records each outcome, retries with back-off, bounces */
 #include "queue/runner.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "auth/accounts.h"
 #include "lib/log.h"
+#include "lib/net.h"
+#include "lib/xmalloc.h"
+#include "queue/dns.h"
+#include "queue/dsn.h"
 #include "queue/queue.h"
+#include "queue/spool.h"
+#include "smtp/client.h"
+
+#define RUNNER_SCAN_LIMIT 2000
+#define RUNNER_IDLE_SECONDS 60
+
+struct delivery;
+
+struct runner {
+	struct event_base *base;
+	const struct tern_config *cfg;
+	struct queue *q;
+	struct accounts *accounts;
+	struct dns *dns;
+	SSL_CTX *client_tls;
+	char *spool_dir;
+	int wake_fd;
+	struct event *wake_ev, *timer, *sigterm, *sigint, *rescan;
+	LIST_HEAD(, delivery) deliveries;
+	unsigned active;
+	bool stopping;
+};
+
+/* One attempt: the recipients of one message at one domain, over one connection. */
+struct delivery {
+	LIST_ENTRY(delivery) link;
+	struct runner *r;
+	char *qid;
+	char *sender;
+	char *domain;
+	int64_t arrived;
+	uint64_t body_offset, size;
+	int64_t *ids;
+	char **addrs;
+	int *attempts;
+	size_t n;
+	int fd;
+	bool body_8bit;
+	struct dns_host *hosts;
+	size_t n_hosts, hi, ai;
+	struct smtp_client *client;
+	char relay[300];
+	char *last_error;		/* why the last host failed */
+	char last_status[16];
+	time_t started;
+};
+
+/* A recipient that failed for good, for the bounce. */
+struct failed_rcpt {
+	char *address;
+	char status[16];
+	char *diagnostic;
+	char *remote_mta;
+};
+
+static void runner_schedule_scan(struct runner *r);
+static void delivery_try_next(struct delivery *d);
+
+static char *domain_of(const char *address)
+{
+	const char *at = strrchr(address, '@');
+	char *d = xstrdup(at ? at + 1 : "");
+	for (char *p = d; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return d;
+}
+
+static void delivery_free(struct delivery *d)
+{
+	LIST_REMOVE(d, link);
+	d->r->active--;
+	if (d->client != NULL)
+		smtp_client_quit(&d->client);
+	if (d->fd >= 0)
+		close(d->fd);
+	for (size_t i = 0; i < d->n; i++)
+		free(d->addrs[i]);
+	free(d->addrs);
+	free(d->ids);
+	free(d->attempts);
+	for (size_t i = 0; i < d->n_hosts; i++) {
+		free(d->hosts[i].name);
+		free(d->hosts[i].addrs);
+		free(d->hosts[i].addrlens);
+	}
+	free(d->hosts);
+	free(d->qid);
+	free(d->sender);
+	free(d->domain);
+	free(d->last_error);
+	free(d);
+}
+
+/* status_from - the enhanced code in a reply text ("550 5.1.1 …"), else a default */
+static void status_from(const char *text, const char *dflt, char out[16])
+{
+	const char *p = text ? strchr(text, ' ') : NULL;
+	if (p != NULL && isdigit((unsigned char)p[1]) && p[2] == '.' &&
+	    (p[1] == '2' || p[1] == '4' || p[1] == '5')) {
+		size_t n = strcspn(p + 1, " ");
+		if (n < 16) {
+			memcpy(out, p + 1, n);
+			out[n] = '\0';
+			return;
+		}
+	}
+	snprintf(out, 16, "%s", dflt);
+}
+
+static bool is_local_cb(void *ctx, const char *domain)
+{
+	return config_is_local_domain(ctx, domain);
+}
+
+/* bounce_deliver - compose a DSN for the failed recipients and send it to the sender:
+ * into local mailboxes, or queued with the null sender */
+static void bounce_deliver(struct runner *r, const char *qid, const char *sender,
+			   const struct failed_rcpt *f, size_t n, bool delayed, int64_t arrived,
+			   uint64_t body_offset, uint64_t size)
+{
+	const struct tern_config *cfg = r->cfg;
+	char *err = NULL;
+	struct spool_msg *m = NULL;
+	if (*sender == '\0') {
+		log_info("%s: no bounce for a bounce (null sender)", qid);
+		return;
+	}
+	struct dsn_rcpt *rc = xcalloc(n, sizeof(*rc));
+	for (size_t i = 0; i < n; i++) {
+		rc[i].final_rcpt = f[i].address;
+		rc[i].action = delayed ? DSN_DELAYED : DSN_FAILED;
+		rc[i].status = f[i].status;
+		rc[i].remote_mta = f[i].remote_mta;
+		rc[i].diagnostic = f[i].diagnostic;
+		rc[i].last_attempt = (int64_t)time(NULL);
+	}
+	struct dsn_report rep = {
+		.reporting_mta = cfg->hostname,
+		.envelope_sender = sender,
+		.arrival = arrived,
+		.queue_id = qid,
+		.return_full = false,
+		.rcpts = rc,
+		.n_rcpts = n,
+	};
+	char *path = queue_file_path(r->q, qid);
+	int ofd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	char *dom = domain_of(sender);
+	char **targets = NULL;
+	size_t nt = 0;
+	const char *one[1] = { sender };
+	bool local = config_is_local_domain(cfg, dom);
+	if (spool_open(r->spool_dir, "", &m, &err) < 0 || spool_flush(m) < 0 ||
+	    dsn_compose(m->fd, &rep, ofd, body_offset, size, &err) < 0 ||
+	    spool_adopt_size(m) < 0) {
+		log_warnx("%s: cannot compose a bounce: %s", qid, err ? err : "write error");
+		goto out;
+	}
+	if (local) {
+		int res = accounts_resolve(r->accounts, sender, is_local_cb, (void *)cfg, &targets,
+					   &nt);
+		if (res <= 0) {
+			log_warnx("%s: bounce to <%s>: no such local user; dropped", qid, sender);
+			goto out;
+		}
+	}
+	/* local: the resolved users (and any forwarding targets) get it; remote: queued
+	 * with the null sender so it can never bounce again */
+	const char **locals = xcalloc(nt + 1, sizeof(char *)), **remotes = xcalloc(nt + 1, sizeof(char *));
+	size_t nl = 0, nr = 0;
+	if (local) {
+		for (size_t i = 0; i < nt; i++) {
+			char *td = domain_of(targets[i]);
+			if (config_is_local_domain(cfg, td))
+				locals[nl++] = targets[i];
+			else
+				remotes[nr++] = targets[i];
+			free(td);
+		}
+	} else {
+		remotes[nr++] = one[0];
+	}
+	if (spool_deliver(m, cfg->data_dir, cfg->hostname, locals, nl, r->q, "", remotes, nr,
+			  &err) < 0)
+		log_warnx("%s: cannot deliver the bounce: %s", qid, err ? err : "?");
+	else
+		log_info("%s: sender %s notification: %s", qid, delayed ? "delay" : "non-delivery",
+			 m->qid);
+	free(locals);
+	free(remotes);
+out:
+	if (m != NULL && m->path != NULL)
+		spool_abort(&m);
+	else
+		spool_close(&m);
+	free(err);
+	free(dom);
+	accounts_targets_free(&targets);
+	if (ofd >= 0)
+		close(ofd);
+	free(rc);
+}
+
+/* retry_at - when to try again after attempts failures */
+static int64_t retry_at(const struct runner *r, int attempts)
+{
+	uint64_t delay = r->cfg->queue_retry_min;
+	for (int i = 1; i < attempts && delay < r->cfg->queue_retry_max; i++)
+		delay *= 2;
+	if (delay > r->cfg->queue_retry_max)
+		delay = r->cfg->queue_retry_max;
+	return (int64_t)time(NULL) + (int64_t)delay;
+}
+
+/* log_attempt - one line per recipient and attempt, in Postfix's form */
+static void log_attempt(const struct delivery *d, size_t i, const char *relay,
+			const char *status_code, const char *status, const char *text)
+{
+	char safe[400];
+	log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)", d->qid,
+		 d->addrs[i], relay, (long long)(time(NULL) - d->arrived), status_code, status,
+		 log_sanitize(safe, sizeof(safe), text, strlen(text)));
+}
+
+/* delivery_finish - record every recipient's outcome; bounce what failed; next scan */
+static void delivery_finish(struct delivery *d, const struct smtp_client_result *res,
+			    const char *fail_text, const char *fail_status, bool permanent)
+{
+	struct runner *r = d->r;
+	char *err = NULL;
+	struct failed_rcpt *failed = xcalloc(d->n, sizeof(*failed));
+	size_t nf = 0;
+	int64_t now = (int64_t)time(NULL);
+	bool expired = now - d->arrived >= (int64_t)r->cfg->queue_max_lifetime;
+	for (size_t i = 0; i < d->n; i++) {
+		const char *text = fail_text;
+		char status[16];
+		bool ok = false, perm = permanent;
+		if (res != NULL) {
+			const struct smtp_client_reply *rep = &res->rcpts[i];
+			text = rep->text ? rep->text : "no reply";
+			ok = rep->status == SMTP_CLIENT_OK;
+			perm = rep->status == SMTP_CLIENT_PERMFAIL;
+			if (rep->enhanced[0] != '\0')
+				snprintf(status, sizeof(status), "%s", rep->enhanced);
+			else
+				status_from(text, ok ? "2.0.0" : perm ? "5.0.0" : "4.0.0", status);
+		} else {
+			snprintf(status, sizeof(status), "%s", fail_status);
+		}
+		if (ok) {
+			log_attempt(d, i, d->relay, status, "sent", text);
+			if (queue_rcpt_remove(r->q, d->ids[i], &err) < 0)
+				goto dberr;
+			continue;
+		}
+		if (!perm && !expired) {
+			log_attempt(d, i, d->relay[0] ? d->relay : "none", status, "deferred", text);
+			char *e = xasprintf("%s (%s)", status, text);
+			int rc = queue_rcpt_defer(r->q, d->ids[i], retry_at(r, d->attempts[i] + 1), e,
+						  &err);
+			free(e);
+			if (rc < 0)
+				goto dberr;
+			continue;
+		}
+		if (!perm)
+			snprintf(status, sizeof(status), "4.4.7");	/* expired */
+		log_attempt(d, i, d->relay[0] ? d->relay : "none", status, "bounced", text);
+		failed[nf].address = xstrdup(d->addrs[i]);
+		snprintf(failed[nf].status, sizeof(failed[nf].status), "%s", status);
+		failed[nf].diagnostic = xstrdup(text);
+		failed[nf].remote_mta = d->relay[0] ? xstrndup(d->relay, strcspn(d->relay, "[")) : NULL;
+		nf++;
+		if (queue_rcpt_remove(r->q, d->ids[i], &err) < 0)
+			goto dberr;
+	}
+	if (nf > 0)
+		bounce_deliver(r, d->qid, d->sender, failed, nf, false, d->arrived, d->body_offset,
+			       d->size);
+	if (queue_msg_finish(r->q, d->qid, &err) < 0)
+		goto dberr;
+	goto out;
+dberr:
+	log_warnx("%s: %s", d->qid, err ? err : "queue database error");
+	free(err);
+out:
+	for (size_t i = 0; i < nf; i++) {
+		free(failed[i].address);
+		free(failed[i].diagnostic);
+		free(failed[i].remote_mta);
+	}
+	free(failed);
+	delivery_free(d);
+	runner_schedule_scan(r);
+}
+
+static void on_sent(struct smtp_client *c, const struct smtp_client_result *res, void *ctx)
+{
+	struct delivery *d = ctx;
+	delivery_finish(d, res, NULL, NULL, false);
+}
+
+static void on_connected(struct smtp_client *c, const struct smtp_client_reply *err, void *ctx)
+{
+	struct delivery *d = ctx;
+	if (err != NULL) {
+		free(d->last_error);
+		d->last_error = xasprintf("%s: %s", d->relay, err->text ? err->text : "failed");
+		snprintf(d->last_status, sizeof(d->last_status), "%s",
+			 err->enhanced[0] ? err->enhanced : "4.4.1");
+		smtp_client_quit(&d->client);
+		d->ai++;
+		delivery_try_next(d);
+		return;
+	}
+	struct smtp_client_rcpt *rc = xcalloc(d->n, sizeof(*rc));
+	for (size_t i = 0; i < d->n; i++)
+		rc[i].address = d->addrs[i];
+	struct smtp_client_txn txn = {
+		.sender = d->sender,
+		.rcpts = rc,
+		.n_rcpts = d->n,
+		.body_8bit = d->body_8bit,
+		.fd = d->fd,
+		.offset = (off_t)d->body_offset,
+		.size = d->size,
+	};
+	if (smtp_client_send(d->client, &txn, on_sent, d) < 0) {
+		free(rc);
+		delivery_finish(d, NULL, "client not usable", "4.3.0", false);
+		return;
+	}
+	free(rc);
+}
+
+/* delivery_try_next - connect to the next address of the next host in MX order */
+static void delivery_try_next(struct delivery *d)
+{
+	struct runner *r = d->r;
+	while (d->hi < d->n_hosts && d->ai >= d->hosts[d->hi].n_addrs) {
+		d->hi++;
+		d->ai = 0;
+	}
+	if (d->hi >= d->n_hosts) {
+		delivery_finish(d, NULL, d->last_error ? d->last_error : "no host could be reached",
+				d->last_status[0] ? d->last_status : "4.4.1", false);
+		return;
+	}
+	const struct dns_host *h = &d->hosts[d->hi];
+	const struct sockaddr *sa = (const struct sockaddr *)&h->addrs[d->ai];
+	char ip[64];
+	unsigned port = ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+						       : ((const struct sockaddr_in *)sa)->sin_port);
+	snprintf(d->relay, sizeof(d->relay), "%s[%s]:%u", h->name, net_ntop(sa, ip, sizeof(ip)),
+		 port);
+	struct sockaddr_storage src;
+	socklen_t srclen = 0;
+	if (r->cfg->queue_source_ip != NULL) {
+		char *probe = xasprintf(strchr(r->cfg->queue_source_ip, ':') ? "[%s]:1" : "%s:1",
+					r->cfg->queue_source_ip);
+		if (net_parse_addrport(probe, &src, &srclen) == 0) {
+			if (src.ss_family == AF_INET)
+				((struct sockaddr_in *)&src)->sin_port = 0;
+			else
+				((struct sockaddr_in6 *)&src)->sin6_port = 0;
+		}
+		free(probe);
+	}
+	struct smtp_client_opts opts = {
+		.helo_name = r->cfg->hostname,
+		.source = srclen ? (const struct sockaddr *)&src : NULL,
+		.sourcelen = srclen,
+		.tls_ctx = r->client_tls,
+		.tls_server_name = h->name,
+		.log_id = d->qid,
+	};
+	d->client = smtp_client_connect(r->base, sa, h->addrlens[d->ai], &opts, on_connected, d);
+}
+
+static void on_dns(void *ctx, const struct dns_mx_result *res)
+{
+	struct delivery *d = ctx;
+	if (d->r->stopping) {
+		delivery_free(d);
+		return;
+	}
+	switch (res->status) {
+	case DNS_OK:
+		break;
+	case DNS_NXDOMAIN:
+		delivery_finish(d, NULL, res->error ? res->error : "domain not found", "5.1.2", true);
+		return;
+	case DNS_NULL_MX:
+		delivery_finish(d, NULL, res->error ? res->error : "domain accepts no mail (null MX)",
+				"5.1.10", true);
+		return;
+	case DNS_NO_ADDRESS:
+		delivery_finish(d, NULL, res->error ? res->error : "no address for the mail exchanger",
+				"5.4.4", true);
+		return;
+	default:
+		delivery_finish(d, NULL, res->error ? res->error : "DNS lookup failed", "4.4.3",
+				false);
+		return;
+	}
+	/* keep our own copy: res is valid during the callback only */
+	d->hosts = xcalloc(res->n_hosts ? res->n_hosts : 1, sizeof(*d->hosts));
+	d->n_hosts = res->n_hosts;
+	for (size_t i = 0; i < res->n_hosts; i++) {
+		const struct dns_host *h = &res->hosts[i];
+		d->hosts[i].name = xstrdup(h->name);
+		d->hosts[i].preference = h->preference;
+		d->hosts[i].n_addrs = h->n_addrs;
+		d->hosts[i].addrs = xcalloc(h->n_addrs ? h->n_addrs : 1, sizeof(*h->addrs));
+		d->hosts[i].addrlens = xcalloc(h->n_addrs ? h->n_addrs : 1, sizeof(*h->addrlens));
+		memcpy(d->hosts[i].addrs, h->addrs, h->n_addrs * sizeof(*h->addrs));
+		memcpy(d->hosts[i].addrlens, h->addrlens, h->n_addrs * sizeof(*h->addrlens));
+	}
+	delivery_try_next(d);
+}
+
+/* has_8bit - does the message text contain bytes >= 0x80 (needs 8BITMIME)? */
+static bool has_8bit(int fd, uint64_t off, uint64_t size)
+{
+	char b[65536];
+	while (size > 0) {
+		ssize_t n = pread(fd, b, size < sizeof(b) ? size : sizeof(b), (off_t)off);
+		if (n <= 0)
+			return false;
+		for (ssize_t i = 0; i < n; i++)
+			if ((unsigned char)b[i] >= 0x80)
+				return true;
+		off += (uint64_t)n;
+		size -= (uint64_t)n;
+	}
+	return false;
+}
+
+/* delivery_start - begin one attempt: route or MX lookup first */
+static void delivery_start(struct delivery *d)
+{
+	struct runner *r = d->r;
+	char *path = queue_file_path(r->q, d->qid);
+	d->fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (d->fd < 0) {
+		log_warnx("%s: queue file missing: %s", d->qid, strerror(errno));
+		delivery_finish(d, NULL, "queue file missing", "4.3.0", false);
+		return;
+	}
+	d->body_8bit = has_8bit(d->fd, d->body_offset, d->size);
+	for (size_t i = 0; i < r->cfg->n_routes; i++) {
+		const struct route *rt = &r->cfg->routes[i];
+		if (strcmp(rt->domain, d->domain) == 0) {
+			dns_lookup_host(r->dns, rt->host, rt->port, on_dns, d);
+			return;
+		}
+	}
+	dns_lookup_mx(r->dns, d->domain, (uint16_t)r->cfg->queue_mx_port, on_dns, d);
+}
+
+/* A scan's working set: due recipients grouped into deliveries. */
+struct scan {
+	struct runner *r;
+	struct delivery **pending;
+	size_t n_pending;
+};
+
+static bool in_flight(const struct runner *r, int64_t id)
+{
+	const struct delivery *d;
+	LIST_FOREACH(d, &r->deliveries, link)
+		for (size_t i = 0; i < d->n; i++)
+			if (d->ids[i] == id)
+				return true;
+	return false;
+}
+
+static unsigned active_for_domain(const struct runner *r, const char *domain)
+{
+	unsigned n = 0;
+	const struct delivery *d;
+	LIST_FOREACH(d, &r->deliveries, link)
+		if (strcmp(d->domain, domain) == 0)
+			n++;
+	return n;
+}
+
+static void scan_cb(void *ctx, const struct queue_due *due)
+{
+	struct scan *sc = ctx;
+	struct runner *r = sc->r;
+	if (in_flight(r, due->rcpt_id))
+		return;
+	char *domain = domain_of(due->address);
+	struct delivery *d = NULL;
+	for (size_t i = 0; i < sc->n_pending; i++) {
+		struct delivery *p = sc->pending[i];
+		if (strcmp(p->qid, due->qid) == 0 && strcmp(p->domain, domain) == 0) {
+			d = p;
+			break;
+		}
+	}
+	if (d == NULL) {
+		d = xcalloc(1, sizeof(*d));
+		d->r = r;
+		d->fd = -1;
+		d->qid = xstrdup(due->qid);
+		d->sender = xstrdup(due->sender);
+		d->domain = domain;
+		domain = NULL;
+		d->arrived = due->arrived;
+		d->body_offset = due->body_offset;
+		d->size = due->size;
+		d->started = time(NULL);
+		sc->pending = xreallocarray(sc->pending, sc->n_pending + 1, sizeof(*sc->pending));
+		sc->pending[sc->n_pending++] = d;
+	}
+	free(domain);
+	if (strcmp(due->state, "bounce") == 0)
+		d->last_status[0] = 'B';	/* the operator asked for a bounce */
+	d->ids = xreallocarray(d->ids, d->n + 1, sizeof(*d->ids));
+	d->addrs = xreallocarray(d->addrs, d->n + 1, sizeof(*d->addrs));
+	d->attempts = xreallocarray(d->attempts, d->n + 1, sizeof(*d->attempts));
+	d->ids[d->n] = due->rcpt_id;
+	d->addrs[d->n] = xstrdup(due->address);
+	d->attempts[d->n] = due->attempts;
+	d->n++;
+}
+
+/* runner_scan - start deliveries for what is due, within the concurrency limits */
+static void runner_scan(struct runner *r)
+{
+	struct scan sc = { .r = r };
+	char *err = NULL;
+	if (r->stopping)
+		return;
+	if (queue_due_list(r->q, (int64_t)time(NULL), RUNNER_SCAN_LIMIT, scan_cb, &sc, &err) < 0) {
+		log_warnx("%s", err);
+		free(err);
+	}
+	for (size_t i = 0; i < sc.n_pending; i++) {
+		struct delivery *d = sc.pending[i];
+		LIST_INSERT_HEAD(&r->deliveries, d, link);
+		r->active++;
+		if (d->last_status[0] == 'B') {
+			d->last_status[0] = '\0';
+			delivery_finish(d, NULL, "bounced by the administrator", "5.0.0", true);
+			continue;
+		}
+		if (r->active > r->cfg->queue_concurrency ||
+		    active_for_domain(r, d->domain) > r->cfg->queue_concurrency_per_domain) {
+			delivery_free(d);	/* over the limit: a later scan takes it */
+			continue;
+		}
+		delivery_start(d);
+	}
+	free(sc.pending);
+	/* sleep until the next recipient is due, or a wake-up */
+	int64_t next = queue_next_due(r->q);
+	int64_t now = (int64_t)time(NULL);
+	struct timeval tv = { RUNNER_IDLE_SECONDS, 0 };
+	if (next >= 0 && next - now < RUNNER_IDLE_SECONDS)
+		tv.tv_sec = next > now ? (time_t)(next - now) : 1;
+	evtimer_add(r->timer, &tv);
+}
+
+static void rescan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	runner_scan(arg);
+}
+
+/* runner_schedule_scan - scan soon, outside the current callback */
+static void runner_schedule_scan(struct runner *r)
+{
+	if (!r->stopping)
+		event_active(r->rescan, 0, 0);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char b[64];
+	while (recv(fd, b, sizeof(b), 0) > 0)
+		;
+	runner_schedule_scan(arg);
+}
 
 static void runner_stop(evutil_socket_t sig, short what, void *arg)
 {
-	event_base_loopbreak(arg);
+	struct runner *r = arg;
+	if (r->stopping)
+		return;
+	r->stopping = true;
+	event_base_loopbreak(r->base);
 }
 
 int runner_main(const struct tern_config *cfg)
 {
+	struct runner rr, *r = &rr;
 	char *err = NULL;
+	memset(r, 0, sizeof(*r));
 	log_init("queue");
-	struct event_base *base = event_base_new();
-	if (base == NULL)
+	signal(SIGPIPE, SIG_IGN);
+	r->cfg = cfg;
+	LIST_INIT(&r->deliveries);
+	r->base = event_base_new();
+	if (r->base == NULL)
 		log_fatalx("event_base_new failed");
-	struct queue *q;
-	char *spool = config_path_in_data(cfg, "spool");
-	if (queue_open(spool, &q, &err) < 0)
+	r->spool_dir = config_path_in_data(cfg, "spool");
+	char *db = config_path_in_data(cfg, "tern.db");
+	if (queue_open(r->spool_dir, &r->q, &err) < 0 || accounts_open(db, &r->accounts, &err) < 0 ||
+	    dns_init(r->base, cfg->dns_servers, &r->dns, &err) < 0)
 		log_fatalx("%s", err);
-	free(spool);
-	struct event *t = evsignal_new(base, SIGTERM, runner_stop, base);
-	struct event *i = evsignal_new(base, SIGINT, runner_stop, base);
-	event_add(t, NULL);
-	event_add(i, NULL);
-	event_base_dispatch(base);
-	signal(SIGTERM, SIG_IGN);	/* a second SIGTERM (master and pkill) must not kill us */
-	event_free(t);
-	event_free(i);
-	queue_close(&q);
-	event_base_free(base);
+	free(db);
+	r->client_tls = SSL_CTX_new(TLS_client_method());
+	if (r->client_tls != NULL) {
+		SSL_CTX_set_min_proto_version(r->client_tls, TLS1_2_VERSION);
+		SSL_CTX_set_verify(r->client_tls, SSL_VERIFY_NONE, NULL);
+	}
+	r->wake_fd = queue_wake_listen(r->spool_dir);
+	if (r->wake_fd < 0)
+		log_warn("queue wake socket");
+	else {
+		r->wake_ev = event_new(r->base, r->wake_fd, EV_READ | EV_PERSIST, wake_cb, r);
+		event_add(r->wake_ev, NULL);
+	}
+	r->timer = evtimer_new(r->base, rescan_cb, r);
+	r->rescan = event_new(r->base, -1, 0, rescan_cb, r);
+	r->sigterm = evsignal_new(r->base, SIGTERM, runner_stop, r);
+	r->sigint = evsignal_new(r->base, SIGINT, runner_stop, r);
+	event_add(r->sigterm, NULL);
+	event_add(r->sigint, NULL);
+	runner_scan(r);
+
+	event_base_dispatch(r->base);
+	signal(SIGTERM, SIG_IGN);	/* a second SIGTERM must not cut the cleanup */
+
+	/* Stop: attempts in flight are abandoned; their recipients are still queued and go
+	 * out after the restart (at least once, as SMTP allows). */
+	r->stopping = true;
+	event_free(r->timer);
+	event_free(r->rescan);
+	event_free(r->sigterm);
+	event_free(r->sigint);
+	if (r->wake_ev != NULL)
+		event_free(r->wake_ev);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	dns_free(&r->dns);	/* pending lookups call on_dns, which frees their delivery */
+	while (!LIST_EMPTY(&r->deliveries))
+		delivery_free(LIST_FIRST(&r->deliveries));
+	struct timeval grace = { 6, 0 };
+	event_base_loopexit(r->base, &grace);
+	event_base_dispatch(r->base);	/* let quitting clients free themselves */
+	SSL_CTX_free(r->client_tls);
+	queue_close(&r->q);
+	accounts_close(&r->accounts);
+	free(r->spool_dir);
+	event_base_free(r->base);
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -55,7 +56,7 @@ int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg
 }
 
 /* spool_flush - write the buffer out */
-static int spool_flush(struct spool_msg *m)
+int spool_flush(struct spool_msg *m)
 {
 	if (m->wlen > 0 && !m->failed && fs_write_all(m->fd, m->wbuf, m->wlen) < 0) {
 		log_warn("%s: write %s", m->qid, m->path);
@@ -63,6 +64,18 @@ static int spool_flush(struct spool_msg *m)
 	}
 	m->wlen = 0;
 	return m->failed ? -1 : 0;
+}
+
+/* spool_adopt_size - after others wrote to m->fd directly: take the file's size */
+int spool_adopt_size(struct spool_msg *m)
+{
+	struct stat st;
+	if (spool_flush(m) < 0 || fstat(m->fd, &st) < 0) {
+		m->failed = true;
+		return -1;
+	}
+	m->size = (uint64_t)st.st_size;
+	return 0;
 }
 
 int spool_write(struct spool_msg *m, const void *p, size_t n)

@@ -27,6 +27,11 @@ int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg
 	       char **error_r);
 /* spool_write - buffered append; -1 (and failed set) on an I/O error. */
 int spool_write(struct spool_msg *m, const void *p, size_t n);
+/* spool_flush - write out the buffer (before writing to m->fd directly); 0 or -1. */
+int spool_flush(struct spool_msg *m);
+/* spool_adopt_size - flush, then take the file's size as the message size (after a
+ * composer wrote to m->fd directly, e.g. a bounce). 0 or -1. */
+int spool_adopt_size(struct spool_msg *m);
 /* spool_deliver - flush and fsync the file, link it into each local recipient's mailbox,
  * enqueue the remote recipients, then remove the incoming name. Everything is durable when
  * it returns 0; on -1 (*error_r) nothing was queued, though some mailboxes may already hold

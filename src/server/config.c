@@ -75,6 +75,11 @@ static void config_defaults(struct tern_config *c)
 	c->smtp_timeout_data = 180;
 	c->shutdown_timeout = 30;
 	c->queue_mx_port = 25;
+	c->queue_retry_min = 300;
+	c->queue_retry_max = 4 * 3600;
+	c->queue_max_lifetime = 5 * 24 * 3600;
+	c->queue_concurrency = 20;
+	c->queue_concurrency_per_domain = 5;
 }
 
 static int parse_bool(const char *v, bool *r)
@@ -200,6 +205,52 @@ static int set_listen(struct tern_config *c, const char *key, const char *value,
 	return -1;
 }
 
+/* set_queue - the [queue] keys */
+static int set_queue(struct tern_config *c, const char *key, const char *value, char **error_r)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+		uint64_t min, max;
+	} keys[] = {
+		{ "mx_port", OFF(queue_mx_port), 1, 65535 },
+		{ "retry_min", OFF(queue_retry_min), 1, 86400 },
+		{ "retry_max", OFF(queue_retry_max), 1, 7 * 86400 },
+		{ "max_queue_lifetime", OFF(queue_max_lifetime), 1, 60 * 86400 },
+		{ "concurrency", OFF(queue_concurrency), 1, 1000 },
+		{ "concurrency_per_domain", OFF(queue_concurrency_per_domain), 1, 1000 },
+	};
+	if (!strcmp(key, "source_ip")) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		char *probe = xasprintf(strchr(value, ':') ? "[%s]:1" : "%s:1", value);
+		int bad = net_parse_addrport(probe, &ss, &len);
+		free(probe);
+		if (bad < 0) {
+			*error_r = xstrdup("expected a numeric IP address");
+			return -1;
+		}
+		free(c->queue_source_ip);
+		c->queue_source_ip = xstrdup(value);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		uint64_t v;
+		if (strcmp(keys[i].name, key) != 0)
+			continue;
+		if (strnum_u64z(value, keys[i].max, &v) < 0 || v < keys[i].min) {
+			*error_r = xasprintf("expected a whole number from %llu to %llu",
+					     (unsigned long long)keys[i].min,
+					     (unsigned long long)keys[i].max);
+			return -1;
+		}
+		*(unsigned *)((char *)c + keys[i].offset) = (unsigned)v;
+		return 0;
+	}
+	*error_r = xstrdup("unknown key");
+	return -1;
+}
+
 static int config_entry(void *ctx, const char *section, const char *key, const char *value,
 			char **error_r)
 {
@@ -227,19 +278,8 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 		c->dns_servers = xstrdup(value);
 		return 0;
 	}
-	if (!strcmp(section, "queue")) {
-		uint64_t v;
-		if (strcmp(key, "mx_port") != 0) {
-			*error_r = xstrdup("unknown key");
-			return -1;
-		}
-		if (strnum_u64z(value, 65535, &v) < 0 || v == 0) {
-			*error_r = xstrdup("expected a port number");
-			return -1;
-		}
-		c->queue_mx_port = (unsigned)v;
-		return 0;
-	}
+	if (!strcmp(section, "queue"))
+		return set_queue(c, key, value, error_r);
 	if (!strcmp(section, "routes")) {
 		char *host;
 		uint16_t port;
@@ -400,6 +440,7 @@ void config_free(struct tern_config **cp)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->dns_servers);
+	free(c->queue_source_ip);
 	for (size_t i = 0; i < c->n_routes; i++) {
 		free(c->routes[i].domain);
 		free(c->routes[i].host);

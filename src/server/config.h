@@ -66,6 +66,12 @@ struct tern_config {
 	char *dns_servers;		/* NULL: /etc/resolv.conf; else "addr:port,addr:port" */
 
 	unsigned queue_mx_port;
+	unsigned queue_retry_min;	/* seconds: first retry delay, doubled per attempt */
+	unsigned queue_retry_max;	/* seconds: cap on the retry delay */
+	unsigned queue_max_lifetime;	/* seconds before deferred mail is bounced */
+	unsigned queue_concurrency;	/* deliveries in flight at once */
+	unsigned queue_concurrency_per_domain;
+	char *queue_source_ip;		/* NULL: let the kernel choose */
 	struct route *routes;
 	size_t n_routes;
 };

@@ -19,6 +19,7 @@
 #include "lib/log.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
+#include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/parser.h"
 
@@ -627,6 +628,8 @@ static void message_finish(struct smtp_session *s)
 				 s->msg->qid, s->locals.v[i]);
 		reply(s, "250 2.0.0 Ok: queued as %s", s->msg->qid);
 		spool_close(&s->msg);
+		if (s->remotes.n > 0)
+			queue_wake(s->srv->spool_dir);
 	}
 	txn_reset(s);
 	set_state(s, SMTP_S_CMD);

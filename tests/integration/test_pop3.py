@@ -51,12 +51,15 @@ def retr_bytes(p, n):
 def test_capa_before_and_after_stls(inst):
     p = poplib.POP3("127.0.0.1", inst.ports["pop3"], timeout=th.IO_TIMEOUT)
     caps = p.capa()
-    for c in ("TOP", "UIDL", "USER", "SASL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
-              "STLS", "IMPLEMENTATION"):
+    for c in ("TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "STLS",
+              "IMPLEMENTATION"):
         assert c in caps, caps
-    assert "PLAIN" in caps["SASL"] and "LOGIN" in caps["SASL"]
+    # no password may be offered in clear: USER and SASL appear once TLS is up
+    assert "USER" not in caps and "SASL" not in caps, caps
     p.stls(context=tls_context())
-    assert "STLS" not in p.capa()
+    caps = p.capa()
+    assert "STLS" not in caps
+    assert "USER" in caps and "PLAIN" in caps["SASL"] and "LOGIN" in caps["SASL"], caps
     p.quit()
 
 
