@@ -70,7 +70,7 @@ descendants() {
 	local st s ppid pid
 	declare -A parent=()
 	for st in /proc/[0-9]*/stat; do
-		s=$(<"$st") 2>/dev/null || continue
+		{ s=$(<"$st"); } 2>/dev/null || continue
 		pid=${s%% *}
 		s=${s##*) }	# past "(comm)", which may hold blanks
 		read -r _ ppid _ <<<"$s"
@@ -338,13 +338,22 @@ say "tern: $MSGS messages delivered to $USER_ADDR over SMTP (smtp-source, 20 ses
 
 # the idle accounts' maildrops: the first IDLE_MSGS of the same files, hard-linked into new/
 # as tern's own delivery to several recipients does (opening indexes them)
-mapfile -t MSG_FILES < <(ls "$TERN_MAIL/bench/new" | sort | head -n "$IDLE_MSGS")
+# first_files DIR N - the paths of the first N files of DIR (by name)
+first_files() {
+	local f n=0
+	shopt -s nullglob
+	for f in "$1"/*; do
+		[ "$n" -lt "$2" ] || break
+		printf '%s\n' "$f"
+		n=$((n + 1))
+	done
+	shopt -u nullglob
+}
+mapfile -t MSG_FILES < <(first_files "$TERN_MAIL/bench/new" "$IDLE_MSGS")
 while read -r u; do
 	d=$TERN_MAIL/${u%@*}
 	mkdir -p "$d/new" "$d/cur" "$d/tmp"
-	for f in "${MSG_FILES[@]}"; do
-		ln "$TERN_MAIL/bench/new/$f" "$d/new/$f"
-	done
+	[ "${#MSG_FILES[@]}" -eq 0 ] || ln -- "${MSG_FILES[@]}" "$d/new/"
 	chown -R "$RUN_USER" "$d"
 	chmod 700 "$d" "$d/new" "$d/cur" "$d/tmp"
 done <"$TMP/idle-users"
@@ -401,21 +410,24 @@ dv_setup() {
 	local u d f
 	d=$DV_MAIL/example.test/bench
 	mkdir -p "$d/new" "$d/cur" "$d/tmp"
+	local plain=()
 	for f in "$TERN_MAIL/bench/cur/"* "$TERN_MAIL/bench/new/"*; do
 		[ -f "$f" ] || continue
 		u=${f##*/}
-		cp -p "$f" "$d/new/${u%%:*}"
+		case $u in
+		*:*) cp -p -- "$f" "$d/new/${u%%:*}" ;;
+		*) plain+=("$f") ;;
+		esac
 	done
+	[ "${#plain[@]}" -eq 0 ] || cp -p -- "${plain[@]}" "$d/new/"
 	[ "$(count_files "$d/new")" -eq "$MSGS" ] || { DV_SKIP="could not copy the $MSGS messages"; return 1; }
-	mapfile -t MSG_FILES < <(ls "$d/new" | sort | head -n "$IDLE_MSGS")
+	mapfile -t MSG_FILES < <(first_files "$d/new" "$IDLE_MSGS")
 	: >"$DV/passwd"
 	for u in "$USER_ADDR" $(cat "$TMP/idle-users"); do
 		echo "$u:{PLAIN}$PASS::::::" >>"$DV/passwd"
 		[ "$u" = "$USER_ADDR" ] && continue
 		mkdir -p "$DV_MAIL/example.test/${u%@*}/"{new,cur,tmp}
-		for f in "${MSG_FILES[@]}"; do
-			ln "$d/new/$f" "$DV_MAIL/example.test/${u%@*}/new/$f"
-		done
+		[ "${#MSG_FILES[@]}" -eq 0 ] || ln -- "${MSG_FILES[@]}" "$DV_MAIL/example.test/${u%@*}/new/"
 	done
 	chown -R nobody:nogroup "$DV_MAIL"
 	find "$DV_MAIL" -type d -exec chmod 700 {} +
@@ -507,7 +519,7 @@ if [ "$IDLE" -gt 0 ]; then
 	per() { awk -v a="$1" -v b="$2" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }'; }
 	for l in "${IDLE_LINES[@]}"; do
 		IFS='|' read -r impl b a <<<"$l"
-		read -r brss bpss bn brss2 bpss2 bn2 <<<"$b"
+		read -r brss bpss bn _ <<<"$b"
 		read -r arss apss an arss2 apss2 an2 <<<"$a"
 		case $impl in
 		tern)

@@ -52,10 +52,13 @@ class Conn:
     def send(self, data):
         self.sock.sendall(data)
 
-    def _fill(self):
+    def _compact(self):
+        """Drop what was consumed; only between replies (it moves every index)."""
         if self.pos > (1 << 20):
             del self.buf[: self.pos]
             self.pos = 0
+
+    def _fill(self):
         try:
             data = self.sock.recv(1 << 18)
         except socket.timeout:
@@ -75,6 +78,7 @@ class Conn:
             self._fill()
 
     def status(self, what):
+        self._compact()
         ln = self.line()
         if not ln.startswith(b"+OK"):
             raise Pop3Error("%s: %r" % (what, ln[:200]))

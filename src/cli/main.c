@@ -136,9 +136,11 @@ static char *dev_setup(struct tern_config *cfg)
 		" --auth-user demo@localhost --auth-password %s --to demo@localhost\n"
 		"  Python:       smtplib.SMTP('127.0.0.1', 2525).sendmail('me@example.org',"
 		" ['demo@localhost'], 'Subject: hi\\r\\n\\r\\nhello')\n"
+		"  POP3 (STLS):  curl -k --ssl-reqd --user demo@localhost:%s pop3://127.0.0.1:1110/\n"
+		"  POP3S:        curl -k --user demo@localhost:%s pop3s://127.0.0.1:1995/1\n"
 		"  mail arrives in %s/mail/localhost/demo/new/\n"
 		"  add users:    echo PASSWORD | ./tern user add someone@localhost\n\n",
-		cfg->data_dir, password, password, password, cfg->data_dir);
+		cfg->data_dir, password, password, password, password, password, cfg->data_dir);
 	free(password);
 	free(pwfile);
 	free(db);

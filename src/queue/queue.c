@@ -369,3 +369,30 @@ int queue_wake_listen(const char *spool_dir)
 	chmod(sun.sun_path, 0666);
 	return fd;
 }
+
+int queue_finish_orphans(struct queue *q, char **error_r)
+{
+	sqlite3_stmt *st;
+	char **qids = NULL;
+	size_t n = 0;
+	if (sqlite3_prepare_v2(q->db,
+			       "SELECT qid FROM messages m WHERE NOT EXISTS"
+			       " (SELECT 1 FROM recipients r WHERE r.qid = m.qid)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		*error_r = db_error(q->db, "orphans");
+		return -1;
+	}
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		qids = xreallocarray(qids, n + 1, sizeof(*qids));
+		qids[n++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	int r = (int)n;
+	for (size_t i = 0; i < n; i++) {
+		if (r >= 0 && queue_msg_finish(q, qids[i], error_r) < 0)
+			r = -1;
+		free(qids[i]);
+	}
+	free(qids);
+	return r;
+}

@@ -62,6 +62,9 @@ int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const c
 		     char **error_r);
 /* queue_msg_finish - when qid has no recipients left: remove its row and its file. */
 int queue_msg_finish(struct queue *q, const char *qid, char **error_r);
+/* queue_finish_orphans - finish messages left without recipients (a crash between the last
+ * recipient's removal and queue_msg_finish). Returns how many, or -1. */
+int queue_finish_orphans(struct queue *q, char **error_r);
 /* queue_file_path - spool/queue/<qid>; caller frees. */
 char *queue_file_path(struct queue *q, const char *qid);
 /* queue_flush - make deferred recipients (of qid, or all when NULL) due now; returns how many

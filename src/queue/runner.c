@@ -655,10 +655,18 @@ int runner_main(const struct tern_config *cfg)
 	r->sigint = evsignal_new(r->base, SIGINT, runner_stop, r);
 	event_add(r->sigterm, NULL);
 	event_add(r->sigint, NULL);
+	/* a crash may have left a message whose last recipient was already done */
+	int orphans = queue_finish_orphans(r->q, &err);
+	if (orphans < 0) {
+		log_warnx("%s", err);
+		free(err);
+		err = NULL;
+	} else if (orphans > 0) {
+		log_info("finished %d message(s) left without recipients by a crash", orphans);
+	}
 	runner_scan(r);
 
 	event_base_dispatch(r->base);
-	signal(SIGTERM, SIG_IGN);	/* a second SIGTERM must not cut the cleanup */
 
 	/* Stop: attempts in flight are abandoned; their recipients are still queued and go
 	 * out after the restart (at least once, as SMTP allows). */
@@ -667,6 +675,10 @@ int runner_main(const struct tern_config *cfg)
 	event_free(r->rescan);
 	event_free(r->sigterm);
 	event_free(r->sigint);
+	/* after freeing the signal events (libevent restores the old handler then): a second
+	 * SIGTERM from the master must not cut the cleanup */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	if (r->wake_ev != NULL)
 		event_free(r->wake_ev);
 	if (r->wake_fd >= 0)
@@ -674,9 +686,14 @@ int runner_main(const struct tern_config *cfg)
 	dns_free(&r->dns);	/* pending lookups call on_dns, which frees their delivery */
 	while (!LIST_EMPTY(&r->deliveries))
 		delivery_free(LIST_FIRST(&r->deliveries));
-	struct timeval grace = { 6, 0 };
-	event_base_loopexit(r->base, &grace);
-	event_base_dispatch(r->base);	/* let quitting clients free themselves */
+	/* let quitting clients free themselves: only as long as some are left, 6 s at most */
+	time_t deadline = time(NULL) + 6;
+	while (event_base_get_num_events(r->base, EVENT_BASE_COUNT_ADDED) > 0 &&
+	       time(NULL) < deadline) {
+		struct timeval tick = { 0, 100000 };
+		event_base_loopexit(r->base, &tick);
+		event_base_dispatch(r->base);
+	}
 	SSL_CTX_free(r->client_tls);
 	queue_close(&r->q);
 	accounts_close(&r->accounts);

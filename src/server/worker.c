@@ -144,7 +144,6 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	event_add(w.sigint, NULL);
 
 	event_base_dispatch(w.base);
-	signal(SIGTERM, SIG_IGN);	/* leaving: a second SIGTERM must not cut the cleanup */
 
 	smtp_server_free(&w.smtp);
 	pop3_server_free(&w.pop3);
@@ -153,6 +152,10 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 			evconnlistener_free(w.listeners[r].l);
 	event_free(w.sigterm);
 	event_free(w.sigint);
+	/* after the signal events are gone (libevent restores the old handler then): a second
+	 * SIGTERM must not cut the cleanup */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	if (w.drain_timer)
 		event_free(w.drain_timer);
 	if (w.drain_deadline)
