@@ -35,6 +35,14 @@ static const char queue_schema[] =
 	"CREATE INDEX IF NOT EXISTS recipients_due ON recipients(state, next_try);"
 	"CREATE INDEX IF NOT EXISTS recipients_qid ON recipients(qid);";
 
+/* Columns added after the first schema: ALTER fails harmlessly when they exist. */
+static const char *const queue_columns[] = {
+	"ALTER TABLE messages ADD COLUMN ret TEXT",
+	"ALTER TABLE messages ADD COLUMN envid TEXT",
+	"ALTER TABLE recipients ADD COLUMN notify TEXT",
+	"ALTER TABLE recipients ADD COLUMN orcpt TEXT",
+};
+
 static char *db_error(sqlite3 *db, const char *what)
 {
 	return xasprintf("queue.db: %s: %s", what, sqlite3_errmsg(db));
@@ -63,6 +71,8 @@ int queue_open(const char *spool_dir, struct queue **queue_r, char **error_r)
 		*error_r = db_error(q->db, "schema");
 		goto fail;
 	}
+	for (size_t i = 0; i < sizeof(queue_columns) / sizeof(queue_columns[0]); i++)
+		(void)sqlite3_exec(q->db, queue_columns[i], NULL, NULL, NULL);
 	*queue_r = q;
 	return 0;
 fail:
@@ -103,8 +113,11 @@ static int exec_step(sqlite3 *db, const char *sql, const char *fmt, ...)
 
 int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64_t body_offset,
 		  uint64_t size, const char *sender, const char *const *rcpts, size_t n_rcpts,
-		  char **error_r)
+		  const struct queue_dsn *dsn, char **error_r)
 {
+	static const struct queue_dsn none;
+	if (dsn == NULL)
+		dsn = &none;
 	char *dst = xasprintf("%s/%s", q->dir, qid);
 	if (link(src_path, dst) < 0) {
 		/* never unlink here: on EEXIST the name is another message's */
@@ -122,14 +135,17 @@ int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64
 	if (exec_step(q->db, "BEGIN IMMEDIATE", "") < 0)
 		goto dberr;
 	if (exec_step(q->db,
-		      "INSERT INTO messages(qid, sender, size, body_offset, arrived) "
-		      "VALUES(?, ?, ?, ?, ?)",
-		      "ttiii", qid, sender, (int64_t)size, (int64_t)body_offset, now) < 0)
+		      "INSERT INTO messages(qid, sender, size, body_offset, arrived, ret, envid) "
+		      "VALUES(?, ?, ?, ?, ?, ?, ?)",
+		      "ttiiitt", qid, sender, (int64_t)size, (int64_t)body_offset, now, dsn->ret,
+		      dsn->envid) < 0)
 		goto rollback;
 	for (size_t i = 0; i < n_rcpts; i++) {
 		if (exec_step(q->db,
-			      "INSERT INTO recipients(qid, address, next_try) VALUES(?, ?, ?)",
-			      "tti", qid, rcpts[i], now) < 0)
+			      "INSERT INTO recipients(qid, address, next_try, notify, orcpt)"
+			      " VALUES(?, ?, ?, ?, ?)",
+			      "ttitt", qid, rcpts[i], now, dsn->notify ? dsn->notify[i] : NULL,
+			      dsn->orcpt ? dsn->orcpt[i] : NULL) < 0)
 			goto rollback;
 	}
 	if (exec_step(q->db, "COMMIT", "") < 0)
@@ -205,7 +221,8 @@ int queue_due_list(struct queue *q, int64_t now, size_t limit,
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(q->db,
 			       "SELECT r.id, r.qid, m.sender, r.address, r.state, r.attempts, m.arrived,"
-			       " m.body_offset, m.size, r.last_error FROM recipients r"
+			       " m.body_offset, m.size, r.last_error, r.notify, r.orcpt, m.ret, m.envid"
+			       " FROM recipients r"
 			       " JOIN messages m ON m.qid = r.qid WHERE r.next_try <= ?"
 			       " ORDER BY m.arrived, r.qid, r.id LIMIT ?",
 			       -1, &st, NULL) != SQLITE_OK) {
@@ -227,6 +244,10 @@ int queue_due_list(struct queue *q, int64_t now, size_t limit,
 			.body_offset = (uint64_t)sqlite3_column_int64(st, 7),
 			.size = (uint64_t)sqlite3_column_int64(st, 8),
 			.last_error = (const char *)le,
+			.notify = (const char *)sqlite3_column_text(st, 10),
+			.orcpt = (const char *)sqlite3_column_text(st, 11),
+			.ret = (const char *)sqlite3_column_text(st, 12),
+			.envid = (const char *)sqlite3_column_text(st, 13),
 		};
 		cb(ctx, &d);
 	}

@@ -29,11 +29,20 @@ struct queue_msg_info {
 int queue_open(const char *spool_dir, struct queue **queue_r, char **error_r);
 void queue_close(struct queue **queue);
 
+/* DSN requests (RFC 3461) that travel with a message: all fields may be NULL. */
+struct queue_dsn {
+	const char *ret;		/* "FULL" or "HDRS" */
+	const char *envid;		/* xtext as received */
+	const char *const *notify;	/* per recipient: "NEVER" or "SUCCESS,FAILURE,DELAY" */
+	const char *const *orcpt;	/* per recipient: "rfc822;xtext" */
+};
+
 /* queue_enqueue - hard-link the fsync'd file src_path (message text starts at body_offset)
- * as the queue file for qid, then record sender and recipients. 0 or -1 with *error_r. */
+ * as the queue file for qid, then record sender, recipients and DSN requests (dsn may be
+ * NULL). 0 or -1 with *error_r. */
 int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64_t body_offset,
 		  uint64_t size, const char *sender, const char *const *rcpts, size_t n_rcpts,
-		  char **error_r);
+		  const struct queue_dsn *dsn, char **error_r);
 
 /* A recipient that is due for a delivery attempt, with its message. */
 struct queue_due {
@@ -47,6 +56,10 @@ struct queue_due {
 	uint64_t body_offset;
 	uint64_t size;
 	const char *last_error;	/* may be NULL */
+	const char *notify;	/* DSN requests, each may be NULL */
+	const char *orcpt;
+	const char *ret;
+	const char *envid;
 };
 
 /* queue_due_list - cb for each recipient with next_try <= now, oldest message first (at

@@ -56,7 +56,11 @@ struct delivery {
 	int64_t *ids;
 	char **addrs;
 	int *attempts;
+	char **notify;		/* per recipient DSN requests (RFC 3461), NULL when none */
+	char **orcpt;
 	size_t n;
+	char *ret;		/* RET= and ENVID= of the message */
+	char *envid;
 	int fd;
 	bool body_8bit;
 	struct dns_host *hosts;
@@ -71,6 +75,7 @@ struct delivery {
 /* A recipient that failed for good, for the bounce. */
 struct failed_rcpt {
 	char *address;
+	char *orcpt;
 	char status[16];
 	char *diagnostic;
 	char *remote_mta;
@@ -96,9 +101,16 @@ static void delivery_free(struct delivery *d)
 		smtp_client_quit(&d->client);
 	if (d->fd >= 0)
 		close(d->fd);
-	for (size_t i = 0; i < d->n; i++)
+	for (size_t i = 0; i < d->n; i++) {
 		free(d->addrs[i]);
+		free(d->notify[i]);
+		free(d->orcpt[i]);
+	}
 	free(d->addrs);
+	free(d->notify);
+	free(d->orcpt);
+	free(d->ret);
+	free(d->envid);
 	free(d->ids);
 	free(d->attempts);
 	for (size_t i = 0; i < d->n_hosts; i++) {
@@ -130,6 +142,29 @@ static void status_from(const char *text, const char *dflt, char out[16])
 	snprintf(out, 16, "%s", dflt);
 }
 
+/* xtext_decode - RFC 3461 §4 "+HH" escapes to bytes; caller frees */
+static char *xtext_decode(const char *x)
+{
+	char *out = xmalloc(strlen(x) + 1), *o = out;
+	for (const char *p = x; *p; p++) {
+		if (p[0] == '+' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+			char hex[3] = { p[1], p[2], '\0' };
+			*o++ = (char)strtol(hex, NULL, 16);
+			p += 2;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* wants_failure_notice - RFC 3461 §4.1: no NOTIFY means FAILURE (and DELAY) */
+static bool wants_failure_notice(const char *notify)
+{
+	return notify == NULL || strstr(notify, "FAILURE") != NULL;
+}
+
 static bool is_local_cb(void *ctx, const char *domain)
 {
 	return config_is_local_domain(ctx, domain);
@@ -137,10 +172,10 @@ static bool is_local_cb(void *ctx, const char *domain)
 
 /* bounce_deliver - compose a DSN for the failed recipients and send it to the sender:
  * into local mailboxes, or queued with the null sender */
-static void bounce_deliver(struct runner *r, const char *qid, const char *sender,
-			   const struct failed_rcpt *f, size_t n, bool delayed, int64_t arrived,
-			   uint64_t body_offset, uint64_t size)
+static void bounce_deliver(struct runner *r, const struct delivery *d,
+			   const struct failed_rcpt *f, size_t n, bool delayed)
 {
+	const char *qid = d->qid, *sender = d->sender;
 	const struct tern_config *cfg = r->cfg;
 	char *err = NULL;
 	struct spool_msg *m = NULL;
@@ -151,18 +186,21 @@ static void bounce_deliver(struct runner *r, const char *qid, const char *sender
 	struct dsn_rcpt *rc = xcalloc(n, sizeof(*rc));
 	for (size_t i = 0; i < n; i++) {
 		rc[i].final_rcpt = f[i].address;
+		rc[i].orig_rcpt = f[i].orcpt;
 		rc[i].action = delayed ? DSN_DELAYED : DSN_FAILED;
 		rc[i].status = f[i].status;
 		rc[i].remote_mta = f[i].remote_mta;
 		rc[i].diagnostic = f[i].diagnostic;
 		rc[i].last_attempt = (int64_t)time(NULL);
 	}
+	char *envid = d->envid ? xtext_decode(d->envid) : NULL;
 	struct dsn_report rep = {
 		.reporting_mta = cfg->hostname,
 		.envelope_sender = sender,
-		.arrival = arrived,
+		.envid = envid,
+		.arrival = d->arrived,
 		.queue_id = qid,
-		.return_full = false,
+		.return_full = d->ret != NULL && strcmp(d->ret, "FULL") == 0,
 		.rcpts = rc,
 		.n_rcpts = n,
 	};
@@ -175,7 +213,7 @@ static void bounce_deliver(struct runner *r, const char *qid, const char *sender
 	const char *one[1] = { sender };
 	bool local = config_is_local_domain(cfg, dom);
 	if (spool_open(r->spool_dir, "", &m, &err) < 0 || spool_flush(m) < 0 ||
-	    dsn_compose(m->fd, &rep, ofd, body_offset, size, &err) < 0 ||
+	    dsn_compose(m->fd, &rep, ofd, d->body_offset, d->size, &err) < 0 ||
 	    spool_adopt_size(m) < 0) {
 		log_warnx("%s: cannot compose a bounce: %s", qid, err ? err : "write error");
 		goto out;
@@ -205,7 +243,7 @@ static void bounce_deliver(struct runner *r, const char *qid, const char *sender
 		remotes[nr++] = one[0];
 	}
 	if (spool_deliver(m, cfg->data_dir, cfg->hostname, locals, nl, r->q, "", remotes, nr,
-			  &err) < 0)
+			  NULL, &err) < 0)
 		log_warnx("%s: cannot deliver the bounce: %s", qid, err ? err : "?");
 	else
 		log_info("%s: sender %s notification: %s", qid, delayed ? "delay" : "non-delivery",
@@ -222,6 +260,7 @@ out:
 	accounts_targets_free(&targets);
 	if (ofd >= 0)
 		close(ofd);
+	free(envid);
 	free(rc);
 }
 
@@ -291,7 +330,14 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		if (!perm)
 			snprintf(status, sizeof(status), "4.4.7");	/* expired */
 		log_attempt(d, i, d->relay[0] ? d->relay : "none", status, "bounced", text);
+		if (!wants_failure_notice(d->notify[i])) {
+			log_info("%s: to=<%s>: no bounce (NOTIFY=%s)", d->qid, d->addrs[i], d->notify[i]);
+			if (queue_rcpt_remove(r->q, d->ids[i], &err) < 0)
+				goto dberr;
+			continue;
+		}
 		failed[nf].address = xstrdup(d->addrs[i]);
+		failed[nf].orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
 		snprintf(failed[nf].status, sizeof(failed[nf].status), "%s", status);
 		failed[nf].diagnostic = xstrdup(text);
 		failed[nf].remote_mta = d->relay[0] ? xstrndup(d->relay, strcspn(d->relay, "[")) : NULL;
@@ -300,8 +346,7 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 			goto dberr;
 	}
 	if (nf > 0)
-		bounce_deliver(r, d->qid, d->sender, failed, nf, false, d->arrived, d->body_offset,
-			       d->size);
+		bounce_deliver(r, d, failed, nf, false);
 	if (queue_msg_finish(r->q, d->qid, &err) < 0)
 		goto dberr;
 	goto out;
@@ -311,6 +356,7 @@ dberr:
 out:
 	for (size_t i = 0; i < nf; i++) {
 		free(failed[i].address);
+		free(failed[i].orcpt);
 		free(failed[i].diagnostic);
 		free(failed[i].remote_mta);
 	}
@@ -339,10 +385,15 @@ static void on_connected(struct smtp_client *c, const struct smtp_client_reply *
 		return;
 	}
 	struct smtp_client_rcpt *rc = xcalloc(d->n, sizeof(*rc));
-	for (size_t i = 0; i < d->n; i++)
+	for (size_t i = 0; i < d->n; i++) {
 		rc[i].address = d->addrs[i];
+		rc[i].notify = d->notify[i];
+		rc[i].orcpt = d->orcpt[i];
+	}
 	struct smtp_client_txn txn = {
 		.sender = d->sender,
+		.dsn_ret = d->ret,
+		.dsn_envid = d->envid,
 		.rcpts = rc,
 		.n_rcpts = d->n,
 		.body_8bit = d->body_8bit,
@@ -537,6 +588,8 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 		d->arrived = due->arrived;
 		d->body_offset = due->body_offset;
 		d->size = due->size;
+		d->ret = due->ret ? xstrdup(due->ret) : NULL;
+		d->envid = due->envid ? xstrdup(due->envid) : NULL;
 		d->started = time(NULL);
 		sc->pending = xreallocarray(sc->pending, sc->n_pending + 1, sizeof(*sc->pending));
 		sc->pending[sc->n_pending++] = d;
@@ -547,6 +600,10 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 	d->ids = xreallocarray(d->ids, d->n + 1, sizeof(*d->ids));
 	d->addrs = xreallocarray(d->addrs, d->n + 1, sizeof(*d->addrs));
 	d->attempts = xreallocarray(d->attempts, d->n + 1, sizeof(*d->attempts));
+	d->notify = xreallocarray(d->notify, d->n + 1, sizeof(*d->notify));
+	d->orcpt = xreallocarray(d->orcpt, d->n + 1, sizeof(*d->orcpt));
+	d->notify[d->n] = due->notify ? xstrdup(due->notify) : NULL;
+	d->orcpt[d->n] = due->orcpt ? xstrdup(due->orcpt) : NULL;
 	d->ids[d->n] = due->rcpt_id;
 	d->addrs[d->n] = xstrdup(due->address);
 	d->attempts[d->n] = due->attempts;

@@ -102,7 +102,8 @@ int spool_write(struct spool_msg *m, const void *p, size_t n)
 
 int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostname,
 		  const char *const *locals, size_t n_locals, struct queue *q, const char *sender,
-		  const char *const *remotes, size_t n_remotes, char **error_r)
+		  const char *const *remotes, size_t n_remotes, const struct queue_dsn *dsn,
+		  char **error_r)
 {
 	if (spool_flush(m) < 0 || fsync(m->fd) < 0) {
 		*error_r = xasprintf("%s: cannot write the spool file: %s", m->qid, strerror(errno));
@@ -118,7 +119,7 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 			return -1;
 		}
 		if (queue_enqueue(q, m->qid, m->path, m->body_offset, m->size - m->body_offset,
-				  sender, remotes, n_remotes, error_r) < 0)
+				  sender, remotes, n_remotes, dsn, error_r) < 0)
 			return -1;
 	}
 	/* Every copy that matters is durable now; the incoming name is only a leftover. */

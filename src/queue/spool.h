@@ -36,9 +36,11 @@ int spool_adopt_size(struct spool_msg *m);
  * enqueue the remote recipients, then remove the incoming name. Everything is durable when
  * it returns 0; on -1 (*error_r) nothing was queued, though some mailboxes may already hold
  * the message (the client retries: at-least-once, as SMTP allows). */
+struct queue_dsn;
 int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostname,
 		  const char *const *locals, size_t n_locals, struct queue *q, const char *sender,
-		  const char *const *remotes, size_t n_remotes, char **error_r);
+		  const char *const *remotes, size_t n_remotes, const struct queue_dsn *dsn,
+		  char **error_r);
 /* spool_abort - close and unlink; frees and NULLs *m. */
 void spool_abort(struct spool_msg **m);
 /* spool_close - after spool_deliver: close and free. */

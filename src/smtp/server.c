@@ -36,9 +36,11 @@ enum smtp_state {
 
 static const char *const smtp_state_names[] = { "cmd", "auth", "data", "bdat", "closing" };
 
-/* A list of addresses without duplicates. */
+/* A list of addresses without duplicates, with each one's DSN requests (RFC 3461). */
 struct addr_list {
 	char **v;
+	char **notify;	/* NULL entries when not given */
+	char **orcpt;
 	size_t n;
 };
 
@@ -64,6 +66,8 @@ struct smtp_session {
 	/* the transaction */
 	bool have_mail;
 	char *sender;			/* "" for <> */
+	char *dsn_ret;			/* RET= (RFC 3461), NULL when not given */
+	char *dsn_envid;		/* ENVID= as received (xtext) */
 	bool smtputf8;
 	size_t n_rcpts;
 	bool rcpt_tried;		/* a RCPT came, accepted or not */
@@ -125,22 +129,64 @@ static void close_with(struct smtp_session *s, const char *text)
 	conn_close_after_flush(s->conn);
 }
 
-static void addr_list_add(struct addr_list *l, const char *a)
+static void addr_list_add(struct addr_list *l, const char *a, const char *notify,
+			  const char *orcpt)
 {
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i], a) == 0)
 			return;
 	l->v = xreallocarray(l->v, l->n + 1, sizeof(char *));
+	l->notify = xreallocarray(l->notify, l->n + 1, sizeof(char *));
+	l->orcpt = xreallocarray(l->orcpt, l->n + 1, sizeof(char *));
+	l->notify[l->n] = notify ? xstrdup(notify) : NULL;
+	l->orcpt[l->n] = orcpt ? xstrdup(orcpt) : NULL;
 	l->v[l->n++] = xstrdup(a);
 }
 
 static void addr_list_free(struct addr_list *l)
 {
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++) {
 		free(l->v[i]);
+		free(l->notify[i]);
+		free(l->orcpt[i]);
+	}
 	free(l->v);
-	l->v = NULL;
+	free(l->notify);
+	free(l->orcpt);
+	l->v = l->notify = l->orcpt = NULL;
 	l->n = 0;
+}
+
+/* xtext_ok - RFC 3461 §4: printable ASCII except '+' and '=', and "+HH" (upper-case hex) */
+static bool xtext_ok(const char *v, size_t max)
+{
+	size_t n = 0;
+	for (const char *p = v; *p; p++, n++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '+') {
+			if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]) ||
+			    islower((unsigned char)p[1]) || islower((unsigned char)p[2]))
+				return false;
+			p += 2;
+		} else if (c < 33 || c > 126 || c == '=') {
+			return false;
+		}
+	}
+	return n > 0 && n <= max;
+}
+
+/* notify_ok - "NEVER", or a list of SUCCESS, FAILURE, DELAY (RFC 3461 §4.1) */
+static bool notify_ok(const char *v)
+{
+	if (strcasecmp(v, "NEVER") == 0)
+		return true;
+	char *copy = xstrdup(v), *save = NULL;
+	bool ok = *v != '\0' && v[strlen(v) - 1] != ',';
+	for (char *t = strtok_r(copy, ",", &save); t && ok; t = strtok_r(NULL, ",", &save))
+		ok = !strcasecmp(t, "SUCCESS") || !strcasecmp(t, "FAILURE") ||
+		     !strcasecmp(t, "DELAY");
+	free(copy);
+	return ok;
 }
 
 /* txn_reset - forget the transaction (RSET, EHLO, after a message, at the end) */
@@ -149,6 +195,9 @@ static void txn_reset(struct smtp_session *s)
 	s->have_mail = false;
 	free(s->sender);
 	s->sender = NULL;
+	free(s->dsn_ret);
+	free(s->dsn_envid);
+	s->dsn_ret = s->dsn_envid = NULL;
 	s->smtputf8 = false;
 	s->n_rcpts = 0;
 	s->rcpt_tried = false;
@@ -231,7 +280,7 @@ static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 		conn_printf(s->conn, "250-STARTTLS\r\n");
 	if (auth_allowed(s) && s->auth_user == NULL)
 		conn_printf(s->conn, "250-AUTH PLAIN LOGIN\r\n");
-	conn_printf(s->conn, "250-SMTPUTF8\r\n250 CHUNKING\r\n");
+	conn_printf(s->conn, "250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
 }
 
 static void cmd_starttls(struct smtp_session *s, const char *args)
@@ -409,6 +458,17 @@ static const char *mail_params(struct smtp_session *s, const struct smtp_path_ar
 			if (p->value != NULL)
 				return "501 5.5.4 SMTPUTF8 takes no value";
 			s->smtputf8 = true;
+		} else if (strcmp(p->keyword, "RET") == 0) {
+			if (p->value == NULL || (strcasecmp(p->value, "FULL") != 0 &&
+						 strcasecmp(p->value, "HDRS") != 0) || s->dsn_ret)
+				return "501 5.5.4 Bad RET parameter";
+			s->dsn_ret = xstrdup(p->value);
+			for (char *c = s->dsn_ret; *c; c++)
+				*c = (char)toupper((unsigned char)*c);
+		} else if (strcmp(p->keyword, "ENVID") == 0) {
+			if (p->value == NULL || !xtext_ok(p->value, 100) || s->dsn_envid)
+				return "501 5.5.4 Bad ENVID parameter";
+			s->dsn_envid = xstrdup(p->value);
 		} else if (strcmp(p->keyword, "AUTH") == 0) {
 			/* RFC 4954 §5: we do not trust other servers' AUTH=; ignore it. */
 		} else {
@@ -451,6 +511,9 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 		reply(s, "%s", bad);
 		smtp_path_args_free(&pa);
 		s->smtputf8 = false;
+		free(s->dsn_ret);
+		free(s->dsn_envid);
+		s->dsn_ret = s->dsn_envid = NULL;
 		return;
 	}
 	s->have_mail = true;
@@ -489,11 +552,27 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 					     : xasprintf("postmaster@%s", cfg->domains[0]);
 	bool local = pa.path.domain == NULL || config_is_local_domain(cfg, pa.path.domain);
 	bool utf8 = pa.path.utf8;
-	size_t n_params = pa.n_params;
+	char *notify = NULL, *orcpt = NULL;
+	const char *bad = NULL;
+	for (size_t i = 0; i < pa.n_params && bad == NULL; i++) {
+		const struct smtp_param *p = &pa.params[i];
+		if (strcmp(p->keyword, "NOTIFY") == 0 && p->value && notify_ok(p->value) && !notify) {
+			notify = xstrdup(p->value);
+			for (char *c = notify; *c; c++)
+				*c = (char)toupper((unsigned char)*c);
+		} else if (strcmp(p->keyword, "ORCPT") == 0 && p->value && !orcpt &&
+			   strchr(p->value, ';') != NULL && xtext_ok(strchr(p->value, ';') + 1, 500)) {
+			orcpt = xstrdup(p->value);
+		} else if (strcmp(p->keyword, "NOTIFY") == 0 || strcmp(p->keyword, "ORCPT") == 0) {
+			bad = "501 5.5.4 Bad NOTIFY or ORCPT parameter";
+		} else {
+			bad = "555 5.5.4 Unsupported RCPT parameter";
+		}
+	}
 	smtp_path_args_free(&pa);
 
-	if (n_params > 0) {
-		reply(s, "555 5.5.4 Unsupported RCPT parameter");
+	if (bad != NULL) {
+		reply(s, "%s", bad);
 	} else if (utf8 && !s->smtputf8) {
 		reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
 	} else if (s->n_rcpts >= cfg->smtp_max_recipients) {
@@ -503,7 +582,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			 conn_peer_ip(s->conn));
 		reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
 	} else if (!local) {
-		addr_list_add(&s->remotes, addr);
+		addr_list_add(&s->remotes, addr, notify, orcpt);
 		goto accepted;
 	} else {
 		char **targets;
@@ -518,21 +597,25 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			for (size_t i = 0; i < n; i++) {
 				const char *at = strrchr(targets[i], '@');
 				if (at != NULL && !config_is_local_domain(cfg, at + 1))
-					addr_list_add(&s->remotes, targets[i]);
+					addr_list_add(&s->remotes, targets[i], notify, orcpt);
 				else
-					addr_list_add(&s->locals, targets[i]);
+					addr_list_add(&s->locals, targets[i], NULL, NULL);
 			}
 			accounts_targets_free(&targets);
 			goto accepted;
 		}
 	}
 	free(addr);
+	free(notify);
+	free(orcpt);
 	return;
 accepted:
 	s->n_rcpts++;
 	if (s->first_rcpt == NULL)
 		s->first_rcpt = xstrdup(addr);
 	free(addr);
+	free(notify);
+	free(orcpt);
 	reply(s, "250 2.1.5 Ok");
 }
 
@@ -614,6 +697,9 @@ static void message_finish(struct smtp_session *s)
 		   spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
 				 (const char *const *)s->locals.v, s->locals.n, s->srv->queue,
 				 s->sender, (const char *const *)s->remotes.v, s->remotes.n,
+				 &(struct queue_dsn){ .ret = s->dsn_ret, .envid = s->dsn_envid,
+						      .notify = (const char *const *)s->remotes.notify,
+						      .orcpt = (const char *const *)s->remotes.orcpt },
 				 &err) < 0) {
 		log_warnx("%s: %s: message not accepted: %s", s->id, s->msg->qid,
 			  err ? err : "write error");
