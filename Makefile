@@ -83,6 +83,9 @@ fuzz: deps
 bench-smtp: deps tern
 	./bench/smtp.sh
 
+bench-relay: deps tern
+	./bench/relay.sh
+
 lint:
 	clang-format --dry-run $(SRC) $(UNIT_SRC)
 	cppcheck --quiet --std=c11 -Isrc src

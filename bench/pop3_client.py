@@ -10,7 +10,12 @@
       Then QUIT (nothing is deleted). Prints one line of JSON:
         {"messages": N, "octets": B, "seconds": S, "login_seconds": L}
       where seconds covers the RETRs only (from the first command written to the last reply
-      read), login_seconds the greeting, USER/PASS and LIST.
+      read), login_seconds the greeting, USER/PASS and LIST, and client_cpu the CPU time this
+      client spent during the RETRs (close to seconds: the client, not the server, was the
+      limit).
+
+  pop3_client.py logins --port P --users-file F --password W
+      For each line (user name) of F in turn: log in, STAT, QUIT; one session at a time.
 
   pop3_client.py idle --port P --users-file F --password W
       Open one connection per line (user name) of F, log each in and check STAT; print
@@ -144,6 +149,7 @@ def cmd_retr(a):
     if not sizes:
         raise Pop3Error("LIST: the maildrop is empty")
     t1 = time.perf_counter()
+    c1 = time.process_time()
     n = len(sizes)
     octets = 0
 
@@ -166,16 +172,34 @@ def cmd_retr(a):
             for i in idx:
                 check(i)
     t2 = time.perf_counter()
+    c2 = time.process_time()
     c.send(b"QUIT\r\n")
     c.status("QUIT")
     c.close()
     print(json.dumps({"messages": n, "octets": octets, "seconds": round(t2 - t1, 6),
-                      "login_seconds": round(t1 - t0, 6)}))
+                      "login_seconds": round(t1 - t0, 6), "client_cpu": round(c2 - c1, 6)}))
+
+
+def read_users(path):
+    with open(path) as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def cmd_logins(a):
+    for u in read_users(a.users_file):
+        c = Conn(a.host, a.port, a.timeout)
+        try:
+            login(c, u, a.password)
+            c.send(b"STAT\r\n")
+            c.status("STAT (%s)" % u)
+            c.send(b"QUIT\r\n")
+            c.status("QUIT (%s)" % u)
+        finally:
+            c.close()
 
 
 def cmd_idle(a):
-    with open(a.users_file) as f:
-        users = [ln.strip() for ln in f if ln.strip()]
+    users = read_users(a.users_file)
     conns = []
     try:
         for u in users:
@@ -199,7 +223,7 @@ def cmd_idle(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("retr", "idle"):
+    for name in ("retr", "idle", "logins"):
         s = sub.add_parser(name)
         s.add_argument("--host", default="127.0.0.1")
         s.add_argument("--port", type=int, required=True)
@@ -214,7 +238,7 @@ def main():
             s.add_argument("--users-file", required=True)
     a = p.parse_args()
     try:
-        (cmd_retr if a.cmd == "retr" else cmd_idle)(a)
+        {"retr": cmd_retr, "idle": cmd_idle, "logins": cmd_logins}[a.cmd](a)
     except (Pop3Error, OSError, ValueError) as e:
         print("pop3_client: %s: %s" % (a.cmd, e), file=sys.stderr)
         sys.exit(1)

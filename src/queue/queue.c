@@ -41,6 +41,7 @@ static const char *const queue_columns[] = {
 	"ALTER TABLE messages ADD COLUMN envid TEXT",
 	"ALTER TABLE recipients ADD COLUMN notify TEXT",
 	"ALTER TABLE recipients ADD COLUMN orcpt TEXT",
+	"ALTER TABLE recipients ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0",
 };
 
 static char *db_error(sqlite3 *db, const char *what)
@@ -221,7 +222,8 @@ int queue_due_list(struct queue *q, int64_t now, size_t limit,
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(q->db,
 			       "SELECT r.id, r.qid, m.sender, r.address, r.state, r.attempts, m.arrived,"
-			       " m.body_offset, m.size, r.last_error, r.notify, r.orcpt, m.ret, m.envid"
+			       " m.body_offset, m.size, r.last_error, r.notify, r.orcpt, m.ret, m.envid,"
+			       " r.delay_warned"
 			       " FROM recipients r"
 			       " JOIN messages m ON m.qid = r.qid WHERE r.next_try <= ?"
 			       " ORDER BY m.arrived, r.qid, r.id LIMIT ?",
@@ -248,6 +250,7 @@ int queue_due_list(struct queue *q, int64_t now, size_t limit,
 			.orcpt = (const char *)sqlite3_column_text(st, 11),
 			.ret = (const char *)sqlite3_column_text(st, 12),
 			.envid = (const char *)sqlite3_column_text(st, 13),
+			.delay_warned = sqlite3_column_int(st, 14) != 0,
 		};
 		cb(ctx, &d);
 	}
@@ -292,6 +295,13 @@ int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const c
 			   " next_try = ?, last_error = ? WHERE id = ?",
 			   "iti", next_try, error, rcpt_id);
 	return changes_or_error(q, rc, "defer recipient", error_r) < 0 ? -1 : 0;
+}
+
+int queue_rcpt_delay_warned(struct queue *q, int64_t rcpt_id, char **error_r)
+{
+	int rc = exec_step(q->db, "UPDATE recipients SET delay_warned = 1 WHERE id = ?", "i",
+			   rcpt_id);
+	return changes_or_error(q, rc, "delay warned", error_r) < 0 ? -1 : 0;
 }
 
 char *queue_file_path(struct queue *q, const char *qid)

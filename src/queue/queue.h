@@ -3,6 +3,7 @@
  * Every call that returns 0 has made its change durable. */
 #ifndef TERN_QUEUE_H
 #define TERN_QUEUE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,7 @@ struct queue_due {
 	const char *orcpt;
 	const char *ret;
 	const char *envid;
+	bool delay_warned;	/* a delay notice was sent already */
 };
 
 /* queue_due_list - cb for each recipient with next_try <= now, oldest message first (at
@@ -73,6 +75,8 @@ int queue_rcpt_remove(struct queue *q, int64_t rcpt_id, char **error_r);
 /* queue_rcpt_defer - record a failed attempt: attempts+1, next try, the error text. */
 int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const char *error,
 		     char **error_r);
+/* queue_rcpt_delay_warned - remember that the sender was told of the delay. */
+int queue_rcpt_delay_warned(struct queue *q, int64_t rcpt_id, char **error_r);
 /* queue_msg_finish - when qid has no recipients left: remove its row and its file. */
 int queue_msg_finish(struct queue *q, const char *qid, char **error_r);
 /* queue_finish_orphans - finish messages left without recipients (a crash between the last

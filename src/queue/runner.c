@@ -56,6 +56,7 @@ struct delivery {
 	int64_t *ids;
 	char **addrs;
 	int *attempts;
+	bool *delay_warned;
 	char **notify;		/* per recipient DSN requests (RFC 3461), NULL when none */
 	char **orcpt;
 	size_t n;
@@ -109,6 +110,7 @@ static void delivery_free(struct delivery *d)
 	free(d->addrs);
 	free(d->notify);
 	free(d->orcpt);
+	free(d->delay_warned);
 	free(d->ret);
 	free(d->envid);
 	free(d->ids);
@@ -165,6 +167,11 @@ static bool wants_failure_notice(const char *notify)
 	return notify == NULL || strstr(notify, "FAILURE") != NULL;
 }
 
+static bool wants_delay_notice(const char *notify)
+{
+	return notify == NULL || strstr(notify, "DELAY") != NULL;
+}
+
 static bool is_local_cb(void *ctx, const char *domain)
 {
 	return config_is_local_domain(ctx, domain);
@@ -192,6 +199,8 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 		rc[i].remote_mta = f[i].remote_mta;
 		rc[i].diagnostic = f[i].diagnostic;
 		rc[i].last_attempt = (int64_t)time(NULL);
+		if (delayed)
+			rc[i].will_retry_until = d->arrived + (int64_t)cfg->queue_max_lifetime;
 	}
 	char *envid = d->envid ? xtext_decode(d->envid) : NULL;
 	struct dsn_report rep = {
@@ -264,6 +273,22 @@ out:
 	free(rc);
 }
 
+static int64_t now_minus(int64_t t)
+{
+	return (int64_t)time(NULL) - t;
+}
+
+static void failed_free(struct failed_rcpt *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(f[i].address);
+		free(f[i].orcpt);
+		free(f[i].diagnostic);
+		free(f[i].remote_mta);
+	}
+	free(f);
+}
+
 /* retry_at - when to try again after attempts failures */
 static int64_t retry_at(const struct runner *r, int attempts)
 {
@@ -292,7 +317,10 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 	struct runner *r = d->r;
 	char *err = NULL;
 	struct failed_rcpt *failed = xcalloc(d->n, sizeof(*failed));
-	size_t nf = 0;
+	struct failed_rcpt *delayed = xcalloc(d->n, sizeof(*delayed));
+	size_t nf = 0, nd = 0;
+	bool warn_due = r->cfg->queue_delay_warning > 0 &&
+			now_minus(d->arrived) >= (int64_t)r->cfg->queue_delay_warning;
 	int64_t now = (int64_t)time(NULL);
 	bool expired = now - d->arrived >= (int64_t)r->cfg->queue_max_lifetime;
 	for (size_t i = 0; i < d->n; i++) {
@@ -325,6 +353,18 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 			free(e);
 			if (rc < 0)
 				goto dberr;
+			if (warn_due && !d->delay_warned[i] && wants_delay_notice(d->notify[i])) {
+				/* tell the sender once that we are still trying */
+				delayed[nd].address = xstrdup(d->addrs[i]);
+				delayed[nd].orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
+				snprintf(delayed[nd].status, sizeof(delayed[nd].status), "%s", status);
+				delayed[nd].diagnostic = xstrdup(text);
+				delayed[nd].remote_mta = d->relay[0] ? xstrndup(d->relay, strcspn(d->relay, "["))
+								     : NULL;
+				nd++;
+				if (queue_rcpt_delay_warned(r->q, d->ids[i], &err) < 0)
+					goto dberr;
+			}
 			continue;
 		}
 		if (!perm)
@@ -347,6 +387,8 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 	}
 	if (nf > 0)
 		bounce_deliver(r, d, failed, nf, false);
+	if (nd > 0)
+		bounce_deliver(r, d, delayed, nd, true);
 	if (queue_msg_finish(r->q, d->qid, &err) < 0)
 		goto dberr;
 	goto out;
@@ -354,13 +396,8 @@ dberr:
 	log_warnx("%s: %s", d->qid, err ? err : "queue database error");
 	free(err);
 out:
-	for (size_t i = 0; i < nf; i++) {
-		free(failed[i].address);
-		free(failed[i].orcpt);
-		free(failed[i].diagnostic);
-		free(failed[i].remote_mta);
-	}
-	free(failed);
+	failed_free(failed, nf);
+	failed_free(delayed, nd);
 	delivery_free(d);
 	runner_schedule_scan(r);
 }
@@ -601,6 +638,8 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 	d->addrs = xreallocarray(d->addrs, d->n + 1, sizeof(*d->addrs));
 	d->attempts = xreallocarray(d->attempts, d->n + 1, sizeof(*d->attempts));
 	d->notify = xreallocarray(d->notify, d->n + 1, sizeof(*d->notify));
+	d->delay_warned = xreallocarray(d->delay_warned, d->n + 1, sizeof(*d->delay_warned));
+	d->delay_warned[d->n] = due->delay_warned;
 	d->orcpt = xreallocarray(d->orcpt, d->n + 1, sizeof(*d->orcpt));
 	d->notify[d->n] = due->notify ? xstrdup(due->notify) : NULL;
 	d->orcpt[d->n] = due->orcpt ? xstrdup(due->orcpt) : NULL;

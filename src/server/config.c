@@ -217,6 +217,7 @@ static int set_queue(struct tern_config *c, const char *key, const char *value, 
 		{ "retry_min", OFF(queue_retry_min), 1, 86400 },
 		{ "retry_max", OFF(queue_retry_max), 1, 7 * 86400 },
 		{ "max_queue_lifetime", OFF(queue_max_lifetime), 1, 60 * 86400 },
+		{ "delay_warning_time", OFF(queue_delay_warning), 0, 60 * 86400 },
 		{ "concurrency", OFF(queue_concurrency), 1, 1000 },
 		{ "concurrency_per_domain", OFF(queue_concurrency_per_domain), 1, 1000 },
 	};

@@ -69,6 +69,7 @@ struct tern_config {
 	unsigned queue_retry_min;	/* seconds: first retry delay, doubled per attempt */
 	unsigned queue_retry_max;	/* seconds: cap on the retry delay */
 	unsigned queue_max_lifetime;	/* seconds before deferred mail is bounced */
+	unsigned queue_delay_warning;	/* seconds before a "still trying" notice; 0: never */
 	unsigned queue_concurrency;	/* deliveries in flight at once */
 	unsigned queue_concurrency_per_domain;
 	char *queue_source_ip;		/* NULL: let the kernel choose */

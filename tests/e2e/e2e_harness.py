@@ -60,6 +60,7 @@ ADDR = {
     "multiline": "127.0.0.15", # multiline.test: multi-line replies everywhere
     "crash": "127.0.0.16",     # crash.test: the sender killed with SIGKILL
     "expiry": "127.0.0.17",    # expiry.test: a sender with a short max_queue_lifetime
+    "warner": "127.0.0.18",    # warner.test: a sender with delay_warning_time set
 }
 
 ZONE = [
@@ -83,7 +84,7 @@ ZONE = [
     # nowhere.test: no record at all -> NXDOMAIN (local=/test/)
 ]
 for _name in ("sink", "later", "patient", "garbage", "hangup", "rcptclose", "data451",
-              "data550", "multiline", "crash", "expiry"):
+              "data550", "multiline", "crash", "expiry", "warner"):
     ZONE.append(f"mx-host={_name}.test,mx.{_name}.test,10")
     ZONE.append(f"host-record=mx.{_name}.test,{ADDR[_name]}")
 

@@ -68,3 +68,32 @@ def test_notify_never_means_no_bounce(alice, bob):
     find_dsn(alice, ALICE, tok_ref)
     found = eh.th.files_containing(alice.data_dir / "mail", tok_never)
     assert not found, f"a bounce was sent despite NOTIFY=NEVER: {[str(p) for p in found]}"
+
+
+def test_delay_warning_sent_once(own_hosts):
+    """delay_warning_time: when a message is still deferred after it, the sender gets one
+    RFC 3464 report with Action: delayed (not a bounce); the message stays queued."""
+    # dead.test's MX (127.0.0.6) never answers
+    warner = own_hosts("warner", users=["wes@warner.test"],
+                       queue={"retry_min": "1", "retry_max": "1", "delay_warning_time": "2",
+                              "max_queue_lifetime": "600"})
+    tok = token()
+    qid = None
+    s = warner.submission_login("wes@warner.test")
+    try:
+        s.mail("wes@warner.test")
+        s.rcpt("sam@dead.test")
+        code, resp = s.data(make_message(tok, "wes@warner.test", ["sam@dead.test"]))
+        assert code == 250, resp
+        qid = re.search(rb"queued as (\S+)", resp).group(1).decode()
+    finally:
+        s.quit()
+    data = find_dsn(warner, "wes@warner.test", tok, timeout=30)
+    text = data.decode("utf-8", "replace")
+    assert re.search(r"Action:\s*delayed", text, re.I), text[:3000]
+    assert "Will-Retry-Until" in text, text[:3000]
+    # more retries go by, but no second notice; the message is still queued
+    time.sleep(3)
+    assert len([p for p in warner.find_messages("wes@warner.test", tok)
+                if b"multipart/report" in p.read_bytes()]) == 1
+    assert qid in warner.queue(), warner.queue_cmd("list").stdout
