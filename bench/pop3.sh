@@ -206,10 +206,12 @@ retr_run() {
 		--mode "$2" --batch "$BATCH" --expect "$MSGS" --timeout 30 >"$3" 2>&1
 }
 
-# idle_warm PORT - log every idle account in once and out again (first-login work: indexes)
+# idle_warm PORT - log every idle account in and out again, one session at a time: the
+# first-login work (indexing the maildrop) is done before measuring, and a server's heap has
+# not grown for many sessions at once (freed memory would hide the cost of the next ones)
 idle_warm() {
 	[ "$IDLE" -gt 0 ] || return 0
-	timeout "$RUN_TIMEOUT" python3 "$CLIENT" idle --port "$1" --users-file "$TMP/idle-users" \
+	timeout "$RUN_TIMEOUT" python3 "$CLIENT" logins --port "$1" --users-file "$TMP/idle-users" \
 		--password "$PASS" </dev/null >"$TMP/idle-warm.out" 2>&1
 }
 
@@ -254,7 +256,7 @@ idle_measure() {
 RESULTS=()	# "impl|mode|messages|seconds|rate|octets"
 # bench_server IMPL PORT - warm-up run, then RUNS runs of each mode; the best run counts
 bench_server() {
-	local impl=$1 port=$2 mode r out rc best sec oct
+	local impl=$1 port=$2 mode r out rc best sec oct cpu
 	out=$TMP/$impl-warmup.out
 	retr_run "$port" pipe "$out" || { cat "$out" >&2; die "$impl: warm-up run failed"; }
 	for mode in $MODES; do
@@ -270,7 +272,9 @@ bench_server() {
 			fi
 			sec=$(json_field "$(cat "$out")" seconds)
 			oct=$(json_field "$(cat "$out")" octets)
-			say "$(printf '%-8s %-5s run %d: %d messages (%d octets) in %ss' "$impl" "$mode" "$r" "$MSGS" "$oct" "$sec")"
+			cpu=$(json_field "$(cat "$out")" client_cpu)
+			say "$(printf '%-8s %-5s run %d: %d messages (%d octets) in %ss (client CPU %ss)' \
+				"$impl" "$mode" "$r" "$MSGS" "$oct" "$sec" "$cpu")"
 			if [ -z "$best" ] || awk -v a="$sec" -v b="$best" 'BEGIN { exit !(a < b) }'; then
 				best=$sec
 			fi

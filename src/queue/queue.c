@@ -325,16 +325,17 @@ int queue_msg_finish(struct queue *q, const char *qid, char **error_r)
 			*error_r = db_error(q->db, "count recipients");
 		return left < 0 ? -1 : 0;
 	}
-	/* Row first, then the file: a crash between leaves an orphan file, never a row
-	 * without its message. */
-	if (exec_step(q->db, "DELETE FROM messages WHERE qid = ?", "t", qid) < 0) {
-		*error_r = db_error(q->db, "remove message");
-		return -1;
-	}
+	/* File first, then the row: a crash between leaves a row without recipients, which
+	 * queue_finish_orphans completes at the next start; the other order would leave a file
+	 * nobody owns. */
 	char *path = queue_file_path(q, qid);
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_warn("%s: unlink %s", qid, path);
 	free(path);
+	if (exec_step(q->db, "DELETE FROM messages WHERE qid = ?", "t", qid) < 0) {
+		*error_r = db_error(q->db, "remove message");
+		return -1;
+	}
 	return 0;
 }
 

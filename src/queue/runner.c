@@ -26,8 +26,19 @@
 
 #define RUNNER_SCAN_LIMIT 2000
 #define RUNNER_IDLE_SECONDS 60
+#define RUNNER_REUSE_SECONDS 5	/* how long an idle connection waits for the next message */
 
 struct delivery;
+
+/* An open connection kept for the next message to the same destination (RSET, reuse). */
+struct idle_conn {
+	LIST_ENTRY(idle_conn) link;
+	struct runner *r;
+	char *domain;
+	char relay[300];
+	struct smtp_client *client;
+	struct event *expire;
+};
 
 struct runner {
 	struct event_base *base;
@@ -40,6 +51,7 @@ struct runner {
 	int wake_fd;
 	struct event *wake_ev, *timer, *sigterm, *sigint, *rescan;
 	LIST_HEAD(, delivery) deliveries;
+	LIST_HEAD(, idle_conn) idle;
 	unsigned active;
 	bool stopping;
 };
@@ -67,6 +79,7 @@ struct delivery {
 	struct dns_host *hosts;
 	size_t n_hosts, hi, ai;
 	struct smtp_client *client;
+	bool reused;			/* client came from the idle pool */
 	char relay[300];
 	char *last_error;		/* why the last host failed */
 	char last_status[16];
@@ -84,6 +97,55 @@ struct failed_rcpt {
 
 static void runner_schedule_scan(struct runner *r);
 static void delivery_try_next(struct delivery *d);
+static void delivery_send(struct delivery *d);
+static void delivery_lookup(struct delivery *d);
+
+static void idle_free(struct idle_conn *ic)
+{
+	LIST_REMOVE(ic, link);
+	event_free(ic->expire);
+	if (ic->client != NULL)
+		smtp_client_quit(&ic->client);
+	free(ic->domain);
+	free(ic);
+}
+
+static void idle_expire(evutil_socket_t fd, short what, void *arg)
+{
+	idle_free(arg);
+}
+
+/* idle_keep - park a usable connection for the next message to domain */
+static void idle_keep(struct runner *r, const char *domain, const char *relay,
+		      struct smtp_client *client)
+{
+	struct idle_conn *ic = xcalloc(1, sizeof(*ic));
+	ic->r = r;
+	ic->domain = xstrdup(domain);
+	snprintf(ic->relay, sizeof(ic->relay), "%s", relay);
+	ic->client = client;
+	ic->expire = evtimer_new(r->base, idle_expire, ic);
+	struct timeval tv = { RUNNER_REUSE_SECONDS, 0 };
+	evtimer_add(ic->expire, &tv);
+	LIST_INSERT_HEAD(&r->idle, ic, link);
+}
+
+/* idle_take - a parked connection to domain, or NULL */
+static struct smtp_client *idle_take(struct runner *r, const char *domain, char *relay,
+				     size_t relaysz)
+{
+	struct idle_conn *ic;
+	LIST_FOREACH(ic, &r->idle, link) {
+		if (strcmp(ic->domain, domain) != 0 || !smtp_client_usable(ic->client))
+			continue;
+		struct smtp_client *c = ic->client;
+		ic->client = NULL;
+		snprintf(relay, relaysz, "%s", ic->relay);
+		idle_free(ic);
+		return c;
+	}
+	return NULL;
+}
 
 static char *domain_of(const char *address)
 {
@@ -405,6 +467,11 @@ out:
 static void on_sent(struct smtp_client *c, const struct smtp_client_result *res, void *ctx)
 {
 	struct delivery *d = ctx;
+	if (res->usable && !d->r->stopping) {
+		/* keep the connection for the next message to this destination */
+		idle_keep(d->r, d->domain, d->relay, d->client);
+		d->client = NULL;
+	}
 	delivery_finish(d, res, NULL, NULL, false);
 }
 
@@ -421,6 +488,12 @@ static void on_connected(struct smtp_client *c, const struct smtp_client_reply *
 		delivery_try_next(d);
 		return;
 	}
+	delivery_send(d);
+}
+
+/* delivery_send - the transaction on a connected (new or reused) client */
+static void delivery_send(struct delivery *d)
+{
 	struct smtp_client_rcpt *rc = xcalloc(d->n, sizeof(*rc));
 	for (size_t i = 0; i < d->n; i++) {
 		rc[i].address = d->addrs[i];
@@ -438,12 +511,16 @@ static void on_connected(struct smtp_client *c, const struct smtp_client_reply *
 		.offset = (off_t)d->body_offset,
 		.size = d->size,
 	};
-	if (smtp_client_send(d->client, &txn, on_sent, d) < 0) {
-		free(rc);
-		delivery_finish(d, NULL, "client not usable", "4.3.0", false);
-		return;
-	}
+	int sent = smtp_client_send(d->client, &txn, on_sent, d);
 	free(rc);
+	if (sent < 0 && d->reused) {
+		/* the parked connection went stale: look the destination up afresh */
+		smtp_client_quit(&d->client);
+		d->reused = false;
+		delivery_lookup(d);
+	} else if (sent < 0) {
+		delivery_finish(d, NULL, "client not usable", "4.3.0", false);
+	}
 }
 
 /* delivery_try_next - connect to the next address of the next host in MX order */
@@ -562,6 +639,19 @@ static void delivery_start(struct delivery *d)
 		return;
 	}
 	d->body_8bit = has_8bit(d->fd, d->body_offset, d->size);
+	d->client = idle_take(r, d->domain, d->relay, sizeof(d->relay));
+	if (d->client != NULL) {
+		d->reused = true;
+		delivery_send(d);	/* the client RSETs before the next MAIL */
+		return;
+	}
+	delivery_lookup(d);
+}
+
+/* delivery_lookup - the next hop: a [routes] entry, else the MX records */
+static void delivery_lookup(struct delivery *d)
+{
+	struct runner *r = d->r;
 	for (size_t i = 0; i < r->cfg->n_routes; i++) {
 		const struct route *rt = &r->cfg->routes[i];
 		if (strcmp(rt->domain, d->domain) == 0) {
@@ -724,6 +814,7 @@ int runner_main(const struct tern_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 	r->cfg = cfg;
 	LIST_INIT(&r->deliveries);
+	LIST_INIT(&r->idle);
 	r->base = event_base_new();
 	if (r->base == NULL)
 		log_fatalx("event_base_new failed");
@@ -782,6 +873,8 @@ int runner_main(const struct tern_config *cfg)
 	dns_free(&r->dns);	/* pending lookups call on_dns, which frees their delivery */
 	while (!LIST_EMPTY(&r->deliveries))
 		delivery_free(LIST_FIRST(&r->deliveries));
+	while (!LIST_EMPTY(&r->idle))
+		idle_free(LIST_FIRST(&r->idle));
 	/* let quitting clients free themselves: only as long as some are left, 6 s at most */
 	time_t deadline = time(NULL) + 6;
 	while (event_base_get_num_events(r->base, EVENT_BASE_COUNT_ADDED) > 0 &&
