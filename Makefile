@@ -83,6 +83,9 @@ fuzz: deps
 bench-smtp: deps tern
 	./bench/smtp.sh
 
+bench-pop3: deps tern
+	./bench/pop3.sh
+
 bench-relay: deps tern
 	./bench/relay.sh
 

@@ -180,21 +180,28 @@ wait_greeting() {
 	return 1
 }
 
-# mem_sum [COMM] PID... - "RSS PSS" in kB summed over the PIDs (only those whose comm is COMM
-# when the first argument is comm=NAME)
+# mem_sum [comm=NAME] PID... - "RSS PSS N": VmRSS and Pss in kB summed over the PIDs (only
+# those whose comm is NAME when the first argument is comm=NAME), N of them; no fork
 mem_sum() {
-	local want="" pid comm rss pss trss=0 tpss=0 n=0
+	local want="" pid comm k v rss pss trss=0 tpss=0 n=0
 	case ${1:-} in comm=*) want=${1#comm=}; shift ;; esac
 	for pid in "$@"; do
 		if [ -n "$want" ]; then
-			comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+			comm=""
+			{ read -r comm <"/proc/$pid/comm"; } 2>/dev/null || continue
 			[ "$comm" = "$want" ] || continue
 		fi
-		rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
-		pss=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+		rss=""
+		pss=0
+		{ while read -r k v _; do
+			[ "$k" = "VmRSS:" ] && rss=$v
+		done <"/proc/$pid/status"; } 2>/dev/null || true
+		{ while read -r k v _; do
+			[ "$k" = "Pss:" ] && pss=$v
+		done <"/proc/$pid/smaps_rollup"; } 2>/dev/null || true
 		[ -n "$rss" ] || continue
 		trss=$((trss + rss))
-		tpss=$((tpss + ${pss:-0}))
+		tpss=$((tpss + pss))
 		n=$((n + 1))
 	done
 	echo "$trss $tpss $n"

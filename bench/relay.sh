@@ -183,8 +183,10 @@ queued_messages() {
 		awk '/^queue is empty/ { n = 0; exit } /^[^ ]/ { n++ } END { print n + 0 }'
 }
 
-# wait_queue_empty - poll `tern queue list` every 100 ms until it says "queue is empty"; prints
-# the time (ns) of the first poll that did, or returns 1 after RUN_TIMEOUT seconds
+# wait_queue_empty LOG_FROM - poll `tern queue list` every 100 ms until it says "queue is
+# empty"; prints the time (ns) of the first poll that did. Returns 1 after RUN_TIMEOUT seconds,
+# when tern dies, or at once when tern logs a deferral (the retry would come minutes later:
+# the run is void, and nothing here should ever be deferred)
 wait_queue_empty() {
 	local deadline=$(($(date +%s) + RUN_TIMEOUT)) first
 	while :; do
@@ -195,6 +197,7 @@ wait_queue_empty() {
 		fi
 		kill -0 "$TERN_PID" 2>/dev/null || return 1
 		[ "$(date +%s)" -ge "$deadline" ] && return 1
+		[ "$(log_count "$1" 'status=deferred')" -eq 0 ] || return 1
 		sleep 0.1
 	done
 }
@@ -290,7 +293,7 @@ SINK_TOTAL=0	# messages smtp-sink should have counted so far
 
 # relay_run LABEL MODE COUNT - one measured run; adds a RESULTS row unless LABEL is warmup
 relay_run() {
-	local label=$1 mode=$2 n=$3 out rc tls=() json start last t_empty
+	local label=$1 mode=$2 n=$3 out rc tls=() json start first last auth t_empty
 	local sink0 sink_sub got deferred bounced sent sub_s e2e_s drain_s log_from
 	[ "$mode" = tls ] && tls=(--tls)
 	out=$TMP/client-$label.out
@@ -308,15 +311,21 @@ relay_run() {
 	fi
 	# first the clock: poll the queue at once (the JSON is read afterwards)
 	sink_sub=$(($(sink_count) - sink0))
-	if ! t_empty=$(wait_queue_empty); then
+	if ! t_empty=$(wait_queue_empty "$log_from"); then
 		kill -0 "$TERN_PID" 2>/dev/null || die "$label: tern master died"
 		"$TERN" queue list -c "$TERN_CONF" 2>&1 | head -n 20 >&2
+		if [ "$(log_count "$log_from" 'status=deferred')" -ne 0 ]; then
+			tail -n +"$log_from" "$TERN_LOG" | grep -E 'status=deferred' | head -n 10 >&2
+			die "$label: tern deferred deliveries to smtp-sink ($(queued_messages) messages still queued)"
+		fi
 		tail -n 30 "$TERN_LOG" >&2
 		die "$label: the queue was not empty ${RUN_TIMEOUT}s after the submission ($(queued_messages) messages left)"
 	fi
 	json=$(tail -n 1 "$out")
 	start=$(json_field "$json" start_ns)
 	last=$(json_field "$json" last_ns)
+	auth=$(json_field "$json" auth_seconds)
+	first=$(json_field "$json" first_ns)
 	SINK_TOTAL=$((SINK_TOTAL + n))
 	wait_sink_count "$SINK_TOTAL" || true
 	sleep 0.2	# a duplicate delivery would show up now
@@ -339,7 +348,8 @@ relay_run() {
 	e2e_s=$(secs "$start" "$t_empty")
 	drain_s=$(secs "$last" "$t_empty")
 	say "$(printf '%-7s %d messages: submitted in %ss (%d of them delivered by then),' \
-		"$label" "$n" "$sub_s" "$sink_sub") queue empty after ${e2e_s}s; smtp-sink got $got"
+		"$label" "$n" "$sub_s" "$sink_sub") queue empty after ${e2e_s}s; smtp-sink got $got;" \
+		"sessions authenticated within ${auth}s, first MAIL at $(secs "$start" "$first")s"
 	[ "$label" = warmup ] && return 0
 	RESULTS+=("$mode|$n|$sub_s|$(rate "$n" "$sub_s")|$drain_s|$e2e_s|$(rate "$n" "$e2e_s")|$sink_sub")
 }

@@ -18,10 +18,12 @@ and a body of --size bytes in 78-character lines. Every reply must be the expect
 (220, 250, 235, 354, 250); anything else, a timeout or a closed connection is a failure.
 
 Prints one line of JSON:
-  {"messages": N, "sessions": S, "start_ns": T0, "last_ns": T1, "seconds": S, "auth_seconds": A}
+  {"messages": N, "sessions": S, "start_ns": T0, "first_ns": TM, "last_ns": T1, "seconds": S,
+   "auth_seconds": A}
 where start_ns is the wall clock (CLOCK_REALTIME, as `date +%s%N`) just before the first
-connection, last_ns just after the last message's 250, seconds = (last_ns - start_ns) / 1e9,
-and auth_seconds the longest time a session took from connect to 235 (AUTH done).
+connection, first_ns when the first MAIL FROM was written, last_ns just after the last
+message's 250, seconds = (last_ns - start_ns) / 1e9, and auth_seconds the longest time a
+session took from connect to 235 (AUTH done).
 
 Exit status 0 on success; 1 with a message on stderr on any error.
 """
@@ -76,6 +78,7 @@ class Shared:
         self.total = total
         self.next = 0	# next message number to hand out
         self.done = 0
+        self.first_ns = 0	# the first MAIL FROM written
         self.last_ns = 0
         self.max_auth = 0.0
 
@@ -114,6 +117,8 @@ async def session(args, shared, body, ctx, sid):
                     f"Subject: relay bench {seq}\r\n"
                     f"Message-ID: <{args.tag}.{seq}@bench-client.example.org>\r\n"
                     f"X-Bench-Seq: {seq}\r\n\r\n").encode()
+            if not shared.first_ns:
+                shared.first_ns = time.time_ns()
             writer.write(envelope)
             await expect(reader, 250, f"message {seq}: MAIL FROM", to)
             await expect(reader, 250, f"message {seq}: RCPT TO", to)
@@ -156,6 +161,7 @@ async def run(args):
         "messages": shared.done,
         "sessions": args.sessions,
         "start_ns": start_ns,
+        "first_ns": shared.first_ns,
         "last_ns": shared.last_ns,
         "seconds": round((shared.last_ns - start_ns) / 1e9, 3),
         "auth_seconds": round(shared.max_auth, 3),

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xmalloc.h"
+#include "mime/downgrade.h"
 #include "queue/dns.h"
 #include "queue/dsn.h"
 #include "queue/queue.h"
@@ -75,6 +78,7 @@ struct delivery {
 	char *ret;		/* RET= and ENVID= of the message */
 	char *envid;
 	int fd;
+	int fd7;		/* the 7-bit form made for a server without 8BITMIME, or -1 */
 	bool body_8bit;
 	struct dns_host *hosts;
 	size_t n_hosts, hi, ai;
@@ -164,6 +168,8 @@ static void delivery_free(struct delivery *d)
 		smtp_client_quit(&d->client);
 	if (d->fd >= 0)
 		close(d->fd);
+	if (d->fd7 >= 0)
+		close(d->fd7);
 	for (size_t i = 0; i < d->n; i++) {
 		free(d->addrs[i]);
 		free(d->notify[i]);
@@ -491,9 +497,55 @@ static void on_connected(struct smtp_client *c, const struct smtp_client_reply *
 	delivery_send(d);
 }
 
+/* downgrade - a 7-bit copy of the message in an unlinked file (RFC 6152 §3) for a server
+ * without 8BITMIME; -1 when it cannot be made (8-bit headers): the client then refuses
+ * and the recipients bounce with 5.6.3 */
+static int downgrade(struct delivery *d)
+{
+	struct stat st;
+	if (fstat(d->fd, &st) < 0 || (uint64_t)st.st_size < d->body_offset + d->size)
+		return -1;
+	void *map = d->size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, d->fd, 0)
+			    : NULL;
+	if (d->size && map == MAP_FAILED)
+		return -1;
+	char *path = xasprintf("%s/queue/%s.7bit", d->r->spool_dir, d->qid);
+	int out = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out >= 0)
+		unlink(path);	/* a scratch copy: nothing to clean up after a crash */
+	free(path);
+	int r = out < 0 ? -1
+			: mime_downgrade_7bit(map ? (const char *)map + d->body_offset : "",
+					      (size_t)d->size, out);
+	if (map != NULL)
+		munmap(map, (size_t)st.st_size);
+	if (r != 0) {
+		if (out >= 0)
+			close(out);
+		return -1;
+	}
+	log_info("%s: converted to 7 bit for %s (no 8BITMIME)", d->qid, d->relay);
+	return out;
+}
+
 /* delivery_send - the transaction on a connected (new or reused) client */
 static void delivery_send(struct delivery *d)
 {
+	int fd = d->fd;
+	off_t offset = (off_t)d->body_offset;
+	uint64_t size = d->size;
+	bool eight = d->body_8bit;
+	if (eight && !smtp_client_extensions(d->client)->eightbitmime) {
+		if (d->fd7 < 0)
+			d->fd7 = downgrade(d);
+		struct stat st;
+		if (d->fd7 >= 0 && fstat(d->fd7, &st) == 0) {
+			fd = d->fd7;
+			offset = 0;
+			size = (uint64_t)st.st_size;
+			eight = false;
+		}
+	}
 	struct smtp_client_rcpt *rc = xcalloc(d->n, sizeof(*rc));
 	for (size_t i = 0; i < d->n; i++) {
 		rc[i].address = d->addrs[i];
@@ -506,10 +558,10 @@ static void delivery_send(struct delivery *d)
 		.dsn_envid = d->envid,
 		.rcpts = rc,
 		.n_rcpts = d->n,
-		.body_8bit = d->body_8bit,
-		.fd = d->fd,
-		.offset = (off_t)d->body_offset,
-		.size = d->size,
+		.body_8bit = eight,
+		.fd = fd,
+		.offset = offset,
+		.size = size,
 	};
 	int sent = smtp_client_send(d->client, &txn, on_sent, d);
 	free(rc);
@@ -708,6 +760,7 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 		d = xcalloc(1, sizeof(*d));
 		d->r = r;
 		d->fd = -1;
+		d->fd7 = -1;
 		d->qid = xstrdup(due->qid);
 		d->sender = xstrdup(due->sender);
 		d->domain = domain;

@@ -61,6 +61,7 @@ ADDR = {
     "crash": "127.0.0.16",     # crash.test: the sender killed with SIGKILL
     "expiry": "127.0.0.17",    # expiry.test: a sender with a short max_queue_lifetime
     "warner": "127.0.0.18",    # warner.test: a sender with delay_warning_time set
+    "seven": "127.0.0.19",     # seven.test: fake peer without 8BITMIME
 }
 
 ZONE = [
@@ -84,7 +85,7 @@ ZONE = [
     # nowhere.test: no record at all -> NXDOMAIN (local=/test/)
 ]
 for _name in ("sink", "later", "patient", "garbage", "hangup", "rcptclose", "data451",
-              "data550", "multiline", "crash", "expiry", "warner"):
+              "data550", "multiline", "crash", "expiry", "warner", "seven"):
     ZONE.append(f"mx-host={_name}.test,mx.{_name}.test,10")
     ZONE.append(f"host-record=mx.{_name}.test,{ADDR[_name]}")
 
@@ -546,6 +547,7 @@ class FakeSMTP:
     data451    451 4.3.0 to DATA
     data550    550 5.7.1 to DATA
     multiline  multi-line replies everywhere; RCPT of reject@... gets a multi-line 550
+    seven      a normal sink that does not offer 8BITMIME (the sender must downgrade)
     """
 
     def __init__(self, net, addr, port, mode, data_delay=0.0, name=None):
@@ -653,7 +655,9 @@ class FakeSMTP:
             cmd = line.decode("latin-1").rstrip("\r\n")
             verb = cmd.split(" ", 1)[0].upper()
             if verb == "EHLO":
-                ext = ["SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES"]
+                ext = ["SIZE 10485760", "ENHANCEDSTATUSCODES"]
+                if mode != "seven":
+                    ext.insert(1, "8BITMIME")
                 if ml:
                     ext += ["PIPELINING", "X-UNKNOWN-EXTENSION with args", "HELP"]
                 lines = [f"{self.hostname} greets you"] + ext
