@@ -163,6 +163,18 @@ count_files() {
 	echo "$n"
 }
 
+# first_files DIR N - the paths of the first N files of DIR (by name)
+first_files() {
+	local f n=0
+	shopt -s nullglob
+	for f in "$1"/*; do
+		[ "$n" -lt "$2" ] || break
+		printf '%s\n' "$f"
+		n=$((n + 1))
+	done
+	shopt -u nullglob
+}
+
 # wait_greeting PORT PREFIX TIMEOUT_S PID_TO_WATCH - poll until the port greets with PREFIX
 wait_greeting() {
 	local port=$1 want=$2 deadline=$(($(date +%s) + $3)) pid=$4 line quit=QUIT
@@ -349,17 +361,6 @@ say "tern: $MSGS messages delivered to $USER_ADDR over SMTP (smtp-source, 20 ses
 
 # the idle accounts' maildrops: the first IDLE_MSGS of the same files, hard-linked into new/
 # as tern's own delivery to several recipients does (opening indexes them)
-# first_files DIR N - the paths of the first N files of DIR (by name)
-first_files() {
-	local f n=0
-	shopt -s nullglob
-	for f in "$1"/*; do
-		[ "$n" -lt "$2" ] || break
-		printf '%s\n' "$f"
-		n=$((n + 1))
-	done
-	shopt -u nullglob
-}
 mapfile -t MSG_FILES < <(first_files "$TERN_MAIL/bench/new" "$IDLE_MSGS")
 while read -r u; do
 	d=$TERN_MAIL/${u%@*}
@@ -380,15 +381,14 @@ tern_check_log() {	# print any warning/error lines tern logged from line $1 on
 	return 0
 }
 
-log_from=$(($(wc -l <"$TERN_LOG") + 1))
 bench_server tern "$TERN_POP3"
 kill -0 "$TERN_PID" 2>/dev/null || die "tern master died during the runs"
 idle_warm "$TERN_POP3" || { cat "$TMP/idle-warm.out" >&2; die "tern: first login of the idle accounts failed"; }
 tern_mem() { mem_sum $(descendants "$TERN_PID"); }	# the workers and the queue runner
 idle_measure tern "$TERN_POP3" tern_mem tern_mem
-TERN_PROBLEMS=0
-tern_check_log "$log_from" || TERN_PROBLEMS=1
 stop_tern
+TERN_PROBLEMS=0
+tern_check_log 1 || TERN_PROBLEMS=1
 
 # --- Dovecot ----------------------------------------------------------------------------------
 DV_SKIP=""

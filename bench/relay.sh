@@ -362,7 +362,7 @@ for m in $MODES; do
 done
 kill -0 "$TERN_PID" 2>/dev/null || die "tern master died"
 stop_tern
-tern_check_log 1 >/dev/null 2>&1 || PROBLEMS=1
+tern_check_log 1 || PROBLEMS=1	# shutdown included
 
 # --- report -----------------------------------------------------------------------------------
 say ""

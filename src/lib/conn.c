@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -84,6 +86,9 @@ static void conn_setup_bev(struct conn *c)
 {
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, c->max_input);
+	/* the write callback fires once output falls to the low mark: a paused session
+	 * resumes while there is still data in flight, so the pipe never runs dry */
+	bufferevent_setwatermark(c->bev, EV_WRITE, c->closing ? 0 : CONN_OUTPUT_LOW, 0);
 	bufferevent_set_timeouts(c->bev, c->timeout.tv_sec ? &c->timeout : NULL,
 				 c->timeout.tv_sec ? &c->timeout : NULL);
 	bufferevent_enable(c->bev, c->paused || c->closing ? EV_WRITE : EV_READ | EV_WRITE);
@@ -94,6 +99,10 @@ struct conn *conn_new(struct event_base *base, int fd, const struct sockaddr *pe
 		      const struct conn_ops *ops, void *ctx)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
+	/* replies are written whole, often several in a row: never let the last small
+	 * segment wait for the peer's delayed ACK (Nagle) */
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->base = base;
 	c->ops = ops;
 	c->ctx = ctx;

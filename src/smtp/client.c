@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -575,6 +577,11 @@ struct smtp_client *smtp_client_connect(struct event_base *base, const struct so
 		snprintf(text, sizeof(text), "socket: %s", strerror(errno));
 		defer_setup_error(c, SMTP_CLIENT_TEMPFAIL, "4.3.0", text);
 		return c;
+	}
+	{
+		/* PIPELINING sends a burst of commands: no Nagle delay on the last one */
+		int one = 1;
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	if (opts->source != NULL && bind(c->fd, opts->source, opts->sourcelen) < 0) {
 		char text[128];
