@@ -608,7 +608,12 @@ static void delivery_try_next(struct delivery *d)
 		}
 		free(probe);
 	}
+	bool require_tls = false;
+	for (size_t i = 0; i < r->cfg->n_queue_require_tls; i++)
+		if (strcmp(r->cfg->queue_require_tls[i], d->domain) == 0)
+			require_tls = true;
 	struct smtp_client_opts opts = {
+		.require_tls = require_tls,
 		.helo_name = r->cfg->hostname,
 		.source = srclen ? (const struct sockaddr *)&src : NULL,
 		.sourcelen = srclen,

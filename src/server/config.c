@@ -221,6 +221,21 @@ static int set_queue(struct tern_config *c, const char *key, const char *value, 
 		{ "concurrency", OFF(queue_concurrency), 1, 1000 },
 		{ "concurrency_per_domain", OFF(queue_concurrency_per_domain), 1, 1000 },
 	};
+	if (!strcmp(key, "require_tls")) {
+		char *copy = xstrdup(value), *save = NULL;
+		for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+			if (!valid_domain(t)) {
+				*error_r = xasprintf("'%s' is not a domain name", t);
+				free(copy);
+				return -1;
+			}
+			c->queue_require_tls = xreallocarray(c->queue_require_tls,
+							     c->n_queue_require_tls + 1, sizeof(char *));
+			c->queue_require_tls[c->n_queue_require_tls++] = lower_dup(t);
+		}
+		free(copy);
+		return 0;
+	}
 	if (!strcmp(key, "source_ip")) {
 		struct sockaddr_storage ss;
 		socklen_t len;
@@ -442,6 +457,9 @@ void config_free(struct tern_config **cp)
 	free(c->tls_key);
 	free(c->dns_servers);
 	free(c->queue_source_ip);
+	for (size_t i = 0; i < c->n_queue_require_tls; i++)
+		free(c->queue_require_tls[i]);
+	free(c->queue_require_tls);
 	for (size_t i = 0; i < c->n_routes; i++) {
 		free(c->routes[i].domain);
 		free(c->routes[i].host);

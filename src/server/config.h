@@ -73,6 +73,8 @@ struct tern_config {
 	unsigned queue_concurrency;	/* deliveries in flight at once */
 	unsigned queue_concurrency_per_domain;
 	char *queue_source_ip;		/* NULL: let the kernel choose */
+	char **queue_require_tls;	/* domains whose mail must go over STARTTLS */
+	size_t n_queue_require_tls;
 	struct route *routes;
 	size_t n_routes;
 };
