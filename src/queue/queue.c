@@ -402,6 +402,29 @@ int queue_wake_listen(const char *spool_dir)
 	return fd;
 }
 
+int queue_begin(struct queue *q, char **error_r)
+{
+	if (exec_step(q->db, "BEGIN IMMEDIATE", "") < 0) {
+		*error_r = db_error(q->db, "begin");
+		return -1;
+	}
+	return 0;
+}
+
+int queue_commit(struct queue *q, char **error_r)
+{
+	if (exec_step(q->db, "COMMIT", "") < 0) {
+		*error_r = db_error(q->db, "commit");
+		return -1;
+	}
+	return 0;
+}
+
+void queue_rollback(struct queue *q)
+{
+	(void)exec_step(q->db, "ROLLBACK", "");
+}
+
 int queue_finish_orphans(struct queue *q, char **error_r)
 {
 	sqlite3_stmt *st;

@@ -79,6 +79,12 @@ int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const c
 int queue_rcpt_delay_warned(struct queue *q, int64_t rcpt_id, char **error_r);
 /* queue_msg_finish - when qid has no recipients left: remove its row and its file. */
 int queue_msg_finish(struct queue *q, const char *qid, char **error_r);
+/* queue_begin / queue_commit - group the runner's updates for one attempt into one
+ * transaction (one lock, one sync); queue_rollback on failure. 0 or -1. */
+int queue_begin(struct queue *q, char **error_r);
+int queue_commit(struct queue *q, char **error_r);
+void queue_rollback(struct queue *q);
+
 /* queue_finish_orphans - finish messages left without recipients (a crash between the last
  * recipient's removal and queue_msg_finish). Returns how many, or -1. */
 int queue_finish_orphans(struct queue *q, char **error_r);

@@ -378,7 +378,9 @@ static void log_attempt(const struct delivery *d, size_t i, const char *relay,
 		 log_sanitize(safe, sizeof(safe), text, strlen(text)));
 }
 
-/* delivery_finish - record every recipient's outcome; bounce what failed; next scan */
+/* delivery_finish - record every recipient's outcome; bounce what failed; next scan.
+ * Reports go out first and the queue is updated after, in one transaction: a crash in
+ * between repeats a report, it never loses one. */
 static void delivery_finish(struct delivery *d, const struct smtp_client_result *res,
 			    const char *fail_text, const char *fail_status, bool permanent)
 {
@@ -386,11 +388,13 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 	char *err = NULL;
 	struct failed_rcpt *failed = xcalloc(d->n, sizeof(*failed));
 	struct failed_rcpt *delayed = xcalloc(d->n, sizeof(*delayed));
+	bool *remove = xcalloc(d->n, sizeof(bool)), *warned = xcalloc(d->n, sizeof(bool));
+	char **defer_error = xcalloc(d->n, sizeof(char *));
 	size_t nf = 0, nd = 0;
-	bool warn_due = r->cfg->queue_delay_warning > 0 &&
-			now_minus(d->arrived) >= (int64_t)r->cfg->queue_delay_warning;
 	int64_t now = (int64_t)time(NULL);
 	bool expired = now - d->arrived >= (int64_t)r->cfg->queue_max_lifetime;
+	bool warn_due = r->cfg->queue_delay_warning > 0 &&
+			now_minus(d->arrived) >= (int64_t)r->cfg->queue_delay_warning;
 	for (size_t i = 0; i < d->n; i++) {
 		const char *text = fail_text;
 		char status[16];
@@ -409,18 +413,12 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		}
 		if (ok) {
 			log_attempt(d, i, d->relay, status, "sent", text);
-			if (queue_rcpt_remove(r->q, d->ids[i], &err) < 0)
-				goto dberr;
+			remove[i] = true;
 			continue;
 		}
 		if (!perm && !expired) {
 			log_attempt(d, i, d->relay[0] ? d->relay : "none", status, "deferred", text);
-			char *e = xasprintf("%s (%s)", status, text);
-			int rc = queue_rcpt_defer(r->q, d->ids[i], retry_at(r, d->attempts[i] + 1), e,
-						  &err);
-			free(e);
-			if (rc < 0)
-				goto dberr;
+			defer_error[i] = xasprintf("%s (%s)", status, text);
 			if (warn_due && !d->delay_warned[i] && wants_delay_notice(d->notify[i])) {
 				/* tell the sender once that we are still trying */
 				delayed[nd].address = xstrdup(d->addrs[i]);
@@ -430,18 +428,16 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 				delayed[nd].remote_mta = d->relay[0] ? xstrndup(d->relay, strcspn(d->relay, "["))
 								     : NULL;
 				nd++;
-				if (queue_rcpt_delay_warned(r->q, d->ids[i], &err) < 0)
-					goto dberr;
+				warned[i] = true;
 			}
 			continue;
 		}
 		if (!perm)
 			snprintf(status, sizeof(status), "4.4.7");	/* expired */
 		log_attempt(d, i, d->relay[0] ? d->relay : "none", status, "bounced", text);
+		remove[i] = true;
 		if (!wants_failure_notice(d->notify[i])) {
 			log_info("%s: to=<%s>: no bounce (NOTIFY=%s)", d->qid, d->addrs[i], d->notify[i]);
-			if (queue_rcpt_remove(r->q, d->ids[i], &err) < 0)
-				goto dberr;
 			continue;
 		}
 		failed[nf].address = xstrdup(d->addrs[i]);
@@ -450,13 +446,32 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		failed[nf].diagnostic = xstrdup(text);
 		failed[nf].remote_mta = d->relay[0] ? xstrndup(d->relay, strcspn(d->relay, "[")) : NULL;
 		nf++;
-		if (queue_rcpt_remove(r->q, d->ids[i], &err) < 0)
-			goto dberr;
 	}
 	if (nf > 0)
 		bounce_deliver(r, d, failed, nf, false);
 	if (nd > 0)
 		bounce_deliver(r, d, delayed, nd, true);
+	/* one transaction for the whole attempt: one lock and one sync, not one per row */
+	if (queue_begin(r->q, &err) < 0)
+		goto dberr;
+	for (size_t i = 0; i < d->n; i++) {
+		int rc = 0;
+		if (remove[i])
+			rc = queue_rcpt_remove(r->q, d->ids[i], &err);
+		else if (defer_error[i] != NULL)
+			rc = queue_rcpt_defer(r->q, d->ids[i], retry_at(r, d->attempts[i] + 1),
+					      defer_error[i], &err);
+		if (rc == 0 && warned[i])
+			rc = queue_rcpt_delay_warned(r->q, d->ids[i], &err);
+		if (rc < 0) {
+			queue_rollback(r->q);
+			goto dberr;
+		}
+	}
+	if (queue_commit(r->q, &err) < 0) {
+		queue_rollback(r->q);
+		goto dberr;
+	}
 	if (queue_msg_finish(r->q, d->qid, &err) < 0)
 		goto dberr;
 	goto out;
@@ -464,6 +479,11 @@ dberr:
 	log_warnx("%s: %s", d->qid, err ? err : "queue database error");
 	free(err);
 out:
+	for (size_t i = 0; i < d->n; i++)
+		free(defer_error[i]);
+	free(defer_error);
+	free(remove);
+	free(warned);
 	failed_free(failed, nf);
 	failed_free(delayed, nd);
 	delivery_free(d);
