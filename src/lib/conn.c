@@ -13,6 +13,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "lib/connlimit.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xmalloc.h"
@@ -28,6 +29,7 @@ struct conn {
 	struct timeval timeout;
 	size_t max_input;
 	bool tls;
+	bool counted;		/* holds a slot in connlimit */
 	bool paused;
 	bool waiting_drain;	/* paused until the peer reads our output */
 	bool closing;
@@ -95,7 +97,7 @@ static void conn_setup_bev(struct conn *c)
 }
 
 struct conn *conn_new(struct event_base *base, int fd, const struct sockaddr *peer,
-		      socklen_t peerlen, SSL_CTX *tls_ctx, size_t max_input,
+		      socklen_t peerlen, SSL_CTX *tls_ctx, size_t max_input, unsigned max_per_ip,
 		      const struct conn_ops *ops, void *ctx)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
@@ -111,6 +113,7 @@ struct conn *conn_new(struct event_base *base, int fd, const struct sockaddr *pe
 		peerlen = sizeof(c->peer);
 	memcpy(&c->peer, peer, peerlen);
 	net_ntop(peer, c->peer_ip, sizeof(c->peer_ip));
+	c->counted = connlimit_acquire(peer, max_per_ip);
 	if (tls_ctx != NULL) {
 		SSL *ssl = SSL_new(tls_ctx);
 		c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -132,6 +135,8 @@ void conn_free(struct conn **cp)
 	struct conn *c = *cp;
 	if (c == NULL)
 		return;
+	if (c->counted)
+		connlimit_release((const struct sockaddr *)&c->peer);
 	if (c->kick != NULL)
 		event_free(c->kick);
 	if (c->bev != NULL)
@@ -279,6 +284,11 @@ void conn_close_after_flush(struct conn *c)
 	bufferevent_enable(c->bev, EV_WRITE);
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	event_active(c->kick, 0, 0);
+}
+
+bool conn_over_ip_limit(const struct conn *c)
+{
+	return !c->counted;
 }
 
 const struct sockaddr *conn_peer(const struct conn *c)

@@ -22,10 +22,15 @@ struct conn_ops {
 };
 
 /* conn_new - wrap an accepted non-blocking socket (owned from now on). tls_ctx: implicit
- * TLS when non-NULL. max_input: the input buffer's high watermark (reading pauses there). */
+ * TLS when non-NULL. max_input: the input buffer's high watermark (reading pauses there).
+ * max_per_ip: the connection is counted against its client address (lib/connlimit) and
+ * uncounted by conn_free; conn_over_ip_limit tells when it was one too many. */
 struct conn *conn_new(struct event_base *base, int fd, const struct sockaddr *peer,
-		      socklen_t peerlen, SSL_CTX *tls_ctx, size_t max_input,
+		      socklen_t peerlen, SSL_CTX *tls_ctx, size_t max_input, unsigned max_per_ip,
 		      const struct conn_ops *ops, void *ctx);
+/* conn_over_ip_limit - true when the client already had max_per_ip connections: the
+ * session should answer its protocol's refusal and close. */
+bool conn_over_ip_limit(const struct conn *c);
 void conn_free(struct conn **c);
 
 struct evbuffer *conn_input(struct conn *c);

@@ -15,7 +15,6 @@
 #include "auth/throttle.h"
 #include "lib/buf.h"
 #include "lib/conn.h"
-#include "lib/connlimit.h"
 #include "lib/linereader.h"
 #include "lib/log.h"
 #include "lib/strnum.h"
@@ -62,7 +61,6 @@ struct pop3_session {
 	buf line;
 	unsigned bad_commands;
 	unsigned auth_failures;
-	bool holds_slot;
 
 	char *user;			/* USER given, not yet PASS */
 	struct sasl_state sasl;
@@ -769,8 +767,6 @@ static const struct conn_ops pop3_conn_ops = {
 static void session_end(struct pop3_session *s)
 {
 	log_info("%s: disconnect from %s", s->id, conn_peer_ip(s->conn));
-	if (s->holds_slot)
-		connlimit_release(conn_peer(s->conn));
 	if (s->sending_active && s->send.fd >= 0)
 		close(s->send.fd);
 	conn_free(&s->conn);
@@ -812,15 +808,15 @@ void pop3_session_start(struct pop3_server *srv, int fd, const struct sockaddr *
 	s->send.fd = -1;
 	snprintf(s->id, sizeof(s->id), "p%lx.%lu", (long)getpid(), ++counter);
 	SSL_CTX *implicit = role == ROLE_POP3S ? srv->tls : NULL;
-	s->conn = conn_new(srv->base, fd, peer, peerlen, implicit, POP3_MAX_INPUT, &pop3_conn_ops, s);
+	s->conn = conn_new(srv->base, fd, peer, peerlen, implicit, POP3_MAX_INPUT,
+			   srv->cfg->max_connections_per_ip, &pop3_conn_ops, s);
 	linereader_init(&s->lr, POP3_MAX_LINE);
 	buf_init(&s->line, 0);
 	LIST_INSERT_HEAD(&srv->sessions, s, link);
 	srv->n_sessions++;
 	log_info("%s: connect from %s role=%s", s->id, conn_peer_ip(s->conn),
 		 config_role_name(role));
-	s->holds_slot = connlimit_acquire(peer, srv->cfg->max_connections_per_ip);
-	if (!s->holds_slot) {
+	if (conn_over_ip_limit(s->conn)) {
 		close_with(s, "-ERR [SYS/TEMP] Too many connections from your address");
 		return;
 	}

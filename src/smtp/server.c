@@ -14,7 +14,6 @@
 #include "auth/throttle.h"
 #include "lib/buf.h"
 #include "lib/conn.h"
-#include "lib/connlimit.h"
 #include "lib/linereader.h"
 #include "lib/log.h"
 #include "lib/tls.h"
@@ -84,7 +83,6 @@ struct smtp_session {
 
 	struct sasl_state sasl;
 	bool sasl_active;
-	bool holds_slot;		/* counted in connlimit */
 	struct event *delay;		/* failed-login slowdown */
 };
 
@@ -1055,8 +1053,6 @@ static void session_end(struct smtp_session *s)
 {
 	log_info("%s: disconnect from %s", s->id, conn_peer_ip(s->conn));
 	txn_reset(s);
-	if (s->holds_slot)
-		connlimit_release(conn_peer(s->conn));
 	conn_free(&s->conn);
 	if (s->delay != NULL)
 		event_free(s->delay);
@@ -1093,15 +1089,15 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 	s->role = role;
 	snprintf(s->id, sizeof(s->id), "s%lx.%lu", (long)getpid(), ++counter);
 	SSL_CTX *implicit = role == ROLE_SUBMISSIONS ? srv->tls : NULL;
-	s->conn = conn_new(srv->base, fd, peer, peerlen, implicit, SMTP_MAX_INPUT, &smtp_conn_ops, s);
+	s->conn = conn_new(srv->base, fd, peer, peerlen, implicit, SMTP_MAX_INPUT,
+			   srv->cfg->max_connections_per_ip, &smtp_conn_ops, s);
 	linereader_init(&s->lr, srv->cfg->smtp_max_line);
 	buf_init(&s->line, 0);
 	LIST_INSERT_HEAD(&srv->sessions, s, link);
 	srv->n_sessions++;
 	log_info("%s: connect from %s role=%s", s->id, conn_peer_ip(s->conn),
 		 config_role_name(role));
-	s->holds_slot = connlimit_acquire(peer, srv->cfg->max_connections_per_ip);
-	if (!s->holds_slot) {
+	if (conn_over_ip_limit(s->conn)) {
 		log_info("%s: too many connections from %s", s->id, conn_peer_ip(s->conn));
 		close_with(s, "421 4.7.0 Too many connections from your address");
 		return;

@@ -109,22 +109,36 @@ void store_close(struct store **sp)
 
 /* ---- opened mailboxes -------------------------------------------------------------------- */
 
-int store_mailbox_open(struct store *s, const char *name, struct store_mailbox **mb_r,
-		       char **error_r)
+int store_mb_find(struct store *s, const char *name, char **norm_r, struct mbrow *r,
+		  char **error_r)
 {
 	char *norm;
 	if (store_name_normalize(name, &norm) < 0) {
 		store_set_error(error_r, "invalid mailbox name");
 		return STORE_INVALID;
 	}
-	struct mbrow r;
-	int k = idx_mb_lookup(s, norm, &r, error_r);
+	int k = idx_mb_lookup(s, norm, r, error_r);
 	if (k <= 0) {
 		if (k == 0)
 			store_set_error(error_r, "mailbox %s does not exist", norm);
 		free(norm);
 		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
 	}
+	if (norm_r != NULL)
+		*norm_r = norm;
+	else
+		free(norm);
+	return 0;
+}
+
+int store_mailbox_open(struct store *s, const char *name, struct store_mailbox **mb_r,
+		       char **error_r)
+{
+	char *norm;
+	struct mbrow r;
+	int k = store_mb_find(s, name, &norm, &r, error_r);
+	if (k < 0)
+		return k;
 	unsigned changes = 0;
 	int sr = idx_sync(s, r.id, &changes, error_r);
 	if (sr < 0) {
@@ -338,20 +352,10 @@ int store_lock_exclusive(struct store_mailbox *mb, char **error_r)
 int store_mailbox_status(struct store *s, const char *name, struct store_status *st_r,
 			 char **error_r)
 {
-	char *norm;
-	if (store_name_normalize(name, &norm) < 0) {
-		store_set_error(error_r, "invalid mailbox name");
-		return STORE_INVALID;
-	}
 	struct mbrow r;
-	int k = idx_mb_lookup(s, norm, &r, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s does not exist", norm);
-		free(norm);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
-	free(norm);
+	int k = store_mb_find(s, name, NULL, &r, error_r);
+	if (k < 0)
+		return k;
 	unsigned changes = 0;
 	int64_t id = r.id;
 	mbrow_free(&r);
@@ -463,24 +467,16 @@ out:
 int store_mailbox_delete(struct store *s, const char *name, char **error_r)
 {
 	char *norm = NULL;
-	if (store_name_normalize(name, &norm) < 0) {
-		store_set_error(error_r, "invalid mailbox name");
-		return STORE_INVALID;
-	}
+	struct mbrow row;
+	int k = store_mb_find(s, name, &norm, &row, error_r);
+	if (k < 0)
+		return k;
+	mbrow_free(&row);
 	if (strcmp(norm, "INBOX") == 0) {
 		free(norm);
 		store_set_error(error_r, "INBOX cannot be deleted");
 		return STORE_INVALID;
 	}
-	struct mbrow row;
-	int k = idx_mb_lookup(s, norm, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s does not exist", norm);
-		free(norm);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
-	mbrow_free(&row);
 	char *from = NULL, *trash = NULL;
 	int r = db_begin(s, false, error_r);
 	if (r < 0)

@@ -767,17 +767,9 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 	int r;
 	if (res_r != NULL)
 		memset(res_r, 0, sizeof(*res_r));
-	if (store_name_normalize(dest, &norm) < 0) {
-		store_set_error(error_r, "invalid mailbox name");
-		return STORE_INVALID;
-	}
-	int k = idx_mb_lookup(s, norm, &dst, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s does not exist", norm);
-		r = k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-		goto out;
-	}
+	int k = store_mb_find(s, dest, &norm, &dst, error_r);
+	if (k < 0)
+		return k;
 	k = idx_mb_by_id(s, mb->id, &src, error_r);
 	if (k <= 0) {
 		if (k == 0)
@@ -1001,20 +993,10 @@ struct store_append {
 int store_append_begin(struct store *s, const char *mailbox, struct store_append **ap_r,
 		       char **error_r)
 {
-	char *norm;
-	if (store_name_normalize(mailbox, &norm) < 0) {
-		store_set_error(error_r, "invalid mailbox name");
-		return STORE_INVALID;
-	}
 	struct mbrow row;
-	int k = idx_mb_lookup(s, norm, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s does not exist", norm);
-		free(norm);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
-	free(norm);
+	int k = store_mb_find(s, mailbox, NULL, &row, error_r);
+	if (k < 0)
+		return k;
 	struct store_append *ap = xcalloc(1, sizeof(*ap));
 	ap->s = s;
 	ap->id = row.id;

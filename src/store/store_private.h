@@ -164,6 +164,11 @@ int idx_finish_unlinks(struct store *s, int64_t id, char **error_r);
 /* idx_mb_lookup - the row of a normalized name, adopting a directory that has no row and
  * dropping a row whose directory has gone. 1, 0 (none), -1. */
 int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **error_r);
+/* store_mb_find - normalize name and find its mailbox row (idx_mb_lookup). 0 with *r (free
+ * with mbrow_free) and, when norm_r is not NULL, the normalized name (caller frees); else
+ * STORE_INVALID / STORE_NOTFOUND / STORE_ERROR with *error_r set. */
+int store_mb_find(struct store *s, const char *name, char **norm_r, struct mbrow *r,
+		  char **error_r);
 /* idx_mb_drop - delete a mailbox's rows (messages, pending unlinks); inside a transaction */
 int idx_mb_drop(struct store *s, int64_t id);
 
