@@ -16,7 +16,7 @@
 #include "auth/accounts.h"
 #include "lib/fs.h"
 #include "lib/xmalloc.h"
-#include "server/config.h"
+#include "config/config.h"
 
 #define PASSWORD_MAX 1024	/* longest line read as a password */
 

@@ -16,7 +16,7 @@
 #include "lib/fs.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
-#include "server/config.h"
+#include "config/config.h"
 #include "server/master.h"
 
 #define EX_USAGE 64

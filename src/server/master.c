@@ -22,7 +22,7 @@
 #include "lib/net.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
-#include "queue/runner.h"
+#include "outbound/runner.h"
 #include "queue/spool.h"
 #include "server/worker.h"
 

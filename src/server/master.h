@@ -3,7 +3,7 @@
  * reloads on SIGHUP, drains and exits on SIGTERM. */
 #ifndef TERN_MASTER_H
 #define TERN_MASTER_H
-#include "server/config.h"
+#include "config/config.h"
 
 /* master_run - run until SIGTERM/SIGINT; returns the exit status. dev_banner: printed once
  * ready (the development instance's how-to-connect text), or NULL. */

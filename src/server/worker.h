@@ -3,7 +3,7 @@
 #ifndef TERN_WORKER_H
 #define TERN_WORKER_H
 #include <openssl/ssl.h>
-#include "server/config.h"
+#include "config/config.h"
 
 /* worker_main - serve until SIGTERM (drain, bounded by shutdown_timeout); returns the exit
  * status. listen_fds[role] is -1 for roles not served. */

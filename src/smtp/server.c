@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "auth/recipient.h"
 #include "auth/sasl.h"
 #include "auth/throttle.h"
 #include "lib/buf.h"
@@ -520,11 +521,6 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	reply(s, "250 2.1.0 Ok");
 }
 
-static bool is_local_cb(void *ctx, const char *domain)
-{
-	return config_is_local_domain(ctx, domain);
-}
-
 static void cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	const struct tern_config *cfg = s->srv->cfg;
@@ -579,27 +575,19 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		log_info("%s: relay denied from=<%s> to=<%s> ip=%s", s->id, s->sender, addr,
 			 conn_peer_ip(s->conn));
 		reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
-	} else if (!local) {
-		addr_list_add(&s->remotes, addr, notify, orcpt);
-		goto accepted;
 	} else {
-		char **targets;
-		size_t n;
-		int r = accounts_resolve(s->srv->accounts, addr, is_local_cb, (void *)cfg, &targets,
-					 &n);
+		struct recipient_targets t;
+		int r = recipient_resolve(s->srv->accounts, cfg, addr, &t);
 		if (r < 0) {
 			reply(s, "451 4.3.0 Temporary lookup failure");
 		} else if (r == 0) {
 			reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", addr);
 		} else {
-			for (size_t i = 0; i < n; i++) {
-				const char *at = strrchr(targets[i], '@');
-				if (at != NULL && !config_is_local_domain(cfg, at + 1))
-					addr_list_add(&s->remotes, targets[i], notify, orcpt);
-				else
-					addr_list_add(&s->locals, targets[i], NULL, NULL);
-			}
-			accounts_targets_free(&targets);
+			for (size_t i = 0; i < t.n_remotes; i++)
+				addr_list_add(&s->remotes, t.remotes[i], notify, orcpt);
+			for (size_t i = 0; i < t.n_locals; i++)
+				addr_list_add(&s->locals, t.locals[i], NULL, NULL);
+			recipient_targets_free(&t);
 			goto accepted;
 		}
 	}

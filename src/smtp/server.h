@@ -10,7 +10,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
-#include "server/config.h"
+#include "config/config.h"
 
 struct accounts;
 struct queue;

@@ -1,7 +1,7 @@
 /* test_config - the config reader: good files, every kind of bad value, nasty bytes */
 #include <stdlib.h>
 
-#include "server/config.h"
+#include "config/config.h"
 #include "test.h"
 
 static const char good[] =

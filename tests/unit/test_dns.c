@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "queue/dns.h"
+#include "outbound/dns.h"
 #include "test.h"
 
 /* ---- dnsmasq as a child process ---------------------------------------------------------- */

@@ -13,7 +13,7 @@
 
 #include "lib/fs.h"
 #include "lib/xmalloc.h"
-#include "queue/dsn.h"
+#include "outbound/dsn.h"
 #include "test.h"
 
 #define T_ARRIVAL 1709280000	/* 2024-03-01 08:00:00 UTC */

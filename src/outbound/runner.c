@@ -1,6 +1,6 @@
 /* runner - the queue runner: picks due recipients, finds the next hop (routes or MX),
  * delivers with the SMTP client, records each outcome, retries with back-off, bounces */
-#include "queue/runner.h"
+#include "outbound/runner.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,12 +17,13 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "auth/recipient.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xmalloc.h"
 #include "mime/downgrade.h"
-#include "queue/dns.h"
-#include "queue/dsn.h"
+#include "outbound/dns.h"
+#include "outbound/dsn.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/client.h"
@@ -240,11 +241,6 @@ static bool wants_delay_notice(const char *notify)
 	return notify == NULL || strstr(notify, "DELAY") != NULL;
 }
 
-static bool is_local_cb(void *ctx, const char *domain)
-{
-	return config_is_local_domain(ctx, domain);
-}
-
 /* bounce_deliver - compose a DSN for the failed recipients and send it to the sender:
  * into local mailboxes, or queued with the null sender */
 static void bounce_deliver(struct runner *r, const struct delivery *d,
@@ -284,57 +280,33 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 	char *path = queue_file_path(r->q, qid);
 	int ofd = open(path, O_RDONLY | O_CLOEXEC);
 	free(path);
-	char *dom = domain_of(sender);
-	char **targets = NULL;
-	size_t nt = 0;
-	const char *one[1] = { sender };
-	bool local = config_is_local_domain(cfg, dom);
+	struct recipient_targets t = { 0 };
 	if (spool_open(r->spool_dir, "", &m, &err) < 0 || spool_flush(m) < 0 ||
 	    dsn_compose(m->fd, &rep, ofd, d->body_offset, d->size, &err) < 0 ||
 	    spool_adopt_size(m) < 0) {
 		log_warnx("%s: cannot compose a bounce: %s", qid, err ? err : "write error");
 		goto out;
 	}
-	if (local) {
-		int res = accounts_resolve(r->accounts, sender, is_local_cb, (void *)cfg, &targets,
-					   &nt);
-		if (res <= 0) {
-			log_warnx("%s: bounce to <%s>: no such local user; dropped", qid, sender);
-			goto out;
-		}
-	}
 	/* local: the resolved users (and any forwarding targets) get it; remote: queued
 	 * with the null sender so it can never bounce again */
-	const char **locals = xcalloc(nt + 1, sizeof(char *)), **remotes = xcalloc(nt + 1, sizeof(char *));
-	size_t nl = 0, nr = 0;
-	if (local) {
-		for (size_t i = 0; i < nt; i++) {
-			char *td = domain_of(targets[i]);
-			if (config_is_local_domain(cfg, td))
-				locals[nl++] = targets[i];
-			else
-				remotes[nr++] = targets[i];
-			free(td);
-		}
-	} else {
-		remotes[nr++] = one[0];
+	if (recipient_resolve(r->accounts, cfg, sender, &t) <= 0) {
+		log_warnx("%s: bounce to <%s>: no such local user; dropped", qid, sender);
+		goto out;
 	}
-	if (spool_deliver(m, cfg->data_dir, cfg->hostname, locals, nl, r->q, "", remotes, nr,
-			  NULL, &err) < 0)
+	if (spool_deliver(m, cfg->data_dir, cfg->hostname, (const char *const *)t.locals,
+			  t.n_locals, r->q, "", (const char *const *)t.remotes, t.n_remotes, NULL,
+			  &err) < 0)
 		log_warnx("%s: cannot deliver the bounce: %s", qid, err ? err : "?");
 	else
 		log_info("%s: sender %s notification: %s", qid, delayed ? "delay" : "non-delivery",
 			 m->qid);
-	free(locals);
-	free(remotes);
 out:
 	if (m != NULL && m->path != NULL)
 		spool_abort(&m);
 	else
 		spool_close(&m);
 	free(err);
-	free(dom);
-	accounts_targets_free(&targets);
+	recipient_targets_free(&t);
 	if (ofd >= 0)
 		close(ofd);
 	free(envid);

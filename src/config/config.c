@@ -1,5 +1,5 @@
 /* config - the tern configuration: keys, defaults, validation */
-#include "server/config.h"
+#include "config/config.h"
 
 #include <ctype.h>
 #include <errno.h>

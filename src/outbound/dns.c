@@ -6,7 +6,7 @@
  * callback is scheduled through an event made active, never called directly: c-ares may call
  * our query callbacks from inside ares_query() or ares_process_fd(), and the user's callback
  * must be free to start lookups or free the resolver. */
-#include "queue/dns.h"
+#include "outbound/dns.h"
 
 #include <ares.h>
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
 /* dsn - compose delivery status notifications (RFC 3464, RFC 3461, RFC 3463) */
-#include "queue/dsn.h"
+#include "outbound/dsn.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,0 +1,57 @@
+/* recipient - local/alias/remote routing of one address (see recipient.h) */
+#include "auth/recipient.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/accounts.h"
+#include "config/config.h"
+#include "lib/xmalloc.h"
+
+bool recipient_is_local(const struct tern_config *cfg, const char *address)
+{
+	const char *at = strrchr(address, '@');
+	return at != NULL && config_is_local_domain(cfg, at + 1);
+}
+
+static bool domain_is_local(void *ctx, const char *domain)
+{
+	return config_is_local_domain(ctx, domain);
+}
+
+int recipient_resolve(struct accounts *a, const struct tern_config *cfg, const char *address,
+		      struct recipient_targets *t_r)
+{
+	memset(t_r, 0, sizeof(*t_r));
+	if (!recipient_is_local(cfg, address)) {
+		t_r->remotes = xcalloc(1, sizeof(char *));
+		t_r->remotes[t_r->n_remotes++] = xstrdup(address);
+		return 1;
+	}
+	char **targets;
+	size_t n;
+	int r = accounts_resolve(a, address, domain_is_local, (void *)cfg, &targets, &n);
+	if (r <= 0)
+		return r;
+	t_r->locals = xcalloc(n, sizeof(char *));
+	t_r->remotes = xcalloc(n, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		if (recipient_is_local(cfg, targets[i]))
+			t_r->locals[t_r->n_locals++] = xstrdup(targets[i]);
+		else
+			t_r->remotes[t_r->n_remotes++] = xstrdup(targets[i]);
+	}
+	accounts_targets_free(&targets);
+	return 1;
+}
+
+void recipient_targets_free(struct recipient_targets *t)
+{
+	for (size_t i = 0; i < t->n_locals; i++)
+		free(t->locals[i]);
+	for (size_t i = 0; i < t->n_remotes; i++)
+		free(t->remotes[i]);
+	free(t->locals);
+	free(t->remotes);
+	memset(t, 0, sizeof(*t));
+}
