@@ -4,7 +4,7 @@
 set -eu
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev
-openssl ca-certificates curl swaks fetchmail dnsmasq python3 python3-pytest python3-pytest-timeout"
+openssl ca-certificates curl swaks fetchmail dnsmasq dovecot-imapd python3 python3-pytest python3-pytest-timeout"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
