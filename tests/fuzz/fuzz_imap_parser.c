@@ -2,12 +2,15 @@
  * The input is fed to the command reader whole, one byte at a time, and split at a point
  * taken from its first byte, with small limits so that every limit is reached; the three
  * event traces (results, tags, argument shapes) must agree, and every argument must obey
- * the contract. The input also goes through imap_seqset_parse. Any disagreement aborts. */
+ * the contract. The input also goes through imap_seqset_parse, and through the modified
+ * UTF-7 decoder: what it accepts must encode back to the same bytes (canonical form), and
+ * what the encoder makes of valid UTF-8 must decode back. Any disagreement aborts. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "imap/mutf7.h"
 #include "imap/parser.h"
 #include "lib/buf.h"
 
@@ -159,6 +162,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				    set.ranges[i].first <= set.ranges[i].last);
 		imap_seqset_free(&set);
 	}
+	buf u, m;
+	buf_init(&u, 0);
+	buf_init(&m, 0);
+	if (imap_mutf7_to_utf8(s, &u) == 0) {
+		FUZZ_ASSERT(imap_utf8_to_mutf7(buf_cstr(&u), &m) == 0);
+		FUZZ_ASSERT(strcmp(buf_cstr(&m), s) == 0);
+	}
+	buf_reset(&u);
+	buf_reset(&m);
+	if (imap_utf8_to_mutf7(s, &m) == 0) {
+		FUZZ_ASSERT(imap_mutf7_to_utf8(buf_cstr(&m), &u) == 0);
+		FUZZ_ASSERT(strcmp(buf_cstr(&u), s) == 0);
+	}
+	buf_free(&u);
+	buf_free(&m);
 	free(s);
 	return 0;
 }
