@@ -4,7 +4,9 @@
  * event traces (results, tags, argument shapes) must agree, and every argument must obey
  * the contract. The input also goes through imap_seqset_parse, and through the modified
  * UTF-7 decoder: what it accepts must encode back to the same bytes (canonical form), and
- * what the encoder makes of valid UTF-8 must decode back. Any disagreement aborts. */
+ * what the encoder makes of valid UTF-8 must decode back. As a FETCH item it goes through
+ * imap_section_parse; a section it accepts must name and resolve within a sample message.
+ * Any disagreement aborts. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,8 @@
 
 #include "imap/mutf7.h"
 #include "imap/parser.h"
+#include "imap/section.h"
+#include "mime/tree.h"
 #include "lib/buf.h"
 
 #define FUZZ_ASSERT(cond)                                                               \
@@ -177,6 +181,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	buf_free(&u);
 	buf_free(&m);
+
+	static const char sample[] =
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b\r\n"
+		"Content-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\ntwo\r\n--b--\r\n";
+	struct imap_section sec;
+	if (imap_section_parse(s, &sec, &err) == 1) {
+		buf name;
+		buf_init(&name, 0);
+		FUZZ_ASSERT(imap_section_name(&sec, &name) == 0 && name.len > 0);
+		buf_free(&name);
+		struct mime_tree *t = mime_tree_parse(sample, sizeof(sample) - 1, NULL);
+		struct imap_section_range r;
+		imap_section_resolve(&sec, t, &r);
+		if (r.kind != IMAP_SECTION_EMPTY)
+			FUZZ_ASSERT(r.offset + r.size <= sizeof(sample) - 1);
+		uint64_t start, n;
+		imap_partial(&sec, r.size, &start, &n);
+		FUZZ_ASSERT(start + n <= r.size);
+		mime_tree_free(&t);
+		imap_section_free(&sec);
+	}
 	free(s);
 	return 0;
 }
