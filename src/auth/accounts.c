@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/dbschema.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -46,9 +47,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ALIAS_LIST] = "SELECT alias, targets FROM aliases ORDER BY alias",
 };
 
-static const char schema_sql[] =
+/* tern.db's schema versions (lib/dbschema): steps are never edited once released. Version
+ * 1 is the schema from before versioning, which such a database adopts as it is. */
+static const char *const schema_steps[] = {
 	"CREATE TABLE IF NOT EXISTS users (address TEXT PRIMARY KEY, hash TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS aliases (alias TEXT PRIMARY KEY, targets TEXT NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS aliases (alias TEXT PRIMARY KEY, targets TEXT NOT NULL);",
+};
 
 struct accounts {
 	sqlite3 *db;
@@ -96,15 +100,14 @@ int accounts_open(const char *path, struct accounts **accounts_r, char **error_r
 	/* several worker processes and the CLI use the file at once: wait for locks rather
 	 * than failing; WAL lets readers go on while one writes; FULL makes a commit durable */
 	sqlite3_busy_timeout(a->db, 5000);
-	if (sqlite3_exec(a->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
+	if (dbschema_wal(a->db, 5000) < 0 ||
 	    sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
 		*error_r = db_error(a, "cannot configure database");
 		goto fail;
 	}
-	if (sqlite3_exec(a->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
-		*error_r = db_error(a, "cannot create schema");
+	if (dbschema_migrate(a->db, a->path, schema_steps,
+			     sizeof(schema_steps) / sizeof(schema_steps[0]), error_r) < 0)
 		goto fail;
-	}
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(a->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 				       &a->stmt[i], NULL) != SQLITE_OK) {

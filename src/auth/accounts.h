@@ -8,8 +8,8 @@
 
 struct accounts;
 
-/* accounts_open - open (creating the schema if needed) the database at path.
- * Returns 0, or -1 with *error_r set (caller frees). */
+/* accounts_open - open the database at path, bringing its schema to this program's version
+ * (a newer database is refused). Returns 0, or -1 with *error_r set (caller frees). */
 int accounts_open(const char *path, struct accounts **accounts_r, char **error_r);
 void accounts_close(struct accounts **accounts);
 

@@ -18,8 +18,33 @@ int dbschema_version(sqlite3 *db);
  * new database at once do not both migrate), run steps[v] .. steps[n_steps-1] and set
  * user_version. A database newer than n_steps is an error (a newer tern wrote it). 0, or -1
  * with *error_r (caller frees; may be NULL) naming what failed. what names the database in
- * errors (e.g. "index.db"). */
+ * errors (e.g. "index.db"). A step that fails rolls back every step of this call. */
 int dbschema_migrate(sqlite3 *db, const char *what, const char *const *steps, size_t n_steps,
 		     char **error_r);
+
+/* dbschema_wal - PRAGMA journal_mode=WAL, for a connection's first use. Two connections
+ * that switch one new database at once can get SQLITE_BUSY without their busy handler being
+ * called (each holds a shared lock and wants an exclusive one: SQLite avoids the deadlock
+ * by failing one), so that is retried for up to timeout_ms. 0, or -1 with the SQLite error
+ * on db. */
+int dbschema_wal(sqlite3 *db, int timeout_ms);
+
+/* A step that SQL alone cannot write (SQLite has no ADD COLUMN IF NOT EXISTS): sql runs
+ * first, then fn, both inside the migration's transaction; either may be NULL. fn returns 0,
+ * or -1 with the SQLite error left on db for the message. */
+struct dbschema_step {
+	const char *sql;
+	int (*fn)(sqlite3 *db);
+};
+
+/* dbschema_migrate_steps - dbschema_migrate for steps that may run C code. */
+int dbschema_migrate_steps(sqlite3 *db, const char *what, const struct dbschema_step *steps,
+			   size_t n_steps, char **error_r);
+
+/* dbschema_add_column - ALTER TABLE table ADD COLUMN column decl unless table has that
+ * column already: for a first step that adopts databases whose pre-versioning code added
+ * columns one by one. table, column and decl are program constants (pasted into SQL).
+ * 0, or -1 with the SQLite error on db. */
+int dbschema_add_column(sqlite3 *db, const char *table, const char *column, const char *decl);
 
 #endif

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/dbschema.h"
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -22,8 +23,12 @@ struct queue {
 	char *dir;	/* spool/queue */
 };
 
-static const char queue_schema[] =
-	"PRAGMA journal_mode=WAL;"
+/* queue.db's schema versions (lib/dbschema): steps are never edited once released. */
+
+/* Version 1: the schema from before versioning, exactly: its CREATE ... IF NOT EXISTS, then
+ * the columns that code added later with ALTERs it let fail when they existed. A database
+ * from any earlier tern thus comes out the same as a new one. */
+static const char queue_schema_v1[] =
 	"CREATE TABLE IF NOT EXISTS messages("
 	" qid TEXT PRIMARY KEY, sender TEXT NOT NULL, size INTEGER NOT NULL,"
 	" body_offset INTEGER NOT NULL, arrived INTEGER NOT NULL);"
@@ -35,13 +40,33 @@ static const char queue_schema[] =
 	"CREATE INDEX IF NOT EXISTS recipients_due ON recipients(state, next_try);"
 	"CREATE INDEX IF NOT EXISTS recipients_qid ON recipients(qid);";
 
-/* Columns added after the first schema: ALTER fails harmlessly when they exist. */
-static const char *const queue_columns[] = {
-	"ALTER TABLE messages ADD COLUMN ret TEXT",
-	"ALTER TABLE messages ADD COLUMN envid TEXT",
-	"ALTER TABLE recipients ADD COLUMN notify TEXT",
-	"ALTER TABLE recipients ADD COLUMN orcpt TEXT",
-	"ALTER TABLE recipients ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0",
+/* queue_columns_v1 - the columns added by ALTER before versioning, where missing */
+static int queue_columns_v1(sqlite3 *db)
+{
+	static const char *const cols[][3] = {
+		{ "messages", "ret", "TEXT" },
+		{ "messages", "envid", "TEXT" },
+		{ "recipients", "notify", "TEXT" },
+		{ "recipients", "orcpt", "TEXT" },
+		{ "recipients", "delay_warned", "INTEGER NOT NULL DEFAULT 0" },
+	};
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+		if (dbschema_add_column(db, cols[i][0], cols[i][1], cols[i][2]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Version 2: the runner's queries select by next_try alone (WHERE next_try <= ?, and
+ * MIN(next_try) after every scan), which recipients_due (state first) cannot serve: both
+ * scanned every recipient. No query selects by state, so that index only cost writes. */
+static const char queue_schema_v2[] =
+	"CREATE INDEX recipients_next_try ON recipients(next_try);"
+	"DROP INDEX recipients_due;";
+
+static const struct dbschema_step queue_steps[] = {
+	{ queue_schema_v1, queue_columns_v1 },
+	{ queue_schema_v2, NULL },
 };
 
 static char *db_error(sqlite3 *db, const char *what)
@@ -66,14 +91,17 @@ int queue_open(const char *spool_dir, struct queue **queue_r, char **error_r)
 		goto fail;
 	}
 	sqlite3_busy_timeout(q->db, 10000);
-	if (sqlite3_exec(q->db, queue_schema, NULL, NULL, NULL) != SQLITE_OK ||
+	/* before the migration's transaction: journal_mode and foreign_keys do not change
+	 * inside one */
+	if (dbschema_wal(q->db, 10000) < 0 ||
 	    sqlite3_exec(q->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
 			 NULL) != SQLITE_OK) {
-		*error_r = db_error(q->db, "schema");
+		*error_r = db_error(q->db, "configure");
 		goto fail;
 	}
-	for (size_t i = 0; i < sizeof(queue_columns) / sizeof(queue_columns[0]); i++)
-		(void)sqlite3_exec(q->db, queue_columns[i], NULL, NULL, NULL);
+	if (dbschema_migrate_steps(q->db, "queue.db", queue_steps,
+				   sizeof(queue_steps) / sizeof(queue_steps[0]), error_r) < 0)
+		goto fail;
 	*queue_r = q;
 	return 0;
 fail:

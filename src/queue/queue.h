@@ -26,7 +26,8 @@ struct queue_msg_info {
 	size_t n_rcpts;
 };
 
-/* queue_open - open spool_dir/queue.db (creating spool_dir/queue/ and the schema). */
+/* queue_open - open spool_dir/queue.db, creating spool_dir/queue/ and bringing the schema
+ * to this program's version (a newer database is refused). 0 or -1 with *error_r. */
 int queue_open(const char *spool_dir, struct queue **queue_r, char **error_r);
 void queue_close(struct queue **queue);
 
