@@ -6,6 +6,8 @@
  * UTF-7 decoder: what it accepts must encode back to the same bytes (canonical form), and
  * what the encoder makes of valid UTF-8 must decode back. As a FETCH item it goes through
  * imap_section_parse; a section it accepts must name and resolve within a sample message.
+ * Every command read is also taken as a SEARCH program and, when valid, matched against
+ * the sample message.
  * Any disagreement aborts. */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 
 #include "imap/mutf7.h"
 #include "imap/parser.h"
+#include "imap/search.h"
 #include "imap/section.h"
 #include "mime/tree.h"
 #include "lib/buf.h"
@@ -28,6 +31,33 @@
 	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char sample[] =
+	"From: =?utf-8?q?J=C3=B6rg?= <j@x>\r\nDate: Mon, 1 Jan 2024 00:30:00 +0100\r\n"
+	"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+	"Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZQ==\r\n--b\r\n"
+	"Content-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\ntwo\r\n--b--\r\n";
+
+/* search_sample - the command's arguments as a SEARCH program, matched against sample */
+static void search_sample(const struct imap_command *c)
+{
+	struct imap_search_key *k;
+	const char *err;
+	if (imap_search_parse(c->args, c->n_args, &k, &err) < 0) {
+		FUZZ_ASSERT(err != NULL);
+		return;
+	}
+	struct mime_tree *t = mime_tree_parse(sample, sizeof(sample) - 1, NULL);
+	struct imap_search_msg m = { .seq = 1, .uid = 5, .keywords = "a b", .size = 10,
+				     .data = sample, .len = sizeof(sample) - 1, .tree = t };
+	uint32_t saved[] = { 5 };
+	struct imap_search_ctx ctx = { .max_seq = 3, .max_uid = 9, .saved_uids = saved,
+				       .n_saved = 1 };
+	(void)imap_search_match(k, &m, &ctx);
+	(void)imap_search_needs(k);
+	mime_tree_free(&t);
+	imap_search_free(&k);
+}
 
 static const struct imap_parser_limits fuzz_limits = {
 	.max_line = 200,
@@ -108,6 +138,8 @@ static void run(const uint8_t *data, size_t size, size_t step, buf *t)
 			buf_printf(t, "C %s %s ", c->tag, c->name);
 			trace_args(t, c->args, c->n_args, 0);
 			buf_putc(t, '\n');
+			if (step == 0)
+				search_sample(c);
 			imap_parser_reset(p);
 			break;
 		case IMAP_PARSE_CONTINUE:
@@ -182,9 +214,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_free(&u);
 	buf_free(&m);
 
-	static const char sample[] =
-		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n--b\r\n"
-		"Content-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\ntwo\r\n--b--\r\n";
 	struct imap_section sec;
 	if (imap_section_parse(s, &sec, &err) == 1) {
 		buf name;
