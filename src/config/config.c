@@ -17,6 +17,7 @@
 #include "lib/xmalloc.h"
 
 #define CONFIG_MAX_FILE (1024 * 1024)
+#define SMTP_MAX_INPUT (256 * 1024)	/* SMTP input buffered before reading pauses */
 
 static const char *const role_names[ROLE_COUNT] = {
 	"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps",
@@ -366,6 +367,17 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
 		*error_r = xasprintf("%s: [tls] cert and key go together", name);
 		return -1;
+	}
+	/* the limits of every session core, by protocol (IMAP: not served yet) */
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		struct session_limits *l = &c->session_limits[r];
+		bool pop3 = r == ROLE_POP3 || r == ROLE_POP3S;
+		l->max_line = pop3 ? c->pop3_max_line : c->smtp_max_line;
+		l->max_input = pop3 ? c->pop3_max_input : SMTP_MAX_INPUT;
+		l->timeout = pop3 ? c->pop3_timeout : c->smtp_timeout_command;
+		l->max_bad_commands = pop3 ? c->pop3_max_bad_commands : c->smtp_max_bad_commands;
+		l->max_per_ip = c->max_connections_per_ip;
+		l->plaintext_auth_loopback = c->allow_plaintext_auth_loopback;
 	}
 	return 0;
 }

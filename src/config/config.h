@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/session.h"
+
 enum listen_role {
 	ROLE_SMTP,
 	ROLE_SUBMISSION,
@@ -71,6 +73,7 @@ struct tern_config {
 	unsigned pop3_max_auth_failures;
 
 	struct listen_spec listen[ROLE_COUNT];
+	struct session_limits session_limits[ROLE_COUNT]; /* derived from the keys above */
 
 	char *tls_cert;			/* NULL: data_dir/tls/cert.pem, self-signed on first start */
 	char *tls_key;
