@@ -605,7 +605,7 @@ static void message_finish(struct smtp_session *s)
 		log_info("%s: message rejected: bare CR or LF", session_id(s->ss));
 		session_reply(s->ss,
 			      "550 5.6.0 Message contains bare CR or LF characters; lines must end "
-			 "with CRLF");
+			      "with CRLF");
 	} else if (s->dp.line_too_long) {
 		log_info("%s: message rejected: line over %zu octets", session_id(s->ss),
 			 s->srv->cfg->smtp_max_text_line);
@@ -790,7 +790,7 @@ static void cmd_help(void *ctx, const void *a)
 	struct smtp_session *s = ctx;
 	session_reply(s->ss,
 		      "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY "
-		 "HELP STARTTLS AUTH");
+		      "HELP STARTTLS AUTH");
 }
 
 static void cmd_helo_plain(void *ctx, const void *a)
