@@ -259,6 +259,7 @@ static void login_lookup(evutil_socket_t fd, short what, void *arg)
 		cache_key(p, l->user, l->password, l->key);
 	if (cache_hit(p, l->key, l->stored)) {
 		p->cache_hits++;
+		log_debug("%s: login user=%s answered from the cache", l->log_id, l->user);
 		login_finish(l, LOGIN_OK);
 		return;
 	}
