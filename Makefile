@@ -10,10 +10,10 @@ PKGS    := libevent libevent_openssl openssl libcares sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-truncation -Wvla
-CFLAGS_COMMON := -std=c17 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS)
+CFLAGS_COMMON := -std=c17 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -pthread
 CFLAGS_NORMAL := $(CFLAGS_COMMON) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 CFLAGS_ASAN   := $(CFLAGS_COMMON) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-LIBS    := $(PKG_LIBS) -lcrypt -lz
+LIBS    := $(PKG_LIBS) -lcrypt -lz -pthread
 
 SRC      := $(shell find src -name '*.c' | sort)
 LIBSRC   := $(filter-out src/cli/main.c,$(SRC))

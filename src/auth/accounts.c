@@ -480,25 +480,36 @@ int accounts_alias_list(struct accounts *a,
 	return list_rows(a, ST_ALIAS_LIST, cb, ctx);
 }
 
-/* accounts_verify - always run exactly one yescrypt computation, against the user's hash or
- * the dummy one, and compare in constant time. */
-int accounts_verify(struct accounts *a, const char *address, const char *password)
+int accounts_password_hash(struct accounts *a, const char *address, char **hash_r)
 {
-	char *addr = addr_lower(address), *stored = NULL;
-	int found = text_lookup(a, ST_USER_HASH, addr, &stored);
+	char *addr = addr_lower(address);
+	int r = text_lookup(a, ST_USER_HASH, addr, hash_r);
 	free(addr);
-	if (found < 0)
-		return -1;
+	return r;
+}
 
+/* accounts_hash_check - exactly one yescrypt computation, against the stored hash or the
+ * dummy one, and a constant-time compare. Touches nothing shared: safe in any thread. */
+bool accounts_hash_check(const char *password, const char *stored)
+{
 	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
 	const char *h = crypt_rn(password, stored != NULL ? stored : dummy_hash, cd,
 				 (int)sizeof(*cd));
 	/* crypt_rn returns NULL for a disabled hash ("!", "*") or an overlong password */
-	int ok = stored != NULL && h != NULL && h[0] != '*' && ct_equal(h, stored);
+	bool ok = stored != NULL && h != NULL && h[0] != '*' && ct_equal(h, stored);
 	explicit_bzero(cd, sizeof(*cd));
 	free(cd);
+	return ok;
+}
+
+int accounts_verify(struct accounts *a, const char *address, const char *password)
+{
+	char *stored = NULL;
+	if (accounts_password_hash(a, address, &stored) < 0)
+		return -1;
+	int ok = accounts_hash_check(password, stored) ? 1 : 0;
 	free(stored);
-	return ok ? 1 : 0;
+	return ok;
 }
 
 /* Resolution state: the addresses found so far and the aliases seen, each with a flag that

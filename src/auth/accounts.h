@@ -35,6 +35,13 @@ int accounts_alias_list(struct accounts *a,
 /* accounts_verify - 1 when password matches address's hash, 0 when not (or no such user:
  * a dummy hash is still computed so timing does not reveal which), -1 on a database error. */
 int accounts_verify(struct accounts *a, const char *address, const char *password);
+/* accounts_verify in two halves, so that the slow one can run off the event loop:
+ * accounts_password_hash - the stored hash of address (any case): 1 with *hash_r (caller
+ * frees), 0 when there is no such user (*hash_r NULL), -1 on a database error.
+ * accounts_hash_check - true when password matches stored; stored NULL (no such user) costs
+ * the same yescrypt computation against a dummy hash and is false. Thread-safe. */
+int accounts_password_hash(struct accounts *a, const char *address, char **hash_r);
+bool accounts_hash_check(const char *password, const char *stored);
 
 /* accounts_resolve - expand address through aliases (recursively, depth <= 8, loops cut)
  * into final addresses: local users and/or foreign addresses. is_local(domain) says which

@@ -39,6 +39,8 @@ struct throttle_slot {
 static struct throttle_slot *throttle_table;	/* NULL: throttling off (tests, CLI) */
 static uint64_t throttle_key[2];		/* SipHash key, inherited by the workers */
 static time_t (*throttle_clock)(void);
+static uint32_t throttle_free_user = THROTTLE_FREE_USER;
+static uint32_t throttle_free_ip = THROTTLE_FREE_IP;
 
 /* throttle_now - seconds on the monotonic clock (immune to wall clock steps), or the test
  * clock. */
@@ -49,6 +51,12 @@ static int64_t throttle_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec;
+}
+
+void throttle_set_allowance(unsigned free_user, unsigned free_ip)
+{
+	throttle_free_user = free_user;
+	throttle_free_ip = free_ip;
 }
 
 void throttle_set_clock(time_t (*now)(void))
@@ -217,9 +225,9 @@ unsigned throttle_delay_ms(const struct sockaddr *ip, const char *user)
 	if (throttle_table == NULL)
 		return 0;
 	int64_t now = throttle_now();
-	unsigned d = key_delay(key_hash(ip, NULL), THROTTLE_FREE_IP, now);
+	unsigned d = key_delay(key_hash(ip, NULL), throttle_free_ip, now);
 	if (user != NULL) {
-		unsigned du = key_delay(key_hash(ip, user), THROTTLE_FREE_USER, now);
+		unsigned du = key_delay(key_hash(ip, user), throttle_free_user, now);
 		if (du > d)
 			d = du;
 	}

@@ -8,6 +8,9 @@
 
 /* throttle_init - create the shared table; call once in the master before fork. 0 or -1. */
 int throttle_init(void);
+/* throttle_set_allowance - failures without delay for one (IP, account) and for one IP over
+ * all accounts (defaults 2 and 10); call in the master before fork, like throttle_init. */
+void throttle_set_allowance(unsigned free_user, unsigned free_ip);
 /* throttle_delay_ms - how long to wait before answering a login attempt from ip for user. */
 unsigned throttle_delay_ms(const struct sockaddr *ip, const char *user);
 /* throttle_failed - record a failed login; throttle_succeeded - clear the (ip, user) record. */

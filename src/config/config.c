@@ -17,6 +17,7 @@
 #include "lib/xmalloc.h"
 
 #define CONFIG_MAX_FILE (1024 * 1024)
+#define SMTP_MAX_INPUT (256 * 1024)	/* SMTP input buffered before reading pauses */
 
 static const char *const role_names[ROLE_COUNT] = {
 	"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps",
@@ -53,6 +54,16 @@ static const struct key_def top_keys[] = {
 	{ "shutdown_timeout", K_UINT, OFF(shutdown_timeout), 0, 3600 },
 	{ "received_show_auth", K_BOOL, OFF(received_show_auth), 0, 0 },
 	{ "allow_plaintext_auth_loopback", K_BOOL, OFF(allow_plaintext_auth_loopback), 0, 0 },
+	{ "login_free_failures", K_UINT, OFF(login_free_failures), 0, 1000000 },
+	{ "login_free_failures_ip", K_UINT, OFF(login_free_failures_ip), 0, 1000000 },
+	{ "login_threads", K_UINT, OFF(login_threads), 1, 16 },
+	{ "login_queue", K_UINT, OFF(login_queue), 1, 100000 },
+	{ "login_cache_ttl", K_UINT, OFF(login_cache_ttl), 0, 3600 },
+	{ "pop3_max_line", K_SIZE, OFF(pop3_max_line), 512, 65536 },
+	{ "pop3_max_input", K_SIZE, OFF(pop3_max_input), 4096, 1 << 24 },
+	{ "pop3_timeout", K_UINT, OFF(pop3_timeout), 600, 86400 },
+	{ "pop3_max_bad_commands", K_UINT, OFF(pop3_max_bad_commands), 1, 10000 },
+	{ "pop3_max_auth_failures", K_UINT, OFF(pop3_max_auth_failures), 1, 1000 },
 };
 
 static void config_defaults(struct tern_config *c)
@@ -74,6 +85,16 @@ static void config_defaults(struct tern_config *c)
 	c->smtp_timeout_command = 300;
 	c->smtp_timeout_data = 180;
 	c->shutdown_timeout = 30;
+	c->login_free_failures = 2;
+	c->login_free_failures_ip = 10;
+	c->login_threads = 2;
+	c->login_queue = 64;
+	c->login_cache_ttl = 60;
+	c->pop3_max_line = 4096;	/* RFC 2449: 255 for commands; SASL responses are longer */
+	c->pop3_max_input = 64 * 1024;
+	c->pop3_timeout = 600;		/* RFC 1939 §3: at least 10 minutes */
+	c->pop3_max_bad_commands = 20;
+	c->pop3_max_auth_failures = 3;
 	c->queue_mx_port = 25;
 	c->queue_retry_min = 300;
 	c->queue_retry_max = 4 * 3600;
@@ -339,9 +360,24 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 		*error_r = xasprintf("%s: domains is not set", name);
 		return -1;
 	}
+	if (c->pop3_max_input < c->pop3_max_line) {
+		*error_r = xasprintf("%s: pop3_max_input must be at least pop3_max_line", name);
+		return -1;
+	}
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
 		*error_r = xasprintf("%s: [tls] cert and key go together", name);
 		return -1;
+	}
+	/* the limits of every session core, by protocol (IMAP: not served yet) */
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		struct session_limits *l = &c->session_limits[r];
+		bool pop3 = r == ROLE_POP3 || r == ROLE_POP3S;
+		l->max_line = pop3 ? c->pop3_max_line : c->smtp_max_line;
+		l->max_input = pop3 ? c->pop3_max_input : SMTP_MAX_INPUT;
+		l->timeout = pop3 ? c->pop3_timeout : c->smtp_timeout_command;
+		l->max_bad_commands = pop3 ? c->pop3_max_bad_commands : c->smtp_max_bad_commands;
+		l->max_per_ip = c->max_connections_per_ip;
+		l->plaintext_auth_loopback = c->allow_plaintext_auth_loopback;
 	}
 	return 0;
 }

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/session.h"
+
 enum listen_role {
 	ROLE_SMTP,
 	ROLE_SUBMISSION,
@@ -57,8 +59,21 @@ struct tern_config {
 	unsigned shutdown_timeout;	/* seconds: SIGTERM waits this long for transactions */
 	bool received_show_auth;	/* name the authenticated user in Received: */
 	bool allow_plaintext_auth_loopback; /* AUTH without TLS from 127.0.0.0/8, ::1 */
+	unsigned login_free_failures;	/* failed logins per (IP, account) before delays */
+	unsigned login_free_failures_ip; /* ... and per IP over all accounts */
+	unsigned login_threads;		/* password-hashing threads per worker */
+	unsigned login_queue;		/* checks waiting for them before 4xx */
+	unsigned login_cache_ttl;	/* seconds a successful check is remembered; 0: off */
+
+	/* POP3 limits */
+	size_t pop3_max_line;		/* command line or SASL response, bytes incl. CRLF */
+	size_t pop3_max_input;		/* input buffered before reading pauses */
+	unsigned pop3_timeout;		/* seconds idle before autologout (RFC 1939: >= 600) */
+	unsigned pop3_max_bad_commands;
+	unsigned pop3_max_auth_failures;
 
 	struct listen_spec listen[ROLE_COUNT];
+	struct session_limits session_limits[ROLE_COUNT]; /* derived from the keys above */
 
 	char *tls_cert;			/* NULL: data_dir/tls/cert.pem, self-signed on first start */
 	char *tls_key;

@@ -11,33 +11,35 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "auth/login.h"
 #include "auth/sasl.h"
-#include "auth/throttle.h"
 #include "lib/buf.h"
 #include "lib/conn.h"
-#include "lib/linereader.h"
 #include "lib/log.h"
+#include "lib/session.h"
 #include "lib/strnum.h"
 #include "lib/xmalloc.h"
 #include "pop3/parser.h"
 #include "store/store.h"
 
-#define POP3_MAX_INPUT (64 * 1024)
-#define POP3_MAX_LINE 4096		/* commands (RFC 2449: 255) and SASL responses */
-#define POP3_TIMEOUT 600		/* RFC 1939 §3: at least 10 minutes */
-#define POP3_MAX_BAD 20
-#define POP3_MAX_AUTH_FAILURES 3
-#define POP3_SEND_CHUNK 16384
+#define POP3_SEND_CHUNK 16384		/* the limits are in the configuration (pop3_*) */
 
 enum pop3_state {
 	POP3_S_AUTHORIZATION,
 	POP3_S_AUTH_SASL,	/* reading SASL responses */
 	POP3_S_TRANSACTION,
-	POP3_S_CLOSING,
 };
 
-static const char *const pop3_state_names[] = { "authorization", "sasl", "transaction",
-						"closing" };
+static const char *const pop3_state_names[] = { "authorization", "sasl", "transaction" };
+
+static const struct session_texts pop3_texts = {
+	.bare_lf = "-ERR Line must end with CRLF",
+	.too_many_errors = "-ERR Too many errors, closing connection",
+	/* RFC 1939 §3: the autologout timer ends the session without UPDATE */
+	.timeout = "-ERR Autologout; idle for too long",
+	.too_many_connections = "-ERR [SYS/TEMP] Too many connections from your address",
+	.drain = "-ERR Server shutting down",
+};
 
 /* A message being streamed (RETR or TOP): file bytes -> CRLF, dot-stuffed. */
 struct pop3_send {
@@ -52,21 +54,15 @@ struct pop3_send {
 };
 
 struct pop3_session {
-	LIST_ENTRY(pop3_session) link;
+	struct session *ss;		/* the core: lines, replies, state, limits */
 	struct pop3_server *srv;
-	struct conn *conn;
-	enum pop3_state state;
-	char id[24];
-	struct linereader lr;
-	buf line;
-	unsigned bad_commands;
+	struct conn *conn;		/* session_conn(ss) */
 	unsigned auth_failures;
 
 	char *user;			/* USER given, not yet PASS */
 	struct sasl_state sasl;
 	bool sasl_active;
-	struct event *delay;
-	char *pending_user, *pending_pass;	/* credentials waiting out the delay */
+	struct login *login;		/* a password check in flight */
 
 	/* TRANSACTION */
 	char *account;
@@ -81,55 +77,6 @@ struct pop3_session {
 	struct pop3_send send;
 };
 
-static void session_end(struct pop3_session *s);
-
-static void reply(struct pop3_session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void reply(struct pop3_session *s, const char *fmt, ...)
-{
-	char line[600];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	line[n++] = '\r';
-	line[n++] = '\n';
-	conn_write(s->conn, line, (size_t)n);
-}
-
-static void set_state(struct pop3_session *s, enum pop3_state st)
-{
-	if (s->state != st)
-		log_debug("%s: state %s -> %s", s->id, pop3_state_names[s->state],
-			  pop3_state_names[st]);
-	s->state = st;
-}
-
-static void close_with(struct pop3_session *s, const char *text)
-{
-	reply(s, "%s", text);
-	set_state(s, POP3_S_CLOSING);
-	conn_close_after_flush(s->conn);
-}
-
-static bool bad_command(struct pop3_session *s)
-{
-	if (++s->bad_commands <= POP3_MAX_BAD)
-		return false;
-	close_with(s, "-ERR Too many errors, closing connection");
-	return true;
-}
-
-static bool auth_allowed(const struct pop3_session *s)
-{
-	return conn_is_tls(s->conn) ||
-	       (s->srv->cfg->allow_plaintext_auth_loopback && conn_peer_is_loopback(s->conn));
-}
-
 /* msg_arg - argument 0 as a message number; NULL and a reply sent when unusable */
 static struct store_msg *msg_arg(struct pop3_session *s, const struct pop3_command_line *c,
 				 size_t *index_r)
@@ -137,16 +84,16 @@ static struct store_msg *msg_arg(struct pop3_session *s, const struct pop3_comma
 	uint64_t n;
 	if (c->n_args > 1 + (strcmp(c->verb, "TOP") == 0) ||
 	    pop3_number_parse(c, 0, UINT32_MAX, &n) < 0) {
-		reply(s, "-ERR Invalid message number");
-		bad_command(s);
+		session_reply(s->ss, "-ERR Invalid message number");
+		session_bad_command(s->ss);
 		return NULL;
 	}
 	if (n == 0 || n > s->n_msgs) {
-		reply(s, "-ERR No such message");
+		session_reply(s->ss, "-ERR No such message");
 		return NULL;
 	}
 	if (s->deleted[n - 1]) {
-		reply(s, "-ERR Message %llu already deleted", (unsigned long long)n);
+		session_reply(s->ss, "-ERR Message %llu already deleted", (unsigned long long)n);
 		return NULL;
 	}
 	*index_r = (size_t)(n - 1);
@@ -163,26 +110,30 @@ static bool login_open(struct pop3_session *s, const char *account)
 	size_t n;
 	if (store_open(s->srv->cfg->data_dir, account, &s->store, &err) < 0 ||
 	    store_mailbox_open(s->store, "INBOX", &s->mb, &err) < 0) {
-		log_warnx("%s: %s: %s", s->id, account, err ? err : "cannot open mailbox");
+		log_warnx("%s: %s: %s", session_id(s->ss), account,
+			  err ? err : "cannot open mailbox");
 		free(err);
-		reply(s, "-ERR [SYS/TEMP] Cannot open the mailbox, try again later");
+		session_reply(s->ss, "-ERR [SYS/TEMP] Cannot open the mailbox, try again later");
 		goto fail;
 	}
 	int r = store_lock_exclusive(s->mb, &err);
 	if (r <= 0) {
 		if (r < 0) {
-			log_warnx("%s: %s: %s", s->id, account, err ? err : "lock failed");
+			log_warnx("%s: %s: %s", session_id(s->ss), account,
+				  err ? err : "lock failed");
 			free(err);
-			reply(s, "-ERR [SYS/TEMP] Cannot lock the mailbox, try again later");
+			session_reply(s->ss,
+				      "-ERR [SYS/TEMP] Cannot lock the mailbox, try again later");
 		} else {
-			reply(s, "-ERR [IN-USE] Mailbox is in use by another POP3 session");
+			session_reply(s->ss,
+				      "-ERR [IN-USE] Mailbox is in use by another POP3 session");
 		}
 		goto fail;
 	}
 	if (store_mailbox_messages(s->mb, &msgs, &n, &err) < 0) {
-		log_warnx("%s: %s: %s", s->id, account, err ? err : "listing failed");
+		log_warnx("%s: %s: %s", session_id(s->ss), account, err ? err : "listing failed");
 		free(err);
-		reply(s, "-ERR [SYS/TEMP] Cannot read the mailbox, try again later");
+		session_reply(s->ss, "-ERR [SYS/TEMP] Cannot read the mailbox, try again later");
 		goto fail;
 	}
 	/* Our own copy: the session works on the maildrop as it was at login. */
@@ -193,13 +144,14 @@ static bool login_open(struct pop3_session *s, const char *account)
 	s->n_msgs = n;
 	s->uidvalidity = store_mailbox_uidvalidity(s->mb);
 	s->account = xstrdup(account);
-	set_state(s, POP3_S_TRANSACTION);
+	session_set_state(s->ss, POP3_S_TRANSACTION);
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += s->msgs[i].size;
-	log_info("%s: login user=%s messages=%zu size=%llu", s->id, account, n,
+	log_info("%s: login user=%s messages=%zu size=%llu", session_id(s->ss), account, n,
 		 (unsigned long long)total);
-	reply(s, "+OK Logged in, %zu messages (%llu octets)", n, (unsigned long long)total);
+	session_reply(s->ss, "+OK Logged in, %zu messages (%llu octets)", n,
+		      (unsigned long long)total);
 	return true;
 fail:
 	store_mailbox_close(&s->mb);
@@ -207,106 +159,64 @@ fail:
 	return false;
 }
 
-/* login_check - verify credentials (after any failed-login delay) and open the maildrop */
-static void login_check(struct pop3_session *s, const char *user, const char *pass)
+/* login_done - the outcome of the password check (auth/login) */
+static void login_done(void *ctx, enum login_result r, const char *user)
 {
-	char lower[512];
-	if (strlen(user) >= sizeof(lower)) {
-		reply(s, "-ERR [AUTH] Authentication failed");
-		return;
+	struct pop3_session *s = ctx;
+	if (session_is_closing(s->ss))
+		return;		/* timed out meanwhile */
+	if (r == LOGIN_OK) {
+		login_open(s, user);
+	} else if (r == LOGIN_TEMPFAIL) {
+		session_reply(s->ss, "-ERR [SYS/TEMP] Authentication temporarily unavailable");
+	} else if (++s->auth_failures >= s->srv->cfg->pop3_max_auth_failures) {
+		session_close(s->ss, "-ERR [AUTH] Authentication failed; too many failures");
+	} else {
+		session_reply(s->ss, "-ERR [AUTH] Authentication failed");
 	}
-	snprintf(lower, sizeof(lower), "%s", user);
-	for (char *p = lower; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	int r = accounts_verify(s->srv->accounts, lower, pass);
-	if (r == 1) {
-		throttle_succeeded(conn_peer(s->conn), lower);
-		login_open(s, lower);
-		return;
-	}
-	if (r < 0) {
-		reply(s, "-ERR [SYS/TEMP] Authentication temporarily unavailable");
-		return;
-	}
-	char safe[128];
-	throttle_failed(conn_peer(s->conn), lower);
-	log_info("%s: authentication failed user=%s ip=%s", s->id,
-		 log_sanitize(safe, sizeof(safe), lower, strlen(lower)), conn_peer_ip(s->conn));
-	if (++s->auth_failures >= POP3_MAX_AUTH_FAILURES) {
-		close_with(s, "-ERR [AUTH] Authentication failed; too many failures");
-		return;
-	}
-	reply(s, "-ERR [AUTH] Authentication failed");
+	if (session_draining(s->ss) && session_state(s->ss) == POP3_S_AUTHORIZATION)
+		session_close(s->ss, "-ERR Server shutting down");
+	session_resume(s->ss);
 }
 
-static void wipe_pending(struct pop3_session *s)
-{
-	if (s->pending_pass != NULL) {
-		explicit_bzero(s->pending_pass, strlen(s->pending_pass));
-		free(s->pending_pass);
-		s->pending_pass = NULL;
-	}
-	free(s->pending_user);
-	s->pending_user = NULL;
-}
-
-static void login_delay_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct pop3_session *s = arg;
-	if (s->state == POP3_S_CLOSING)
-		return;
-	login_check(s, s->pending_user, s->pending_pass);
-	wipe_pending(s);
-	if (s->state != POP3_S_CLOSING)
-		conn_resume(s->conn);
-}
-
-/* login - slow down repeated failures without blocking the worker, then check */
+/* login - check the credentials off the loop (delay, hashing), then open the maildrop */
 static void login(struct pop3_session *s, const char *user, const char *pass)
 {
-	unsigned ms = throttle_delay_ms(conn_peer(s->conn), user);
-	if (ms == 0) {
-		login_check(s, user, pass);
-		return;
-	}
-	s->pending_user = xstrdup(user);
-	s->pending_pass = xstrdup(pass);
-	conn_pause(s->conn);
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	if (s->delay == NULL)
-		s->delay = evtimer_new(s->srv->base, login_delay_done, s);
-	evtimer_add(s->delay, &tv);
+	session_suspend(s->ss);
+	login_start(s->srv->login, conn_peer(s->conn), session_id(s->ss), user, pass, login_done, s,
+		    &s->login);
 }
 
 static bool require_tls_for_login(struct pop3_session *s)
 {
-	if (auth_allowed(s))
+	if (session_secure(s->ss))
 		return true;
-	reply(s, "-ERR [AUTH] Plaintext authentication disallowed without TLS; use STLS first");
+	session_reply(s->ss,
+		      "-ERR [AUTH] Plaintext authentication disallowed without TLS; use STLS first");
 	return false;
 }
 
-static void cmd_user(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_user(void *ctx, const void *a)
 {
-	if (!require_tls_for_login(s))
-		return;
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	if (c->rest == NULL || strlen(c->rest) > 255) {
-		reply(s, "-ERR Syntax: USER name");
-		bad_command(s);
+		session_reply(s->ss, "-ERR Syntax: USER name");
+		session_bad_command(s->ss);
 		return;
 	}
 	free(s->user);
 	s->user = xstrdup(c->rest);
-	reply(s, "+OK Send PASS");
+	session_reply(s->ss, "+OK Send PASS");
 }
 
-static void cmd_pass(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_pass(void *ctx, const void *a)
 {
-	if (!require_tls_for_login(s))
-		return;
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	if (s->user == NULL) {
-		reply(s, "-ERR Send USER first");
-		bad_command(s);
+		session_reply(s->ss, "-ERR Send USER first");
+		session_bad_command(s->ss);
 		return;
 	}
 	char *user = s->user;
@@ -320,40 +230,37 @@ static void sasl_stop(struct pop3_session *s)
 	if (s->sasl_active)
 		sasl_free(&s->sasl);
 	s->sasl_active = false;
-	if (s->state == POP3_S_AUTH_SASL)
-		set_state(s, POP3_S_AUTHORIZATION);
+	if (session_state(s->ss) == POP3_S_AUTH_SASL)
+		session_set_state(s->ss, POP3_S_AUTHORIZATION);
 }
 
 /* sasl_feed - one SASL response (NULL: no initial response) */
 static void sasl_feed(struct pop3_session *s, const char *response)
 {
-	const char *challenge, *err;
-	int r = sasl_step(&s->sasl, response, &challenge, &err);
+	const char *text;
+	int r = login_sasl_feed(s->srv->login, &s->sasl, response, conn_peer(s->conn),
+				session_id(s->ss), login_done, s, &s->login, &text);
 	if (r == 0) {
-		set_state(s, POP3_S_AUTH_SASL);
-		reply(s, "+ %s", challenge);
+		session_set_state(s->ss, POP3_S_AUTH_SASL);
+		session_reply(s->ss, "+ %s", text);
 		return;
 	}
-	if (r < 0) {
-		sasl_stop(s);
-		reply(s, r == -2 ? "-ERR Authentication cancelled" : "-ERR %s", err);
-		bad_command(s);
-		return;
-	}
-	char *user = xstrdup(s->sasl.authcid);
-	char *pass = xstrdup(s->sasl.password);
 	sasl_stop(s);
-	login(s, user, pass);
-	explicit_bzero(pass, strlen(pass));
-	free(pass);
-	free(user);
+	if (r == 1) {
+		session_suspend(s->ss);	/* until login_done */
+		return;
+	}
+	session_reply(s->ss, r == -2 ? "-ERR Authentication cancelled" : "-ERR %s", text);
+	session_bad_command(s->ss);
 }
 
-static void cmd_auth(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_auth(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	if (c->n_args == 0) {
 		/* the mechanism list many clients ask for (before RFC 5034) */
-		reply(s, "+OK\r\nPLAIN\r\nLOGIN\r\n.");
+		session_reply(s->ss, "+OK\r\nPLAIN\r\nLOGIN\r\n.");
 		return;
 	}
 	if (!require_tls_for_login(s))
@@ -364,8 +271,8 @@ static void cmd_auth(struct pop3_session *s, struct pop3_command_line *c)
 		 c->args[0]);
 	const char *ir = c->n_args == 2 ? c->args[1] : NULL;
 	if (c->n_args > 2 || c->args_len[0] >= sizeof(mech) || sasl_mech_parse(mech, &m) < 0) {
-		reply(s, "-ERR Unsupported authentication mechanism");
-		bad_command(s);
+		session_reply(s->ss, "-ERR Unsupported authentication mechanism");
+		session_bad_command(s->ss);
 		return;
 	}
 	sasl_begin(&s->sasl, m);
@@ -373,43 +280,41 @@ static void cmd_auth(struct pop3_session *s, struct pop3_command_line *c)
 	sasl_feed(s, ir);
 }
 
-static void cmd_capa(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_capa(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
 	conn_printf(s->conn, "+OK Capability list follows\r\nTOP\r\nUIDL\r\n");
 	/* USER and SASL only where they may be used: a client trusting CAPA must not send
 	 * a password in clear only to have it refused (RFC 2595 §4) */
-	if (auth_allowed(s))
+	if (session_secure(s->ss))
 		conn_printf(s->conn, "USER\r\nSASL PLAIN LOGIN\r\n");
 	conn_printf(s->conn, "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
-	if (!conn_is_tls(s->conn) && s->srv->tls != NULL && s->state != POP3_S_TRANSACTION)
+	if (!conn_is_tls(s->conn) && s->srv->tls != NULL &&
+	    session_state(s->ss) != POP3_S_TRANSACTION)
 		conn_printf(s->conn, "STLS\r\n");
 	conn_printf(s->conn, "IMPLEMENTATION Tern\r\n.\r\n");
 }
 
-static void cmd_stls(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_stls(void *ctx, const void *a)
 {
-	if (conn_is_tls(s->conn)) {
-		reply(s, "-ERR TLS already active");
-		bad_command(s);
-		return;
-	}
+	struct pop3_session *s = ctx;
 	if (s->srv->tls == NULL) {
-		reply(s, "-ERR TLS not available");
+		session_reply(s->ss, "-ERR TLS not available");
 		return;
 	}
-	reply(s, "+OK Begin TLS negotiation");
+	session_reply(s->ss, "+OK Begin TLS negotiation");
 	free(s->user);
 	s->user = NULL;
 	if (conn_starttls(s->conn, s->srv->tls) < 0) {
-		set_state(s, POP3_S_CLOSING);
-		conn_close_after_flush(s->conn);
+		session_close(s->ss, NULL);
 	}
 }
 
 /* ---- transaction -------------------------------------------------------------------- */
 
-static void cmd_stat(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_stat(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
 	size_t n = 0;
 	uint64_t total = 0;
 	for (size_t i = 0; i < s->n_msgs; i++) {
@@ -418,16 +323,18 @@ static void cmd_stat(struct pop3_session *s, struct pop3_command_line *c)
 			total += s->msgs[i].size;
 		}
 	}
-	reply(s, "+OK %zu %llu", n, (unsigned long long)total);
+	session_reply(s->ss, "+OK %zu %llu", n, (unsigned long long)total);
 }
 
-static void cmd_list(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_list(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	size_t i;
 	if (c->n_args > 0) {
 		struct store_msg *m = msg_arg(s, c, &i);
 		if (m != NULL)
-			reply(s, "+OK %zu %llu", i + 1, (unsigned long long)m->size);
+			session_reply(s->ss, "+OK %zu %llu", i + 1, (unsigned long long)m->size);
 		return;
 	}
 	conn_printf(s->conn, "+OK scan listing follows\r\n");
@@ -438,14 +345,16 @@ static void cmd_list(struct pop3_session *s, struct pop3_command_line *c)
 	conn_printf(s->conn, ".\r\n");
 }
 
-static void cmd_uidl(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_uidl(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	size_t i;
 	/* "<uidvalidity>.<uid>": stable across sessions, never reused (UIDs never are) */
 	if (c->n_args > 0) {
 		struct store_msg *m = msg_arg(s, c, &i);
 		if (m != NULL)
-			reply(s, "+OK %zu %u.%u", i + 1, s->uidvalidity, m->uid);
+			session_reply(s->ss, "+OK %zu %u.%u", i + 1, s->uidvalidity, m->uid);
 		return;
 	}
 	conn_printf(s->conn, "+OK unique-id listing follows\r\n");
@@ -456,24 +365,28 @@ static void cmd_uidl(struct pop3_session *s, struct pop3_command_line *c)
 	conn_printf(s->conn, ".\r\n");
 }
 
-static void cmd_dele(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_dele(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	size_t i;
 	if (msg_arg(s, c, &i) == NULL)
 		return;
 	s->deleted[i] = true;
-	reply(s, "+OK Message %zu deleted", i + 1);
+	session_reply(s->ss, "+OK Message %zu deleted", i + 1);
 }
 
-static void cmd_rset(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_rset(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
 	memset(s->deleted, 0, s->n_msgs * sizeof(bool));
-	reply(s, "+OK %zu messages", s->n_msgs);
+	session_reply(s->ss, "+OK %zu messages", s->n_msgs);
 }
 
-static void cmd_noop(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_noop(void *ctx, const void *a)
 {
-	reply(s, "+OK");
+	struct pop3_session *s = ctx;
+	session_reply(s->ss, "+OK");
 }
 
 /* send_pump - stream the message being sent until done or the output is full */
@@ -491,11 +404,11 @@ static void send_pump(struct pop3_session *s)
 		if (n < 0) {
 			/* never end a cut-short message with "." : the client would take it
 			 * for whole and might DELE it */
-			log_warn("%s: reading message", s->id);
+			log_warn("%s: reading message", session_id(s->ss));
 			close(x->fd);
 			x->fd = -1;
 			s->sending_active = false;
-			close_with(s, "-ERR [SYS/TEMP] Error reading the message");
+			session_close(s->ss, "-ERR [SYS/TEMP] Error reading the message");
 			return;
 		}
 		bool done = n == 0;
@@ -559,15 +472,16 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 	int fd;
 	bool crlf;
 	if (store_msg_open(s->mb, s->msgs[i].uid, &fd, &crlf, &err) < 0) {
-		log_warnx("%s: message %u: %s", s->id, s->msgs[i].uid, err ? err : "open failed");
+		log_warnx("%s: message %u: %s", session_id(s->ss), s->msgs[i].uid,
+			  err ? err : "open failed");
 		free(err);
-		reply(s, "-ERR [SYS/TEMP] Cannot read message %zu", i + 1);
+		session_reply(s->ss, "-ERR [SYS/TEMP] Cannot read message %zu", i + 1);
 		return;
 	}
 	if (top)
-		reply(s, "+OK");
+		session_reply(s->ss, "+OK");
 	else
-		reply(s, "+OK %llu octets", (unsigned long long)s->msgs[i].size);
+		session_reply(s->ss, "+OK %llu octets", (unsigned long long)s->msgs[i].size);
 	memset(&s->send, 0, sizeof(s->send));
 	s->send.fd = fd;
 	s->send.crlf = crlf;
@@ -576,38 +490,43 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 	s->send.header_line_empty = true;
 	s->send.body_lines = lines;
 	s->sending_active = true;
-	send_pump(s);
+	session_set_raw(s->ss, true);	/* pop3_on_raw streams it */
 }
 
-static void cmd_retr(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_retr(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	size_t i;
 	if (msg_arg(s, c, &i) != NULL)
 		send_start(s, i, false, 0);
 }
 
-static void cmd_top(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_top(void *ctx, const void *a)
 {
+	struct pop3_session *s = ctx;
+	const struct pop3_command_line *c = a;
 	size_t i;
 	uint64_t lines;
 	if (c->n_args != 2) {
-		reply(s, "-ERR Syntax: TOP msg n");
-		bad_command(s);
+		session_reply(s->ss, "-ERR Syntax: TOP msg n");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (pop3_number_parse(c, 1, UINT64_MAX / 2, &lines) < 0) {
-		reply(s, "-ERR Invalid line count");
-		bad_command(s);
+		session_reply(s->ss, "-ERR Invalid line count");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (msg_arg(s, c, &i) != NULL)
 		send_start(s, i, true, lines);
 }
 
-static void cmd_quit(struct pop3_session *s, struct pop3_command_line *c)
+static void cmd_quit(void *ctx, const void *a)
 {
-	if (s->state != POP3_S_TRANSACTION) {
-		close_with(s, "+OK Bye");
+	struct pop3_session *s = ctx;
+	if (session_state(s->ss) != POP3_S_TRANSACTION) {
+		session_close(s->ss, "+OK Bye");
 		return;
 	}
 	/* UPDATE state: only now do deletions take effect (RFC 1939 §6). */
@@ -618,225 +537,171 @@ static void cmd_quit(struct pop3_session *s, struct pop3_command_line *c)
 			uids[n++] = s->msgs[i].uid;
 	char *err = NULL;
 	if (n > 0 && store_expunge(s->mb, uids, n, &err) < 0) {
-		log_warnx("%s: expunge: %s", s->id, err ? err : "failed");
+		log_warnx("%s: expunge: %s", session_id(s->ss), err ? err : "failed");
 		free(err);
 		free(uids);
-		close_with(s, "-ERR [SYS/TEMP] Some deleted messages not removed");
+		session_close(s->ss, "-ERR [SYS/TEMP] Some deleted messages not removed");
 		return;
 	}
 	free(uids);
 	/* let the next session in now, not once the goodbye has drained */
 	store_mailbox_close(&s->mb);
-	log_info("%s: logout user=%s deleted=%zu", s->id, s->account, n);
+	log_info("%s: logout user=%s deleted=%zu", session_id(s->ss), s->account, n);
 	char text[96];
 	snprintf(text, sizeof(text), "+OK Tern POP3 server signing off (%zu messages deleted)", n);
-	close_with(s, text);
+	session_close(s->ss, text);
 }
 
-/* The command table: the dispatcher checks the state before a handler runs. */
-#define P_AUTHZ 0x01	/* allowed in AUTHORIZATION */
-#define P_TRANS 0x02	/* allowed in TRANSACTION */
-struct pop3_command {
-	const char *name;
-	void (*handler)(struct pop3_session *s, struct pop3_command_line *c);
-	unsigned flags;
+/* The command table: the dispatcher (lib/session) checks the flags before a handler runs
+ * and pop3_refuse answers a refusal. */
+#define C_AUTHZ SESSION_CMD_STATE(POP3_S_AUTHORIZATION)
+#define C_TRANS SESSION_CMD_STATE(POP3_S_TRANSACTION)
+static const struct session_command pop3_commands[] = {
+	{ "CAPA", cmd_capa, C_AUTHZ | C_TRANS },
+	{ "USER", cmd_user, C_AUTHZ | SESSION_CMD_NEEDS_TLS },
+	{ "PASS", cmd_pass, C_AUTHZ | SESSION_CMD_NEEDS_TLS },
+	{ "AUTH", cmd_auth, C_AUTHZ },	/* without arguments (a mechanism list) also in clear */
+	{ "STLS", cmd_stls, C_AUTHZ | SESSION_CMD_PRE_TLS },
+	{ "QUIT", cmd_quit, C_AUTHZ | C_TRANS },
+	{ "NOOP", cmd_noop, C_TRANS },
+	{ "STAT", cmd_stat, C_TRANS },
+	{ "LIST", cmd_list, C_TRANS },
+	{ "UIDL", cmd_uidl, C_TRANS },
+	{ "RETR", cmd_retr, C_TRANS },
+	{ "TOP", cmd_top, C_TRANS },
+	{ "DELE", cmd_dele, C_TRANS },
+	{ "RSET", cmd_rset, C_TRANS },
 };
 
-static const struct pop3_command pop3_commands[] = {
-	{ "CAPA", cmd_capa, P_AUTHZ | P_TRANS },
-	{ "USER", cmd_user, P_AUTHZ },
-	{ "PASS", cmd_pass, P_AUTHZ },
-	{ "AUTH", cmd_auth, P_AUTHZ },
-	{ "STLS", cmd_stls, P_AUTHZ },
-	{ "QUIT", cmd_quit, P_AUTHZ | P_TRANS },
-	{ "NOOP", cmd_noop, P_TRANS },
-	{ "STAT", cmd_stat, P_TRANS },
-	{ "LIST", cmd_list, P_TRANS },
-	{ "UIDL", cmd_uidl, P_TRANS },
-	{ "RETR", cmd_retr, P_TRANS },
-	{ "TOP", cmd_top, P_TRANS },
-	{ "DELE", cmd_dele, P_TRANS },
-	{ "RSET", cmd_rset, P_TRANS },
-};
-
-static void dispatch(struct pop3_session *s, char *line, size_t len)
+static void pop3_refuse(void *ctx, const struct session_command *c, enum session_refusal why)
 {
+	struct pop3_session *s = ctx;
+	switch (why) {
+	case SESSION_REFUSED_NEEDS_TLS:
+		require_tls_for_login(s);
+		return;
+	case SESSION_REFUSED_TLS_ACTIVE:
+		session_reply(s->ss, "-ERR TLS already active");
+		break;
+	default:
+		session_reply(s->ss, "-ERR %s not allowed in the %s state", c->name,
+			      pop3_state_names[session_state(s->ss)]);
+		break;
+	}
+	session_bad_command(s->ss);
+}
+
+/* pop3_admit - shutting down: a session that has not logged in goes now */
+static bool pop3_admit(void *ctx, const struct session_command *c)
+{
+	struct pop3_session *s = ctx;
+	if (session_draining(s->ss) && session_state(s->ss) != POP3_S_TRANSACTION &&
+	    (c->flags & C_AUTHZ)) {
+		session_close(s->ss, "-ERR Server shutting down");
+		return false;
+	}
+	return true;
+}
+
+static const struct session_dispatcher pop3_dispatcher = {
+	.commands = pop3_commands,
+	.n_commands = sizeof(pop3_commands) / sizeof(pop3_commands[0]),
+	.admit = pop3_admit,
+	.refuse = pop3_refuse,
+};
+
+/* pop3_on_line - a command line, or a SASL response while AUTH is in progress */
+static void pop3_on_line(void *ctx, char *line, size_t len)
+{
+	struct pop3_session *s = ctx;
+	if (line == NULL) {	/* too long: skipped */
+		if (session_state(s->ss) == POP3_S_AUTH_SASL)
+			sasl_stop(s);
+		session_reply(s->ss, "-ERR Line too long");
+		return;
+	}
+	if (session_state(s->ss) == POP3_S_AUTH_SASL) {
+		sasl_feed(s, line);
+		return;
+	}
 	struct pop3_command_line cl;
 	const char *err;
 	if (pop3_command_parse(line, len, &cl, &err) < 0) {
-		reply(s, "-ERR %s", err);
-		bad_command(s);
+		session_reply(s->ss, "-ERR %s", err);
+		session_bad_command(s->ss);
 		return;
 	}
-	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
-		const struct pop3_command *c = &pop3_commands[i];
-		if (strcmp(c->name, cl.verb) != 0)
-			continue;
-		unsigned need = s->state == POP3_S_TRANSACTION ? P_TRANS : P_AUTHZ;
-		if (!(c->flags & need)) {
-			reply(s, "-ERR %s not allowed in the %s state", c->name,
-			      pop3_state_names[s->state]);
-			bad_command(s);
-			return;
-		}
-		if (s->srv->draining && s->state != POP3_S_TRANSACTION) {
-			close_with(s, "-ERR Server shutting down");
-			return;
-		}
-		c->handler(s, &cl);
+	if (session_dispatch(s->ss, &pop3_dispatcher, cl.verb, strlen(cl.verb), &cl))
 		return;
-	}
-	reply(s, "-ERR Unknown command");
-	bad_command(s);
+	session_reply(s->ss, "-ERR Unknown command");
+	session_bad_command(s->ss);
 }
 
-static void session_process(struct pop3_session *s)
-{
-	for (;;) {
-		if (s->state == POP3_S_CLOSING)
-			return;
-		if (s->sending_active) {
-			send_pump(s);
-			if (s->sending_active || s->state == POP3_S_CLOSING)
-				return;
-			if (s->srv->draining) {
-				close_with(s, "-ERR Server shutting down");
-				return;
-			}
-		}
-		if (s->delay != NULL && evtimer_pending(s->delay, NULL))
-			return;
-		if (conn_output_full(s->conn))
-			return;
-		bool bare_lf;
-		int r = linereader_read(&s->lr, conn_input(s->conn), &s->line, &bare_lf);
-		if (r == 0)
-			return;
-		if (r < 0) {
-			if (s->state == POP3_S_AUTH_SASL)
-				sasl_stop(s);
-			reply(s, "-ERR Line too long");
-			if (bad_command(s))
-				return;
-			continue;
-		}
-		if (bare_lf) {
-			reply(s, "-ERR Line must end with CRLF");
-			if (bad_command(s))
-				return;
-			continue;
-		}
-		if (s->state == POP3_S_AUTH_SASL)
-			sasl_feed(s, buf_cstr(&s->line));
-		else
-			dispatch(s, s->line.data ? s->line.data : (char *)"", s->line.len);
-		/* the line may have held a password (PASS, AUTH, a SASL response) */
-		if (s->line.data != NULL)
-			explicit_bzero(s->line.data, s->line.cap);
-	}
-}
-
-static void pop3_on_input(void *ctx)
-{
-	session_process(ctx);
-}
-
-static void pop3_on_event(void *ctx, enum conn_event ev)
+/* pop3_on_raw - stream the message of a RETR or TOP; then back to commands */
+static void pop3_on_raw(void *ctx)
 {
 	struct pop3_session *s = ctx;
-	if (ev == CONN_TIMEOUT) {
-		/* RFC 1939 §3: the autologout timer ends the session without UPDATE */
-		close_with(s, "-ERR Autologout; idle for too long");
+	send_pump(s);
+	if (s->sending_active || session_is_closing(s->ss))
 		return;
-	}
-	session_end(s);
+	session_set_raw(s->ss, false);
+	if (session_draining(s->ss))
+		session_close(s->ss, "-ERR Server shutting down");
 }
 
-static void pop3_on_closed(void *ctx)
+/* pop3_on_end - the POP3 part of the one teardown; a dropped connection deletes nothing */
+static void pop3_on_end(void *ctx)
 {
-	session_end(ctx);
-}
-
-static const struct conn_ops pop3_conn_ops = {
-	.on_input = pop3_on_input,
-	.on_event = pop3_on_event,
-	.on_closed = pop3_on_closed,
-};
-
-/* session_end - the one teardown; a dropped connection deletes nothing */
-static void session_end(struct pop3_session *s)
-{
-	log_info("%s: disconnect from %s", s->id, conn_peer_ip(s->conn));
+	struct pop3_session *s = ctx;
 	if (s->sending_active && s->send.fd >= 0)
 		close(s->send.fd);
-	conn_free(&s->conn);
-	if (s->delay != NULL)
-		event_free(s->delay);
-	wipe_pending(s);
+	login_cancel(&s->login);
 	sasl_stop(s);
-	if (s->line.data != NULL)
-		explicit_bzero(s->line.data, s->line.cap);
 	store_mailbox_close(&s->mb);
 	store_close(&s->store);
 	free(s->msgs);
 	free(s->deleted);
 	free(s->account);
 	free(s->user);
-	buf_free(&s->line);
-	LIST_REMOVE(s, link);
-	s->srv->n_sessions--;
 	free(s);
 }
 
+static const struct session_ops pop3_session_ops = {
+	.state_names = pop3_state_names,
+	.on_line = pop3_on_line,
+	.on_raw = pop3_on_raw,
+	.on_end = pop3_on_end,	/* drain: any session not streaming nor logging in */
+};
+
 void pop3_server_init(struct pop3_server *srv, struct event_base *base,
-		      const struct tern_config *cfg, SSL_CTX *tls, struct accounts *accounts)
+		      const struct tern_config *cfg, SSL_CTX *tls, struct accounts *accounts,
+		      struct login_pool *login)
 {
-	memset(srv, 0, sizeof(*srv));
-	srv->base = base;
-	srv->cfg = cfg;
-	srv->tls = tls;
-	srv->accounts = accounts;
-	LIST_INIT(&srv->sessions);
+	*srv = (struct pop3_server){
+		.base = base, .cfg = cfg, .tls = tls, .accounts = accounts, .login = login
+	};
+	session_list_init(&srv->sessions, &pop3_texts);
 }
 
 void pop3_session_start(struct pop3_server *srv, int fd, const struct sockaddr *peer,
 			socklen_t peerlen, enum listen_role role)
 {
-	static unsigned long counter;
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->send.fd = -1;
-	snprintf(s->id, sizeof(s->id), "p%lx.%lu", (long)getpid(), ++counter);
-	SSL_CTX *implicit = role == ROLE_POP3S ? srv->tls : NULL;
-	s->conn = conn_new(srv->base, fd, peer, peerlen, implicit, POP3_MAX_INPUT,
-			   srv->cfg->max_connections_per_ip, &pop3_conn_ops, s);
-	linereader_init(&s->lr, POP3_MAX_LINE);
-	buf_init(&s->line, 0);
-	LIST_INSERT_HEAD(&srv->sessions, s, link);
-	srv->n_sessions++;
-	log_info("%s: connect from %s role=%s", s->id, conn_peer_ip(s->conn),
-		 config_role_name(role));
-	if (conn_over_ip_limit(s->conn)) {
-		close_with(s, "-ERR [SYS/TEMP] Too many connections from your address");
-		return;
-	}
-	conn_set_timeout(s->conn, POP3_TIMEOUT);
-	reply(s, "+OK Tern POP3 server ready");
+	s->ss = session_new(&srv->sessions, srv->base, fd, peer, peerlen,
+			    role == ROLE_POP3S ? srv->tls : NULL, &srv->cfg->session_limits[role],
+			    &pop3_session_ops, s, 'p', config_role_name(role),
+			    "+OK Tern POP3 server ready");
+	s->conn = session_conn(s->ss);
 }
 
 void pop3_server_drain(struct pop3_server *srv)
 {
-	srv->draining = true;
-	struct pop3_session *s, *next;
-	for (s = LIST_FIRST(&srv->sessions); s != NULL; s = next) {
-		next = LIST_NEXT(s, link);
-		if (s->state != POP3_S_CLOSING && !s->sending_active)
-			close_with(s, "-ERR Server shutting down");
-	}
+	session_list_drain(&srv->sessions);
 }
 
 void pop3_server_free(struct pop3_server *srv)
 {
-	while (!LIST_EMPTY(&srv->sessions))
-		session_end(LIST_FIRST(&srv->sessions));
+	session_list_free(&srv->sessions);
 }

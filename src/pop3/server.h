@@ -9,22 +9,23 @@
 #include <openssl/ssl.h>
 
 #include "config/config.h"
+#include "lib/session.h"
 
 struct accounts;
-struct pop3_session;
+struct login_pool;
 
 struct pop3_server {
 	struct event_base *base;
 	const struct tern_config *cfg;
 	SSL_CTX *tls;
 	struct accounts *accounts;
-	LIST_HEAD(, pop3_session) sessions;
-	unsigned n_sessions;
-	bool draining;
+	struct login_pool *login;	/* password checks off the loop (auth/login) */
+	struct session_list sessions;	/* .n: sessions alive; .draining */
 };
 
 void pop3_server_init(struct pop3_server *srv, struct event_base *base,
-		      const struct tern_config *cfg, SSL_CTX *tls, struct accounts *accounts);
+		      const struct tern_config *cfg, SSL_CTX *tls, struct accounts *accounts,
+		      struct login_pool *login);
 /* pop3_session_start - serve an accepted socket (owned from now on). */
 void pop3_session_start(struct pop3_server *srv, int fd, const struct sockaddr *peer,
 			socklen_t peerlen, enum listen_role role);

@@ -392,6 +392,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)
 		log_fatal("shared tables");
+	throttle_set_allowance(cfg->login_free_failures, cfg->login_free_failures_ip);
 
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	m.n_workers = cfg->workers ? cfg->workers : (ncpu > 0 ? (unsigned)ncpu : 1);

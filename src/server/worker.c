@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "auth/login.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
@@ -72,14 +73,14 @@ static void worker_accept_error(struct evconnlistener *l, void *arg)
 static void drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	if (w->smtp.n_sessions == 0 && w->pop3.n_sessions == 0)
+	if (w->smtp.sessions.n == 0 && w->pop3.sessions.n == 0)
 		event_base_loopbreak(w->base);
 }
 
 static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	log_warnx("shutdown timeout: ending %u sessions", w->smtp.n_sessions + w->pop3.n_sessions);
+	log_warnx("shutdown timeout: ending %u sessions", w->smtp.sessions.n + w->pop3.sessions.n);
 	event_base_loopbreak(w->base);
 }
 
@@ -125,8 +126,13 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 		log_fatalx("%s", err);
 	free(spool);
 
-	smtp_server_init(&w.smtp, w.base, cfg, tls, accounts, queue);
-	pop3_server_init(&w.pop3, w.base, cfg, tls, accounts);
+	/* Threads do not survive fork: each worker makes its own pool, after the fork. */
+	struct login_pool *login = login_pool_new(w.base, accounts, cfg->login_threads,
+						  cfg->login_queue, cfg->login_cache_ttl);
+	if (login == NULL)
+		log_fatal("login threads");
+	smtp_server_init(&w.smtp, w.base, cfg, tls, accounts, queue, login);
+	pop3_server_init(&w.pop3, w.base, cfg, tls, accounts, login);
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		if (listen_fds[r] < 0)
 			continue;
@@ -160,6 +166,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 		event_free(w.drain_timer);
 	if (w.drain_deadline)
 		event_free(w.drain_deadline);
+	login_pool_free(&login);	/* after the sessions: they cancelled their checks */
 	queue_close(&queue);
 	accounts_close(&accounts);
 	event_base_free(w.base);

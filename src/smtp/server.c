@@ -10,13 +10,13 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "auth/login.h"
 #include "auth/recipient.h"
 #include "auth/sasl.h"
-#include "auth/throttle.h"
 #include "lib/buf.h"
 #include "lib/conn.h"
-#include "lib/linereader.h"
 #include "lib/log.h"
+#include "lib/session.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
@@ -31,10 +31,17 @@ enum smtp_state {
 	SMTP_S_AUTH,	/* reading SASL responses */
 	SMTP_S_DATA,	/* reading the DATA stream */
 	SMTP_S_BDAT,	/* reading a BDAT chunk */
-	SMTP_S_CLOSING,	/* the last reply is on its way out */
 };
 
-static const char *const smtp_state_names[] = { "cmd", "auth", "data", "bdat", "closing" };
+static const char *const smtp_state_names[] = { "cmd", "auth", "data", "bdat" };
+
+static const struct session_texts smtp_texts = {
+	.bare_lf = "500 5.5.2 Line must end with CRLF",	/* RFC 5321 §2.3.8 */
+	.too_many_errors = "421 4.7.0 Too many errors, closing connection",
+	.timeout = "421 4.4.2 Timeout exceeded, closing connection",
+	.too_many_connections = "421 4.7.0 Too many connections from your address",
+	.drain = "421 4.3.2 Service shutting down",
+};
 
 /* A list of addresses without duplicates, with each one's DSN requests (RFC 3461). */
 struct addr_list {
@@ -45,19 +52,14 @@ struct addr_list {
 };
 
 struct smtp_session {
-	LIST_ENTRY(smtp_session) link;
+	struct session *ss;		/* the core: lines, replies, state, limits */
 	struct smtp_server *srv;
-	struct conn *conn;
+	struct conn *conn;		/* session_conn(ss) */
 	enum listen_role role;
-	enum smtp_state state;
-	char id[24];
-	struct linereader lr;
-	buf line;
 
 	char *helo;
 	bool esmtp;
 	char *auth_user;
-	unsigned bad_commands;
 	unsigned auth_failures;
 	bool seen_data;			/* a DATA or BDAT was accepted in this session */
 	size_t bytes_before_data;
@@ -84,49 +86,10 @@ struct smtp_session {
 
 	struct sasl_state sasl;
 	bool sasl_active;
-	struct event *delay;		/* failed-login slowdown */
+	struct login *login;		/* a password check in flight */
 };
 
-static void session_end(struct smtp_session *s);
-static void session_process(struct smtp_session *s);
-
-static const struct conn_ops smtp_conn_ops;
-
-/* reply - one reply line (fmt includes the code and the enhanced code) */
-static void reply(struct smtp_session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void reply(struct smtp_session *s, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	line[n++] = '\r';
-	line[n++] = '\n';
-	conn_write(s->conn, line, (size_t)n);
-	log_debug("%s: > %.*s", s->id, n - 2, line);
-}
-
-static void set_state(struct smtp_session *s, enum smtp_state st)
-{
-	if (s->state != st)
-		log_debug("%s: state %s -> %s", s->id, smtp_state_names[s->state],
-			  smtp_state_names[st]);
-	s->state = st;
-}
-
-/* close_with - send a last reply and end the session once it is out */
-static void close_with(struct smtp_session *s, const char *text)
-{
-	reply(s, "%s", text);
-	set_state(s, SMTP_S_CLOSING);
-	conn_close_after_flush(s->conn);
-}
+static const struct session_ops smtp_session_ops;
 
 static void addr_list_add(struct addr_list *l, const char *a, const char *notify,
 			  const char *orcpt)
@@ -214,25 +177,25 @@ static void txn_reset(struct smtp_session *s)
 	s->commands_in_txn = 0;
 }
 
-/* bad_command - count a protocol error; true when the session was closed for too many */
-static bool bad_command(struct smtp_session *s)
+/* smtp_on_end - the SMTP part of the one teardown: everything the session owns */
+static void smtp_on_end(void *ctx)
 {
-	if (++s->bad_commands <= s->srv->cfg->smtp_max_bad_commands)
-		return false;
-	log_info("%s: too many errors from %s, disconnecting", s->id, conn_peer_ip(s->conn));
-	close_with(s, "421 4.7.0 Too many errors, closing connection");
-	return true;
+	struct smtp_session *s = ctx;
+	if (s->msg != NULL)
+		log_info("%s: %s: connection ended during message, discarded", session_id(s->ss),
+			 s->msg->qid);
+	txn_reset(s);
+	login_cancel(&s->login);
+	if (s->sasl_active)
+		sasl_free(&s->sasl);
+	free(s->helo);
+	free(s->auth_user);
+	free(s);
 }
 
 static bool role_is_submission(const struct smtp_session *s)
 {
 	return s->role == ROLE_SUBMISSION || s->role == ROLE_SUBMISSIONS;
-}
-
-static bool auth_allowed(const struct smtp_session *s)
-{
-	return conn_is_tls(s->conn) ||
-	       (s->srv->cfg->allow_plaintext_auth_loopback && conn_peer_is_loopback(s->conn));
 }
 
 /* ---- commands ---------------------------------------------------------------------- */
@@ -257,8 +220,8 @@ static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 {
 	const char *err;
 	if (smtp_parse_helo(args, &err) < 0 && !helo_tolerable(args)) {
-		reply(s, "501 5.5.4 %s", err);
-		bad_command(s);
+		session_reply(s->ss, "501 5.5.4 %s", err);
+		session_bad_command(s->ss);
 		return;
 	}
 	txn_reset(s);
@@ -267,7 +230,7 @@ static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 	s->esmtp = esmtp;
 	const struct tern_config *cfg = s->srv->cfg;
 	if (!esmtp) {
-		reply(s, "250 %s", cfg->hostname);
+		session_reply(s->ss, "250 %s", cfg->hostname);
 		return;
 	}
 	conn_printf(s->conn, "250-%s Hello %s [%s]\r\n", cfg->hostname, s->helo,
@@ -277,28 +240,25 @@ static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 		    (unsigned long long)cfg->max_message_size);
 	if (!conn_is_tls(s->conn) && s->srv->tls != NULL)
 		conn_printf(s->conn, "250-STARTTLS\r\n");
-	if (auth_allowed(s) && s->auth_user == NULL)
+	if (session_secure(s->ss) && s->auth_user == NULL)
 		conn_printf(s->conn, "250-AUTH PLAIN LOGIN\r\n");
 	conn_printf(s->conn, "250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
 }
 
-static void cmd_starttls(struct smtp_session *s, const char *args)
+static void cmd_starttls(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	if (*args != '\0') {
-		reply(s, "501 5.5.4 Syntax: STARTTLS");
-		bad_command(s);
-		return;
-	}
-	if (conn_is_tls(s->conn)) {
-		reply(s, "503 5.5.1 TLS already active");
-		bad_command(s);
+		session_reply(s->ss, "501 5.5.4 Syntax: STARTTLS");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (s->srv->tls == NULL) {
-		reply(s, "454 4.7.0 TLS not available");
+		session_reply(s->ss, "454 4.7.0 TLS not available");
 		return;
 	}
-	reply(s, "220 2.0.0 Ready to start TLS");
+	session_reply(s->ss, "220 2.0.0 Ready to start TLS");
 	/* RFC 3207 §4.2: forget everything learnt from the client before TLS. */
 	txn_reset(s);
 	free(s->helo);
@@ -306,125 +266,90 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 	s->esmtp = false;
 	free(s->auth_user);
 	s->auth_user = NULL;
+	session_set_authenticated(s->ss, false);
 	if (conn_starttls(s->conn, s->srv->tls) < 0) {
-		log_warnx("%s: STARTTLS setup failed", s->id);
-		set_state(s, SMTP_S_CLOSING);
-		conn_close_after_flush(s->conn);
+		log_warnx("%s: STARTTLS setup failed", session_id(s->ss));
+		session_close(s->ss, NULL);
 	}
 }
 
-/* auth_finish - check the credentials the SASL exchange produced */
-static void auth_finish(struct smtp_session *s)
+/* auth_done - the outcome of the password check (auth/login) */
+static void auth_done(void *ctx, enum login_result r, const char *user)
 {
-	const char *user = s->sasl.authcid;
-	int r = accounts_verify(s->srv->accounts, user, s->sasl.password);
-	set_state(s, SMTP_S_CMD);
-	if (r == 1) {
-		char *u = xstrdup(user);
-		for (char *p = u; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-		s->auth_user = u;
-		throttle_succeeded(conn_peer(s->conn), user);
-		log_info("%s: authenticated user=%s method=%s", s->id, u,
-			 s->sasl.mech == SASL_PLAIN ? "PLAIN" : "LOGIN");
-		reply(s, "235 2.7.0 Authentication successful");
-	} else if (r == 0) {
-		char safe[128];
-		throttle_failed(conn_peer(s->conn), user);
-		log_info("%s: authentication failed user=%s ip=%s", s->id,
-			 log_sanitize(safe, sizeof(safe), user, strlen(user)), conn_peer_ip(s->conn));
-		if (++s->auth_failures >= s->srv->cfg->smtp_max_auth_failures) {
-			sasl_free(&s->sasl);
-			s->sasl_active = false;
-			close_with(s, "421 4.7.0 Too many authentication failures");
-			return;
-		}
-		reply(s, "535 5.7.8 Authentication credentials invalid");
-	} else {
-		reply(s, "454 4.7.0 Temporary authentication failure");
-	}
+	struct smtp_session *s = ctx;
+	const char *mech = s->sasl.mech == SASL_PLAIN ? "PLAIN" : "LOGIN";
 	sasl_free(&s->sasl);
 	s->sasl_active = false;
+	if (session_is_closing(s->ss))
+		return;		/* timed out meanwhile */
+	session_set_state(s->ss, SMTP_S_CMD);
+	if (r == LOGIN_OK) {
+		s->auth_user = xstrdup(user);
+		session_set_authenticated(s->ss, true);
+		log_info("%s: authenticated user=%s method=%s", session_id(s->ss), user, mech);
+		session_reply(s->ss, "235 2.7.0 Authentication successful");
+	} else if (r == LOGIN_FAILED) {
+		if (++s->auth_failures >= s->srv->cfg->smtp_max_auth_failures) {
+			session_close(s->ss, "421 4.7.0 Too many authentication failures");
+			return;
+		}
+		session_reply(s->ss, "535 5.7.8 Authentication credentials invalid");
+	} else {
+		session_reply(s->ss, "454 4.7.0 Temporary authentication failure");
+	}
+	if (session_draining(s->ss) && !s->have_mail)
+		session_close(s->ss, "421 4.3.2 Service shutting down");
+	session_resume(s->ss);
 }
 
-static void auth_delay_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct smtp_session *s = arg;
-	if (s->state == SMTP_S_CLOSING)
-		return;		/* a drain or timeout ended the session meanwhile */
-	auth_finish(s);
-	if (s->state != SMTP_S_CLOSING)
-		conn_resume(s->conn);
-}
-
-/* auth_step - feed one SASL response (NULL: no initial response) */
+/* auth_step - feed one SASL response (NULL: no initial response). Once the credentials
+ * are complete the session stays in AUTH, suspended, until auth_done. */
 static void auth_step(struct smtp_session *s, const char *response)
 {
-	const char *challenge, *err;
-	int r = sasl_step(&s->sasl, response, &challenge, &err);
+	const char *text;
+	int r = login_sasl_feed(s->srv->login, &s->sasl, response, conn_peer(s->conn),
+				session_id(s->ss), auth_done, s, &s->login, &text);
+	session_set_state(s->ss, r >= 0 ? SMTP_S_AUTH : SMTP_S_CMD);
 	if (r == 0) {
-		set_state(s, SMTP_S_AUTH);
-		reply(s, "334 %s", challenge);
-		return;
-	}
-	set_state(s, SMTP_S_CMD);
-	if (r < 0) {
-		sasl_free(&s->sasl);
+		session_reply(s->ss, "334 %s", text);
+	} else if (r == 1) {
+		session_suspend(s->ss);
+	} else {
 		s->sasl_active = false;
-		if (r == -2)
-			reply(s, "501 5.0.0 Authentication cancelled");
-		else
-			reply(s, "501 5.5.2 %s", err);
-		bad_command(s);
-		return;
+		session_reply(s->ss,
+			      r == -2 ? "501 5.0.0 Authentication cancelled" : "501 5.5.2 %s",
+			      text);
+		session_bad_command(s->ss);
 	}
-	unsigned ms = throttle_delay_ms(conn_peer(s->conn), s->sasl.authcid);
-	if (ms == 0) {
-		auth_finish(s);
-		return;
-	}
-	/* Slow down repeated failures without blocking the other sessions of this worker. */
-	conn_pause(s->conn);
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	if (s->delay == NULL)
-		s->delay = evtimer_new(s->srv->base, auth_delay_done, s);
-	evtimer_add(s->delay, &tv);
 }
 
-static void cmd_auth(struct smtp_session *s, const char *args)
+static void cmd_auth(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	if (s->helo == NULL || !s->esmtp) {
-		reply(s, "503 5.5.1 Send EHLO first");
-		bad_command(s);
-		return;
-	}
-	if (s->auth_user != NULL) {
-		reply(s, "503 5.5.1 Already authenticated");
-		bad_command(s);
+		session_reply(s->ss, "503 5.5.1 Send EHLO first");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (s->have_mail) {
-		reply(s, "503 5.5.1 AUTH not allowed during a mail transaction");
-		bad_command(s);
-		return;
-	}
-	if (!auth_allowed(s)) {
-		reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+		session_reply(s->ss, "503 5.5.1 AUTH not allowed during a mail transaction");
+		session_bad_command(s->ss);
 		return;
 	}
 	char mech[32];
 	size_t ml = strcspn(args, " ");
 	enum sasl_mech m;
 	if (ml == 0 || ml >= sizeof(mech)) {
-		reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-		bad_command(s);
+		session_reply(s->ss, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		session_bad_command(s->ss);
 		return;
 	}
 	memcpy(mech, args, ml);
 	mech[ml] = '\0';
 	if (sasl_mech_parse(mech, &m) < 0) {
-		reply(s, "504 5.5.4 Unrecognized authentication type");
-		bad_command(s);
+		session_reply(s->ss, "504 5.5.4 Unrecognized authentication type");
+		session_bad_command(s->ss);
 		return;
 	}
 	const char *ir = args[ml] == ' ' ? args + ml + 1 : NULL;
@@ -477,27 +402,29 @@ static const char *mail_params(struct smtp_session *s, const struct smtp_path_ar
 	return NULL;
 }
 
-static void cmd_mail(struct smtp_session *s, const char *args)
+static void cmd_mail(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	if (s->helo == NULL) {
-		reply(s, "503 5.5.1 Send HELO/EHLO first");
-		bad_command(s);
+		session_reply(s->ss, "503 5.5.1 Send HELO/EHLO first");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (s->have_mail) {
-		reply(s, "503 5.5.1 Nested MAIL command");
-		bad_command(s);
+		session_reply(s->ss, "503 5.5.1 Nested MAIL command");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (role_is_submission(s) && s->auth_user == NULL) {
-		reply(s, "530 5.7.0 Authentication required");
+		session_reply(s->ss, "530 5.7.0 Authentication required");
 		return;
 	}
 	struct smtp_path_args pa;
 	const char *err;
 	if (smtp_parse_mail_from(args, &pa, &err) < 0) {
-		reply(s, "501 5.5.4 %s", err);
-		bad_command(s);
+		session_reply(s->ss, "501 5.5.4 %s", err);
+		session_bad_command(s->ss);
 		return;
 	}
 	s->smtputf8 = false;
@@ -507,7 +434,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	if (bad == NULL && pa.path.utf8 && !s->smtputf8)
 		bad = "553 5.6.7 Non-ASCII address needs SMTPUTF8";
 	if (bad != NULL) {
-		reply(s, "%s", bad);
+		session_reply(s->ss, "%s", bad);
 		smtp_path_args_free(&pa);
 		s->smtputf8 = false;
 		free(s->dsn_ret);
@@ -518,28 +445,30 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	s->have_mail = true;
 	s->sender = xstrdup(pa.path.null ? "" : pa.path.address);
 	smtp_path_args_free(&pa);
-	reply(s, "250 2.1.0 Ok");
+	session_reply(s->ss, "250 2.1.0 Ok");
 }
 
-static void cmd_rcpt(struct smtp_session *s, const char *args)
+static void cmd_rcpt(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	const struct tern_config *cfg = s->srv->cfg;
 	if (!s->have_mail) {
-		reply(s, "503 5.5.1 Need MAIL before RCPT");
-		bad_command(s);
+		session_reply(s->ss, "503 5.5.1 Need MAIL before RCPT");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (s->bdat_open) {
-		reply(s, "503 5.5.1 RCPT not allowed after BDAT");
-		bad_command(s);
+		session_reply(s->ss, "503 5.5.1 RCPT not allowed after BDAT");
+		session_bad_command(s->ss);
 		return;
 	}
 	struct smtp_path_args pa;
 	const char *err;
 	s->rcpt_tried = true;
 	if (smtp_parse_rcpt_to(args, &pa, &err) < 0) {
-		reply(s, "501 5.5.4 %s", err);
-		bad_command(s);
+		session_reply(s->ss, "501 5.5.4 %s", err);
+		session_bad_command(s->ss);
 		return;
 	}
 	char *addr = pa.path.domain != NULL ? xstrdup(pa.path.address)
@@ -566,22 +495,24 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 	smtp_path_args_free(&pa);
 
 	if (bad != NULL) {
-		reply(s, "%s", bad);
+		session_reply(s->ss, "%s", bad);
 	} else if (utf8 && !s->smtputf8) {
-		reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
+		session_reply(s->ss, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
 	} else if (s->n_rcpts >= cfg->smtp_max_recipients) {
-		reply(s, "452 4.5.3 Too many recipients");
+		session_reply(s->ss, "452 4.5.3 Too many recipients");
 	} else if (!local && s->auth_user == NULL) {
-		log_info("%s: relay denied from=<%s> to=<%s> ip=%s", s->id, s->sender, addr,
+		log_info("%s: relay denied from=<%s> to=<%s> ip=%s", session_id(s->ss), s->sender,
+			 addr,
 			 conn_peer_ip(s->conn));
-		reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
+		session_reply(s->ss, "554 5.7.1 <%s>: Relay access denied", addr);
 	} else {
 		struct recipient_targets t;
 		int r = recipient_resolve(s->srv->accounts, cfg, addr, &t);
 		if (r < 0) {
-			reply(s, "451 4.3.0 Temporary lookup failure");
+			session_reply(s->ss, "451 4.3.0 Temporary lookup failure");
 		} else if (r == 0) {
-			reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", addr);
+			session_reply(s->ss,
+				      "550 5.1.1 <%s>: Recipient address rejected: User unknown", addr);
 		} else {
 			for (size_t i = 0; i < t.n_remotes; i++)
 				addr_list_add(&s->remotes, t.remotes[i], notify, orcpt);
@@ -602,7 +533,7 @@ accepted:
 	free(addr);
 	free(notify);
 	free(orcpt);
-	reply(s, "250 2.1.5 Ok");
+	session_reply(s->ss, "250 2.1.5 Ok");
 }
 
 /* received_header - write the trace header (RFC 5321 §4.4) to the spool file */
@@ -638,7 +569,7 @@ static bool message_begin(struct smtp_session *s)
 {
 	char *err = NULL;
 	if (spool_open(s->srv->spool_dir, s->sender, &s->msg, &err) < 0) {
-		log_warnx("%s: %s", s->id, err);
+		log_warnx("%s: %s", session_id(s->ss), err);
 		free(err);
 		return false;
 	}
@@ -667,17 +598,18 @@ static void message_finish(struct smtp_session *s)
 {
 	char *err = NULL;
 	if (s->too_big) {
-		log_info("%s: message rejected: size over %llu", s->id,
+		log_info("%s: message rejected: size over %llu", session_id(s->ss),
 			 (unsigned long long)s->srv->cfg->max_message_size);
-		reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		session_reply(s->ss, "552 5.3.4 Message size exceeds fixed maximum message size");
 	} else if (s->dp.bare_eol) {
-		log_info("%s: message rejected: bare CR or LF", s->id);
-		reply(s, "550 5.6.0 Message contains bare CR or LF characters; lines must end "
-			 "with CRLF");
+		log_info("%s: message rejected: bare CR or LF", session_id(s->ss));
+		session_reply(s->ss,
+			      "550 5.6.0 Message contains bare CR or LF characters; lines must end "
+			      "with CRLF");
 	} else if (s->dp.line_too_long) {
-		log_info("%s: message rejected: line over %zu octets", s->id,
+		log_info("%s: message rejected: line over %zu octets", session_id(s->ss),
 			 s->srv->cfg->smtp_max_text_line);
-		reply(s, "550 5.6.0 Message contains a line longer than %zu octets",
+		session_reply(s->ss, "550 5.6.0 Message contains a line longer than %zu octets",
 		      s->srv->cfg->smtp_max_text_line);
 	} else if (s->msg->failed ||
 		   spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
@@ -687,82 +619,89 @@ static void message_finish(struct smtp_session *s)
 						      .notify = (const char *const *)s->remotes.notify,
 						      .orcpt = (const char *const *)s->remotes.orcpt },
 				 &err) < 0) {
-		log_warnx("%s: %s: message not accepted: %s", s->id, s->msg->qid,
+		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
 			  err ? err : "write error");
 		free(err);
-		reply(s, "451 4.3.0 Local error in processing, try again later");
+		session_reply(s->ss, "451 4.3.0 Local error in processing, try again later");
 	} else {
-		log_info("%s: %s: from=<%s> size=%llu nrcpt=%zu local=%zu queued=%zu%s", s->id,
+		log_info("%s: %s: from=<%s> size=%llu nrcpt=%zu local=%zu queued=%zu%s",
+			 session_id(s->ss),
 			 s->msg->qid, s->sender, (unsigned long long)s->msg_bytes, s->n_rcpts,
 			 s->locals.n, s->remotes.n, s->auth_user ? " auth=yes" : "");
 		for (size_t i = 0; i < s->locals.n; i++)
 			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir)",
 				 s->msg->qid, s->locals.v[i]);
-		reply(s, "250 2.0.0 Ok: queued as %s", s->msg->qid);
+		session_reply(s->ss, "250 2.0.0 Ok: queued as %s", s->msg->qid);
 		spool_close(&s->msg);
 		if (s->remotes.n > 0)
 			queue_wake(s->srv->spool_dir);
 	}
 	txn_reset(s);
-	set_state(s, SMTP_S_CMD);
+	session_set_state(s->ss, SMTP_S_CMD);
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_command);
-	if (s->srv->draining)
-		close_with(s, "421 4.3.2 Service shutting down");
+	if (session_draining(s->ss))
+		session_close(s->ss, "421 4.3.2 Service shutting down");
 }
 
-static void cmd_data(struct smtp_session *s, const char *args)
+static void cmd_data(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	if (*args != '\0') {
-		reply(s, "501 5.5.4 Syntax: DATA");
-		bad_command(s);
+		session_reply(s->ss, "501 5.5.4 Syntax: DATA");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (!s->have_mail) {
-		reply(s, "503 5.5.1 Need MAIL command");
-		bad_command(s);
+		session_reply(s->ss, "503 5.5.1 Need MAIL command");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (s->bdat_open) {
-		reply(s, "503 5.5.1 DATA not allowed after BDAT");
-		bad_command(s);
+		session_reply(s->ss, "503 5.5.1 DATA not allowed after BDAT");
+		session_bad_command(s->ss);
 		return;
 	}
 	if (s->n_rcpts == 0) {
 		/* As Postfix: 503 when no RCPT came, 554 when every one was refused. */
 		if (s->rcpt_tried) {
-			reply(s, "554 5.5.1 No valid recipients");
+			session_reply(s->ss, "554 5.5.1 No valid recipients");
 		} else {
-			reply(s, "503 5.5.1 Need RCPT command");
-			bad_command(s);
+			session_reply(s->ss, "503 5.5.1 Need RCPT command");
+			session_bad_command(s->ss);
 		}
 		return;
 	}
 	if (!message_begin(s)) {
-		reply(s, "451 4.3.0 Local error in processing, try again later");
+		session_reply(s->ss, "451 4.3.0 Local error in processing, try again later");
 		return;
 	}
 	smtp_data_init(&s->dp, SMTP_DATA_DOT, s->srv->cfg->smtp_max_text_line);
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	session_reply(s->ss, "354 End data with <CR><LF>.<CR><LF>");
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_data);
-	set_state(s, SMTP_S_DATA);
+	session_set_state(s->ss, SMTP_S_DATA);
+	session_set_raw(s->ss, true);
 }
 
-static void cmd_bdat(struct smtp_session *s, const char *args)
+static void cmd_bdat(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	uint64_t size;
 	bool last;
 	const char *err;
 	if (!s->esmtp) {
 		/* CHUNKING is only offered after EHLO (RFC 3030 §2); the size is unknown to
 		 * us, so the chunk cannot be skipped: close rather than read it as commands */
-		close_with(s, "503 5.5.1 BDAT needs EHLO; closing connection");
+		session_close(s->ss, "503 5.5.1 BDAT needs EHLO; closing connection");
 		return;
 	}
 	if (smtp_parse_bdat(args, &size, &last, &err) < 0) {
 		/* Without a size we cannot know where the chunk ends, and its bytes must never
 		 * be taken for commands: give up on the connection. */
-		reply(s, "501 5.5.4 %s", err);
-		close_with(s, "421 4.5.0 Cannot find the end of the BDAT chunk, closing connection");
+		session_reply(s->ss, "501 5.5.4 %s", err);
+		session_close(s->ss,
+			      "421 4.5.0 Cannot find the end of the BDAT chunk, closing connection");
 		return;
 	}
 	s->bdat_left = size;
@@ -782,30 +721,31 @@ static void cmd_bdat(struct smtp_session *s, const char *args)
 		}
 	}
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_data);
-	set_state(s, SMTP_S_BDAT);
+	session_set_state(s->ss, SMTP_S_BDAT);
+	session_set_raw(s->ss, true);
 }
 
 /* bdat_chunk_done - the chunk's bytes are all in */
 static void bdat_chunk_done(struct smtp_session *s)
 {
-	set_state(s, SMTP_S_CMD);
+	session_set_state(s->ss, SMTP_S_CMD);
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_command);
 	if (s->bdat_error != NULL) {
-		reply(s, "%s", s->bdat_error);
+		session_reply(s->ss, "%s", s->bdat_error);
 		bool txn_failed = s->bdat_open;
 		s->bdat_error = NULL;
 		if (txn_failed)
 			txn_reset(s);
-		bad_command(s);
+		session_bad_command(s->ss);
 		return;
 	}
 	if (s->too_big) {
-		reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		session_reply(s->ss, "552 5.3.4 Message size exceeds fixed maximum message size");
 		txn_reset(s);
 		return;
 	}
 	if (!s->bdat_last) {
-		reply(s, "250 2.0.0 %llu octets received",
+		session_reply(s->ss, "250 2.0.0 %llu octets received",
 		      (unsigned long long)s->msg_bytes);
 		return;
 	}
@@ -813,127 +753,194 @@ static void bdat_chunk_done(struct smtp_session *s)
 	message_finish(s);
 }
 
-static void cmd_rset(struct smtp_session *s, const char *args)
+static void cmd_rset(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
 	txn_reset(s);
-	reply(s, "250 2.0.0 Ok");
+	session_reply(s->ss, "250 2.0.0 Ok");
 }
 
-static void cmd_noop(struct smtp_session *s, const char *args)
+static void cmd_noop(void *ctx, const void *a)
 {
-	reply(s, "250 2.0.0 Ok");
+	struct smtp_session *s = ctx;
+	session_reply(s->ss, "250 2.0.0 Ok");
 }
 
-static void cmd_quit(struct smtp_session *s, const char *args)
+static void cmd_quit(void *ctx, const void *a)
 {
-	close_with(s, "221 2.0.0 Bye");
+	struct smtp_session *s = ctx;
+	session_close(s->ss, "221 2.0.0 Bye");
 }
 
-static void cmd_vrfy(struct smtp_session *s, const char *args)
+static void cmd_vrfy(void *ctx, const void *a)
 {
-	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+	struct smtp_session *s = ctx;
+	session_reply(s->ss,
+		      "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
-static void cmd_expn(struct smtp_session *s, const char *args)
+static void cmd_expn(void *ctx, const void *a)
 {
-	reply(s, "502 5.5.1 EXPN not available");
+	struct smtp_session *s = ctx;
+	session_reply(s->ss, "502 5.5.1 EXPN not available");
 }
 
-static void cmd_help(struct smtp_session *s, const char *args)
+static void cmd_help(void *ctx, const void *a)
 {
-	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY "
-		 "HELP STARTTLS AUTH");
+	struct smtp_session *s = ctx;
+	session_reply(s->ss,
+		      "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY "
+		      "HELP STARTTLS AUTH");
 }
 
-static void cmd_helo_plain(struct smtp_session *s, const char *args)
+static void cmd_helo_plain(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	cmd_helo(s, args, false);
 }
 
-static void cmd_ehlo(struct smtp_session *s, const char *args)
+static void cmd_ehlo(void *ctx, const void *a)
 {
+	struct smtp_session *s = ctx;
+	const char *args = a;
 	cmd_helo(s, args, true);
 }
 
-/* The command table: policy flags are applied by dispatch() before the handler runs. */
-#define F_TXN 0x01	/* part of a mail transaction: counted against smtp_max_commands */
-struct smtp_command {
-	enum smtp_verb verb;
-	void (*handler)(struct smtp_session *s, const char *args);
-	unsigned flags;
+/* The command table. The dispatcher (lib/session) checks the flags before a handler runs
+ * and smtp_refuse answers a refusal; sequence rules that depend on the transaction (MAIL
+ * before RCPT ...) stay with the handlers. Commands are read in state CMD only: AUTH
+ * responses and message data never reach the table. */
+#define C_CMD SESSION_CMD_STATE(SMTP_S_CMD)
+/* F_TXN: part of a transaction, counted against smtp_max_commands (smtp_admit) */
+#define F_TXN SESSION_CMD_PROTO(0)
+static const struct session_command smtp_commands[] = {
+	{ "HELO", cmd_helo_plain, C_CMD },
+	{ "EHLO", cmd_ehlo, C_CMD },
+	{ "MAIL", cmd_mail, C_CMD | F_TXN },
+	{ "RCPT", cmd_rcpt, C_CMD | F_TXN },
+	{ "DATA", cmd_data, C_CMD | F_TXN },
+	{ "BDAT", cmd_bdat, C_CMD | F_TXN },
+	{ "RSET", cmd_rset, C_CMD },
+	{ "NOOP", cmd_noop, C_CMD | F_TXN },
+	{ "QUIT", cmd_quit, C_CMD },
+	{ "VRFY", cmd_vrfy, C_CMD | F_TXN },
+	{ "EXPN", cmd_expn, C_CMD | F_TXN },
+	{ "HELP", cmd_help, C_CMD | F_TXN },
+	{ "STARTTLS", cmd_starttls, C_CMD | SESSION_CMD_PRE_TLS },
+	{ "AUTH", cmd_auth, C_CMD | SESSION_CMD_PRE_AUTH | SESSION_CMD_NEEDS_TLS },
 };
 
-static const struct smtp_command smtp_commands[] = {
-	{ SMTP_VERB_HELO, cmd_helo_plain, 0 },
-	{ SMTP_VERB_EHLO, cmd_ehlo, 0 },
-	{ SMTP_VERB_MAIL, cmd_mail, F_TXN },
-	{ SMTP_VERB_RCPT, cmd_rcpt, F_TXN },
-	{ SMTP_VERB_DATA, cmd_data, F_TXN },
-	{ SMTP_VERB_BDAT, cmd_bdat, F_TXN },
-	{ SMTP_VERB_RSET, cmd_rset, 0 },
-	{ SMTP_VERB_NOOP, cmd_noop, F_TXN },
-	{ SMTP_VERB_QUIT, cmd_quit, 0 },
-	{ SMTP_VERB_VRFY, cmd_vrfy, F_TXN },
-	{ SMTP_VERB_EXPN, cmd_expn, F_TXN },
-	{ SMTP_VERB_HELP, cmd_help, F_TXN },
-	{ SMTP_VERB_STARTTLS, cmd_starttls, 0 },
-	{ SMTP_VERB_AUTH, cmd_auth, 0 },
-};
-
-/* dispatch - one command line: limits, then the handler */
-static void dispatch(struct smtp_session *s, const char *line, size_t len)
+/* smtp_admit - commands per transaction, counted before anything else */
+static bool smtp_admit(void *ctx, const struct session_command *c)
 {
+	struct smtp_session *s = ctx;
+	if ((c->flags & F_TXN) && ++s->commands_in_txn > s->srv->cfg->smtp_max_commands) {
+		session_close(s->ss, "421 4.7.0 Too many commands, closing connection");
+		return false;
+	}
+	return true;
+}
+
+/* smtp_refuse - the reply to a command the dispatcher refused */
+static void smtp_refuse(void *ctx, const struct session_command *c, enum session_refusal why)
+{
+	struct smtp_session *s = ctx;
+	switch (why) {
+	case SESSION_REFUSED_NEEDS_TLS:
+		session_reply(s->ss, "538 5.7.11 Encryption required for requested authentication "
+				     "mechanism");
+		return;
+	case SESSION_REFUSED_NEEDS_AUTH:
+		session_reply(s->ss, "530 5.7.0 Authentication required");
+		return;
+	case SESSION_REFUSED_AUTHENTICATED:
+		session_reply(s->ss, "503 5.5.1 Already authenticated");
+		break;
+	case SESSION_REFUSED_TLS_ACTIVE:
+		session_reply(s->ss, "503 5.5.1 TLS already active");
+		break;
+	default:
+		session_reply(s->ss, "503 5.5.1 Bad sequence of commands");
+		break;
+	}
+	session_bad_command(s->ss);
+}
+
+static const struct session_dispatcher smtp_dispatcher = {
+	smtp_commands, sizeof(smtp_commands) / sizeof(smtp_commands[0]), smtp_admit, smtp_refuse
+};
+
+/* line_too_long - an overlong command line or SASL response was skipped */
+static void line_too_long(struct smtp_session *s)
+{
+	if (session_state(s->ss) == SMTP_S_AUTH) {
+		sasl_free(&s->sasl);
+		s->sasl_active = false;
+		session_set_state(s->ss, SMTP_S_CMD);
+		session_reply(s->ss, "501 5.5.2 Authentication response too long");
+	} else {
+		session_reply(s->ss, "500 5.5.2 Line too long");
+	}
+}
+
+/* smtp_on_line - a command line, or a SASL response while AUTH is in progress */
+static void smtp_on_line(void *ctx, char *line, size_t len)
+{
+	struct smtp_session *s = ctx;
 	const struct tern_config *cfg = s->srv->cfg;
+	if (line == NULL) {
+		line_too_long(s);
+		return;
+	}
+	if (session_state(s->ss) == SMTP_S_AUTH) {
+		auth_step(s, line);
+		return;
+	}
 	if (!s->seen_data) {
 		s->bytes_before_data += len + 2;
 		if (s->bytes_before_data > cfg->smtp_max_bytes_before_data) {
-			close_with(s, "421 4.7.0 Too much command traffic, closing connection");
+			session_close(s->ss,
+				      "421 4.7.0 Too much command traffic, closing connection");
 			return;
 		}
 	}
 	if (memchr(line, '\0', len) != NULL) {
-		reply(s, "500 5.5.2 Syntax error: NUL character in command");
-		bad_command(s);
+		session_reply(s->ss, "500 5.5.2 Syntax error: NUL character in command");
+		session_bad_command(s->ss);
 		return;
 	}
-	if (s->srv->draining && !s->have_mail) {
-		close_with(s, "421 4.3.2 Service shutting down");
+	if (session_draining(s->ss) && !s->have_mail) {
+		session_close(s->ss, "421 4.3.2 Service shutting down");
 		return;
 	}
 	const char *args;
-	enum smtp_verb verb = smtp_verb_parse(line, len, &args);
-	for (size_t i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++) {
-		const struct smtp_command *c = &smtp_commands[i];
-		if (c->verb != verb)
-			continue;
-		if ((c->flags & F_TXN) && ++s->commands_in_txn > cfg->smtp_max_commands) {
-			close_with(s, "421 4.7.0 Too many commands, closing connection");
-			return;
-		}
-		c->handler(s, args);
+	if (smtp_verb_parse(line, len, &args) != SMTP_VERB_UNKNOWN &&
+	    session_dispatch(s->ss, &smtp_dispatcher, line, strcspn(line, " "), args))
 		return;
-	}
 	char safe[64];
-	log_debug("%s: unknown command: %s", s->id, log_sanitize(safe, sizeof(safe), line, len));
-	reply(s, "500 5.5.1 Command unrecognized");
-	bad_command(s);
+	log_debug("%s: unknown command: %s", session_id(s->ss), log_sanitize(safe, sizeof(safe),
+		  line, len));
+	session_reply(s->ss, "500 5.5.1 Command unrecognized");
+	session_bad_command(s->ss);
 }
+
 
 /* feed_data - push buffered DATA or BDAT bytes through the parser into the spool */
 static void feed_data(struct smtp_session *s)
 {
 	static char out[SMTP_FEED_CHUNK];
 	struct evbuffer *in = conn_input(s->conn);
-	while (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) {
+	while (session_state(s->ss) == SMTP_S_DATA || session_state(s->ss) == SMTP_S_BDAT) {
 		size_t avail = evbuffer_get_length(in);
-		if (s->state == SMTP_S_BDAT && s->bdat_left == 0) {
+		if (session_state(s->ss) == SMTP_S_BDAT && s->bdat_left == 0) {
 			bdat_chunk_done(s);
 			return;
 		}
 		if (avail == 0)
 			return;
 		size_t want = avail < SMTP_FEED_CHUNK ? avail : SMTP_FEED_CHUNK;
-		if (s->state == SMTP_S_BDAT && want > s->bdat_left)
+		if (session_state(s->ss) == SMTP_S_BDAT && want > s->bdat_left)
 			want = (size_t)s->bdat_left;
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, (ssize_t)want, NULL, &v, 1) < 1)
@@ -942,12 +949,12 @@ static void feed_data(struct smtp_session *s)
 			want = v.iov_len;	/* one contiguous piece at a time */
 		size_t outlen = 0, used = want;
 		int done = 0;
-		if (s->state == SMTP_S_DATA || s->bdat_error == NULL)
+		if (session_state(s->ss) == SMTP_S_DATA || s->bdat_error == NULL)
 			done = smtp_data_feed(&s->dp, v.iov_base, want, out, &outlen, &used);
 		if (s->msg != NULL && s->bdat_error == NULL)
 			message_write(s, out, outlen);
 		evbuffer_drain(in, used);
-		if (s->state == SMTP_S_BDAT) {
+		if (session_state(s->ss) == SMTP_S_BDAT) {
 			s->bdat_left -= used;
 		} else if (done) {
 			message_finish(s);
@@ -955,159 +962,61 @@ static void feed_data(struct smtp_session *s)
 	}
 }
 
-/* session_process - handle whatever the client sent, in order (pipelining) */
-static void session_process(struct smtp_session *s)
-{
-	for (;;) {
-		if (s->state == SMTP_S_CLOSING || s->conn == NULL)
-			return;
-		if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) {
-			feed_data(s);
-			if (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT)
-				return;		/* need more bytes */
-			continue;
-		}
-		bool bare_lf;
-		if (conn_output_full(s->conn))
-			return;		/* resumes once the client reads its replies */
-		/* conn_input each time: STARTTLS replaces the connection's buffers */
-		int r = linereader_read(&s->lr, conn_input(s->conn), &s->line, &bare_lf);
-		if (r == 0)
-			return;
-		if (r < 0) {
-			if (s->state == SMTP_S_AUTH) {
-				sasl_free(&s->sasl);
-				s->sasl_active = false;
-				set_state(s, SMTP_S_CMD);
-				reply(s, "501 5.5.2 Authentication response too long");
-			} else {
-				reply(s, "500 5.5.2 Line too long");
-			}
-			if (bad_command(s))
-				return;
-			continue;
-		}
-		if (bare_lf) {
-			/* RFC 5321 §2.3.8: only CRLF ends a line */
-			reply(s, "500 5.5.2 Line must end with CRLF");
-			if (bad_command(s))
-				return;
-			continue;
-		}
-		if (s->state == SMTP_S_AUTH) {
-			auth_step(s, s->line.data);
-			if (s->delay != NULL && evtimer_pending(s->delay, NULL))
-				return;		/* paused for the failed-login delay */
-			continue;
-		}
-		dispatch(s, buf_cstr(&s->line), s->line.len);
-		if (s->delay != NULL && evtimer_pending(s->delay, NULL))
-			return;
-	}
-}
-
-static void smtp_on_input(void *ctx)
-{
-	session_process(ctx);
-}
-
-static void smtp_on_event(void *ctx, enum conn_event ev)
+/* smtp_on_raw - DATA or BDAT bytes; back to command lines once the message or chunk is in */
+static void smtp_on_raw(void *ctx)
 {
 	struct smtp_session *s = ctx;
-	if (ev == CONN_TIMEOUT) {
-		log_info("%s: timeout from %s in state %s", s->id, conn_peer_ip(s->conn),
-			 smtp_state_names[s->state]);
-		close_with(s, "421 4.4.2 Timeout exceeded, closing connection");
-		return;
-	}
-	if (s->msg != NULL)
-		log_info("%s: %s: connection lost during message, discarded", s->id, s->msg->qid);
-	session_end(s);
+	feed_data(s);
+	if (session_state(s->ss) != SMTP_S_DATA && session_state(s->ss) != SMTP_S_BDAT)
+		session_set_raw(s->ss, false);
 }
 
-static void smtp_on_closed(void *ctx)
+static bool smtp_can_drain(void *ctx)
 {
-	session_end(ctx);
+	struct smtp_session *s = ctx;
+	return !s->have_mail && session_state(s->ss) == SMTP_S_CMD;
 }
 
-static const struct conn_ops smtp_conn_ops = {
-	.on_input = smtp_on_input,
-	.on_event = smtp_on_event,
-	.on_closed = smtp_on_closed,
+static const struct session_ops smtp_session_ops = {
+	.state_names = smtp_state_names,
+	.on_line = smtp_on_line,
+	.on_raw = smtp_on_raw,
+	.can_drain = smtp_can_drain,
+	.on_end = smtp_on_end,
 };
-
-/* session_end - the one teardown: everything the session owns is freed here */
-static void session_end(struct smtp_session *s)
-{
-	log_info("%s: disconnect from %s", s->id, conn_peer_ip(s->conn));
-	txn_reset(s);
-	conn_free(&s->conn);
-	if (s->delay != NULL)
-		event_free(s->delay);
-	if (s->sasl_active)
-		sasl_free(&s->sasl);
-	buf_free(&s->line);
-	free(s->helo);
-	free(s->auth_user);
-	LIST_REMOVE(s, link);
-	s->srv->n_sessions--;
-	free(s);
-}
 
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		      const struct tern_config *cfg, SSL_CTX *tls, struct accounts *accounts,
-		      struct queue *queue)
+		      struct queue *queue, struct login_pool *login)
 {
-	memset(srv, 0, sizeof(*srv));
-	srv->base = base;
-	srv->cfg = cfg;
-	srv->tls = tls;
-	srv->accounts = accounts;
-	srv->queue = queue;
+	*srv = (struct smtp_server){ .base = base, .cfg = cfg, .tls = tls, .accounts = accounts,
+				     .queue = queue, .login = login };
 	srv->spool_dir = config_path_in_data(cfg, "spool");
-	LIST_INIT(&srv->sessions);
+	srv->greeting = xasprintf("220 %s ESMTP Tern", cfg->hostname);
+	session_list_init(&srv->sessions, &smtp_texts);
 }
 
 void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *peer,
 			socklen_t peerlen, enum listen_role role)
 {
-	static unsigned long counter;
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->role = role;
-	snprintf(s->id, sizeof(s->id), "s%lx.%lu", (long)getpid(), ++counter);
-	SSL_CTX *implicit = role == ROLE_SUBMISSIONS ? srv->tls : NULL;
-	s->conn = conn_new(srv->base, fd, peer, peerlen, implicit, SMTP_MAX_INPUT,
-			   srv->cfg->max_connections_per_ip, &smtp_conn_ops, s);
-	linereader_init(&s->lr, srv->cfg->smtp_max_line);
-	buf_init(&s->line, 0);
-	LIST_INSERT_HEAD(&srv->sessions, s, link);
-	srv->n_sessions++;
-	log_info("%s: connect from %s role=%s", s->id, conn_peer_ip(s->conn),
-		 config_role_name(role));
-	if (conn_over_ip_limit(s->conn)) {
-		log_info("%s: too many connections from %s", s->id, conn_peer_ip(s->conn));
-		close_with(s, "421 4.7.0 Too many connections from your address");
-		return;
-	}
-	conn_set_timeout(s->conn, srv->cfg->smtp_timeout_command);
-	reply(s, "220 %s ESMTP Tern", srv->cfg->hostname);
+	SSL_CTX *implicit_tls = role == ROLE_SUBMISSIONS ? srv->tls : NULL;
+	s->ss = session_new(&srv->sessions, srv->base, fd, peer, peerlen, implicit_tls,
+			    &srv->cfg->session_limits[role], &smtp_session_ops, s, 's',
+			    config_role_name(role), srv->greeting);
+	s->conn = session_conn(s->ss);
 }
 
 void smtp_server_drain(struct smtp_server *srv)
 {
-	srv->draining = true;
-	struct smtp_session *s, *next;
-	for (s = LIST_FIRST(&srv->sessions); s != NULL; s = next) {
-		next = LIST_NEXT(s, link);
-		if (!s->have_mail && s->state == SMTP_S_CMD)
-			close_with(s, "421 4.3.2 Service shutting down");
-	}
+	session_list_drain(&srv->sessions);
 }
 
 void smtp_server_free(struct smtp_server *srv)
 {
-	while (!LIST_EMPTY(&srv->sessions))
-		session_end(LIST_FIRST(&srv->sessions));
+	session_list_free(&srv->sessions);
 	free(srv->spool_dir);
+	free(srv->greeting);
 }

@@ -11,10 +11,11 @@
 #include <openssl/ssl.h>
 
 #include "config/config.h"
+#include "lib/session.h"
 
 struct accounts;
+struct login_pool;
 struct queue;
-struct smtp_session;
 
 struct smtp_server {
 	struct event_base *base;
@@ -22,21 +23,22 @@ struct smtp_server {
 	SSL_CTX *tls;			/* NULL: no STARTTLS, no implicit TLS */
 	struct accounts *accounts;
 	struct queue *queue;		/* NULL: remote recipients get 451 */
+	struct login_pool *login;	/* password checks off the loop (auth/login) */
 	char *spool_dir;
-	LIST_HEAD(, smtp_session) sessions;
-	unsigned n_sessions;
-	bool draining;
+	char *greeting;			/* "220 <hostname> ESMTP Tern" */
+	struct session_list sessions;	/* .n: sessions alive; .draining */
 };
 
-/* smtp_server_init - fill srv (the caller opened accounts and queue). */
+/* smtp_server_init - fill srv (the caller opened accounts and queue and made the login
+ * pool). */
 void smtp_server_init(struct smtp_server *srv, struct event_base *base,
 		      const struct tern_config *cfg, SSL_CTX *tls, struct accounts *accounts,
-		      struct queue *queue);
+		      struct queue *queue, struct login_pool *login);
 /* smtp_session_start - serve an accepted socket (owned from now on) for role. */
 void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *peer,
 			socklen_t peerlen, enum listen_role role);
 /* smtp_server_drain - stop: idle sessions get 421 now, a transaction in flight finishes
- * first. Sessions end on their own; watch srv->n_sessions. */
+ * first. Sessions end on their own; watch srv->sessions.n. */
 void smtp_server_drain(struct smtp_server *srv);
 /* smtp_server_free - end every session at once and free what srv holds. */
 void smtp_server_free(struct smtp_server *srv);

@@ -1,0 +1,469 @@
+/* login - password checks off the event loop: delay, lookup, cache, hashing threads.
+ *
+ * Why threads and not an auth process: a check needs the stored hash (an indexed read the
+ * worker already does in microseconds) and ~80 ms of yescrypt. Threads that run only
+ * crypt_rn on copies share nothing with the loop but two short lists under one mutex; an
+ * auth process would add a protocol, a socket per worker, its own restart and privilege
+ * story, for no gain in isolation (the worker already holds tern.db open). */
+#include "auth/login.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "auth/accounts.h"
+#include "auth/sasl.h"
+#include "auth/throttle.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+#define LOGIN_CACHE_SIZE 256
+#define LOGIN_KEY_LEN 32		/* HMAC-SHA-256 */
+#define LOGIN_THREAD_NICE 10		/* below the loop: it gets the CPU first */
+
+/* One hashing job. The thread reads password and stored and writes ok; owner is the loop's
+ * business only (NULL once the check was cancelled). */
+struct login_job {
+	struct login_job *next;
+	struct login *owner;
+	char *password;
+	char *stored;			/* NULL: no such user (the dummy hash is used) */
+	bool ok;
+};
+
+struct login {
+	struct login_pool *pool;
+	struct login **handle;		/* the caller's pointer, cleared when done */
+	struct event *timer;		/* the failed-login delay, then the lookup */
+	struct login_job *job;
+	struct sockaddr_storage peer;
+	char log_id[32];
+	char *user;			/* lower case */
+	char *password;			/* wiped once handed to a job */
+	char *stored;
+	unsigned char key[LOGIN_KEY_LEN];
+	login_done_fn *done;
+	void *ctx;
+};
+
+struct cache_entry {
+	unsigned char key[LOGIN_KEY_LEN];
+	char *stored;			/* NULL: free slot */
+	int64_t expires;
+};
+
+struct login_pool {
+	struct event_base *base;
+	struct accounts *accounts;
+	pthread_t *threads;
+	unsigned nthreads;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct login_job *todo, **todo_tail;	/* FIFO, under mu */
+	struct login_job *done;			/* under mu */
+	bool stop;				/* under mu */
+	size_t queued;				/* loop only: submitted, not yet returned */
+	size_t queue_max;
+	int efd;
+	struct event *efd_ev;
+	unsigned cache_ttl;
+	unsigned char secret[32];
+	struct cache_entry cache[LOGIN_CACHE_SIZE];
+	unsigned long cache_hits;
+};
+
+static int64_t now_secs(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+static void free_secret(char **p)
+{
+	if (*p != NULL) {
+		explicit_bzero(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+static void job_free(struct login_job *j)
+{
+	free_secret(&j->password);
+	free(j->stored);
+	free(j);
+}
+
+/* hash_thread - take jobs, hash, hand them back; nothing else */
+static void *hash_thread(void *arg)
+{
+	struct login_pool *p = arg;
+	/* Linux: nice is per thread. On a busy machine the loop thread still runs first, so
+	 * hashing delays logins, never the other sessions. Failure is harmless. */
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), LOGIN_THREAD_NICE);
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && p->todo == NULL)
+			pthread_cond_wait(&p->cond, &p->mu);
+		if (p->stop) {
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		struct login_job *j = p->todo;
+		p->todo = j->next;
+		if (p->todo == NULL)
+			p->todo_tail = &p->todo;
+		pthread_mutex_unlock(&p->mu);
+
+		bool ok = accounts_hash_check(j->password, j->stored);
+		explicit_bzero(j->password, strlen(j->password));
+
+		pthread_mutex_lock(&p->mu);
+		j->ok = ok;
+		j->next = p->done;
+		p->done = j;
+		pthread_mutex_unlock(&p->mu);
+		uint64_t one = 1;
+		while (write(p->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* ---- cache of successful checks ------------------------------------------------------ */
+
+static void cache_key(const struct login_pool *p, const char *user, const char *password,
+		      unsigned char out[LOGIN_KEY_LEN])
+{
+	size_t ul = strlen(user), pl = strlen(password);
+	unsigned char *msg = xmalloc(ul + 1 + pl);
+	memcpy(msg, user, ul);
+	msg[ul] = '\0';
+	memcpy(msg + ul + 1, password, pl);
+	unsigned len = LOGIN_KEY_LEN;
+	if (HMAC(EVP_sha256(), p->secret, sizeof(p->secret), msg, ul + 1 + pl, out, &len) == NULL)
+		memset(out, 0, LOGIN_KEY_LEN);	/* an all-zero key never matches: see cache_hit */
+	explicit_bzero(msg, ul + 1 + pl);
+	free(msg);
+}
+
+static bool key_zero(const unsigned char *k)
+{
+	unsigned char acc = 0;
+	for (size_t i = 0; i < LOGIN_KEY_LEN; i++)
+		acc |= k[i];
+	return acc == 0;
+}
+
+/* cache_hit - a remembered success for this key whose stored hash is still the current
+ * one: a changed password or a deleted user (another process) misses at once. */
+static bool cache_hit(struct login_pool *p, const unsigned char *key, const char *stored)
+{
+	if (p->cache_ttl == 0 || stored == NULL || key_zero(key))
+		return false;
+	int64_t now = now_secs();
+	for (size_t i = 0; i < LOGIN_CACHE_SIZE; i++) {
+		struct cache_entry *e = &p->cache[i];
+		if (e->stored == NULL || CRYPTO_memcmp(e->key, key, LOGIN_KEY_LEN) != 0)
+			continue;
+		if (e->expires > now && strcmp(e->stored, stored) == 0)
+			return true;
+		free(e->stored);
+		e->stored = NULL;
+		return false;
+	}
+	return false;
+}
+
+/* cache_put - remember a success: its slot, a free or expired one, else the oldest */
+static void cache_put(struct login_pool *p, const unsigned char *key, const char *stored)
+{
+	if (p->cache_ttl == 0 || stored == NULL || key_zero(key))
+		return;
+	int64_t now = now_secs();
+	struct cache_entry *same = NULL, *unused = NULL, *oldest = &p->cache[0];
+	for (size_t i = 0; i < LOGIN_CACHE_SIZE && same == NULL; i++) {
+		struct cache_entry *e = &p->cache[i];
+		if (e->stored != NULL && memcmp(e->key, key, LOGIN_KEY_LEN) == 0)
+			same = e;
+		else if (e->stored == NULL || e->expires <= now)
+			unused = unused ? unused : e;
+		else if (e->expires < oldest->expires)
+			oldest = e;
+	}
+	struct cache_entry *victim = same ? same : unused ? unused : oldest;
+	free(victim->stored);
+	memcpy(victim->key, key, LOGIN_KEY_LEN);
+	victim->stored = xstrdup(stored);
+	victim->expires = now + (int64_t)p->cache_ttl;
+}
+
+/* ---- one check ----------------------------------------------------------------------- */
+
+static void login_free(struct login *l)
+{
+	if (l->timer != NULL)
+		event_free(l->timer);
+	free_secret(&l->password);
+	free(l->user);
+	free(l->stored);
+	explicit_bzero(l->key, sizeof(l->key));
+	free(l);
+}
+
+/* login_finish - bookkeeping, then the caller's callback; l is gone afterwards */
+static void login_finish(struct login *l, enum login_result r)
+{
+	const struct sockaddr *peer = (const struct sockaddr *)&l->peer;
+	if (r == LOGIN_OK) {
+		cache_put(l->pool, l->key, l->stored);
+		throttle_succeeded(peer, l->user);
+	} else if (r == LOGIN_FAILED) {
+		char ip[NI_MAXHOST] = "?", safe[128];
+		getnameinfo(peer, sizeof(l->peer), ip, sizeof(ip), NULL, 0, NI_NUMERICHOST);
+		throttle_failed(peer, l->user);
+		log_info("%s: authentication failed user=%s ip=%s", l->log_id,
+			 log_sanitize(safe, sizeof(safe), l->user, strlen(l->user)), ip);
+	}
+	*l->handle = NULL;
+	login_done_fn *done = l->done;
+	void *ctx = l->ctx;
+	char *user = l->user;
+	l->user = NULL;
+	login_free(l);
+	done(ctx, r, user);
+	free(user);
+}
+
+/* login_lookup - after the delay: stored hash, cache, or a job for the threads */
+static void login_lookup(evutil_socket_t fd, short what, void *arg)
+{
+	struct login *l = arg;
+	struct login_pool *p = l->pool;
+	if (accounts_password_hash(p->accounts, l->user, &l->stored) < 0) {
+		login_finish(l, LOGIN_TEMPFAIL);
+		return;
+	}
+	if (p->cache_ttl > 0 && l->stored != NULL)
+		cache_key(p, l->user, l->password, l->key);
+	if (cache_hit(p, l->key, l->stored)) {
+		p->cache_hits++;
+		log_debug("%s: login user=%s answered from the cache", l->log_id, l->user);
+		login_finish(l, LOGIN_OK);
+		return;
+	}
+	if (p->queued >= p->queue_max + p->nthreads) {
+		log_warnx("%s: login queue full (%zu checks waiting)", l->log_id, p->queued);
+		login_finish(l, LOGIN_TEMPFAIL);
+		return;
+	}
+	struct login_job *j = xcalloc(1, sizeof(*j));
+	j->owner = l;
+	j->password = l->password;	/* the job owns it now */
+	l->password = NULL;
+	j->stored = l->stored ? xstrdup(l->stored) : NULL;
+	l->job = j;
+	p->queued++;
+	pthread_mutex_lock(&p->mu);
+	*p->todo_tail = j;
+	p->todo_tail = &j->next;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* pool_results - the eventfd fired: finish the checks the threads are done with */
+static void pool_results(evutil_socket_t fd, short what, void *arg)
+{
+	struct login_pool *p = arg;
+	uint64_t n;
+	while (read(p->efd, &n, sizeof(n)) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&p->mu);
+	struct login_job *j = p->done;
+	p->done = NULL;
+	pthread_mutex_unlock(&p->mu);
+	while (j != NULL) {
+		struct login_job *next = j->next;
+		struct login *l = j->owner;
+		bool ok = j->ok;
+		p->queued--;
+		job_free(j);
+		if (l != NULL) {
+			l->job = NULL;
+			login_finish(l, ok ? LOGIN_OK : LOGIN_FAILED);
+		}
+		j = next;
+	}
+}
+
+void login_start(struct login_pool *pool, const struct sockaddr *peer, const char *log_id,
+		 const char *user, const char *password, login_done_fn *done, void *ctx,
+		 struct login **login_r)
+{
+	struct login *l = xcalloc(1, sizeof(*l));
+	l->pool = pool;
+	l->handle = login_r;
+	l->done = done;
+	l->ctx = ctx;
+	if (peer != NULL) {
+		size_t len = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							  : sizeof(struct sockaddr_in);
+		memcpy(&l->peer, peer, len);
+	}
+	snprintf(l->log_id, sizeof(l->log_id), "%s", log_id);
+	l->user = xstrdup(user);
+	for (char *c = l->user; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	l->password = xstrdup(password);
+	*login_r = l;
+	/* Slow down repeated failures without blocking the other sessions of this worker;
+	 * with no delay the timer still defers the work to the loop, so done never runs
+	 * inside login_start. */
+	unsigned ms = throttle_delay_ms(peer, user);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	l->timer = evtimer_new(pool->base, login_lookup, l);
+	evtimer_add(l->timer, &tv);
+}
+
+int login_sasl_feed(struct login_pool *pool, struct sasl_state *sasl, const char *response,
+		    const struct sockaddr *peer, const char *log_id, login_done_fn *done, void *ctx,
+		    struct login **login_r, const char **text_r)
+{
+	const char *challenge, *err = "";
+	int r = sasl_step(sasl, response, &challenge, &err);
+	if (r == 0) {
+		*text_r = challenge;
+		return 0;
+	}
+	*text_r = r == -1 ? err : "";
+	if (r == 1)
+		login_start(pool, peer, log_id, sasl->authcid, sasl->password, done, ctx, login_r);
+	sasl_free(sasl);	/* the check has its own copy of the password */
+	return r;
+}
+
+void login_cancel(struct login **lp)
+{
+	struct login *l = *lp;
+	if (l == NULL)
+		return;
+	struct login_job *j = l->job;
+	if (j != NULL) {
+		struct login_pool *p = l->pool;
+		bool unqueued = false;
+		pthread_mutex_lock(&p->mu);
+		for (struct login_job **q = &p->todo; *q != NULL; q = &(*q)->next) {
+			if (*q == j) {	/* not started: take it back */
+				*q = j->next;
+				if (p->todo_tail == &j->next)
+					p->todo_tail = q;
+				unqueued = true;
+				break;
+			}
+		}
+		j->owner = NULL;	/* running or done: freed when it comes back */
+		pthread_mutex_unlock(&p->mu);
+		if (unqueued) {
+			p->queued--;
+			job_free(j);
+		}
+	}
+	*lp = NULL;
+	login_free(l);
+}
+
+struct login_pool *login_pool_new(struct event_base *base, struct accounts *accounts,
+				  unsigned nthreads, unsigned queue_max, unsigned cache_ttl)
+{
+	struct login_pool *p = xcalloc(1, sizeof(*p));
+	p->base = base;
+	p->accounts = accounts;
+	p->nthreads = nthreads ? nthreads : 1;
+	p->queue_max = queue_max;
+	p->cache_ttl = cache_ttl;
+	p->todo_tail = &p->todo;
+	if (getrandom(p->secret, sizeof(p->secret), 0) != (ssize_t)sizeof(p->secret))
+		goto fail;
+	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->efd < 0)
+		goto fail;
+	p->efd_ev = event_new(base, p->efd, EV_READ | EV_PERSIST, pool_results, p);
+	event_add(p->efd_ev, NULL);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->threads = xcalloc(p->nthreads, sizeof(pthread_t));
+	/* signals are the loop's business: the threads block them all */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	unsigned made = 0;
+	for (; made < p->nthreads; made++)
+		if (pthread_create(&p->threads[made], NULL, hash_thread, p) != 0)
+			break;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (made < p->nthreads) {
+		p->nthreads = made;
+		login_pool_free(&p);
+		errno = EAGAIN;
+		return NULL;
+	}
+	return p;
+fail:
+	free(p);
+	return NULL;
+}
+
+void login_pool_free(struct login_pool **pp)
+{
+	struct login_pool *p = *pp;
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	/* Nobody waits for these any more: their sessions were freed (and cancelled them). */
+	for (struct login_job *lists[2] = { p->todo, p->done }, **l = lists; l < lists + 2; l++) {
+		while (*l != NULL) {
+			struct login_job *next = (*l)->next;
+			if ((*l)->owner != NULL)
+				(*l)->owner->job = NULL;
+			job_free(*l);
+			*l = next;
+		}
+	}
+	event_free(p->efd_ev);
+	close(p->efd);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cond);
+	for (size_t i = 0; i < LOGIN_CACHE_SIZE; i++)
+		free(p->cache[i].stored);
+	explicit_bzero(p->secret, sizeof(p->secret));
+	free(p->threads);
+	free(p);
+	*pp = NULL;
+}
+
+size_t login_pool_queued(const struct login_pool *p)
+{
+	return p->queued;
+}
+
+unsigned long login_pool_cache_hits(const struct login_pool *p)
+{
+	return p->cache_hits;
+}
