@@ -23,14 +23,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/dbschema.h"
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
-#define SCHEMA_VERSION 1
-
-static const char schema_sql[] =
+/* The schema as numbered steps (lib/dbschema): step i takes user_version i to i+1. A released
+ * step is never edited; a change is a new step at the end. */
+static const char schema_v1[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	/* AUTOINCREMENT: a deleted mailbox's id is never given to a new one, so a session
 	 * that still holds the old id cannot reach the new mailbox. */
@@ -52,6 +53,18 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS unlinks_name ON unlinks(mailbox_id, name);"
 	"CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);";
 
+/* v2: expunge records for the sync API (RFC 7162 3.2.7: remember the UID and the new MODSEQ
+ * of each expunged message), the highest MODSEQ pruned from them per mailbox, and an index
+ * that finds the messages changed since a MODSEQ without a scan. */
+static const char schema_v2[] =
+	"CREATE TABLE expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL, PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);"
+	"ALTER TABLE mailboxes ADD COLUMN expunge_floor INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);";
+
+static const char *const schema_steps[] = { schema_v1, schema_v2 };
+
 static const char *const stmt_sql[ST__COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
@@ -60,7 +73,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 	[ST_META_GET] = "SELECT value FROM meta WHERE key=?1",
 	[ST_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
-#define MB_COLS "id, name, dir, uidvalidity, uidnext, highestmodseq, recent_uid, cur_mtime"
+#define MB_COLS \
+	"id, name, dir, uidvalidity, uidnext, highestmodseq, recent_uid, cur_mtime, expunge_floor"
 	[ST_MB_BY_NAME] = "SELECT " MB_COLS " FROM mailboxes WHERE name=?1",
 	[ST_MB_BY_ID] = "SELECT " MB_COLS " FROM mailboxes WHERE id=?1",
 	[ST_MB_INSERT] = "INSERT INTO mailboxes(name, dir, uidvalidity, uidnext, highestmodseq,"
@@ -111,6 +125,17 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_SUB_DEL] = "DELETE FROM subscriptions WHERE name=?1",
 	[ST_SUB_LIST] = "SELECT name FROM subscriptions ORDER BY name",
 	[ST_SUB_HAS] = "SELECT 1 FROM subscriptions WHERE name=?1",
+	[ST_EXP_ADD] = "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES(?1, ?2, ?3)",
+	/* the MODSEQ below which records go: the (keep+1)-th newest */
+	[ST_EXP_CUT] = "SELECT modseq FROM expunged WHERE mailbox_id=?1"
+		       " ORDER BY modseq DESC LIMIT 1 OFFSET ?2",
+	[ST_EXP_PRUNE] = "DELETE FROM expunged WHERE mailbox_id=?1 AND modseq <= ?2",
+	[ST_EXP_FLOOR] = "UPDATE mailboxes SET expunge_floor=max(expunge_floor, ?2) WHERE id=?1",
+	[ST_EXP_DELETE_MB] = "DELETE FROM expunged WHERE mailbox_id=?1",
+	[ST_EXP_SINCE] = "SELECT uid FROM expunged WHERE mailbox_id=?1 AND modseq > ?2"
+			 " AND uid < ?3 ORDER BY uid",
+	[ST_MSG_CHANGED] = "SELECT uid, size, internaldate, flags, modseq, keywords FROM messages"
+			   " WHERE mailbox_id=?1 AND modseq > ?2 AND uid < ?3 ORDER BY uid",
 };
 
 void db_set_error(struct store *s, char **error_r, const char *what)
@@ -210,34 +235,14 @@ static int db_pragma_wal(struct store *s)
 	return -1;
 }
 
-/* db_schema - create the tables once (the version check keeps later opens cheap) */
+/* db_schema - bring index.db to the current schema (one read when it is there already) */
 static int db_schema(struct store *s, char **error_r)
 {
-	sqlite3_stmt *st;
-	int version = -1;
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			version = sqlite3_column_int(st, 0);
-		sqlite3_finalize(st);
-	}
-	if (version == SCHEMA_VERSION)
-		return 0;
-	if (version > SCHEMA_VERSION) {
-		store_set_error(error_r, "%s/%s: schema version %d is newer than this program's",
-				s->root, STORE_INDEX_NAME, version);
-		return -1;
-	}
-	char *sql = xasprintf("BEGIN IMMEDIATE; %s PRAGMA user_version=%d; COMMIT;", schema_sql,
-			      SCHEMA_VERSION);
-	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-	free(sql);
-	if (rc != SQLITE_OK) {
-		db_set_error(s, error_r, "schema");
-		if (!sqlite3_get_autocommit(s->db))
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return -1;
-	}
-	return 0;
+	char *what = store_path(s, NULL, STORE_INDEX_NAME);
+	int r = dbschema_migrate(s->db, what, schema_steps,
+				 sizeof(schema_steps) / sizeof(schema_steps[0]), error_r);
+	free(what);
+	return r;
 }
 
 int db_open(struct store *s, char **error_r)
@@ -256,7 +261,7 @@ int db_open(struct store *s, char **error_r)
 		s->db_ino = st.st_ino;
 	}
 	free(path);
-	sqlite3_busy_timeout(s->db, 10000);
+	sqlite3_busy_timeout(s->db, (int)store_settings_current()->busy_timeout_ms);
 	if (db_pragma_wal(s) < 0 ||
 	    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
 		db_set_error(s, error_r, "journal mode");
@@ -285,6 +290,18 @@ void db_close(struct store *s)
 	s->db = NULL;
 }
 
+/* store_notify - after a commit that changed mailbox: this handle's hook first (so that a
+ * hook sees the change before any other process can), then the change file that wakes the
+ * watchers of every process (notify.c) */
+void store_notify(struct store *s, const char *mailbox, unsigned changes)
+{
+	if (changes == 0)
+		return;
+	if (s->hook != NULL)
+		s->hook(s->hook_ctx, mailbox, changes);
+	maildir_changes_bump(s);
+}
+
 /* ---- mailbox rows ------------------------------------------------------------------- */
 
 static void mbrow_read(sqlite3_stmt *st, struct mbrow *r)
@@ -297,6 +314,7 @@ static void mbrow_read(sqlite3_stmt *st, struct mbrow *r)
 	r->highestmodseq = (uint64_t)sqlite3_column_int64(st, 5);
 	r->recent_uid = (uint32_t)sqlite3_column_int64(st, 6);
 	r->cur_mtime = sqlite3_column_int64(st, 7);
+	r->expunge_floor = (uint64_t)sqlite3_column_int64(st, 8);
 }
 
 void mbrow_free(struct mbrow *r)
@@ -377,6 +395,10 @@ int idx_mb_drop(struct store *s, int64_t id)
 	if (db_exec(st) < 0)
 		return -1;
 	st = db_st(s, ST_UNLINK_DELETE_MB);
+	sqlite3_bind_int64(st, 1, id);
+	if (db_exec(st) < 0)
+		return -1;
+	st = db_st(s, ST_EXP_DELETE_MB);
 	sqlite3_bind_int64(st, 1, id);
 	if (db_exec(st) < 0)
 		return -1;
@@ -545,6 +567,45 @@ fail:
 	db_rollback(s);
 	mbrow_free(&mb);
 	return r;
+}
+
+/* ---- expunge records --------------------------------------------------------------- */
+
+int idx_expunge_record(struct store *s, int64_t id, uint32_t uid, uint64_t modseq)
+{
+	sqlite3_stmt *st = db_st(s, ST_EXP_ADD);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_int64(st, 3, (int64_t)modseq);
+	return db_exec(st);
+}
+
+/* idx_expunge_prune - the cut is found through the (mailbox_id, modseq) index, so it costs
+ * a walk of at most `keep` index entries, inside the expunge's own transaction; records that
+ * share the cut's MODSEQ (one EXPUNGE of many messages) go together, so the floor is exact:
+ * every record above it is kept. */
+int idx_expunge_prune(struct store *s, int64_t id)
+{
+	unsigned keep = store_settings_current()->expunge_keep;
+	sqlite3_stmt *st = db_st(s, ST_EXP_CUT);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, keep);
+	int rc = sqlite3_step(st);
+	int64_t cut = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return -1;
+	st = db_st(s, ST_EXP_PRUNE);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, cut);
+	if (db_exec(st) < 0)
+		return -1;
+	st = db_st(s, ST_EXP_FLOOR);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, cut);
+	return db_exec(st);
 }
 
 /* ---- pending unlinks ---------------------------------------------------------------- */

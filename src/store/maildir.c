@@ -14,6 +14,7 @@
 
 #include "lib/buf.h"
 #include "lib/fs.h"
+#include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
@@ -481,6 +482,32 @@ void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t 
 	char name[200];
 	fs_unique_name(name, sizeof(name), s->host);
 	snprintf(out, outsz, "%s,S=%llu", name, (unsigned long long)size);
+}
+
+/* ---- the change file ------------------------------------------------------------------ */
+
+/* maildir_changes_bump - a wake-up hint, not data: one pwrite of the time into the account's
+ * change file, whose inotify IN_MODIFY wakes every store_notifier watching the account. No
+ * fsync: after a crash nobody is waiting for it. A failure is logged once per handle and
+ * costs only the prompt wake-up (sessions still sync at their next command). */
+void maildir_changes_bump(struct store *s)
+{
+	if (s->changes_fd == -1) {
+		char *path = store_path(s, NULL, STORE_CHANGES_NAME);
+		s->changes_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (s->changes_fd < 0) {
+			log_warn("%s: open", path);
+			s->changes_fd = -2;	/* do not try again on every commit */
+		}
+		free(path);
+	}
+	if (s->changes_fd < 0)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t v = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (pwrite(s->changes_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		log_warn("%s/%s: write", s->root, STORE_CHANGES_NAME);
 }
 
 /* ---- delivery ------------------------------------------------------------------------ */

@@ -603,9 +603,10 @@ out:
 
 /* expunge - remove the messages in rv (only \Deleted ones when only_deleted): rows and
  * pending unlinks in one durable transaction, then the files, then the pending entries.
+ * Each gets an expunge record with the mailbox's new HIGHESTMODSEQ (*modseq_r).
  * Returns the count, *uids_r (caller frees) the UIDs. */
 static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, size_t nr,
-		   bool only_deleted, uint32_t **uids_r, char **error_r)
+		   bool only_deleted, uint32_t **uids_r, uint64_t *modseq_r, char **error_r)
 {
 	struct store *s = mb->s;
 	struct msgrow *rows = NULL;
@@ -629,9 +630,12 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 	if (msgrows_read(mb, rv, nr, &rows, &n) < 0)
 		goto dberr;
 	uids = xcalloc(n + 1, sizeof(*uids));
+	uint64_t modseq = row.highestmodseq + 1;	/* every expunged message's (RFC 7162 3.2.7) */
 	for (size_t i = 0; i < n; i++) {
 		if (only_deleted && !(rows[i].m.flags & STORE_F_DELETED))
 			continue;
+		if (idx_expunge_record(s, mb->id, rows[i].m.uid, modseq) < 0)
+			goto dberr;
 		sqlite3_stmt *st = db_st(s, ST_UNLINK_ADD);
 		sqlite3_bind_int64(st, 1, mb->id);
 		sqlite3_bind_text(st, 2, rows[i].name, -1, SQLITE_TRANSIENT);
@@ -650,12 +654,14 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 		r = 0;
 		goto out;
 	}
-	if (idx_mb_counters(s, mb->id, row.uidnext, row.highestmodseq + 1) < 0)
+	if (idx_mb_counters(s, mb->id, row.uidnext, modseq) < 0 || idx_expunge_prune(s, mb->id) < 0)
 		goto dberr;
 	r = db_commit(s, error_r);
 	if (r < 0)
 		goto out;
-	mb_saw(mb, row.uidnext, row.highestmodseq, row.uidnext, row.highestmodseq + 1);
+	mb_saw(mb, row.uidnext, row.highestmodseq, row.uidnext, modseq);
+	if (modseq_r != NULL)
+		*modseq_r = modseq;
 	char *err = NULL;
 	if (idx_finish_unlinks(s, mb->id, &err) < 0) {
 		/* committed: the next pick-up finishes the unlinks */
@@ -691,23 +697,23 @@ int store_expunge(struct store_mailbox *mb, const uint32_t *uids, size_t n, char
 	struct store_uid_range *rv = ranges_norm(in, n, &nr);
 	free(in);
 	uint32_t *gone = NULL;
-	int r = expunge(mb, rv, nr, false, &gone, error_r);
+	int r = expunge(mb, rv, nr, false, &gone, NULL, error_r);
 	free(rv);
 	free(gone);
 	return r < 0 ? r : 0;
 }
 
 int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
-			  size_t n_ranges, void (*cb)(void *ctx, uint32_t uid), void *ctx,
-			  char **error_r)
+			  size_t n_ranges, store_expunge_fn *cb, void *ctx, char **error_r)
 {
 	size_t nr;
 	struct store_uid_range *rv = ranges_norm(ranges, n_ranges, &nr);
 	uint32_t *gone = NULL;
-	int r = expunge(mb, rv, nr, true, &gone, error_r);
+	uint64_t modseq = 0;
+	int r = expunge(mb, rv, nr, true, &gone, &modseq, error_r);
 	free(rv);
 	for (int i = 0; cb != NULL && i < r; i++)
-		cb(ctx, gone[i]);
+		cb(ctx, gone[i], modseq);
 	free(gone);
 	return r;
 }
@@ -868,6 +874,10 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 		if (idx_add_keywords(s, dst.id, rows[i].keywords, NULL) < 0)
 			goto dberr_arrays;
 		if (move) {
+			/* the source's new MODSEQ: dst_modseq when moving within one mailbox */
+			if (idx_expunge_record(s, mb->id, rows[i].m.uid,
+					       same ? dst_modseq : src.highestmodseq + 1) < 0)
+				goto dberr_arrays;
 			sqlite3_stmt *st = db_st(s, ST_UNLINK_ADD);
 			sqlite3_bind_int64(st, 1, mb->id);
 			sqlite3_bind_text(st, 2, rows[i].name, -1, SQLITE_TRANSIENT);
@@ -888,6 +898,8 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 			goto dberr_arrays;
 		if (move && !same &&
 		    idx_mb_counters(s, src.id, src.uidnext, src.highestmodseq + 1) < 0)
+			goto dberr_arrays;
+		if (move && idx_expunge_prune(s, mb->id) < 0)
 			goto dberr_arrays;
 	}
 	r = db_commit(s, error_r);

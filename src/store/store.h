@@ -249,12 +249,14 @@ int store_flags_update(struct store_mailbox *mb, const struct store_uid_range *r
 		       void *ctx, char **error_r);
 
 /* ==== expunge, copy, move, append ==== */
+/* an expunged message: its UID and the MODSEQ its expunge was given (the mailbox's new
+ * HIGHESTMODSEQ, the same for every message of one call) */
+typedef void store_expunge_fn(void *ctx, uint32_t uid, uint64_t modseq);
 /* store_expunge_deleted - IMAP EXPUNGE (n_ranges == 0) and UID EXPUNGE: remove the messages
  * flagged \Deleted in ranges. cb (may be NULL) gets each expunged UID, ascending, after the
  * commit. Returns the number expunged, or <0. */
 int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
-			  size_t n_ranges, void (*cb)(void *ctx, uint32_t uid), void *ctx,
-			  char **error_r);
+			  size_t n_ranges, store_expunge_fn *cb, void *ctx, char **error_r);
 
 struct store_copy_result {
 	uint32_t uidvalidity;	/* of the destination */
@@ -314,6 +316,63 @@ int store_msg_cache_get(struct store_mailbox *mb, uint32_t uid, void **data_r, s
  * change). */
 int store_msg_cache_set(struct store_mailbox *mb, uint32_t uid, const void *data, size_t len,
 			char **error_r);
+
+/* ==== what changed: the sync API ==== */
+/* Every committed change to a mailbox raises its HIGHESTMODSEQ: new messages and flag or
+ * keyword changes carry the new MODSEQ in their rows; an expunge (store_expunge,
+ * store_expunge_deleted, the source side of a move) leaves an expunge record (UID, MODSEQ).
+ * Records are kept per mailbox up to store_settings.expunge_keep (the newest, whole MODSEQs);
+ * older ones are pruned and the mailbox remembers the highest MODSEQ pruned (its "floor").
+ * A deleted mailbox's records go with it (a new mailbox of the same name is another mailbox:
+ * new UIDVALIDITY).
+ *
+ * A session remembers the HIGHESTMODSEQ and UIDNEXT it has reported to its client (from
+ * store_mailbox_highestmodseq/uidnext at SELECT, then from each result below) and asks what
+ * changed since. Its own changes come back too (they are changes since): a session that
+ * already reported them through the store_flags_update / store_expunge_deleted callbacks
+ * skips a changed entry whose (UID, MODSEQ) it reported, and an expunged UID that it no longer
+ * has. */
+struct store_changes {
+	uint64_t highestmodseq;		/* the mailbox's, as of this result: the next "since" */
+	uint32_t uidnext;		/* likewise */
+	bool too_old;			/* expunge records after since_modseq were pruned:
+					   expunged[] is incomplete; compare the whole UID list
+					   (store_mailbox_uids) - QRESYNC's full resync */
+	struct store_msg *added;	/* UID >= since_uidnext, still present, ascending */
+	size_t n_added;
+	struct store_msg *changed;	/* UID < since_uidnext with MODSEQ > since_modseq
+					   (flags or keywords changed), ascending */
+	size_t n_changed;
+	uint32_t *expunged;		/* UID < since_uidnext expunged after since_modseq,
+					   ascending; a message both changed and expunged is here
+					   only */
+	size_t n_expunged;
+	char *kw_arena;			/* the keywords strings of added[] and changed[] */
+};
+/* store_mailbox_changes - what changed in mb's mailbox since (since_modseq, since_uidnext):
+ * reads only index.db (no directory scan: store_mailbox_sync picks up foreign files), in one
+ * read transaction, so the lists and the counters agree. When nothing changed (both counters
+ * equal) it costs one primary-key read and returns 0 with only highestmodseq/uidnext set;
+ * else 1 with the lists filled. Everything in *ch_r is the caller's (no pointer into mb): free
+ * with store_changes_free, also after 0. <0 on error (STORE_NOTFOUND: the mailbox was deleted
+ * or renamed away; STORE_ERROR: try again). */
+int store_mailbox_changes(struct store_mailbox *mb, uint64_t since_modseq, uint32_t since_uidnext,
+			  struct store_changes *ch_r, char **error_r);
+void store_changes_free(struct store_changes *ch);
+
+/* ==== process-wide settings ==== */
+struct store_settings {
+	unsigned busy_timeout_ms;	/* how long a statement waits for another process's
+					   lock before STORE_ERROR (see "Concurrency" above) */
+	unsigned expunge_keep;		/* expunge records kept per mailbox */
+};
+#define STORE_BUSY_TIMEOUT_DEFAULT 10000	/* CLI, queue runner, tests */
+#define STORE_BUSY_TIMEOUT_WORKER 250		/* event-loop processes */
+#define STORE_EXPUNGE_KEEP_DEFAULT 10000
+/* store_settings_set - replace the settings (values 0: the default) for handles opened from
+ * now on in this process; store_settings_get reads them. */
+void store_settings_set(const struct store_settings *set);
+void store_settings_get(struct store_settings *set_r);
 
 /* ==== change notification ==== */
 enum store_change {

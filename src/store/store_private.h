@@ -12,6 +12,7 @@
 
 #define STORE_INDEX_NAME "index.db"
 #define STORE_LOCK_NAME "tern.lock"
+#define STORE_CHANGES_NAME "tern.changes"	/* at the account root: see notify.h */
 #define STORE_MAX_DIR 255		/* a directory name's limit */
 #define STORE_MAX_KEYWORD 64
 #define STORE_MAX_MB_KEYWORDS 256	/* distinct keywords a mailbox accepts */
@@ -27,6 +28,8 @@ enum stmt {
 	ST_MSG_DELETE_MB, ST_MSG_STATUS, ST_MSG_COUNT_FROM, ST_MSG_CACHE_GET, ST_MSG_CACHE_SET,
 	ST_UNLINK_ADD, ST_UNLINK_HAS, ST_UNLINK_LIST, ST_UNLINK_DEL, ST_UNLINK_DELETE_MB,
 	ST_SUB_ADD, ST_SUB_DEL, ST_SUB_LIST, ST_SUB_HAS,
+	ST_EXP_ADD, ST_EXP_CUT, ST_EXP_PRUNE, ST_EXP_FLOOR, ST_EXP_DELETE_MB, ST_EXP_SINCE,
+	ST_MSG_CHANGED,
 	ST__COUNT
 };
 
@@ -38,6 +41,7 @@ struct store {
 	dev_t db_dev;		/* index.db as opened: a replaced file means a lost index */
 	ino_t db_ino;
 	int64_t inbox_id;
+	int changes_fd;		/* the change file: -1 not yet opened, -2 failed */
 	store_change_fn *hook;
 	void *hook_ctx;
 	unsigned open_mailboxes;
@@ -68,6 +72,7 @@ struct mbrow {
 	uint32_t uidvalidity, uidnext, recent_uid;
 	uint64_t highestmodseq;
 	int64_t cur_mtime;	/* cur/ as last fully checked (ns), 0 unknown */
+	uint64_t expunge_floor;	/* highest MODSEQ of pruned expunge records, 0 none */
 };
 
 /* a list of directory entries */
@@ -116,8 +121,14 @@ int maildir_link_msg(const struct store *s, const char *dir, const char *name, c
 		     const char *dst);
 /* maildir_rmtree - remove path and all below it, not following symlinks */
 int maildir_rmtree(const char *path);
+/* maildir_changes_bump - write the account's change file (wakes notify.c's watchers) */
+void maildir_changes_bump(struct store *s);
 /* store_unique_name - a Maildir base name for a new file of size bytes */
 void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t size);
+
+/* ---- settings.c ---- */
+/* store_settings_current - the process-wide settings (store_settings_set), never NULL */
+const struct store_settings *store_settings_current(void);
 
 /* ---- index.c ---- */
 int db_open(struct store *s, char **error_r);
@@ -169,11 +180,21 @@ int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **err
  * STORE_INVALID / STORE_NOTFOUND / STORE_ERROR with *error_r set. */
 int store_mb_find(struct store *s, const char *name, char **norm_r, struct mbrow *r,
 		  char **error_r);
-/* idx_mb_drop - delete a mailbox's rows (messages, pending unlinks); inside a transaction */
+/* idx_expunge_record - remember that uid of mailbox id was expunged at modseq; inside the
+ * expunging transaction. 0 or -1. */
+int idx_expunge_record(struct store *s, int64_t id, uint32_t uid, uint64_t modseq);
+/* idx_expunge_prune - keep the newest settings.expunge_keep records of mailbox id (whole
+ * MODSEQs), raising its expunge_floor to the highest MODSEQ dropped; inside the transaction
+ * that added records. 0 or -1. */
+int idx_expunge_prune(struct store *s, int64_t id);
+/* idx_mb_drop - delete a mailbox's rows (messages, pending unlinks, expunge records); inside
+ * a transaction */
 int idx_mb_drop(struct store *s, int64_t id);
 
-/* ---- mailbox.c ---- */
+/* store_notify - after a commit that changed mailbox: the handle's hook, the change file */
 void store_notify(struct store *s, const char *mailbox, unsigned changes);
+
+/* ---- mailbox.c ---- */
 /* mb_saw - after a change through mb: remember the new counters when the old ones were
  * what mb had seen (so store_mailbox_changed reports only others' changes) */
 void mb_saw(struct store_mailbox *mb, uint32_t old_uidnext, uint64_t old_modseq,
