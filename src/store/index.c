@@ -1027,3 +1027,25 @@ fail:
 	free(dir);
 	return -1;
 }
+
+int store_mb_find(struct store *s, const char *name, char **norm_r, struct mbrow *r,
+		  char **error_r)
+{
+	char *norm;
+	if (store_name_normalize(name, &norm) < 0) {
+		store_set_error(error_r, "invalid mailbox name");
+		return STORE_INVALID;
+	}
+	int k = idx_mb_lookup(s, norm, r, error_r);
+	if (k <= 0) {
+		if (k == 0)
+			store_set_error(error_r, "mailbox %s does not exist", norm);
+		free(norm);
+		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	}
+	if (norm_r != NULL)
+		*norm_r = norm;
+	else
+		free(norm);
+	return 0;
+}

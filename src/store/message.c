@@ -67,6 +67,17 @@ static bool is_recent(const struct store_mailbox *mb, uint32_t uid)
 	return false;
 }
 
+/* mb_saw - after a change through mb: remember the new counters when the old ones were
+ * what mb had seen, so that store_mailbox_changed reports only others' changes */
+static void mb_saw(struct store_mailbox *mb, uint32_t old_uidnext, uint64_t old_modseq,
+	    uint32_t new_uidnext, uint64_t new_modseq)
+{
+	if (old_uidnext == mb->seen_uidnext && old_modseq == mb->seen_modseq) {
+		mb->seen_uidnext = new_uidnext;
+		mb->seen_modseq = new_modseq;
+	}
+}
+
 /* ---- snapshots --------------------------------------------------------------------------- */
 
 int store_mailbox_messages_in(struct store_mailbox *mb, const struct store_uid_range *ranges,

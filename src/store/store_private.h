@@ -1,6 +1,15 @@
 /* store_private - what the files of src/store/ share; nothing outside src/store/ includes it.
- * maildir.c: names, paths, files. index.c: index.db (schema, statements, transactions, the
- * pick-up of new files). mailbox.c: the account and its mailboxes. message.c: messages. */
+ * Calls point one way (a file calls only those listed after it):
+ *   deliver.c  store_deliver_file and its handle cache        -> mailbox, index, maildir
+ *   mailbox.c  the account handle, mailboxes, status, lock     -> message, index, maildir
+ *   message.c  messages: snapshots, reading, flags, expunge,
+ *              copy/move, append, the structure cache          -> index, maildir
+ *   sync.c     store_mailbox_changes                           -> index, maildir
+ *   notify.c   store_notifier (inotify on the change files)    -> maildir
+ *   index.c    index.db only: schema, statements, transactions,
+ *              pick-up of new files, store_notify              -> maildir, settings
+ *   maildir.c  files and names only, the change file          -> (nothing)
+ *   settings.c process-wide settings */
 #ifndef TERN_STORE_PRIVATE_H
 #define TERN_STORE_PRIVATE_H
 #include <sqlite3.h>
@@ -193,13 +202,5 @@ int idx_mb_drop(struct store *s, int64_t id);
 
 /* store_notify - after a commit that changed mailbox: the handle's hook, the change file */
 void store_notify(struct store *s, const char *mailbox, unsigned changes);
-
-/* ---- mailbox.c ---- */
-/* mb_saw - after a change through mb: remember the new counters when the old ones were
- * what mb had seen (so store_mailbox_changed reports only others' changes) */
-void mb_saw(struct store_mailbox *mb, uint32_t old_uidnext, uint64_t old_modseq,
-	    uint32_t new_uidnext, uint64_t new_modseq);
-/* store_mailbox_name_of - the current name of mailbox id (for hooks); caller frees */
-char *store_mailbox_name_of(struct store *s, int64_t id);
 
 #endif
