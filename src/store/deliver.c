@@ -63,12 +63,7 @@ static int deliver_store(const char *data_dir, const char *address, struct store
 			victim = c;
 	}
 	if (slot != NULL) {
-		char *db = store_path(slot->s, NULL, STORE_INDEX_NAME);
-		struct stat st;
-		bool same = stat(db, &st) == 0 && st.st_dev == slot->s->db_dev &&
-			    st.st_ino == slot->s->db_ino;
-		free(db);
-		if (!same) {
+		if (db_replaced(slot->s)) {
 			store_close(&slot->s);
 			free(slot->key);
 			slot->key = NULL;

@@ -245,49 +245,134 @@ static int db_schema(struct store *s, char **error_r)
 	return r;
 }
 
+/* ---- connections: one per account per process ------------------------------------------ */
+
+/* Every handle on an account in one process shares one SQLite connection and its prepared
+ * statements (about 50): a worker with a thousand sessions on a few hundred accounts keeps a
+ * few hundred connections, not a thousand. Sharing is safe because a worker is single-threaded
+ * and every store call finishes its transaction before it returns: no transaction, and no
+ * statement mid-step, is ever left open between calls. A connection never crosses fork: a
+ * child forgets (never closes) its parent's. */
+struct store_db {
+	struct store_db *next;
+	char *path;		/* index.db: the key */
+	sqlite3 *db;
+	sqlite3_stmt *st[ST__COUNT];
+	dev_t dev;		/* index.db as opened: a replaced file means a lost index */
+	ino_t ino;
+	int changes_fd;		/* the change file: -1 not yet opened, -2 failed */
+	unsigned refs;
+	bool listed;		/* still in the cache list (not superseded) */
+};
+static struct store_db *db_list;
+static pid_t db_list_pid;
+
+static void store_db_free(struct store_db *d)
+{
+	for (int i = 0; i < ST__COUNT; i++)
+		sqlite3_finalize(d->st[i]);
+	if (d->db != NULL)
+		sqlite3_close(d->db);
+	if (d->changes_fd >= 0)
+		close(d->changes_fd);
+	free(d->path);
+	free(d);
+}
+
+static void db_unlist(struct store_db *d)
+{
+	for (struct store_db **pp = &db_list; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	}
+	d->listed = false;
+}
+
+/* db_attach - point s at d (one more reference) */
+static void db_attach(struct store *s, struct store_db *d)
+{
+	d->refs++;
+	s->conn = d;
+	s->db = d->db;
+	s->st = d->st;
+}
+
 int db_open(struct store *s, char **error_r)
 {
+	if (db_list_pid != getpid()) {
+		db_list = NULL;		/* the parent's: never touch them */
+		db_list_pid = getpid();
+	}
 	char *path = store_path(s, NULL, STORE_INDEX_NAME);
-	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	struct stat st;
+	bool exists = stat(path, &st) == 0;
+	for (struct store_db *d = db_list; d != NULL; d = d->next) {
+		if (strcmp(d->path, path) != 0)
+			continue;
+		if (exists && st.st_dev == d->dev && st.st_ino == d->ino) {
+			free(path);
+			db_attach(s, d);
+			return 0;
+		}
+		db_unlist(d);	/* index.db was replaced: its holders keep it, newcomers do not */
+		break;
+	}
+	struct store_db *d = xcalloc(1, sizeof(*d));
+	d->path = path;
+	d->changes_fd = -1;
+	db_attach(s, d);
+	int rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					       SQLITE_OPEN_NOMUTEX, NULL);
+	s->db = d->db;
 	if (rc != SQLITE_OK) {
 		db_set_error(s, error_r, "open");
-		free(path);
 		return -1;
 	}
-	struct stat st;
 	if (stat(path, &st) == 0) {
-		s->db_dev = st.st_dev;
-		s->db_ino = st.st_ino;
+		d->dev = st.st_dev;
+		d->ino = st.st_ino;
 	}
-	free(path);
-	sqlite3_busy_timeout(s->db, (int)store_settings_current()->busy_timeout_ms);
+	sqlite3_busy_timeout(d->db, (int)store_settings_current()->busy_timeout_ms);
 	if (db_pragma_wal(s) < 0 ||
-	    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+	    sqlite3_exec(d->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
 		db_set_error(s, error_r, "journal mode");
 		return -1;
 	}
 	if (db_schema(s, error_r) < 0)
 		return -1;
 	for (int i = 0; i < ST__COUNT; i++) {
-		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+		if (sqlite3_prepare_v3(d->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i],
 				       NULL) != SQLITE_OK) {
 			db_set_error(s, error_r, stmt_sql[i]);
 			return -1;
 		}
 	}
+	d->next = db_list;
+	db_list = d;
+	d->listed = true;
 	return 0;
 }
 
 void db_close(struct store *s)
 {
-	for (int i = 0; i < ST__COUNT; i++) {
-		sqlite3_finalize(s->st[i]);
-		s->st[i] = NULL;
-	}
-	if (s->db != NULL)
-		sqlite3_close(s->db);
+	struct store_db *d = s->conn;
+	s->conn = NULL;
 	s->db = NULL;
+	s->st = NULL;
+	if (d == NULL || --d->refs > 0)
+		return;
+	if (d->listed)
+		db_unlist(d);
+	store_db_free(d);
+}
+
+bool db_replaced(const struct store *s)
+{
+	struct stat st;
+	return stat(s->conn->path, &st) < 0 || st.st_dev != s->conn->dev ||
+	       st.st_ino != s->conn->ino;
 }
 
 /* store_notify - after a commit that changed mailbox: this handle's hook first (so that a
@@ -299,7 +384,7 @@ void store_notify(struct store *s, const char *mailbox, unsigned changes)
 		return;
 	if (s->hook != NULL)
 		s->hook(s->hook_ctx, mailbox, changes);
-	maildir_changes_bump(s);
+	maildir_changes_bump(s->root, &s->conn->changes_fd);
 }
 
 /* ---- mailbox rows ------------------------------------------------------------------- */

@@ -45,7 +45,6 @@ static void sweep_trash(struct store *s)
 int store_open(const char *data_dir, const char *address, struct store **store_r, char **error_r)
 {
 	struct store *s = xcalloc(1, sizeof(*s));
-	s->changes_fd = -1;
 	s->root = store_maildir_path(data_dir, address);
 	if (gethostname(s->host, sizeof(s->host) - 1) < 0 || s->host[0] == '\0')
 		snprintf(s->host, sizeof(s->host), "localhost");
@@ -86,8 +85,6 @@ void store_close(struct store **sp)
 	if (s->open_mailboxes != 0)
 		log_panic("store_close: %u mailboxes still open", s->open_mailboxes);
 	db_close(s);
-	if (s->changes_fd >= 0)
-		close(s->changes_fd);
 	free(s->root);
 	free(s);
 	*sp = NULL;

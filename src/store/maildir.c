@@ -491,22 +491,22 @@ void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t 
  * change file, whose inotify IN_MODIFY wakes every store_notifier watching the account. No
  * fsync: after a crash nobody is waiting for it. A failure is logged once per handle and
  * costs only the prompt wake-up (sessions still sync at their next command). */
-void maildir_changes_bump(struct store *s)
+void maildir_changes_bump(const char *root, int *fd)
 {
-	if (s->changes_fd == -1) {
-		char *path = store_path(s, NULL, STORE_CHANGES_NAME);
-		s->changes_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (s->changes_fd < 0) {
+	if (*fd == -1) {
+		char *path = xasprintf("%s/%s", root, STORE_CHANGES_NAME);
+		*fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (*fd < 0) {
 			log_warn("%s: open", path);
-			s->changes_fd = -2;	/* do not try again on every commit */
+			*fd = -2;	/* do not try again on every commit */
 		}
 		free(path);
 	}
-	if (s->changes_fd < 0)
+	if (*fd < 0)
 		return;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t v = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	if (pwrite(s->changes_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		log_warn("%s/%s: write", s->root, STORE_CHANGES_NAME);
+	if (pwrite(*fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		log_warn("%s/%s: write", root, STORE_CHANGES_NAME);
 }

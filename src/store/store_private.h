@@ -42,15 +42,16 @@ enum stmt {
 	ST__COUNT
 };
 
+struct store_db;		/* index.c: the account's connection, shared in the process */
+
+/* one handle (a session's, a delivery's); handles on one account share conn */
 struct store {
 	char *root;		/* the account's Maildir = INBOX */
 	char host[64];		/* for unique file names */
-	sqlite3 *db;
-	sqlite3_stmt *st[ST__COUNT];
-	dev_t db_dev;		/* index.db as opened: a replaced file means a lost index */
-	ino_t db_ino;
+	struct store_db *conn;
+	sqlite3 *db;		/* conn's, copied for brevity */
+	sqlite3_stmt **st;	/* conn's prepared statements [ST__COUNT] */
 	int64_t inbox_id;
-	int changes_fd;		/* the change file: -1 not yet opened, -2 failed */
 	store_change_fn *hook;
 	void *hook_ctx;
 	unsigned open_mailboxes;
@@ -130,8 +131,9 @@ int maildir_link_msg(const struct store *s, const char *dir, const char *name, c
 		     const char *dst);
 /* maildir_rmtree - remove path and all below it, not following symlinks */
 int maildir_rmtree(const char *path);
-/* maildir_changes_bump - write the account's change file (wakes notify.c's watchers) */
-void maildir_changes_bump(struct store *s);
+/* maildir_changes_bump - write the change file of the account at root (wakes notify.c's
+ * watchers); *fd: the file, opened on first use (-1), -2 once that failed */
+void maildir_changes_bump(const char *root, int *fd);
 /* store_unique_name - a Maildir base name for a new file of size bytes */
 void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t size);
 
@@ -140,8 +142,13 @@ void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t 
 const struct store_settings *store_settings_current(void);
 
 /* ---- index.c ---- */
+/* db_open - attach s to the account's connection in this process, opening (and migrating)
+ * index.db when no handle has it open, or when the file was replaced since. 0 or -1. */
 int db_open(struct store *s, char **error_r);
+/* db_close - detach s; the last handle closes the connection */
 void db_close(struct store *s);
+/* db_replaced - index.db is no longer the file s's connection has open (a lost index) */
+bool db_replaced(const struct store *s);
 /* db_st - a cached statement, reset and ready to bind */
 sqlite3_stmt *db_st(struct store *s, enum stmt id);
 /* db_exec - step st to the end and reset it: 0, or -1 */

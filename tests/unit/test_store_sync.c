@@ -860,7 +860,118 @@ static void test_wakeup_latency(void)
 	teardown();
 }
 
+/* ---- concurrency: one connection per account per process, a short busy timeout ---------- */
+
+/* index_db_fds - descriptors of this process open on an index.db */
+static int index_db_fds(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++) {
+		char link[64], target[1024];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t k = readlink(link, target, sizeof(target) - 1);
+		if (k <= 0)
+			continue;
+		target[k] = '\0';
+		size_t len = strlen(target);
+		if (len >= 9 && strcmp(target + len - 9, "/index.db") == 0)
+			n++;
+	}
+	return n;
+}
+
+static void test_handles_share_connection(void)
+{
+	setup();
+	CHECK(deliver() == 0);
+	store_deliver_cache_close();
+	int base = index_db_fds();
+	struct store *a = open_store();
+	CHECK(index_db_fds() == base + 1);
+	struct store *b = open_store();
+	struct store *c = open_store();
+	CHECK(index_db_fds() == base + 1);	/* shared */
+	struct store_mailbox *ma = open_mb(a, "INBOX"), *mb = open_mb(b, "INBOX");
+	struct view v;
+	view_init(mb, &v);
+	struct store_uid_range r = { 1, 1 };
+	CHECK(store_flags_update(ma, &r, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, NULL, NULL,
+				 NULL) == 0);
+	struct store_changes ch;
+	CHECK(sync_view(mb, &v, &ch) == 1 && ch.n_changed == 1);
+	store_changes_free(&ch);
+	store_mailbox_close(&ma);
+	store_close(&a);
+	CHECK(index_db_fds() == base + 1);	/* b and c still hold it */
+	CHECK(sync_view(mb, &v, &ch) == 0);
+	store_changes_free(&ch);
+	store_mailbox_close(&mb);
+	store_close(&b);
+	store_close(&c);
+	CHECK(index_db_fds() == base);		/* the last one closed it */
+	teardown();
+}
+
+/* a worker's short busy timeout: a writer blocked by another process's transaction gets
+ * STORE_ERROR ("try again") after about the timeout, not 10 s later */
+static void test_busy_timeout(void)
+{
+	setup();
+	CHECK(deliver() == 0);
+	store_deliver_cache_close();
+	struct store_settings set = { .busy_timeout_ms = 100 };
+	store_settings_set(&set);
+	struct store *s = open_store();
+	struct store_mailbox *mb = open_mb(s, "INBOX");
+	int ready[2];
+	CHECK(pipe(ready) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* another process holds the write lock for a second */
+		char p[700];
+		snprintf(p, sizeof(p), "%s/index.db", root);
+		sqlite3 *db;
+		if (sqlite3_open(p, &db) != SQLITE_OK ||
+		    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(1);
+		char c = 1;
+		if (write(ready[1], &c, 1) != 1)
+			_exit(1);
+		usleep(1000 * 1000);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(db);
+		_exit(0);
+	}
+	char c;
+	CHECK(read(ready[0], &c, 1) == 1);
+	struct store_uid_range r = { 1, 1 };
+	char *err = NULL;
+	int64_t t0 = now_ns();
+	int k = store_flags_update(mb, &r, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, NULL, NULL,
+				   &err);
+	int64_t took = now_ns() - t0;
+	CHECK(k == STORE_ERROR && err != NULL);
+	free(err);
+	CHECK(took >= 90 * 1000000LL && took < 800 * 1000000LL);
+	/* reads are never blocked by a writer (WAL) */
+	struct store_changes ch;
+	struct view v = { 0, 0 };
+	CHECK(sync_view(mb, &v, &ch) == 1 && ch.n_added == 1);
+	store_changes_free(&ch);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* once the lock is free the same call succeeds */
+	CHECK(store_flags_update(mb, &r, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, NULL, NULL,
+				 NULL) == 0);
+	close(ready[0]);
+	close(ready[1]);
+	store_mailbox_close(&mb);
+	store_close(&s);
+	teardown();
+}
+
 TEST_MAIN(TEST(test_changes_basic), TEST(test_changes_own), TEST(test_changes_too_old),
 	  TEST(test_changes_move_delete), TEST(test_schema_v1_migrates), TEST(test_notifier_local),
 	  TEST(test_two_processes_sync), TEST(test_three_processes_sync),
-	  TEST(test_wakeup_latency))
+	  TEST(test_wakeup_latency), TEST(test_handles_share_connection),
+	  TEST(test_busy_timeout))
