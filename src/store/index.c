@@ -160,6 +160,45 @@ int db_exec(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Write transactions are timed (process-wide: one at a time in a single-threaded process):
+ * store_stats reports the longest, and one that held the lock past STORE_SLOW_WRITE_MS is
+ * logged, since every other process's writer waited for it. */
+#define STORE_SLOW_WRITE_MS 100
+static struct store_stats stats;
+static int64_t tx_start;
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void tx_end(struct store *s, bool committed)
+{
+	if (tx_start == 0)
+		return;
+	uint64_t us = (uint64_t)(mono_ns() - tx_start) / 1000;
+	tx_start = 0;
+	if (committed)
+		stats.write_commits++;
+	if (us > stats.write_us_max)
+		stats.write_us_max = us;
+	if (us > STORE_SLOW_WRITE_MS * 1000)
+		log_warnx("%s: slow write transaction: %llu ms", s->root,
+			  (unsigned long long)(us / 1000));
+}
+
+void store_stats_get(struct store_stats *st_r)
+{
+	*st_r = stats;
+}
+
+void store_stats_reset(void)
+{
+	memset(&stats, 0, sizeof(stats));
+}
+
 int db_begin(struct store *s, bool durable, char **error_r)
 {
 	if (durable && db_exec(db_st(s, ST_SYNC_FULL)) < 0) {
@@ -167,11 +206,15 @@ int db_begin(struct store *s, bool durable, char **error_r)
 		return STORE_ERROR;
 	}
 	if (db_exec(db_st(s, ST_BEGIN)) < 0) {
+		int code = sqlite3_errcode(s->db);
+		if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+			stats.busy_errors++;
 		db_set_error(s, error_r, "begin");
 		if (durable)
 			db_exec(db_st(s, ST_SYNC_NORMAL));
 		return STORE_ERROR;
 	}
+	tx_start = mono_ns();
 	return 0;
 }
 
@@ -183,6 +226,7 @@ int db_commit(struct store *s, char **error_r)
 		db_rollback(s);
 		r = STORE_ERROR;
 	}
+	tx_end(s, r == 0);
 	db_exec(db_st(s, ST_SYNC_NORMAL));
 	return r;
 }
@@ -191,6 +235,7 @@ void db_rollback(struct store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		db_exec(db_st(s, ST_ROLLBACK));
+	tx_end(s, false);
 	db_exec(db_st(s, ST_SYNC_NORMAL));
 }
 
@@ -772,7 +817,33 @@ struct found {
 	char *entry;		/* directory entry */
 	char *base;		/* before ":2," */
 	bool in_new;
+	/* for a file without a row, measured before the write lock is taken */
+	enum { PROBE_NONE, PROBE_OK, PROBE_SKIP, PROBE_RETRY } probe;
+	uint64_t size;
+	int64_t mtime;
 };
+
+/* probe_file - open and measure a file that has no row (served size reads it whole, so this
+ * is done before the write lock: a large foreign file must not hold other writers up) */
+static void probe_file(struct found *f, const char *newdir, const char *curdir)
+{
+	char *path = xasprintf("%s/%s", f->in_new ? newdir : curdir, f->entry);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	free(path);
+	struct stat fst = { 0 };
+	if (fd < 0) {
+		/* gone meanwhile, or a symlink; anything else is looked at again */
+		f->probe = errno != ENOENT && errno != ELOOP ? PROBE_RETRY : PROBE_SKIP;
+		return;
+	}
+	if (fstat(fd, &fst) < 0 || !S_ISREG(fst.st_mode) || maildir_served_size(fd, &f->size) < 0)
+		/* an I/O error is looked at again, a non-file never */
+		f->probe = fst.st_mode == 0 || S_ISREG(fst.st_mode) ? PROBE_RETRY : PROBE_SKIP;
+	else
+		f->probe = PROBE_OK;
+	f->mtime = (int64_t)fst.st_mtime;
+	close(fd);
+}
 
 static int cmp_found(const void *a, const void *b)
 {
@@ -897,6 +968,18 @@ int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r)
 		goto out;
 	}
 	qsort(f, nf, sizeof(*f), cmp_found);
+	/* Without the lock: measure the files that have no row yet. */
+	for (size_t i = 0; i < nf; i++) {
+		uint32_t uid;
+		int k = msg_by_name(s, id, f[i].base, &uid, NULL);
+		if (k < 0) {
+			db_set_error(s, error_r, "read messages");
+			r = STORE_ERROR;
+			goto out;
+		}
+		if (k == 0)
+			probe_file(&f[i], newdir, curdir);
+	}
 
 	r = db_begin(s, false, error_r);
 	if (r < 0)
@@ -949,33 +1032,21 @@ int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r)
 		if (k == 1)
 			continue;	/* an expunged message's file, about to go */
 
-		/* A file nobody indexed: another program's, or a row lost in a crash. */
-		char *path = xasprintf("%s/%s", f[i].in_new ? newdir : curdir, f[i].entry);
-		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-		free(path);
-		struct stat fst = { 0 };
-		uint64_t size;
-		if (fd < 0) {
-			/* gone meanwhile, or a symlink; anything else is looked at again */
-			if (errno != ENOENT && errno != ELOOP)
+		/* A file nobody indexed: another program's, or a row lost in a crash. Measured
+		 * above; one whose row vanished since (no pending unlink) waits for next time. */
+		if (f[i].probe != PROBE_OK) {
+			if (f[i].probe != PROBE_SKIP)
 				remember_mtime = false;
 			continue;
 		}
-		if (fstat(fd, &fst) < 0 || !S_ISREG(fst.st_mode) ||
-		    maildir_served_size(fd, &size) < 0) {
-			if (fst.st_mode == 0 || S_ISREG(fst.st_mode))
-				remember_mtime = false;	/* an I/O error, not a non-file */
-			close(fd);
-			continue;
-		}
-		close(fd);
+		uint64_t size = f[i].size;
 		if (uidnext == UINT32_MAX) {
 			log_warnx("%s: mailbox %s: no UIDs left", s->root, mb.name);
 			break;
 		}
 		char *target = f[i].in_new ? cur_target(f[i].entry, f[i].base)
 					   : xasprintf("cur/%s", f[i].entry);
-		if (idx_msg_insert(s, id, uidnext, f[i].base, target, size, (int64_t)fst.st_mtime,
+		if (idx_msg_insert(s, id, uidnext, f[i].base, target, size, f[i].mtime,
 			       maildir_info_flags(f[i].entry), "", modseq) < 0) {
 			free(target);
 			goto dberr;

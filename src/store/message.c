@@ -731,6 +731,25 @@ int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range
 
 /* ---- copy and move ----------------------------------------------------------------------- */
 
+/* kw_union_add - add the keywords of list that u lacks (space-separated) */
+static void kw_union_add(buf *u, const char *list)
+{
+	for (const char *p = list; *p;) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		size_t n = (size_t)(e - p);
+		if (n > 0 && !store_kw_has(u->data, p, n)) {
+			if (u->len > 0)
+				buf_putc(u, ' ');
+			buf_append(u, p, n);
+		}
+		p = e;
+	}
+}
+
 /* copy_bytes - when a hard link is impossible: a copy through tmp/, fsync'd, at dst */
 static int copy_bytes(struct store *s, const char *src_dir, const struct msgrow *m,
 		      const char *dst_dir, const char *dst)
@@ -781,12 +800,17 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 	struct store_uid_range *rv = NULL;
 	char **links = NULL;		/* per row: the new file's name in dest new/, or NULL */
 	char *dst_root = NULL, *dst_new = NULL;
+	buf kws;		/* the distinct keywords of the copied messages */
+	buf_init(&kws, 0);
+	buf_puts(&kws, "");
 	int r;
 	if (res_r != NULL)
 		memset(res_r, 0, sizeof(*res_r));
 	int k = store_mb_find(s, dest, &norm, &dst, error_r);
-	if (k < 0)
+	if (k < 0) {
+		buf_free(&kws);
 		return k;
+	}
 	k = idx_mb_by_id(s, mb->id, &src, error_r);
 	if (k <= 0) {
 		if (k == 0)
@@ -882,8 +906,7 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 		free(file);
 		if (ir < 0)
 			goto dberr_arrays;
-		if (idx_add_keywords(s, dst.id, rows[i].keywords, NULL) < 0)
-			goto dberr_arrays;
+		kw_union_add(&kws, rows[i].keywords);
 		if (move) {
 			/* the source's new MODSEQ: dst_modseq when moving within one mailbox */
 			if (idx_expunge_record(s, mb->id, rows[i].m.uid,
@@ -905,7 +928,9 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 		dst_uids[done++] = uidnext++;
 	}
 	if (done > 0) {
-		if (idx_mb_counters(s, dst.id, uidnext, dst_modseq) < 0)
+		/* the destination's keyword list once, not once per message */
+		if (idx_mb_counters(s, dst.id, uidnext, dst_modseq) < 0 ||
+		    (kws.len > 0 && idx_add_keywords(s, dst.id, kws.data, NULL) < 0))
 			goto dberr_arrays;
 		if (move && !same &&
 		    idx_mb_counters(s, src.id, src.uidnext, src.highestmodseq + 1) < 0)
@@ -986,6 +1011,7 @@ out:
 	free(dst_root);
 	free(dst_new);
 	free(norm);
+	buf_free(&kws);
 	return r;
 }
 

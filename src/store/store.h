@@ -374,6 +374,19 @@ struct store_settings {
 void store_settings_set(const struct store_settings *set);
 void store_settings_get(struct store_settings *set_r);
 
+/* store_stats - this process's write transactions so far: how many committed, the longest
+ * (BEGIN IMMEDIATE to COMMIT or ROLLBACK: how long it held every other writer of its account
+ * up), and how many failed for want of the lock within the busy timeout. One longer than
+ * 100 ms is also logged. */
+struct store_stats {
+	uint64_t write_commits;
+	uint64_t write_us_max;
+	uint64_t busy_errors;
+};
+void store_stats_get(struct store_stats *st_r);
+/* store_stats_reset - start counting again from zero */
+void store_stats_reset(void);
+
 /* ==== change notification ==== */
 enum store_change {
 	STORE_CHANGE_NEW = 1 << 0,		/* messages arrived (deliver, append, copy, pickup) */

@@ -970,8 +970,77 @@ static void test_busy_timeout(void)
 	teardown();
 }
 
+/* ---- how long write transactions hold the lock (figures for docs/architecture.md) -------- */
+
+static uint64_t tx_ms_since_reset(void)
+{
+	struct store_stats st;
+	store_stats_get(&st);
+	store_stats_reset();
+	return st.write_us_max;
+}
+
+/* test_write_transactions - the store's largest writes on a mailbox of N messages
+ * (TERN_STORE_BENCH_N, default 2000), each timed from BEGIN IMMEDIATE to COMMIT */
+static void test_write_transactions(void)
+{
+	setup();
+	const char *env = getenv("TERN_STORE_BENCH_N");
+	int n = env ? atoi(env) : 2000;
+	if (n < 10)
+		n = 10;
+	CHECK(deliver() == 0);	/* creates the Maildir */
+	store_deliver_cache_close();
+	for (int i = 0; i < n; i++) {
+		char rel[128];
+		snprintf(rel, sizeof(rel), "cur/%010d.M%dP1.other:2,", 1000000 + i, i);
+		char p[800];
+		snprintf(p, sizeof(p), "%s/%s", root, rel);
+		int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		CHECK(fd >= 0 && write(fd, msg1, strlen(msg1)) == (ssize_t)strlen(msg1));
+		close(fd);
+	}
+	struct store *s = open_store();
+	CHECK(store_mailbox_create(s, "Folder", NULL) == 0);
+	store_stats_reset();
+	uint64_t us[8];
+	struct store_mailbox *mb = open_mb(s, "INBOX");	/* picks up n files */
+	us[0] = tx_ms_since_reset();
+	struct store_uid_range all = { 1, UINT32_MAX };
+	CHECK(store_flags_update(mb, &all, 1, STORE_FLAGS_ADD, STORE_F_SEEN, "kw", 0, NULL, NULL,
+				 NULL) == 0);
+	us[1] = tx_ms_since_reset();
+	CHECK(store_copy(mb, &all, 1, "Folder", false, NULL, NULL) == 0);
+	us[2] = tx_ms_since_reset();
+	struct store_uid_range half = { 1, (uint32_t)n / 2 };
+	CHECK(store_copy(mb, &half, 1, "Folder", true, NULL, NULL) == 0);
+	us[3] = tx_ms_since_reset();
+	CHECK(store_flags_update(mb, &all, 1, STORE_FLAGS_ADD, STORE_F_DELETED, NULL, 0, NULL, NULL,
+				 NULL) == 0);
+	tx_ms_since_reset();
+	CHECK(store_expunge_deleted(mb, NULL, 0, NULL, NULL, NULL) > 0);
+	us[4] = tx_ms_since_reset();
+	CHECK(deliver() == 0);
+	us[5] = tx_ms_since_reset();
+	struct store_uid_range one = { 1, 1 };
+	struct store_mailbox *f = open_mb(s, "Folder");
+	tx_ms_since_reset();
+	CHECK(store_flags_update(f, &one, 1, STORE_FLAGS_ADD, STORE_F_FLAGGED, NULL, 0, NULL, NULL,
+				 NULL) == 0);
+	us[6] = tx_ms_since_reset();
+	printf("  write transactions, %d messages: pick-up %.1f ms, flags on all %.1f ms, "
+	       "copy all %.1f ms, move half %.1f ms, expunge half %.1f ms, one delivery %.2f ms, "
+	       "one flag change %.2f ms\n",
+	       n, us[0] / 1e3, us[1] / 1e3, us[2] / 1e3, us[3] / 1e3, us[4] / 1e3, us[5] / 1e3,
+	       us[6] / 1e3);
+	store_mailbox_close(&f);
+	store_mailbox_close(&mb);
+	store_close(&s);
+	teardown();
+}
+
 TEST_MAIN(TEST(test_changes_basic), TEST(test_changes_own), TEST(test_changes_too_old),
 	  TEST(test_changes_move_delete), TEST(test_schema_v1_migrates), TEST(test_notifier_local),
 	  TEST(test_two_processes_sync), TEST(test_three_processes_sync),
 	  TEST(test_wakeup_latency), TEST(test_handles_share_connection),
-	  TEST(test_busy_timeout))
+	  TEST(test_busy_timeout), TEST(test_write_transactions))
