@@ -1,5 +1,6 @@
 /* deliver - store_deliver_file, the SMTP (and bounce) delivery entry point, and its cache of
- * account handles. On top of mailbox.c (store_open) and index.c (idx_add_message). */
+ * account handles. On top of mailbox.c (store_open), structure.c and index.c
+ * (idx_add_message). */
 #include "store/store.h"
 
 #include <errno.h>
@@ -123,8 +124,14 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 	 * with synchronous=NORMAL), the file is picked up from new/ at the next open. */
 	char *file = xasprintf("new/%s", name);
 	uint32_t uid, uidvalidity;
+	/* The structure is cached with the row: parsing costs under 1 % of a delivery (measured
+	 * by test_store_sync), and IMAP's first FETCH of new mail then writes nothing. */
+	buf structure;
+	if (structure_blob_of_file(dst, &structure) < 0)
+		buf_init(&structure, 0);	/* parsed at first FETCH instead */
 	int ir = idx_add_message(s, s->inbox_id, name, file, size, (int64_t)time(NULL), 0, NULL,
-				 &uid, &uidvalidity, error_r);
+				 &structure, &uid, &uidvalidity, error_r);
+	buf_free(&structure);
 	free(file);
 	if (ir < 0) {
 		/* Answering 4xx: the client sends it again, so the file must go. */

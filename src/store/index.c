@@ -114,6 +114,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 			      " AND uid BETWEEN ?2 AND ?3",
 	[ST_MSG_CACHE_GET] = "SELECT structure FROM messages WHERE mailbox_id=?1 AND uid=?2",
 	[ST_MSG_CACHE_SET] = "UPDATE messages SET structure=?3 WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_STRUCTURE] = "SELECT structure, name, file FROM messages"
+			     " WHERE mailbox_id=?1 AND uid=?2",
 	[ST_UNLINK_ADD] = "INSERT INTO unlinks(mailbox_id, name, file) VALUES(?1, ?2, ?3)",
 	[ST_UNLINK_HAS] = "SELECT 1 FROM unlinks WHERE mailbox_id=?1 AND name=?2",
 	[ST_UNLINK_LIST] = "SELECT u.id, u.name, u.file, b.dir FROM unlinks u"
@@ -649,7 +651,8 @@ static int unlink_pending(struct store *s, int64_t id, const char *name)
 
 int idx_add_message(struct store *s, int64_t id, const char *name, const char *file,
 		    uint64_t size, int64_t date, uint32_t flags, const char *keywords,
-		    uint32_t *uid_r, uint32_t *uidvalidity_r, char **error_r)
+		    const buf *structure, uint32_t *uid_r, uint32_t *uidvalidity_r,
+		    char **error_r)
 {
 	struct mbrow mb;
 	int r = db_begin(s, false, error_r);
@@ -678,6 +681,14 @@ int idx_add_message(struct store *s, int64_t id, const char *name, const char *f
 		if (idx_msg_insert(s, id, uid, name, file, size, date, flags, keywords, modseq) < 0 ||
 		    idx_mb_counters(s, id, uid + 1, modseq) < 0)
 			goto dberr;
+		if (structure != NULL && structure->len > 0) {
+			sqlite3_stmt *st = db_st(s, ST_MSG_CACHE_SET);
+			sqlite3_bind_int64(st, 1, id);
+			sqlite3_bind_int64(st, 2, uid);
+			sqlite3_bind_blob64(st, 3, structure->data, structure->len, SQLITE_STATIC);
+			if (db_exec(st) < 0)
+				goto dberr;
+		}
 		r = idx_add_keywords(s, id, keywords, error_r);
 		if (r < 0)
 			goto fail;

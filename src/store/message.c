@@ -1143,8 +1143,10 @@ int store_append_finish(struct store_append **app, uint32_t flags, const char *k
 	char *kw = kw_apply("", STORE_FLAGS_REPLACE, keywords ? keywords : "");
 	char *file = xasprintf("new/%s", name);
 	uint32_t uidvalidity = 0, uid = 0;
-	r = idx_add_message(ap->s, ap->id, name, file, ap->served, internal_date, flags, kw, &uid,
-			    &uidvalidity, error_r);
+	/* the structure is left to the first FETCH (store_msg_structures): only delivery, the
+	 * path that must be fast and is followed by FETCHes of new mail, caches it at once */
+	r = idx_add_message(ap->s, ap->id, name, file, ap->served, internal_date, flags, kw, NULL,
+			    &uid, &uidvalidity, error_r);
 	free(file);
 	free(kw);
 	if (r < 0) {

@@ -152,17 +152,17 @@ void store_notifier_unwatch(struct store_notifier *n, struct store_watch **wp)
 int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, void *ctx)
 {
 	/* aligned as inotify_event needs; room for many events per read */
-	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char evbuf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
 	bool all = false, any = false;
 	for (;;) {
-		ssize_t len = read(n->fd, buf, sizeof(buf));
+		ssize_t len = read(n->fd, evbuf, sizeof(evbuf));
 		if (len < 0 && errno == EINTR)
 			continue;
 		if (len < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (len <= 0)
 			return -1;
-		for (char *p = buf; p < buf + len;) {
+		for (char *p = evbuf; p < evbuf + len;) {
 			const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
 			p += sizeof(*ev) + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW) {

@@ -307,13 +307,14 @@ ssize_t store_reader_read(struct store_reader *r, void *p, size_t n);
 int store_reader_seek(struct store_reader *r, uint64_t offset);
 void store_reader_close(struct store_reader **r);
 
-/* store_msg_cache_get - the structure cache of uid (an opaque blob the IMAP layer stores,
- * e.g. its parsed BODYSTRUCTURE): 1 with *data_r (caller frees) and *len_r, 0 when none is
- * stored, <0 error (STORE_NOTFOUND: no such message). */
+/* store_msg_cache_get - the structure cache of uid, raw: the blob store_msg_structures
+ * writes (the file's size, 8 bytes little-endian, then mime_tree_serialize's encoding); 1 with
+ * *data_r (caller frees) and *len_r, 0 when none is stored, <0 error (STORE_NOTFOUND: no such
+ * message). A blob that store_msg_structures cannot decode is parsed again and replaced. */
 int store_msg_cache_get(struct store_mailbox *mb, uint32_t uid, void **data_r, size_t *len_r,
 			char **error_r);
-/* store_msg_cache_set - store it (files are immutable, so it never goes stale; no MODSEQ
- * change). */
+/* store_msg_cache_set - store a raw blob (files are immutable, so it never goes stale; no
+ * MODSEQ change). Normally only store_msg_structures writes it. */
 int store_msg_cache_set(struct store_mailbox *mb, uint32_t uid, const void *data, size_t len,
 			char **error_r);
 
@@ -386,6 +387,22 @@ struct store_stats {
 void store_stats_get(struct store_stats *st_r);
 /* store_stats_reset - start counting again from zero */
 void store_stats_reset(void);
+
+/* ==== message structure, parsed once ==== */
+struct mime_tree;
+/* store_msg_structures - the MIME structure (mime/tree.h: every part's offsets, sizes, line
+ * counts and Content-* fields: what ENVELOPE and BODYSTRUCTURE are made of) of each message
+ * uids[0..n) of mb. Each comes from the index's structure cache when it is there; the others
+ * are parsed from their files (mime_tree_parse, default limits) and all of them written to
+ * the cache in ONE write transaction (best effort: when the lock cannot be had within the
+ * busy timeout the trees are still returned, and cached at a later call). Files never
+ * change, so a cached structure never goes stale. *trees_r: an array of n trees in the order
+ * of uids, NULL for a UID not in the mailbox (expunged); free with store_structures_free.
+ * 0, or <0 (STORE_ERROR: a file could not be read). Offsets are in bytes of the file as it is
+ * (see store_msg_open's crlf). */
+int store_msg_structures(struct store_mailbox *mb, const uint32_t *uids, size_t n,
+			 struct mime_tree ***trees_r, char **error_r);
+void store_structures_free(struct mime_tree ***trees, size_t n);
 
 /* ==== change notification ==== */
 enum store_change {

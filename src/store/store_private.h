@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lib/buf.h"
 #include "store/store.h"
 
 #define STORE_INDEX_NAME "index.db"
@@ -38,7 +39,7 @@ enum stmt {
 	ST_UNLINK_ADD, ST_UNLINK_HAS, ST_UNLINK_LIST, ST_UNLINK_DEL, ST_UNLINK_DELETE_MB,
 	ST_SUB_ADD, ST_SUB_DEL, ST_SUB_LIST, ST_SUB_HAS,
 	ST_EXP_ADD, ST_EXP_CUT, ST_EXP_PRUNE, ST_EXP_FLOOR, ST_EXP_DELETE_MB, ST_EXP_SINCE,
-	ST_MSG_CHANGED,
+	ST_MSG_CHANGED, ST_MSG_STRUCTURE,
 	ST__COUNT
 };
 
@@ -137,6 +138,11 @@ void maildir_changes_bump(const char *root, int *fd);
 /* store_unique_name - a Maildir base name for a new file of size bytes */
 void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t size);
 
+/* ---- structure.c ---- */
+/* structure_blob_of_file - parse the message file at path and encode its structure as the
+ * cache holds it (store_msg_cache_get); b is initialised here, caller frees. 0 or -1. */
+int structure_blob_of_file(const char *path, buf *b);
+
 /* ---- settings.c ---- */
 /* store_settings_current - the process-wide settings (store_settings_set), never NULL */
 const struct store_settings *store_settings_current(void);
@@ -177,11 +183,13 @@ bool store_kw_has(const char *list, const char *k, size_t n);
 int idx_msg_insert(struct store *s, int64_t id, uint32_t uid, const char *name,
 		   const char *file, uint64_t size, int64_t date, uint32_t flags,
 		   const char *keywords, uint64_t modseq);
-/* idx_add_message - index one new file of mailbox id in its own transaction: 0 with *uid_r
- * (the existing UID when a pick-up indexed the name first), or <0 */
+/* idx_add_message - index one new file of mailbox id in its own transaction, with its
+ * structure cache blob when structure is not NULL: 0 with *uid_r (the existing UID when a
+ * pick-up indexed the name first), or <0 */
 int idx_add_message(struct store *s, int64_t id, const char *name, const char *file,
 		    uint64_t size, int64_t date, uint32_t flags, const char *keywords,
-		    uint32_t *uid_r, uint32_t *uidvalidity_r, char **error_r);
+		    const buf *structure, uint32_t *uid_r, uint32_t *uidvalidity_r,
+		    char **error_r);
 /* idx_sync - pick up unindexed files of mailbox id, move new/ to cur/, finish pending
  * unlinks. *changes_r |= STORE_CHANGE_NEW when messages were added. 0 or <0. */
 int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r);

@@ -19,7 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/buf.h"
 #include "lib/xmalloc.h"
+#include "mime/tree.h"
 #include "store/notify.h"
 #include "store/store.h"
 #include "test.h"
@@ -71,25 +73,30 @@ static int64_t now_ns(void)
 
 static const char msg1[] = "Subject: one\r\n\r\nbody one\r\n";
 
-/* deliver - through a spool file, as SMTP does (store_deliver_file) */
-static int deliver(void)
+/* deliver_data - through a spool file, as SMTP does (store_deliver_file) */
+static int deliver_data(const char *data, size_t len)
 {
 	char path[400];
 	snprintf(path, sizeof(path), "%s/spool/m%d.%d", datadir, (int)getpid(), ++spool_seq);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || write(fd, msg1, strlen(msg1)) != (ssize_t)strlen(msg1)) {
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len || fsync(fd) < 0) {
 		perror(path);
 		exit(1);
 	}
 	close(fd);
 	char *err = NULL;
-	int r = store_deliver_file(datadir, ADDR, path, strlen(msg1), "host.example", &err);
+	int r = store_deliver_file(datadir, ADDR, path, len, "host.example", &err);
 	if (r < 0) {
 		fprintf(stderr, "deliver: %s\n", err);
 		free(err);
 	}
 	unlink(path);
 	return r;
+}
+
+static int deliver(void)
+{
+	return deliver_data(msg1, strlen(msg1));
 }
 
 static struct store *open_store(void)
@@ -1039,8 +1046,152 @@ static void test_write_transactions(void)
 	teardown();
 }
 
+/* ---- message structure, parsed once ------------------------------------------------------ */
+
+static const char multipart[] =
+	"From: A <a@example.test>\r\nTo: b@example.test\r\nSubject: parts\r\n"
+	"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
+	"preamble\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n"
+	"--XX\r\nContent-Type: application/octet-stream\r\n"
+	"Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--XX--\r\n";
+
+static char *describe(const struct mime_tree *t)
+{
+	buf b;
+	buf_init(&b, 0);
+	mime_tree_describe(t, &b);
+	buf_putc(&b, '\0');
+	return b.data;
+}
+
+static uint64_t commits_since_reset(void)
+{
+	struct store_stats st;
+	store_stats_get(&st);
+	store_stats_reset();
+	return st.write_commits;
+}
+
+static void test_structures(void)
+{
+	setup();
+	CHECK(deliver() == 0);
+	struct store *s = open_store();
+	CHECK(store_append(s, "INBOX", multipart, strlen(multipart), 0, NULL, 0, NULL, NULL,
+			   NULL) == 0);
+	struct store_mailbox *mb = open_mb(s, "INBOX");
+	/* delivery cached message 1's structure at once; append left message 2's */
+	CHECK(db_count("SELECT count(*) FROM messages WHERE structure IS NOT NULL") == 1);
+	CHECK(db_count("SELECT count(*) FROM messages WHERE uid=1 AND structure IS NOT NULL") == 1);
+	uint32_t uids[] = { 2, 1, 99 };
+	struct mime_tree **t = NULL;
+	/* forget both: two parses must be written in one transaction */
+	char p[700];
+	snprintf(p, sizeof(p), "%s/index.db", root);
+	sqlite3 *db;
+	CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "UPDATE messages SET structure=NULL", NULL, NULL, NULL) ==
+	      SQLITE_OK);
+	sqlite3_close(db);
+	commits_since_reset();
+	CHECK(store_msg_structures(mb, uids, 3, &t, NULL) == 0);
+	CHECK(commits_since_reset() == 1);	/* both parsed, written in one transaction */
+	CHECK(t != NULL && t[0] != NULL && t[1] != NULL && t[2] == NULL);
+	struct mime_tree *direct = mime_tree_parse(multipart, strlen(multipart), NULL);
+	char *want = describe(direct), *got = t && t[0] ? describe(t[0]) : NULL;
+	CHECK(direct->count == 3);
+	CHECK_STREQ(got, want);
+	free(got);
+	CHECK(t && t[1] && t[1]->count == 1);
+	store_structures_free(&t, 3);
+	CHECK(t == NULL);
+	CHECK(db_count("SELECT count(*) FROM messages WHERE structure IS NOT NULL") == 2);
+
+	/* the second time from the cache: no write, the same tree */
+	CHECK(store_msg_structures(mb, uids, 2, &t, NULL) == 0);
+	CHECK(commits_since_reset() == 0);
+	got = t && t[0] ? describe(t[0]) : NULL;
+	CHECK_STREQ(got, want);
+	free(got);
+	store_structures_free(&t, 2);
+
+	/* a blob it cannot decode is parsed again and replaced */
+	CHECK(store_msg_cache_set(mb, 2, "junk", 4, NULL) == 0);
+	CHECK(store_msg_structures(mb, uids, 1, &t, NULL) == 0);
+	CHECK(commits_since_reset() == 1);
+	got = t && t[0] ? describe(t[0]) : NULL;
+	CHECK_STREQ(got, want);
+	free(got);
+	store_structures_free(&t, 1);
+	void *blob;
+	size_t len;
+	CHECK(store_msg_cache_get(mb, 2, &blob, &len, NULL) == 1 && len > 8);
+	free(blob);
+
+	/* an expunged message: NULL, not an error */
+	uint32_t two = 2;
+	CHECK(store_expunge(mb, &two, 1, NULL) == 0);
+	CHECK(store_msg_structures(mb, uids, 1, &t, NULL) == 0 && t[0] == NULL);
+	store_structures_free(&t, 1);
+	free(want);
+	mime_tree_free(&direct);
+	store_mailbox_close(&mb);
+	store_close(&s);
+	teardown();
+}
+
+/* test_structure_cost_at_delivery - what parsing at delivery would add to store_deliver_file
+ * (the figure behind not doing it there: see docs/architecture.md) */
+static void test_structure_cost_at_delivery(void)
+{
+	setup();
+	enum { ROUNDS = 200 };
+	/* a 20 KB multipart message */
+	buf m;
+	buf_init(&m, 0);
+	buf_puts(&m, multipart);
+	for (int i = 0; i < 300; i++)
+		buf_puts(&m, "a line of text that makes the body larger than a toy message\r\n");
+	CHECK(deliver_data(m.data, m.len) == 0);
+	/* the spool file's write and fsync are SMTP's, timed apart so they can be left out */
+	int64_t t_total = 0, t_spool = 0;
+	for (int i = 0; i < ROUNDS; i++) {
+		int64_t t0 = now_ns();
+		CHECK(deliver_data(m.data, m.len) == 0);
+		t_total += now_ns() - t0;
+	}
+	for (int i = 0; i < ROUNDS; i++) {
+		char path[400];
+		snprintf(path, sizeof(path), "%s/spool/x%d", datadir, i);
+		int64_t t0 = now_ns();
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		CHECK(fd >= 0 && write(fd, m.data, m.len) == (ssize_t)m.len && fsync(fd) == 0);
+		close(fd);
+		t_spool += now_ns() - t0;
+		unlink(path);
+	}
+	int64_t t_deliver = t_total - t_spool;
+	int64_t t0 = now_ns();
+	for (int i = 0; i < ROUNDS; i++) {
+		struct mime_tree *tree = mime_tree_parse(m.data, m.len, NULL);
+		buf b;
+		buf_init(&b, 0);
+		CHECK(mime_tree_serialize(tree, &b) == 0);
+		buf_free(&b);
+		mime_tree_free(&tree);
+	}
+	int64_t t_parse = now_ns() - t0;
+	printf("  store_deliver_file of a %zu-byte message %.3f ms (spool write+fsync %.3f ms "
+	       "more), of which parsing and encoding its structure %.3f ms (%.1f%%)\n",
+	       m.len, (double)t_deliver / ROUNDS / 1e6, (double)t_spool / ROUNDS / 1e6,
+	       (double)t_parse / ROUNDS / 1e6, 100.0 * (double)t_parse / (double)t_deliver);
+	buf_free(&m);
+	teardown();
+}
+
 TEST_MAIN(TEST(test_changes_basic), TEST(test_changes_own), TEST(test_changes_too_old),
 	  TEST(test_changes_move_delete), TEST(test_schema_v1_migrates), TEST(test_notifier_local),
 	  TEST(test_two_processes_sync), TEST(test_three_processes_sync),
 	  TEST(test_wakeup_latency), TEST(test_handles_share_connection),
-	  TEST(test_busy_timeout), TEST(test_write_transactions))
+	  TEST(test_busy_timeout), TEST(test_write_transactions), TEST(test_structures),
+	  TEST(test_structure_cost_at_delivery))
