@@ -8,10 +8,14 @@
  * row costs a new UID, never a message. Transactions whose loss would bring mail back
  * (expunge, move) are committed with synchronous=FULL.
  *
- * Concurrency: every write is BEGIN IMMEDIATE with a 10 s busy timeout, so a transaction
- * that reads and then writes (UID allocation, flag changes) holds the write lock from its
- * first read: two processes can never both allocate a UID or both rewrite one message's
- * flags from the same old value. */
+ * Concurrency: every write is BEGIN IMMEDIATE (waiting up to store_settings.busy_timeout_ms:
+ * 250 ms in workers, 10 s elsewhere), so a transaction that reads and then writes (UID
+ * allocation, flag changes) holds the write lock from its first read: two processes can never
+ * both allocate a UID or both rewrite one message's flags from the same old value. One
+ * connection per account per process is shared by all its handles (below).
+ *
+ * Schema: numbered steps through lib/dbschema (PRAGMA user_version); step 1 is the schema as
+ * it was before versioning (user_version 1), step 2 adds the expunge records. */
 #include "store/store.h"
 
 #include <errno.h>

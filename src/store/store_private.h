@@ -1,15 +1,16 @@
 /* store_private - what the files of src/store/ share; nothing outside src/store/ includes it.
- * Calls point one way (a file calls only those listed after it):
- *   deliver.c  store_deliver_file and its handle cache        -> mailbox, index, maildir
- *   mailbox.c  the account handle, mailboxes, status, lock     -> message, index, maildir
- *   message.c  messages: snapshots, reading, flags, expunge,
- *              copy/move, append, the structure cache          -> index, maildir
- *   sync.c     store_mailbox_changes                           -> index, maildir
- *   notify.c   store_notifier (inotify on the change files)    -> maildir
- *   index.c    index.db only: schema, statements, transactions,
- *              pick-up of new files, store_notify              -> maildir, settings
- *   maildir.c  files and names only, the change file          -> (nothing)
- *   settings.c process-wide settings */
+ * Calls point one way (a file calls only those listed after its arrow):
+ *   deliver.c   store_deliver_file, its handle cache -> mailbox, structure, index, maildir
+ *   mailbox.c   the account handle, mailboxes, status, lock  -> message, index, maildir
+ *   message.c   messages: snapshots, reading, flags, expunge,
+ *               copy/move, append, the raw structure cache   -> index, maildir
+ *   structure.c store_msg_structures (parsed once, cached)   -> index, maildir
+ *   sync.c      store_mailbox_changes                        -> index, maildir
+ *   notify.c    store_notifier (inotify on the change files) -> maildir
+ *   index.c     index.db only: schema, statements, transactions,
+ *               shared connections, pick-up, store_notify    -> maildir, settings
+ *   maildir.c   files and names only, the change file        -> (nothing)
+ *   settings.c  process-wide settings */
 #ifndef TERN_STORE_PRIVATE_H
 #define TERN_STORE_PRIVATE_H
 #include <sqlite3.h>

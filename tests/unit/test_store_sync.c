@@ -760,7 +760,7 @@ static void test_three_processes_sync(void)
 	run_processes(3);
 }
 
-/* ---- latency: 1,000 commits in A, each seen by B ------------------------------------------------- */
+/* ---- latency: 1,000 commits in A, each seen by B ------------------------------------------ */
 
 #define LAT_ROUNDS 1000
 
