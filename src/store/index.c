@@ -138,10 +138,11 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_EXP_PRUNE] = "DELETE FROM expunged WHERE mailbox_id=?1 AND modseq <= ?2",
 	[ST_EXP_FLOOR] = "UPDATE mailboxes SET expunge_floor=max(expunge_floor, ?2) WHERE id=?1",
 	[ST_EXP_DELETE_MB] = "DELETE FROM expunged WHERE mailbox_id=?1",
-	[ST_EXP_SINCE] = "SELECT uid FROM expunged WHERE mailbox_id=?1 AND modseq > ?2"
-			 " AND uid < ?3 ORDER BY uid",
+	/* "+uid": search by MODSEQ (the few recent changes), not by UID (the whole mailbox) */
+	[ST_EXP_SINCE] = "SELECT uid FROM expunged INDEXED BY expunged_modseq"
+			 " WHERE mailbox_id=?1 AND modseq > ?2 AND uid < ?3 ORDER BY uid",
 	[ST_MSG_CHANGED] = "SELECT uid, size, internaldate, flags, modseq, keywords FROM messages"
-			   " WHERE mailbox_id=?1 AND modseq > ?2 AND uid < ?3 ORDER BY uid",
+			   " WHERE mailbox_id=?1 AND modseq > ?2 AND +uid < ?3 ORDER BY uid",
 };
 
 void db_set_error(struct store *s, char **error_r, const char *what)
