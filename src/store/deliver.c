@@ -21,6 +21,7 @@
  * an fsync and one small transaction each, not an index open. A handle never crosses fork:
  * a child forgets (without closing) what its parent had open. */
 #define DELIVER_CACHE 8
+#define DELIVER_STRUCTURE_MAX (1024 * 1024)	/* larger messages are parsed at first FETCH */
 static struct deliver_slot {
 	char *key;		/* data_dir "\n" address */
 	struct store *s;
@@ -124,11 +125,14 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 	 * with synchronous=NORMAL), the file is picked up from new/ at the next open. */
 	char *file = xasprintf("new/%s", name);
 	uint32_t uid, uidvalidity;
-	/* The structure is cached with the row: parsing costs under 1 % of a delivery (measured
-	 * by test_store_sync), and IMAP's first FETCH of new mail then writes nothing. */
+	/* The structure is cached with the row: parsing costs about 1 % of a delivery (measured
+	 * by test_store_sync), and IMAP's first FETCH of new mail then writes nothing. Not for a
+	 * large message: the parser wants it whole (mapped), and a worker's memory must not grow
+	 * with the size of the mail it receives; the first FETCH parses it instead. */
 	buf structure;
-	if (structure_blob_of_file(dst, &structure) < 0)
-		buf_init(&structure, 0);	/* parsed at first FETCH instead */
+	buf_init(&structure, 0);
+	if (size <= DELIVER_STRUCTURE_MAX && structure_blob_of_file(dst, &structure) < 0)
+		buf_init(&structure, 0);
 	int ir = idx_add_message(s, s->inbox_id, name, file, size, (int64_t)time(NULL), 0, NULL,
 				 &structure, &uid, &uidvalidity, error_r);
 	buf_free(&structure);

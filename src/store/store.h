@@ -88,8 +88,9 @@ char *store_maildir_path(const char *data_dir, const char *address);
  * fsync'd, immutable file at src_path appear in the INBOX of address, durably and indexed:
  * hard link into new/ (the Maildir and index created when missing), fsync new/, then commit
  * its index row (next UID, no flags, INTERNALDATE now, size that of the file, which must have
- * CRLF line ends, as SMTP guarantees) with the message's parsed MIME structure (see
- * store_msg_structures). hostname goes into the unique file name. If the index cannot be
+ * CRLF line ends, as SMTP guarantees) with the message's parsed MIME structure when it is at
+ * most 1 MiB (see store_msg_structures; a larger one is parsed at its first FETCH, so that
+ * a worker's memory does not grow with the mail it receives). hostname goes into the unique file name. If the index cannot be
  * written the link is removed again and -1 returned (the caller answers 4xx). Keeps a few
  * account handles open per process (the most recent accounts; they share the connection of
  * any session on the same account), so that a delivery costs one small transaction. Wakes the
@@ -437,7 +438,9 @@ struct mime_tree;
  * change, so a cached structure never goes stale. *trees_r: an array of n trees in the order
  * of uids, NULL for a UID not in the mailbox (expunged); free with store_structures_free.
  * 0, or <0 (STORE_ERROR: a file could not be read). Offsets are in bytes of the file as it is
- * (see store_msg_open's crlf). */
+ * (see store_msg_open's crlf). A message is parsed whole from a read-only mapping of its file:
+ * while it is parsed, the process's resident size grows by the message's size (file pages,
+ * released when the call returns). */
 int store_msg_structures(struct store_mailbox *mb, const uint32_t *uids, size_t n,
 			 struct mime_tree ***trees_r, char **error_r);
 void store_structures_free(struct mime_tree ***trees, size_t n);

@@ -1035,6 +1035,26 @@ static void test_write_transactions(void)
 	CHECK(store_flags_update(f, &one, 1, STORE_FLAGS_ADD, STORE_F_FLAGGED, NULL, 0, NULL, NULL,
 				 NULL) == 0);
 	us[6] = tx_ms_since_reset();
+	/* the sync on the big mailbox: nothing changed, then one flag change */
+	struct view sv;
+	view_init(f, &sv);
+	struct store_changes ch;
+	int64_t t0 = now_ns();
+	for (int i = 0; i < 1000; i++) {
+		CHECK(store_mailbox_changes(f, sv.modseq, sv.uidnext, &ch, NULL) == 0);
+		store_changes_free(&ch);
+	}
+	int64_t t_none = (now_ns() - t0) / 1000;
+	struct store_uid_range two = { 2, 2 };
+	CHECK(store_flags_update(f, &two, 1, STORE_FLAGS_ADD, STORE_F_FLAGGED, NULL, 0, NULL, NULL,
+				 NULL) == 0);
+	t0 = now_ns();
+	CHECK(store_mailbox_changes(f, sv.modseq, sv.uidnext, &ch, NULL) == 1 && ch.n_changed == 1);
+	int64_t t_one = now_ns() - t0;
+	store_changes_free(&ch);
+	tx_ms_since_reset();
+	printf("  sync on %d messages: nothing changed %.1f us, one change %.1f us\n", n,
+	       (double)t_none / 1e3, (double)t_one / 1e3);
 	printf("  write transactions, %d messages: pick-up %.1f ms, flags on all %.1f ms, "
 	       "copy all %.1f ms, move half %.1f ms, expunge half %.1f ms, one delivery %.2f ms, "
 	       "one flag change %.2f ms\n",
@@ -1127,6 +1147,21 @@ static void test_structures(void)
 	size_t len;
 	CHECK(store_msg_cache_get(mb, 2, &blob, &len, NULL) == 1 && len > 8);
 	free(blob);
+
+	/* a message above 1 MiB is not parsed at delivery, but at its first use */
+	buf big;
+	buf_init(&big, 0);
+	buf_puts(&big, "Subject: big\r\n\r\n");
+	while (big.len <= 1024 * 1024)
+		buf_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123\r\n");
+	CHECK(deliver_data(big.data, big.len) == 0);	/* UID 3 */
+	CHECK(db_count("SELECT count(*) FROM messages WHERE uid=3 AND structure IS NULL") == 1);
+	uint32_t three = 3;
+	CHECK(store_msg_structures(mb, &three, 1, &t, NULL) == 0 && t[0] != NULL &&
+	      t[0]->msg_size == big.len);
+	store_structures_free(&t, 1);
+	CHECK(db_count("SELECT count(*) FROM messages WHERE uid=3 AND structure IS NULL") == 0);
+	buf_free(&big);
 
 	/* an expunged message: NULL, not an error */
 	uint32_t two = 2;
