@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/xmalloc.h"
@@ -21,8 +22,11 @@ struct store_watch {
 	char *data_dir, *address;
 	char *path;		/* the change file */
 	int wd;			/* -1 when the file went away (IN_IGNORED) */
+	dev_t dev;		/* the file watched: a replaced file is watched again */
+	ino_t ino;
 	unsigned refs;
 	bool fired;		/* in this dispatch */
+	bool recheck;		/* IN_ATTRIB: maybe unlinked or replaced */
 };
 
 struct store_notifier {
@@ -84,11 +88,19 @@ const char *store_watch_data_dir(const struct store_watch *w)
 static int watch_add(struct store_notifier *n, struct store_watch *w, char **error_r)
 {
 	int fd = open(w->path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		store_set_error(error_r, "%s: %s", w->path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
 	close(fd);
+	if (w->wd >= 0)
+		inotify_rm_watch(n->fd, w->wd);
+	w->wd = -1;
+	w->dev = st.st_dev;
+	w->ino = st.st_ino;
 	/* IN_MODIFY: every bump; IN_ATTRIB: a rename or unlink of the file (link count) */
 	int wd = inotify_add_watch(n->fd, w->path, IN_MODIFY | IN_ATTRIB);
 	if (wd < 0) {
@@ -103,8 +115,13 @@ static int watch_add(struct store_notifier *n, struct store_watch *w, char **err
 int store_notifier_watch(struct store_notifier *n, const char *data_dir, const char *address,
 			 struct store_watch **w_r, char **error_r)
 {
+	/* one watch per change file: addresses that differ only in case share an account */
+	char *root = store_maildir_path(data_dir, address);
+	char *path = xasprintf("%s/%s", root, STORE_CHANGES_NAME);
+	free(root);
 	for (struct store_watch *w = n->watches; w != NULL; w = w->next) {
-		if (strcmp(w->address, address) == 0 && strcmp(w->data_dir, data_dir) == 0) {
+		if (strcmp(w->path, path) == 0) {
+			free(path);
 			if (w->wd < 0 && watch_add(n, w, error_r) < 0)
 				return -1;
 			w->refs++;
@@ -115,9 +132,7 @@ int store_notifier_watch(struct store_notifier *n, const char *data_dir, const c
 	struct store_watch *w = xcalloc(1, sizeof(*w));
 	w->data_dir = xstrdup(data_dir);
 	w->address = xstrdup(address);
-	char *root = store_maildir_path(data_dir, address);
-	w->path = xasprintf("%s/%s", root, STORE_CHANGES_NAME);
-	free(root);
+	w->path = path;
 	w->wd = -1;
 	if (watch_add(n, w, error_r) < 0) {
 		watch_free(w);
@@ -176,6 +191,8 @@ int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, voi
 				any = true;
 				if (ev->mask & IN_IGNORED)
 					w->wd = -1;	/* the file went: watched again below */
+				else if (ev->mask & IN_ATTRIB)
+					w->recheck = true;
 			}
 		}
 	}
@@ -198,6 +215,14 @@ int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, voi
 				o->fired = true;
 			w->fired = false;
 			all = false;
+		}
+		if (w->recheck) {
+			/* unlinked or replaced (the account deleted and made again): the writers
+			 * of the new file must be heard too */
+			struct stat st;
+			w->recheck = false;
+			if (stat(w->path, &st) < 0 || st.st_dev != w->dev || st.st_ino != w->ino)
+				watch_add(n, w, NULL);
 		}
 		if (w->wd < 0)
 			watch_add(n, w, NULL);

@@ -570,8 +570,24 @@ static void test_notifier_local(void)
 	store_notifier_unwatch(n, &w1);
 	CHECK(store_append(s, "Box", msg1, strlen(msg1), 0, NULL, 0, NULL, NULL, NULL) == 0);
 	CHECK(store_notifier_dispatch(n, on_wake, &l) == 0 && l.calls == 2);
-	/* watch again: a fresh reference */
+	/* watch again: a fresh reference; the same account spelled in another case shares it */
 	CHECK(store_notifier_watch(n, datadir, ADDR, &w3, NULL) == 0);
+	struct store_watch *w4 = NULL;
+	CHECK(store_notifier_watch(n, datadir, "CAROL@example.test", &w4, NULL) == 0 && w4 == w3);
+	store_notifier_unwatch(n, &w4);
+	/* the change file removed (an account deleted and made again): watched anew */
+	store_close(&s);
+	store_deliver_cache_close();	/* nobody holds the old file open */
+	char cf[700];
+	snprintf(cf, sizeof(cf), "%s/tern.changes", root);
+	CHECK(unlink(cf) == 0);
+	CHECK(readable_within(store_notifier_fd(n), 100));
+	int before = l.calls;
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && l.calls == before + 1);
+	s = open_store();
+	CHECK(store_append(s, "Box", msg1, strlen(msg1), 0, NULL, 0, NULL, NULL, NULL) == 0);
+	CHECK(readable_within(store_notifier_fd(n), 100));
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && l.calls == before + 2);
 	/* a watch of an account that was never opened fails cleanly */
 	struct store_watch *wx = NULL;
 	char *err = NULL;
