@@ -37,9 +37,9 @@
  * (SMTP 451 4.3.0, POP3 -ERR [SYS/TEMP], IMAP NO [UNAVAILABLE]). Write transactions are kept
  * short so that 250 ms is ample: files are linked, copied, fsync'd and measured outside them;
  * measured (store_stats, -O2, ext4): a delivery or a flag change 0.1-0.4 ms; on a mailbox of
- * 10,000 messages pick-up of all of them 55 ms, flags on all 45 ms, copy of all 96 ms, move
- * of half 73 ms, expunge of half 62 ms (synchronous=FULL). A write held longer than 100 ms
- * is logged. A handle is not thread-safe and must not cross fork() (a child forgets its
+ * 10,000 messages pick-up of all of them 55-81 ms, flags on all 36-45 ms, copy of all 96-132
+ * ms, move of half 66-73 ms, expunge of half 43-62 ms (synchronous=FULL). A write held
+ * longer than 100 ms is logged. A handle is not thread-safe and must not cross fork() (a child forgets its
  * parent's connections without closing them).
  *
  * Wake-ups. Every commit that changes a mailbox also writes the account's change file
