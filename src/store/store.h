@@ -6,7 +6,8 @@
  * levels in the directory name, a '.' inside a level is written %2E). The index, index.db
  * (SQLite, WAL), sits at the root and holds every mailbox of the account: per mailbox
  * UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ; per message UID, file, served size, INTERNALDATE,
- * flags, keywords, MODSEQ and an opaque structure cache.
+ * flags, keywords, MODSEQ and its parsed MIME structure (a cache); per expunged message an
+ * expunge record (UID, MODSEQ). index.db's schema is versioned (lib/dbschema).
  *
  * Message files are immutable once delivered. Those that arrive over SMTP hold CRLF line
  * ends exactly as received; a file that another program drops into new/ or cur/ may have LF
@@ -39,8 +40,8 @@
  * measured (store_stats, -O2, ext4): a delivery or a flag change 0.1-0.4 ms; on a mailbox of
  * 10,000 messages pick-up of all of them 55-81 ms, flags on all 36-45 ms, copy of all 96-132
  * ms, move of half 66-73 ms, expunge of half 43-62 ms (synchronous=FULL). A write held
- * longer than 100 ms is logged. A handle is not thread-safe and must not cross fork() (a child forgets its
- * parent's connections without closing them).
+ * longer than 100 ms is logged. A handle is not thread-safe and must not cross fork() (a
+ * child forgets its parent's connections without closing them).
  *
  * Wake-ups. Every commit that changes a mailbox also writes the account's change file
  * (tern.changes at the Maildir root); store/notify.h turns that into one inotify event per
@@ -90,8 +91,9 @@ char *store_maildir_path(const char *data_dir, const char *address);
  * its index row (next UID, no flags, INTERNALDATE now, size that of the file, which must have
  * CRLF line ends, as SMTP guarantees) with the message's parsed MIME structure when it is at
  * most 1 MiB (see store_msg_structures; a larger one is parsed at its first FETCH, so that
- * a worker's memory does not grow with the mail it receives). hostname goes into the unique file name. If the index cannot be
- * written the link is removed again and -1 returned (the caller answers 4xx). Keeps a few
+ * a worker's memory does not grow with the mail it receives). hostname goes into the unique
+ * file name. If the index cannot be written the link is removed again and -1 returned (the
+ * caller answers 4xx). Keeps a few
  * account handles open per process (the most recent accounts; they share the connection of
  * any session on the same account), so that a delivery costs one small transaction. Wakes the
  * account's watchers in every process (store/notify.h). 0, or -1 with *error_r (caller
