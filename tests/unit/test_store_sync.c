@@ -397,9 +397,12 @@ static void test_changes_move_delete(void)
 	uint32_t one = 1;
 	CHECK(store_expunge(ar, &one, 1, NULL) == 0);
 	CHECK(db_count("SELECT count(*) FROM expunged") == 3);
-	store_mailbox_close(&ar);
 	CHECK(store_mailbox_delete(s, "Archive", NULL) == 0);
 	CHECK(db_count("SELECT count(*) FROM expunged") == 2);
+	/* a session still on the deleted mailbox is told it is gone */
+	CHECK(store_mailbox_changes(ar, va.modseq, va.uidnext, &ch, NULL) == STORE_NOTFOUND);
+	store_changes_free(&ch);
+	store_mailbox_close(&ar);
 	CHECK(store_mailbox_changes(mb, v.modseq, v.uidnext, &ch, NULL) == 0);
 	store_changes_free(&ch);
 	store_mailbox_close(&mb);
