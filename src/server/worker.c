@@ -16,6 +16,7 @@
 #include "queue/queue.h"
 #include "pop3/server.h"
 #include "smtp/server.h"
+#include "store/store.h"
 
 struct worker;
 
@@ -111,6 +112,8 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	memset(&w, 0, sizeof(w));
 	w.cfg = cfg;
 	log_init("smtpd");
+	/* an event loop: a store write waits at most this long for another process's lock */
+	store_settings_set(&(struct store_settings){ .busy_timeout_ms = STORE_BUSY_TIMEOUT_WORKER });
 	w.base = event_base_new();
 	if (w.base == NULL)
 		log_fatalx("event_base_new failed");

@@ -8,10 +8,14 @@
  * row costs a new UID, never a message. Transactions whose loss would bring mail back
  * (expunge, move) are committed with synchronous=FULL.
  *
- * Concurrency: every write is BEGIN IMMEDIATE with a 10 s busy timeout, so a transaction
- * that reads and then writes (UID allocation, flag changes) holds the write lock from its
- * first read: two processes can never both allocate a UID or both rewrite one message's
- * flags from the same old value. */
+ * Concurrency: every write is BEGIN IMMEDIATE (waiting up to store_settings.busy_timeout_ms:
+ * 250 ms in workers, 10 s elsewhere), so a transaction that reads and then writes (UID
+ * allocation, flag changes) holds the write lock from its first read: two processes can never
+ * both allocate a UID or both rewrite one message's flags from the same old value. One
+ * connection per account per process is shared by all its handles (below).
+ *
+ * Schema: numbered steps through lib/dbschema (PRAGMA user_version); step 1 is the schema as
+ * it was before versioning (user_version 1), step 2 adds the expunge records. */
 #include "store/store.h"
 
 #include <errno.h>
@@ -23,14 +27,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/dbschema.h"
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
-#define SCHEMA_VERSION 1
-
-static const char schema_sql[] =
+/* The schema as numbered steps (lib/dbschema): step i takes user_version i to i+1. A released
+ * step is never edited; a change is a new step at the end. */
+static const char schema_v1[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 	/* AUTOINCREMENT: a deleted mailbox's id is never given to a new one, so a session
 	 * that still holds the old id cannot reach the new mailbox. */
@@ -52,6 +57,18 @@ static const char schema_sql[] =
 	"CREATE INDEX IF NOT EXISTS unlinks_name ON unlinks(mailbox_id, name);"
 	"CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);";
 
+/* v2: expunge records for the sync API (RFC 7162 3.2.7: remember the UID and the new MODSEQ
+ * of each expunged message), the highest MODSEQ pruned from them per mailbox, and an index
+ * that finds the messages changed since a MODSEQ without a scan. */
+static const char schema_v2[] =
+	"CREATE TABLE expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL, PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);"
+	"ALTER TABLE mailboxes ADD COLUMN expunge_floor INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);";
+
+static const char *const schema_steps[] = { schema_v1, schema_v2 };
+
 static const char *const stmt_sql[ST__COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
@@ -60,7 +77,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 	[ST_META_GET] = "SELECT value FROM meta WHERE key=?1",
 	[ST_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
-#define MB_COLS "id, name, dir, uidvalidity, uidnext, highestmodseq, recent_uid, cur_mtime"
+#define MB_COLS \
+	"id, name, dir, uidvalidity, uidnext, highestmodseq, recent_uid, cur_mtime, expunge_floor"
 	[ST_MB_BY_NAME] = "SELECT " MB_COLS " FROM mailboxes WHERE name=?1",
 	[ST_MB_BY_ID] = "SELECT " MB_COLS " FROM mailboxes WHERE id=?1",
 	[ST_MB_INSERT] = "INSERT INTO mailboxes(name, dir, uidvalidity, uidnext, highestmodseq,"
@@ -100,6 +118,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 			      " AND uid BETWEEN ?2 AND ?3",
 	[ST_MSG_CACHE_GET] = "SELECT structure FROM messages WHERE mailbox_id=?1 AND uid=?2",
 	[ST_MSG_CACHE_SET] = "UPDATE messages SET structure=?3 WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_STRUCTURE] = "SELECT structure, name, file FROM messages"
+			     " WHERE mailbox_id=?1 AND uid=?2",
 	[ST_UNLINK_ADD] = "INSERT INTO unlinks(mailbox_id, name, file) VALUES(?1, ?2, ?3)",
 	[ST_UNLINK_HAS] = "SELECT 1 FROM unlinks WHERE mailbox_id=?1 AND name=?2",
 	[ST_UNLINK_LIST] = "SELECT u.id, u.name, u.file, b.dir FROM unlinks u"
@@ -111,6 +131,18 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_SUB_DEL] = "DELETE FROM subscriptions WHERE name=?1",
 	[ST_SUB_LIST] = "SELECT name FROM subscriptions ORDER BY name",
 	[ST_SUB_HAS] = "SELECT 1 FROM subscriptions WHERE name=?1",
+	[ST_EXP_ADD] = "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES(?1, ?2, ?3)",
+	/* the MODSEQ below which records go: the (keep+1)-th newest */
+	[ST_EXP_CUT] = "SELECT modseq FROM expunged WHERE mailbox_id=?1"
+		       " ORDER BY modseq DESC LIMIT 1 OFFSET ?2",
+	[ST_EXP_PRUNE] = "DELETE FROM expunged WHERE mailbox_id=?1 AND modseq <= ?2",
+	[ST_EXP_FLOOR] = "UPDATE mailboxes SET expunge_floor=max(expunge_floor, ?2) WHERE id=?1",
+	[ST_EXP_DELETE_MB] = "DELETE FROM expunged WHERE mailbox_id=?1",
+	/* "+uid": search by MODSEQ (the few recent changes), not by UID (the whole mailbox) */
+	[ST_EXP_SINCE] = "SELECT uid FROM expunged INDEXED BY expunged_modseq"
+			 " WHERE mailbox_id=?1 AND modseq > ?2 AND uid < ?3 ORDER BY uid",
+	[ST_MSG_CHANGED] = "SELECT uid, size, internaldate, flags, modseq, keywords FROM messages"
+			   " WHERE mailbox_id=?1 AND modseq > ?2 AND +uid < ?3 ORDER BY uid",
 };
 
 void db_set_error(struct store *s, char **error_r, const char *what)
@@ -135,6 +167,45 @@ int db_exec(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Write transactions are timed (process-wide: one at a time in a single-threaded process):
+ * store_stats reports the longest, and one that held the lock past STORE_SLOW_WRITE_MS is
+ * logged, since every other process's writer waited for it. */
+#define STORE_SLOW_WRITE_MS 100
+static struct store_stats stats;
+static int64_t tx_start;
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void tx_end(struct store *s, bool committed)
+{
+	if (tx_start == 0)
+		return;
+	uint64_t us = (uint64_t)(mono_ns() - tx_start) / 1000;
+	tx_start = 0;
+	if (committed)
+		stats.write_commits++;
+	if (us > stats.write_us_max)
+		stats.write_us_max = us;
+	if (us > STORE_SLOW_WRITE_MS * 1000)
+		log_warnx("%s: slow write transaction: %llu ms", s->root,
+			  (unsigned long long)(us / 1000));
+}
+
+void store_stats_get(struct store_stats *st_r)
+{
+	*st_r = stats;
+}
+
+void store_stats_reset(void)
+{
+	memset(&stats, 0, sizeof(stats));
+}
+
 int db_begin(struct store *s, bool durable, char **error_r)
 {
 	if (durable && db_exec(db_st(s, ST_SYNC_FULL)) < 0) {
@@ -142,11 +213,15 @@ int db_begin(struct store *s, bool durable, char **error_r)
 		return STORE_ERROR;
 	}
 	if (db_exec(db_st(s, ST_BEGIN)) < 0) {
+		int code = sqlite3_errcode(s->db);
+		if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+			stats.busy_errors++;
 		db_set_error(s, error_r, "begin");
 		if (durable)
 			db_exec(db_st(s, ST_SYNC_NORMAL));
 		return STORE_ERROR;
 	}
+	tx_start = mono_ns();
 	return 0;
 }
 
@@ -158,6 +233,7 @@ int db_commit(struct store *s, char **error_r)
 		db_rollback(s);
 		r = STORE_ERROR;
 	}
+	tx_end(s, r == 0);
 	db_exec(db_st(s, ST_SYNC_NORMAL));
 	return r;
 }
@@ -166,6 +242,7 @@ void db_rollback(struct store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		db_exec(db_st(s, ST_ROLLBACK));
+	tx_end(s, false);
 	db_exec(db_st(s, ST_SYNC_NORMAL));
 }
 
@@ -210,79 +287,156 @@ static int db_pragma_wal(struct store *s)
 	return -1;
 }
 
-/* db_schema - create the tables once (the version check keeps later opens cheap) */
+/* db_schema - bring index.db to the current schema (one read when it is there already) */
 static int db_schema(struct store *s, char **error_r)
 {
-	sqlite3_stmt *st;
-	int version = -1;
-	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			version = sqlite3_column_int(st, 0);
-		sqlite3_finalize(st);
+	char *what = store_path(s, NULL, STORE_INDEX_NAME);
+	int r = dbschema_migrate(s->db, what, schema_steps,
+				 sizeof(schema_steps) / sizeof(schema_steps[0]), error_r);
+	free(what);
+	return r;
+}
+
+/* ---- connections: one per account per process ------------------------------------------ */
+
+/* Every handle on an account in one process shares one SQLite connection and its prepared
+ * statements (about 50): a worker with a thousand sessions on a few hundred accounts keeps a
+ * few hundred connections, not a thousand. Sharing is safe because a worker is single-threaded
+ * and every store call finishes its transaction before it returns: no transaction, and no
+ * statement mid-step, is ever left open between calls. A connection never crosses fork: a
+ * child forgets (never closes) its parent's. */
+struct store_db {
+	struct store_db *next;
+	char *path;		/* index.db: the key */
+	sqlite3 *db;
+	sqlite3_stmt *st[ST__COUNT];
+	dev_t dev;		/* index.db as opened: a replaced file means a lost index */
+	ino_t ino;
+	int changes_fd;		/* the change file: -1 not yet opened, -2 failed */
+	unsigned refs;
+	bool listed;		/* still in the cache list (not superseded) */
+};
+static struct store_db *db_list;
+static pid_t db_list_pid;
+
+static void store_db_free(struct store_db *d)
+{
+	for (int i = 0; i < ST__COUNT; i++)
+		sqlite3_finalize(d->st[i]);
+	if (d->db != NULL)
+		sqlite3_close(d->db);
+	if (d->changes_fd >= 0)
+		close(d->changes_fd);
+	free(d->path);
+	free(d);
+}
+
+static void db_unlist(struct store_db *d)
+{
+	for (struct store_db **pp = &db_list; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
 	}
-	if (version == SCHEMA_VERSION)
-		return 0;
-	if (version > SCHEMA_VERSION) {
-		store_set_error(error_r, "%s/%s: schema version %d is newer than this program's",
-				s->root, STORE_INDEX_NAME, version);
-		return -1;
-	}
-	char *sql = xasprintf("BEGIN IMMEDIATE; %s PRAGMA user_version=%d; COMMIT;", schema_sql,
-			      SCHEMA_VERSION);
-	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-	free(sql);
-	if (rc != SQLITE_OK) {
-		db_set_error(s, error_r, "schema");
-		if (!sqlite3_get_autocommit(s->db))
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		return -1;
-	}
-	return 0;
+	d->listed = false;
+}
+
+/* db_attach - point s at d (one more reference) */
+static void db_attach(struct store *s, struct store_db *d)
+{
+	d->refs++;
+	s->conn = d;
+	s->db = d->db;
+	s->st = d->st;
 }
 
 int db_open(struct store *s, char **error_r)
 {
+	if (db_list_pid != getpid()) {
+		db_list = NULL;		/* the parent's: never touch them */
+		db_list_pid = getpid();
+	}
 	char *path = store_path(s, NULL, STORE_INDEX_NAME);
-	int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	struct stat st;
+	bool exists = stat(path, &st) == 0;
+	for (struct store_db *d = db_list; d != NULL; d = d->next) {
+		if (strcmp(d->path, path) != 0)
+			continue;
+		if (exists && st.st_dev == d->dev && st.st_ino == d->ino) {
+			free(path);
+			db_attach(s, d);
+			return 0;
+		}
+		db_unlist(d);	/* index.db was replaced: its holders keep it, newcomers do not */
+		break;
+	}
+	struct store_db *d = xcalloc(1, sizeof(*d));
+	d->path = path;
+	d->changes_fd = -1;
+	db_attach(s, d);
+	int rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					       SQLITE_OPEN_NOMUTEX, NULL);
+	s->db = d->db;
 	if (rc != SQLITE_OK) {
 		db_set_error(s, error_r, "open");
-		free(path);
 		return -1;
 	}
-	struct stat st;
 	if (stat(path, &st) == 0) {
-		s->db_dev = st.st_dev;
-		s->db_ino = st.st_ino;
+		d->dev = st.st_dev;
+		d->ino = st.st_ino;
 	}
-	free(path);
-	sqlite3_busy_timeout(s->db, 10000);
+	sqlite3_busy_timeout(d->db, (int)store_settings_current()->busy_timeout_ms);
 	if (db_pragma_wal(s) < 0 ||
-	    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+	    sqlite3_exec(d->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
 		db_set_error(s, error_r, "journal mode");
 		return -1;
 	}
 	if (db_schema(s, error_r) < 0)
 		return -1;
 	for (int i = 0; i < ST__COUNT; i++) {
-		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+		if (sqlite3_prepare_v3(d->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i],
 				       NULL) != SQLITE_OK) {
 			db_set_error(s, error_r, stmt_sql[i]);
 			return -1;
 		}
 	}
+	d->next = db_list;
+	db_list = d;
+	d->listed = true;
 	return 0;
 }
 
 void db_close(struct store *s)
 {
-	for (int i = 0; i < ST__COUNT; i++) {
-		sqlite3_finalize(s->st[i]);
-		s->st[i] = NULL;
-	}
-	if (s->db != NULL)
-		sqlite3_close(s->db);
+	struct store_db *d = s->conn;
+	s->conn = NULL;
 	s->db = NULL;
+	s->st = NULL;
+	if (d == NULL || --d->refs > 0)
+		return;
+	if (d->listed)
+		db_unlist(d);
+	store_db_free(d);
+}
+
+bool db_replaced(const struct store *s)
+{
+	struct stat st;
+	return stat(s->conn->path, &st) < 0 || st.st_dev != s->conn->dev ||
+	       st.st_ino != s->conn->ino;
+}
+
+/* store_notify - after a commit that changed mailbox: this handle's hook first (so that a
+ * hook sees the change before any other process can), then the change file that wakes the
+ * watchers of every process (notify.c) */
+void store_notify(struct store *s, const char *mailbox, unsigned changes)
+{
+	if (changes == 0)
+		return;
+	if (s->hook != NULL)
+		s->hook(s->hook_ctx, mailbox, changes);
+	maildir_changes_bump(s->root, &s->conn->changes_fd);
 }
 
 /* ---- mailbox rows ------------------------------------------------------------------- */
@@ -297,6 +451,7 @@ static void mbrow_read(sqlite3_stmt *st, struct mbrow *r)
 	r->highestmodseq = (uint64_t)sqlite3_column_int64(st, 5);
 	r->recent_uid = (uint32_t)sqlite3_column_int64(st, 6);
 	r->cur_mtime = sqlite3_column_int64(st, 7);
+	r->expunge_floor = (uint64_t)sqlite3_column_int64(st, 8);
 }
 
 void mbrow_free(struct mbrow *r)
@@ -377,6 +532,10 @@ int idx_mb_drop(struct store *s, int64_t id)
 	if (db_exec(st) < 0)
 		return -1;
 	st = db_st(s, ST_UNLINK_DELETE_MB);
+	sqlite3_bind_int64(st, 1, id);
+	if (db_exec(st) < 0)
+		return -1;
+	st = db_st(s, ST_EXP_DELETE_MB);
 	sqlite3_bind_int64(st, 1, id);
 	if (db_exec(st) < 0)
 		return -1;
@@ -497,7 +656,8 @@ static int unlink_pending(struct store *s, int64_t id, const char *name)
 
 int idx_add_message(struct store *s, int64_t id, const char *name, const char *file,
 		    uint64_t size, int64_t date, uint32_t flags, const char *keywords,
-		    uint32_t *uid_r, uint32_t *uidvalidity_r, char **error_r)
+		    const buf *structure, uint32_t *uid_r, uint32_t *uidvalidity_r,
+		    char **error_r)
 {
 	struct mbrow mb;
 	int r = db_begin(s, false, error_r);
@@ -526,6 +686,14 @@ int idx_add_message(struct store *s, int64_t id, const char *name, const char *f
 		if (idx_msg_insert(s, id, uid, name, file, size, date, flags, keywords, modseq) < 0 ||
 		    idx_mb_counters(s, id, uid + 1, modseq) < 0)
 			goto dberr;
+		if (structure != NULL && structure->len > 0) {
+			sqlite3_stmt *st = db_st(s, ST_MSG_CACHE_SET);
+			sqlite3_bind_int64(st, 1, id);
+			sqlite3_bind_int64(st, 2, uid);
+			sqlite3_bind_blob64(st, 3, structure->data, structure->len, SQLITE_STATIC);
+			if (db_exec(st) < 0)
+				goto dberr;
+		}
 		r = idx_add_keywords(s, id, keywords, error_r);
 		if (r < 0)
 			goto fail;
@@ -545,6 +713,45 @@ fail:
 	db_rollback(s);
 	mbrow_free(&mb);
 	return r;
+}
+
+/* ---- expunge records --------------------------------------------------------------- */
+
+int idx_expunge_record(struct store *s, int64_t id, uint32_t uid, uint64_t modseq)
+{
+	sqlite3_stmt *st = db_st(s, ST_EXP_ADD);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_int64(st, 3, (int64_t)modseq);
+	return db_exec(st);
+}
+
+/* idx_expunge_prune - the cut is found through the (mailbox_id, modseq) index, so it costs
+ * a walk of at most `keep` index entries, inside the expunge's own transaction; records that
+ * share the cut's MODSEQ (one EXPUNGE of many messages) go together, so the floor is exact:
+ * every record above it is kept. */
+int idx_expunge_prune(struct store *s, int64_t id)
+{
+	unsigned keep = store_settings_current()->expunge_keep;
+	sqlite3_stmt *st = db_st(s, ST_EXP_CUT);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, keep);
+	int rc = sqlite3_step(st);
+	int64_t cut = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return -1;
+	st = db_st(s, ST_EXP_PRUNE);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, cut);
+	if (db_exec(st) < 0)
+		return -1;
+	st = db_st(s, ST_EXP_FLOOR);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, cut);
+	return db_exec(st);
 }
 
 /* ---- pending unlinks ---------------------------------------------------------------- */
@@ -626,7 +833,33 @@ struct found {
 	char *entry;		/* directory entry */
 	char *base;		/* before ":2," */
 	bool in_new;
+	/* for a file without a row, measured before the write lock is taken */
+	enum { PROBE_NONE, PROBE_OK, PROBE_SKIP, PROBE_RETRY } probe;
+	uint64_t size;
+	int64_t mtime;
 };
+
+/* probe_file - open and measure a file that has no row (served size reads it whole, so this
+ * is done before the write lock: a large foreign file must not hold other writers up) */
+static void probe_file(struct found *f, const char *newdir, const char *curdir)
+{
+	char *path = xasprintf("%s/%s", f->in_new ? newdir : curdir, f->entry);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	free(path);
+	struct stat fst = { 0 };
+	if (fd < 0) {
+		/* gone meanwhile, or a symlink; anything else is looked at again */
+		f->probe = errno != ENOENT && errno != ELOOP ? PROBE_RETRY : PROBE_SKIP;
+		return;
+	}
+	if (fstat(fd, &fst) < 0 || !S_ISREG(fst.st_mode) || maildir_served_size(fd, &f->size) < 0)
+		/* an I/O error is looked at again, a non-file never */
+		f->probe = fst.st_mode == 0 || S_ISREG(fst.st_mode) ? PROBE_RETRY : PROBE_SKIP;
+	else
+		f->probe = PROBE_OK;
+	f->mtime = (int64_t)fst.st_mtime;
+	close(fd);
+}
 
 static int cmp_found(const void *a, const void *b)
 {
@@ -751,6 +984,18 @@ int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r)
 		goto out;
 	}
 	qsort(f, nf, sizeof(*f), cmp_found);
+	/* Without the lock: measure the files that have no row yet. */
+	for (size_t i = 0; i < nf; i++) {
+		uint32_t uid;
+		int k = msg_by_name(s, id, f[i].base, &uid, NULL);
+		if (k < 0) {
+			db_set_error(s, error_r, "read messages");
+			r = STORE_ERROR;
+			goto out;
+		}
+		if (k == 0)
+			probe_file(&f[i], newdir, curdir);
+	}
 
 	r = db_begin(s, false, error_r);
 	if (r < 0)
@@ -803,33 +1048,21 @@ int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r)
 		if (k == 1)
 			continue;	/* an expunged message's file, about to go */
 
-		/* A file nobody indexed: another program's, or a row lost in a crash. */
-		char *path = xasprintf("%s/%s", f[i].in_new ? newdir : curdir, f[i].entry);
-		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-		free(path);
-		struct stat fst = { 0 };
-		uint64_t size;
-		if (fd < 0) {
-			/* gone meanwhile, or a symlink; anything else is looked at again */
-			if (errno != ENOENT && errno != ELOOP)
+		/* A file nobody indexed: another program's, or a row lost in a crash. Measured
+		 * above; one whose row vanished since (no pending unlink) waits for next time. */
+		if (f[i].probe != PROBE_OK) {
+			if (f[i].probe != PROBE_SKIP)
 				remember_mtime = false;
 			continue;
 		}
-		if (fstat(fd, &fst) < 0 || !S_ISREG(fst.st_mode) ||
-		    maildir_served_size(fd, &size) < 0) {
-			if (fst.st_mode == 0 || S_ISREG(fst.st_mode))
-				remember_mtime = false;	/* an I/O error, not a non-file */
-			close(fd);
-			continue;
-		}
-		close(fd);
+		uint64_t size = f[i].size;
 		if (uidnext == UINT32_MAX) {
 			log_warnx("%s: mailbox %s: no UIDs left", s->root, mb.name);
 			break;
 		}
 		char *target = f[i].in_new ? cur_target(f[i].entry, f[i].base)
 					   : xasprintf("cur/%s", f[i].entry);
-		if (idx_msg_insert(s, id, uidnext, f[i].base, target, size, (int64_t)fst.st_mtime,
+		if (idx_msg_insert(s, id, uidnext, f[i].base, target, size, f[i].mtime,
 			       maildir_info_flags(f[i].entry), "", modseq) < 0) {
 			free(target);
 			goto dberr;
@@ -965,4 +1198,26 @@ fail:
 	db_rollback(s);
 	free(dir);
 	return -1;
+}
+
+int store_mb_find(struct store *s, const char *name, char **norm_r, struct mbrow *r,
+		  char **error_r)
+{
+	char *norm;
+	if (store_name_normalize(name, &norm) < 0) {
+		store_set_error(error_r, "invalid mailbox name");
+		return STORE_INVALID;
+	}
+	int k = idx_mb_lookup(s, norm, r, error_r);
+	if (k <= 0) {
+		if (k == 0)
+			store_set_error(error_r, "mailbox %s does not exist", norm);
+		free(norm);
+		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	}
+	if (norm_r != NULL)
+		*norm_r = norm;
+	else
+		free(norm);
+	return 0;
 }

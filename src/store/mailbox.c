@@ -17,27 +17,10 @@
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
-void store_notify(struct store *s, const char *mailbox, unsigned changes)
-{
-	if (s->hook != NULL && changes != 0)
-		s->hook(s->hook_ctx, mailbox, changes);
-}
-
 void store_set_change_hook(struct store *s, store_change_fn *fn, void *ctx)
 {
 	s->hook = fn;
 	s->hook_ctx = ctx;
-}
-
-char *store_mailbox_name_of(struct store *s, int64_t id)
-{
-	struct mbrow r;
-	if (idx_mb_by_id(s, id, &r, NULL) != 1)
-		return xstrdup("");
-	char *name = r.name;
-	r.name = NULL;
-	mbrow_free(&r);
-	return name;
 }
 
 /* sweep_trash - finish deletes that a crash interrupted (directories moved to tmp/) */
@@ -108,28 +91,6 @@ void store_close(struct store **sp)
 }
 
 /* ---- opened mailboxes -------------------------------------------------------------------- */
-
-int store_mb_find(struct store *s, const char *name, char **norm_r, struct mbrow *r,
-		  char **error_r)
-{
-	char *norm;
-	if (store_name_normalize(name, &norm) < 0) {
-		store_set_error(error_r, "invalid mailbox name");
-		return STORE_INVALID;
-	}
-	int k = idx_mb_lookup(s, norm, r, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s does not exist", norm);
-		free(norm);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
-	if (norm_r != NULL)
-		*norm_r = norm;
-	else
-		free(norm);
-	return 0;
-}
 
 int store_mailbox_open(struct store *s, const char *name, struct store_mailbox **mb_r,
 		       char **error_r)
@@ -254,15 +215,6 @@ int store_mailbox_changed(struct store_mailbox *mb, char **error_r)
 	mb->seen_uidnext = uidnext;
 	mb->seen_modseq = modseq;
 	return changed ? 1 : 0;
-}
-
-void mb_saw(struct store_mailbox *mb, uint32_t old_uidnext, uint64_t old_modseq,
-	    uint32_t new_uidnext, uint64_t new_modseq)
-{
-	if (old_uidnext == mb->seen_uidnext && old_modseq == mb->seen_modseq) {
-		mb->seen_uidnext = new_uidnext;
-		mb->seen_modseq = new_modseq;
-	}
 }
 
 int store_mailbox_claim_recent(struct store_mailbox *mb, char **error_r)

@@ -1,4 +1,5 @@
-/* maildir - Maildir files: paths, mailbox names, creation, message files, durable delivery */
+/* maildir - Maildir files and names only: paths, mailbox names, creation, message files, the
+ * change file. The bottom of the store: it calls no other store file. */
 #include "store/store.h"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 
 #include "lib/buf.h"
 #include "lib/fs.h"
+#include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
@@ -483,132 +485,28 @@ void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t 
 	snprintf(out, outsz, "%s,S=%llu", name, (unsigned long long)size);
 }
 
-/* ---- delivery ------------------------------------------------------------------------ */
+/* ---- the change file ------------------------------------------------------------------ */
 
-/* Deliveries keep a few account handles open, so that 1000 deliveries a second cost a link,
- * an fsync and one small transaction each, not an index open. A handle never crosses fork:
- * a child forgets (without closing) what its parent had open. */
-#define DELIVER_CACHE 8
-static struct deliver_slot {
-	char *key;		/* data_dir "\n" address */
-	struct store *s;
-	uint64_t used;
-} deliver_cache[DELIVER_CACHE];
-static pid_t deliver_cache_pid;
-static uint64_t deliver_clock;
-
-void store_deliver_cache_close(void)
+/* maildir_changes_bump - a wake-up hint, not data: one pwrite of the time into the account's
+ * change file, whose inotify IN_MODIFY wakes every store_notifier watching the account. No
+ * fsync: after a crash nobody is waiting for it. A failure is logged once per handle and
+ * costs only the prompt wake-up (sessions still sync at their next command). */
+void maildir_changes_bump(const char *root, int *fd)
 {
-	for (size_t i = 0; i < DELIVER_CACHE; i++) {
-		if (deliver_cache_pid == getpid())
-			store_close(&deliver_cache[i].s);
-		free(deliver_cache[i].key);
-		deliver_cache[i].key = NULL;
-		deliver_cache[i].s = NULL;
-	}
-}
-
-/* deliver_store - a handle on the account, cached; reopened when index.db was replaced */
-static int deliver_store(const char *data_dir, const char *address, struct store **s_r,
-			 char **error_r)
-{
-	if (deliver_cache_pid != getpid()) {
-		for (size_t i = 0; i < DELIVER_CACHE; i++) {
-			free(deliver_cache[i].key);
-			deliver_cache[i].key = NULL;
-			deliver_cache[i].s = NULL;	/* the parent's: never touch it */
+	if (*fd == -1) {
+		char *path = xasprintf("%s/%s", root, STORE_CHANGES_NAME);
+		*fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (*fd < 0) {
+			log_warn("%s: open", path);
+			*fd = -2;	/* do not try again on every commit */
 		}
-		deliver_cache_pid = getpid();
+		free(path);
 	}
-	char *key = xasprintf("%s\n%s", data_dir, address);
-	struct deliver_slot *slot = NULL, *victim = &deliver_cache[0];
-	for (size_t i = 0; i < DELIVER_CACHE; i++) {
-		struct deliver_slot *c = &deliver_cache[i];
-		if (c->key != NULL && strcmp(c->key, key) == 0) {
-			slot = c;
-			break;
-		}
-		if (c->key == NULL || (victim->key != NULL && c->used < victim->used))
-			victim = c;
-	}
-	if (slot != NULL) {
-		char *db = store_path(slot->s, NULL, STORE_INDEX_NAME);
-		struct stat st;
-		bool same = stat(db, &st) == 0 && st.st_dev == slot->s->db_dev &&
-			    st.st_ino == slot->s->db_ino;
-		free(db);
-		if (!same) {
-			store_close(&slot->s);
-			free(slot->key);
-			slot->key = NULL;
-			victim = slot;
-			slot = NULL;
-		}
-	}
-	if (slot == NULL) {
-		store_close(&victim->s);
-		free(victim->key);
-		victim->key = NULL;
-		if (store_open(data_dir, address, &victim->s, error_r) < 0) {
-			free(key);
-			return -1;
-		}
-		victim->key = key;
-		key = NULL;
-		slot = victim;
-	}
-	free(key);
-	slot->used = ++deliver_clock;
-	*s_r = slot->s;
-	return 0;
-}
-
-int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
-		       uint64_t size, const char *hostname, char **error_r)
-{
-	struct store *s;
-	struct stat sst;
-	if (deliver_store(data_dir, address, &s, error_r) < 0)
-		return -1;
-	/* the size indexed is the file's own (CRLF line ends: served as it is) */
-	if (stat(src_path, &sst) == 0)
-		size = (uint64_t)sst.st_size;
-	char name[256];
-	char stamp[200];
-	fs_unique_name(stamp, sizeof(stamp), hostname);
-	snprintf(name, sizeof(name), "%s,S=%llu", stamp, (unsigned long long)size);
-	char *newdir = store_path(s, NULL, "new");
-	char *dst = xasprintf("%s/%s", newdir, name);
-	int r = -1;
-
-	if (link(src_path, dst) < 0) {
-		if (errno != ENOENT || maildir_ensure(s->root, false) < 0 ||
-		    link(src_path, dst) < 0) {
-			store_set_error(error_r, "deliver to %s: %s", dst, strerror(errno));
-			goto out;
-		}
-	}
-	if (fs_fsync_dir(newdir) < 0) {
-		store_set_error(error_r, "fsync %s: %s", newdir, strerror(errno));
-		unlink(dst);
-		goto out;
-	}
-	/* The file is durable in new/; now its index row. Should the row be lost (a crash
-	 * with synchronous=NORMAL), the file is picked up from new/ at the next open. */
-	char *file = xasprintf("new/%s", name);
-	uint32_t uid, uidvalidity;
-	int ir = idx_add_message(s, s->inbox_id, name, file, size, (int64_t)time(NULL), 0, NULL,
-				 &uid, &uidvalidity, error_r);
-	free(file);
-	if (ir < 0) {
-		/* Answering 4xx: the client sends it again, so the file must go. */
-		unlink(dst);
-		fs_fsync_dir(newdir);
-		goto out;
-	}
-	r = 0;
-out:
-	free(dst);
-	free(newdir);
-	return r;
+	if (*fd < 0)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t v = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (pwrite(*fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		log_warn("%s/%s: write", root, STORE_CHANGES_NAME);
 }

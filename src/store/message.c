@@ -67,6 +67,17 @@ static bool is_recent(const struct store_mailbox *mb, uint32_t uid)
 	return false;
 }
 
+/* mb_saw - after a change through mb: remember the new counters when the old ones were
+ * what mb had seen, so that store_mailbox_changed reports only others' changes */
+static void mb_saw(struct store_mailbox *mb, uint32_t old_uidnext, uint64_t old_modseq,
+	    uint32_t new_uidnext, uint64_t new_modseq)
+{
+	if (old_uidnext == mb->seen_uidnext && old_modseq == mb->seen_modseq) {
+		mb->seen_uidnext = new_uidnext;
+		mb->seen_modseq = new_modseq;
+	}
+}
+
 /* ---- snapshots --------------------------------------------------------------------------- */
 
 int store_mailbox_messages_in(struct store_mailbox *mb, const struct store_uid_range *ranges,
@@ -603,9 +614,10 @@ out:
 
 /* expunge - remove the messages in rv (only \Deleted ones when only_deleted): rows and
  * pending unlinks in one durable transaction, then the files, then the pending entries.
+ * Each gets an expunge record with the mailbox's new HIGHESTMODSEQ (*modseq_r).
  * Returns the count, *uids_r (caller frees) the UIDs. */
 static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, size_t nr,
-		   bool only_deleted, uint32_t **uids_r, char **error_r)
+		   bool only_deleted, uint32_t **uids_r, uint64_t *modseq_r, char **error_r)
 {
 	struct store *s = mb->s;
 	struct msgrow *rows = NULL;
@@ -629,9 +641,12 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 	if (msgrows_read(mb, rv, nr, &rows, &n) < 0)
 		goto dberr;
 	uids = xcalloc(n + 1, sizeof(*uids));
+	uint64_t modseq = row.highestmodseq + 1;	/* every expunged message's (RFC 7162 3.2.7) */
 	for (size_t i = 0; i < n; i++) {
 		if (only_deleted && !(rows[i].m.flags & STORE_F_DELETED))
 			continue;
+		if (idx_expunge_record(s, mb->id, rows[i].m.uid, modseq) < 0)
+			goto dberr;
 		sqlite3_stmt *st = db_st(s, ST_UNLINK_ADD);
 		sqlite3_bind_int64(st, 1, mb->id);
 		sqlite3_bind_text(st, 2, rows[i].name, -1, SQLITE_TRANSIENT);
@@ -650,12 +665,14 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 		r = 0;
 		goto out;
 	}
-	if (idx_mb_counters(s, mb->id, row.uidnext, row.highestmodseq + 1) < 0)
+	if (idx_mb_counters(s, mb->id, row.uidnext, modseq) < 0 || idx_expunge_prune(s, mb->id) < 0)
 		goto dberr;
 	r = db_commit(s, error_r);
 	if (r < 0)
 		goto out;
-	mb_saw(mb, row.uidnext, row.highestmodseq, row.uidnext, row.highestmodseq + 1);
+	mb_saw(mb, row.uidnext, row.highestmodseq, row.uidnext, modseq);
+	if (modseq_r != NULL)
+		*modseq_r = modseq;
 	char *err = NULL;
 	if (idx_finish_unlinks(s, mb->id, &err) < 0) {
 		/* committed: the next pick-up finishes the unlinks */
@@ -691,28 +708,47 @@ int store_expunge(struct store_mailbox *mb, const uint32_t *uids, size_t n, char
 	struct store_uid_range *rv = ranges_norm(in, n, &nr);
 	free(in);
 	uint32_t *gone = NULL;
-	int r = expunge(mb, rv, nr, false, &gone, error_r);
+	int r = expunge(mb, rv, nr, false, &gone, NULL, error_r);
 	free(rv);
 	free(gone);
 	return r < 0 ? r : 0;
 }
 
 int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
-			  size_t n_ranges, void (*cb)(void *ctx, uint32_t uid), void *ctx,
-			  char **error_r)
+			  size_t n_ranges, store_expunge_fn *cb, void *ctx, char **error_r)
 {
 	size_t nr;
 	struct store_uid_range *rv = ranges_norm(ranges, n_ranges, &nr);
 	uint32_t *gone = NULL;
-	int r = expunge(mb, rv, nr, true, &gone, error_r);
+	uint64_t modseq = 0;
+	int r = expunge(mb, rv, nr, true, &gone, &modseq, error_r);
 	free(rv);
 	for (int i = 0; cb != NULL && i < r; i++)
-		cb(ctx, gone[i]);
+		cb(ctx, gone[i], modseq);
 	free(gone);
 	return r;
 }
 
 /* ---- copy and move ----------------------------------------------------------------------- */
+
+/* kw_union_add - add the keywords of list that u lacks (space-separated) */
+static void kw_union_add(buf *u, const char *list)
+{
+	for (const char *p = list; *p;) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		size_t n = (size_t)(e - p);
+		if (n > 0 && !store_kw_has(u->data, p, n)) {
+			if (u->len > 0)
+				buf_putc(u, ' ');
+			buf_append(u, p, n);
+		}
+		p = e;
+	}
+}
 
 /* copy_bytes - when a hard link is impossible: a copy through tmp/, fsync'd, at dst */
 static int copy_bytes(struct store *s, const char *src_dir, const struct msgrow *m,
@@ -764,12 +800,17 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 	struct store_uid_range *rv = NULL;
 	char **links = NULL;		/* per row: the new file's name in dest new/, or NULL */
 	char *dst_root = NULL, *dst_new = NULL;
+	buf kws;		/* the distinct keywords of the copied messages */
+	buf_init(&kws, 0);
+	buf_puts(&kws, "");
 	int r;
 	if (res_r != NULL)
 		memset(res_r, 0, sizeof(*res_r));
 	int k = store_mb_find(s, dest, &norm, &dst, error_r);
-	if (k < 0)
+	if (k < 0) {
+		buf_free(&kws);
 		return k;
+	}
 	k = idx_mb_by_id(s, mb->id, &src, error_r);
 	if (k <= 0) {
 		if (k == 0)
@@ -865,9 +906,12 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 		free(file);
 		if (ir < 0)
 			goto dberr_arrays;
-		if (idx_add_keywords(s, dst.id, rows[i].keywords, NULL) < 0)
-			goto dberr_arrays;
+		kw_union_add(&kws, rows[i].keywords);
 		if (move) {
+			/* the source's new MODSEQ: dst_modseq when moving within one mailbox */
+			if (idx_expunge_record(s, mb->id, rows[i].m.uid,
+					       same ? dst_modseq : src.highestmodseq + 1) < 0)
+				goto dberr_arrays;
 			sqlite3_stmt *st = db_st(s, ST_UNLINK_ADD);
 			sqlite3_bind_int64(st, 1, mb->id);
 			sqlite3_bind_text(st, 2, rows[i].name, -1, SQLITE_TRANSIENT);
@@ -884,10 +928,14 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 		dst_uids[done++] = uidnext++;
 	}
 	if (done > 0) {
-		if (idx_mb_counters(s, dst.id, uidnext, dst_modseq) < 0)
+		/* the destination's keyword list once, not once per message */
+		if (idx_mb_counters(s, dst.id, uidnext, dst_modseq) < 0 ||
+		    (kws.len > 0 && idx_add_keywords(s, dst.id, kws.data, NULL) < 0))
 			goto dberr_arrays;
 		if (move && !same &&
 		    idx_mb_counters(s, src.id, src.uidnext, src.highestmodseq + 1) < 0)
+			goto dberr_arrays;
+		if (move && idx_expunge_prune(s, mb->id) < 0)
 			goto dberr_arrays;
 	}
 	r = db_commit(s, error_r);
@@ -963,6 +1011,7 @@ out:
 	free(dst_root);
 	free(dst_new);
 	free(norm);
+	buf_free(&kws);
 	return r;
 }
 
@@ -1094,8 +1143,10 @@ int store_append_finish(struct store_append **app, uint32_t flags, const char *k
 	char *kw = kw_apply("", STORE_FLAGS_REPLACE, keywords ? keywords : "");
 	char *file = xasprintf("new/%s", name);
 	uint32_t uidvalidity = 0, uid = 0;
-	r = idx_add_message(ap->s, ap->id, name, file, ap->served, internal_date, flags, kw, &uid,
-			    &uidvalidity, error_r);
+	/* the structure is left to the first FETCH (store_msg_structures): only delivery, the
+	 * path that must be fast and is followed by FETCHes of new mail, caches it at once */
+	r = idx_add_message(ap->s, ap->id, name, file, ap->served, internal_date, flags, kw, NULL,
+			    &uid, &uidvalidity, error_r);
 	free(file);
 	free(kw);
 	if (r < 0) {

@@ -1,6 +1,16 @@
 /* store_private - what the files of src/store/ share; nothing outside src/store/ includes it.
- * maildir.c: names, paths, files. index.c: index.db (schema, statements, transactions, the
- * pick-up of new files). mailbox.c: the account and its mailboxes. message.c: messages. */
+ * Calls point one way (a file calls only those listed after its arrow):
+ *   deliver.c   store_deliver_file, its handle cache -> mailbox, structure, index, maildir
+ *   mailbox.c   the account handle, mailboxes, status, lock  -> message, index, maildir
+ *   message.c   messages: snapshots, reading, flags, expunge,
+ *               copy/move, append, the raw structure cache   -> index, maildir
+ *   structure.c store_msg_structures (parsed once, cached)   -> index, maildir
+ *   sync.c      store_mailbox_changes                        -> index, maildir
+ *   notify.c    store_notifier (inotify on the change files) -> maildir
+ *   index.c     index.db only: schema, statements, transactions,
+ *               shared connections, pick-up, store_notify    -> maildir, settings
+ *   maildir.c   files and names only, the change file        -> (nothing)
+ *   settings.c  process-wide settings */
 #ifndef TERN_STORE_PRIVATE_H
 #define TERN_STORE_PRIVATE_H
 #include <sqlite3.h>
@@ -8,10 +18,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lib/buf.h"
 #include "store/store.h"
 
 #define STORE_INDEX_NAME "index.db"
 #define STORE_LOCK_NAME "tern.lock"
+#define STORE_CHANGES_NAME "tern.changes"	/* at the account root: see notify.h */
 #define STORE_MAX_DIR 255		/* a directory name's limit */
 #define STORE_MAX_KEYWORD 64
 #define STORE_MAX_MB_KEYWORDS 256	/* distinct keywords a mailbox accepts */
@@ -27,16 +39,20 @@ enum stmt {
 	ST_MSG_DELETE_MB, ST_MSG_STATUS, ST_MSG_COUNT_FROM, ST_MSG_CACHE_GET, ST_MSG_CACHE_SET,
 	ST_UNLINK_ADD, ST_UNLINK_HAS, ST_UNLINK_LIST, ST_UNLINK_DEL, ST_UNLINK_DELETE_MB,
 	ST_SUB_ADD, ST_SUB_DEL, ST_SUB_LIST, ST_SUB_HAS,
+	ST_EXP_ADD, ST_EXP_CUT, ST_EXP_PRUNE, ST_EXP_FLOOR, ST_EXP_DELETE_MB, ST_EXP_SINCE,
+	ST_MSG_CHANGED, ST_MSG_STRUCTURE,
 	ST__COUNT
 };
 
+struct store_db;		/* index.c: the account's connection, shared in the process */
+
+/* one handle (a session's, a delivery's); handles on one account share conn */
 struct store {
 	char *root;		/* the account's Maildir = INBOX */
 	char host[64];		/* for unique file names */
-	sqlite3 *db;
-	sqlite3_stmt *st[ST__COUNT];
-	dev_t db_dev;		/* index.db as opened: a replaced file means a lost index */
-	ino_t db_ino;
+	struct store_db *conn;
+	sqlite3 *db;		/* conn's, copied for brevity */
+	sqlite3_stmt **st;	/* conn's prepared statements [ST__COUNT] */
 	int64_t inbox_id;
 	store_change_fn *hook;
 	void *hook_ctx;
@@ -68,6 +84,7 @@ struct mbrow {
 	uint32_t uidvalidity, uidnext, recent_uid;
 	uint64_t highestmodseq;
 	int64_t cur_mtime;	/* cur/ as last fully checked (ns), 0 unknown */
+	uint64_t expunge_floor;	/* highest MODSEQ of pruned expunge records, 0 none */
 };
 
 /* a list of directory entries */
@@ -116,12 +133,29 @@ int maildir_link_msg(const struct store *s, const char *dir, const char *name, c
 		     const char *dst);
 /* maildir_rmtree - remove path and all below it, not following symlinks */
 int maildir_rmtree(const char *path);
+/* maildir_changes_bump - write the change file of the account at root (wakes notify.c's
+ * watchers); *fd: the file, opened on first use (-1), -2 once that failed */
+void maildir_changes_bump(const char *root, int *fd);
 /* store_unique_name - a Maildir base name for a new file of size bytes */
 void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t size);
 
+/* ---- structure.c ---- */
+/* structure_blob_of_file - parse the message file at path and encode its structure as the
+ * cache holds it (store_msg_cache_get); b is initialised here, caller frees. 0 or -1. */
+int structure_blob_of_file(const char *path, buf *b);
+
+/* ---- settings.c ---- */
+/* store_settings_current - the process-wide settings (store_settings_set), never NULL */
+const struct store_settings *store_settings_current(void);
+
 /* ---- index.c ---- */
+/* db_open - attach s to the account's connection in this process, opening (and migrating)
+ * index.db when no handle has it open, or when the file was replaced since. 0 or -1. */
 int db_open(struct store *s, char **error_r);
+/* db_close - detach s; the last handle closes the connection */
 void db_close(struct store *s);
+/* db_replaced - index.db is no longer the file s's connection has open (a lost index) */
+bool db_replaced(const struct store *s);
 /* db_st - a cached statement, reset and ready to bind */
 sqlite3_stmt *db_st(struct store *s, enum stmt id);
 /* db_exec - step st to the end and reset it: 0, or -1 */
@@ -150,11 +184,13 @@ bool store_kw_has(const char *list, const char *k, size_t n);
 int idx_msg_insert(struct store *s, int64_t id, uint32_t uid, const char *name,
 		   const char *file, uint64_t size, int64_t date, uint32_t flags,
 		   const char *keywords, uint64_t modseq);
-/* idx_add_message - index one new file of mailbox id in its own transaction: 0 with *uid_r
- * (the existing UID when a pick-up indexed the name first), or <0 */
+/* idx_add_message - index one new file of mailbox id in its own transaction, with its
+ * structure cache blob when structure is not NULL: 0 with *uid_r (the existing UID when a
+ * pick-up indexed the name first), or <0 */
 int idx_add_message(struct store *s, int64_t id, const char *name, const char *file,
 		    uint64_t size, int64_t date, uint32_t flags, const char *keywords,
-		    uint32_t *uid_r, uint32_t *uidvalidity_r, char **error_r);
+		    const buf *structure, uint32_t *uid_r, uint32_t *uidvalidity_r,
+		    char **error_r);
 /* idx_sync - pick up unindexed files of mailbox id, move new/ to cur/, finish pending
  * unlinks. *changes_r |= STORE_CHANGE_NEW when messages were added. 0 or <0. */
 int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r);
@@ -169,16 +205,18 @@ int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **err
  * STORE_INVALID / STORE_NOTFOUND / STORE_ERROR with *error_r set. */
 int store_mb_find(struct store *s, const char *name, char **norm_r, struct mbrow *r,
 		  char **error_r);
-/* idx_mb_drop - delete a mailbox's rows (messages, pending unlinks); inside a transaction */
+/* idx_expunge_record - remember that uid of mailbox id was expunged at modseq; inside the
+ * expunging transaction. 0 or -1. */
+int idx_expunge_record(struct store *s, int64_t id, uint32_t uid, uint64_t modseq);
+/* idx_expunge_prune - keep the newest settings.expunge_keep records of mailbox id (whole
+ * MODSEQs), raising its expunge_floor to the highest MODSEQ dropped; inside the transaction
+ * that added records. 0 or -1. */
+int idx_expunge_prune(struct store *s, int64_t id);
+/* idx_mb_drop - delete a mailbox's rows (messages, pending unlinks, expunge records); inside
+ * a transaction */
 int idx_mb_drop(struct store *s, int64_t id);
 
-/* ---- mailbox.c ---- */
+/* store_notify - after a commit that changed mailbox: the handle's hook, the change file */
 void store_notify(struct store *s, const char *mailbox, unsigned changes);
-/* mb_saw - after a change through mb: remember the new counters when the old ones were
- * what mb had seen (so store_mailbox_changed reports only others' changes) */
-void mb_saw(struct store_mailbox *mb, uint32_t old_uidnext, uint64_t old_modseq,
-	    uint32_t new_uidnext, uint64_t new_modseq);
-/* store_mailbox_name_of - the current name of mailbox id (for hooks); caller frees */
-char *store_mailbox_name_of(struct store *s, int64_t id);
 
 #endif

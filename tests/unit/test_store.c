@@ -398,7 +398,7 @@ static void test_flags_keywords_modseq(void)
 
 /* ---- expunge -------------------------------------------------------------------------- */
 
-static void collect_uid(void *ctx, uint32_t uid)
+static void collect_uid(void *ctx, uint32_t uid, uint64_t modseq)
 {
 	uint32_t *v = ctx;
 	v[++v[0]] = uid;

@@ -1,0 +1,151 @@
+/* deliver - store_deliver_file, the SMTP (and bounce) delivery entry point, and its cache of
+ * account handles. On top of mailbox.c (store_open), structure.c and index.c
+ * (idx_add_message). */
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/fs.h"
+#include "lib/xmalloc.h"
+#include "store/store_private.h"
+
+/* ---- delivery ------------------------------------------------------------------------ */
+
+/* Deliveries keep a few account handles open, so that 1000 deliveries a second cost a link,
+ * an fsync and one small transaction each, not an index open. A handle never crosses fork:
+ * a child forgets (without closing) what its parent had open. */
+#define DELIVER_CACHE 8
+#define DELIVER_STRUCTURE_MAX (1024 * 1024)	/* larger messages are parsed at first FETCH */
+static struct deliver_slot {
+	char *key;		/* data_dir "\n" address */
+	struct store *s;
+	uint64_t used;
+} deliver_cache[DELIVER_CACHE];
+static pid_t deliver_cache_pid;
+static uint64_t deliver_clock;
+
+void store_deliver_cache_close(void)
+{
+	for (size_t i = 0; i < DELIVER_CACHE; i++) {
+		if (deliver_cache_pid == getpid())
+			store_close(&deliver_cache[i].s);
+		free(deliver_cache[i].key);
+		deliver_cache[i].key = NULL;
+		deliver_cache[i].s = NULL;
+	}
+}
+
+/* deliver_store - a handle on the account, cached; reopened when index.db was replaced */
+static int deliver_store(const char *data_dir, const char *address, struct store **s_r,
+			 char **error_r)
+{
+	if (deliver_cache_pid != getpid()) {
+		for (size_t i = 0; i < DELIVER_CACHE; i++) {
+			free(deliver_cache[i].key);
+			deliver_cache[i].key = NULL;
+			deliver_cache[i].s = NULL;	/* the parent's: never touch it */
+		}
+		deliver_cache_pid = getpid();
+	}
+	char *key = xasprintf("%s\n%s", data_dir, address);
+	struct deliver_slot *slot = NULL, *victim = &deliver_cache[0];
+	for (size_t i = 0; i < DELIVER_CACHE; i++) {
+		struct deliver_slot *c = &deliver_cache[i];
+		if (c->key != NULL && strcmp(c->key, key) == 0) {
+			slot = c;
+			break;
+		}
+		if (c->key == NULL || (victim->key != NULL && c->used < victim->used))
+			victim = c;
+	}
+	if (slot != NULL) {
+		if (db_replaced(slot->s)) {
+			store_close(&slot->s);
+			free(slot->key);
+			slot->key = NULL;
+			victim = slot;
+			slot = NULL;
+		}
+	}
+	if (slot == NULL) {
+		store_close(&victim->s);
+		free(victim->key);
+		victim->key = NULL;
+		if (store_open(data_dir, address, &victim->s, error_r) < 0) {
+			free(key);
+			return -1;
+		}
+		victim->key = key;
+		key = NULL;
+		slot = victim;
+	}
+	free(key);
+	slot->used = ++deliver_clock;
+	*s_r = slot->s;
+	return 0;
+}
+
+int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
+		       uint64_t size, const char *hostname, char **error_r)
+{
+	struct store *s;
+	struct stat sst;
+	if (deliver_store(data_dir, address, &s, error_r) < 0)
+		return -1;
+	/* the size indexed is the file's own (CRLF line ends: served as it is) */
+	if (stat(src_path, &sst) == 0)
+		size = (uint64_t)sst.st_size;
+	char name[256];
+	char stamp[200];
+	fs_unique_name(stamp, sizeof(stamp), hostname);
+	snprintf(name, sizeof(name), "%s,S=%llu", stamp, (unsigned long long)size);
+	char *newdir = store_path(s, NULL, "new");
+	char *dst = xasprintf("%s/%s", newdir, name);
+	int r = -1;
+
+	if (link(src_path, dst) < 0) {
+		if (errno != ENOENT || maildir_ensure(s->root, false) < 0 ||
+		    link(src_path, dst) < 0) {
+			store_set_error(error_r, "deliver to %s: %s", dst, strerror(errno));
+			goto out;
+		}
+	}
+	if (fs_fsync_dir(newdir) < 0) {
+		store_set_error(error_r, "fsync %s: %s", newdir, strerror(errno));
+		unlink(dst);
+		goto out;
+	}
+	/* The file is durable in new/; now its index row. Should the row be lost (a crash
+	 * with synchronous=NORMAL), the file is picked up from new/ at the next open. */
+	char *file = xasprintf("new/%s", name);
+	uint32_t uid, uidvalidity;
+	/* The structure is cached with the row: parsing costs about 1 % of a delivery (measured
+	 * by test_store_sync), and IMAP's first FETCH of new mail then writes nothing. Not for a
+	 * large message: the parser wants it whole (mapped), and a worker's memory must not grow
+	 * with the size of the mail it receives; the first FETCH parses it instead. */
+	buf structure;
+	buf_init(&structure, 0);
+	if (size <= DELIVER_STRUCTURE_MAX && structure_blob_of_file(dst, &structure) < 0)
+		buf_init(&structure, 0);
+	int ir = idx_add_message(s, s->inbox_id, name, file, size, (int64_t)time(NULL), 0, NULL,
+				 &structure, &uid, &uidvalidity, error_r);
+	buf_free(&structure);
+	free(file);
+	if (ir < 0) {
+		/* Answering 4xx: the client sends it again, so the file must go. */
+		unlink(dst);
+		fs_fsync_dir(newdir);
+		goto out;
+	}
+	r = 0;
+out:
+	free(dst);
+	free(newdir);
+	return r;
+}
