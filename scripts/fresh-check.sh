@@ -5,8 +5,8 @@
 #   scripts/fresh-check.sh [REPO]        (as root, on a Debian host)
 #
 # Builds a minimal Debian 12 (debootstrap --variant=minbase, plus git and make) in a chroot,
-# clones REPO (default: the repository holding this script) at its HEAD into /root/tern there,
-# and runs, as root in the clone, exactly what the README says:
+# clones REPO (default: the repository holding this script) at its HEAD into /srv/tern there
+# ($FRESH_CLONE_DIR), and runs, as root in the clone, exactly what the README says:
 #   1. `make run` in the background; waits until 127.0.0.1:2525 accepts, sends one message
 #      to demo@localhost with swaks, checks that it lands in tern-data/mail/localhost/demo/ and
 #      that POP3 (port 1110, the printed demo password) serves it; stops the instance.
@@ -26,6 +26,9 @@
 #   FRESH_NO_CACHE=1      debootstrap afresh and do not use or write the cache
 #   FRESH_RUN_TIMEOUT=S   seconds for `make run` to listen on 2525 (deps + build; default 900)
 #   FRESH_TEST_TIMEOUT=S  seconds for `make test` (default 3600)
+#   FRESH_CLONE_DIR=DIR   where in the chroot to clone (default /srv/tern). Not under /root:
+#                         root's `make run` runs tern's children as nobody, who cannot enter
+#                         /root (0700), so ./tern-data there is unusable (tern says so).
 set -u
 
 SUITE=bookworm
@@ -34,6 +37,8 @@ RUN_TIMEOUT=${FRESH_RUN_TIMEOUT:-900}
 TEST_TIMEOUT=${FRESH_TEST_TIMEOUT:-3600}
 CACHE=${FRESH_CACHE:-/var/cache/tern-fresh}
 CACHE_MAX_DAYS=7
+CLONE=${FRESH_CLONE_DIR:-/srv/tern}
+case $CLONE in /?*) ;; *) echo "fresh-check: FRESH_CLONE_DIR must be an absolute path" >&2; exit 2 ;; esac
 
 say() { printf 'fresh-check: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
@@ -216,8 +221,8 @@ result "base system ($SUITE minbase+$include)" PASS $(($(now) - t0)) "$base_note
 
 # ---- 2. the clone -----------------------------------------------------------------------------
 t0=$(now)
-if git -c safe.directory='*' clone -q --no-hardlinks "$src_top" "$ROOT/root/tern" >"$WORK/clone.log" 2>&1 &&
-	in_chroot "cd /root/tern && git checkout -q --detach $rev && git log -1 --format='%h %s'" \
+if git -c safe.directory='*' clone -q --no-hardlinks "$src_top" "$ROOT$CLONE" >"$WORK/clone.log" 2>&1 &&
+	in_chroot "cd $CLONE && git checkout -q --detach $rev && git log -1 --format='%h %s'" \
 		>>"$WORK/clone.log" 2>&1; then
 	result "clone $src_top" PASS $(($(now) - t0)) "$(tail -n 1 "$WORK/clone.log" | cut -c1-60)"
 else
@@ -235,7 +240,7 @@ t0=$(now)
 say "make run (log $RUN_LOG; up to $RUN_TIMEOUT s for deps + build + start)"
 # setsid: its own process group, so that stopping it stops make and every tern process.
 setsid chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
-	TERM="${TERM:-dumb}" /bin/bash -l -c "cd /root/tern && exec make run" \
+	TERM="${TERM:-dumb}" /bin/bash -l -c "cd $CLONE && exec make run" \
 	</dev/null >"$RUN_LOG" 2>&1 &
 RUN_PGID=$!
 up=0
@@ -264,7 +269,7 @@ if [ "$up" = 1 ]; then
 		--header 'Subject: $tok' --body 'fresh-check $tok'" >"$WORK/swaks.log" 2>&1; then
 		ok=0; note="swaks failed"; tail -n 20 "$WORK/swaks.log" >&2
 	fi
-	md=$ROOT/root/tern/tern-data/mail/localhost/demo
+	md=$ROOT$CLONE/tern-data/mail/localhost/demo
 	found=""
 	if [ "$ok" = 1 ]; then
 		for _ in $(seq 1 100); do
@@ -282,7 +287,7 @@ if [ "$up" = 1 ]; then
 			pop3://127.0.0.1:1110/1" >"$WORK/pop3.log" 2>&1 || ! grep -q "$tok" "$WORK/pop3.log"; then
 			ok=0; note="POP3 retrieval failed"; tail -n 20 "$WORK/pop3.log" >&2
 		else
-			note="in ${found#"$ROOT"/root/tern/}, read back over POP3"
+			note="in ${found#"$ROOT$CLONE"/}, read back over POP3"
 		fi
 	fi
 	result "make run: deliver to demo@localhost" "$([ "$ok" = 1 ] && echo PASS || echo FAIL)" \
@@ -290,7 +295,7 @@ if [ "$up" = 1 ]; then
 fi
 
 # Stop the instance: SIGTERM to its process group, then SIGKILL if it lingers.
-if [ -n "$RUN_PGID" ]; then
+if [ "$up" = 1 ]; then
 	t0=$(now)
 	kill -TERM -- "-$RUN_PGID" 2>/dev/null
 	stopped=0
@@ -316,7 +321,7 @@ TEST_LOG=$WORK/make-test.log
 t0=$(now)
 say "make test (log $TEST_LOG)"
 timeout -k 30 "$TEST_TIMEOUT" chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root \
-	SHELL=/bin/bash TERM="${TERM:-dumb}" /bin/bash -l -c "cd /root/tern && make test" \
+	SHELL=/bin/bash TERM="${TERM:-dumb}" /bin/bash -l -c "cd $CLONE && make test" \
 	</dev/null >"$TEST_LOG" 2>&1
 rc=$?
 # "unit: N passed, N failed" and pytest's closing lines ("N passed, N skipped in 9.9s").
