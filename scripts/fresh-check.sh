@@ -26,6 +26,7 @@
 #   FRESH_NO_CACHE=1      debootstrap afresh and do not use or write the cache
 #   FRESH_RUN_TIMEOUT=S   seconds for `make run` to listen on 2525 (deps + build; default 900)
 #   FRESH_TEST_TIMEOUT=S  seconds for `make test` (default 3600)
+#   FRESH_MAKEFLAGS=F     MAKEFLAGS for both commands, e.g. -j2 (default: none, as in the README)
 #   FRESH_CLONE_DIR=DIR   where in the chroot to clone (default /srv/tern). Not under /root:
 #                         root's `make run` runs tern's children as nobody, who cannot enter
 #                         /root (0700), so ./tern-data there is unusable (tern says so).
@@ -40,6 +41,7 @@ CACHE_MAX_DAYS=7
 CLONE=${FRESH_CLONE_DIR:-/srv/tern}
 case $CLONE in /?*) ;; *) echo "fresh-check: FRESH_CLONE_DIR must be an absolute path" >&2; exit 2 ;; esac
 
+START=$(date +%s)
 say() { printf 'fresh-check: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 
@@ -163,12 +165,12 @@ mount_all() {
 # (what a root login on a fresh machine has: HOME, PATH from /etc/profile, no locale).
 in_chroot() {
 	chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
-		TERM="${TERM:-dumb}" /bin/bash -l -c "$1"
+		TERM="${TERM:-dumb}" MAKEFLAGS="${FRESH_MAKEFLAGS:-}" /bin/bash -l -c "$1"
 }
 
 now() { date +%s; }
 result() {          # result NAME PASS|FAIL SECONDS [NOTE]
-	SUMMARY="$SUMMARY$(printf '  %-34s %-4s %5ss  %s' "$1" "$2" "$3" "${4:-}")
+	SUMMARY="$SUMMARY$(printf '  %-38s %-4s %5ss  %s' "$1" "$2" "$3" "${4:-}")
 "
 	[ "$2" = PASS ] || FAILED=1
 	say "$1: $2 ($3 s)${4:+ - $4}"
@@ -240,7 +242,8 @@ t0=$(now)
 say "make run (log $RUN_LOG; up to $RUN_TIMEOUT s for deps + build + start)"
 # setsid: its own process group, so that stopping it stops make and every tern process.
 setsid chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash \
-	TERM="${TERM:-dumb}" /bin/bash -l -c "cd $CLONE && exec make run" \
+	TERM="${TERM:-dumb}" MAKEFLAGS="${FRESH_MAKEFLAGS:-}" \
+	/bin/bash -l -c "cd $CLONE && exec make run" \
 	</dev/null >"$RUN_LOG" 2>&1 &
 RUN_PGID=$!
 up=0
@@ -321,7 +324,8 @@ TEST_LOG=$WORK/make-test.log
 t0=$(now)
 say "make test (log $TEST_LOG)"
 timeout -k 30 "$TEST_TIMEOUT" chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root \
-	SHELL=/bin/bash TERM="${TERM:-dumb}" /bin/bash -l -c "cd $CLONE && make test" \
+	SHELL=/bin/bash TERM="${TERM:-dumb}" MAKEFLAGS="${FRESH_MAKEFLAGS:-}" \
+	/bin/bash -l -c "cd $CLONE && make test" \
 	</dev/null >"$TEST_LOG" 2>&1
 rc=$?
 # "unit: N passed, N failed" and pytest's closing lines ("N passed, N skipped in 9.9s").
@@ -341,9 +345,11 @@ if [ "$skips" -gt 0 ]; then
 fi
 
 # ---- summary ----------------------------------------------------------------------------------
-printf '\nfresh-check summary (%s at %s, Debian %s in %s):\n%s' "$(basename "$src_top")" \
+printf '\nfresh-check summary (%s at %s, Debian %s, %s%s):\n%s' "$(basename "$src_top")" \
 	"$(git -C "$src_top" rev-parse --short "$rev")" "$(cat "$ROOT/etc/debian_version")" \
-	"$ROOT" "$SUMMARY"
+	"$CLONE in $ROOT" "${FRESH_MAKEFLAGS:+, MAKEFLAGS=$FRESH_MAKEFLAGS}" "$SUMMARY"
+printf '  %-38s %-4s %5ss\n' "total" "$([ "$FAILED" = 0 ] && echo PASS || echo FAIL)" \
+	$(($(now) - START))
 if [ "$FAILED" = 0 ]; then
 	echo "fresh-check: PASS"
 	exit 0
