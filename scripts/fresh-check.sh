@@ -112,6 +112,7 @@ ROOT=$WORK/root
 mkdir -p "$ROOT"
 MOUNTED=""          # mount points, last mounted first
 RUN_PGID=""
+TEST_PID=""
 FAILED=0
 SUMMARY=""
 
@@ -127,6 +128,7 @@ cleanup() {
 	local rc=$? m p
 	trap - EXIT INT TERM HUP
 	if [ -n "$RUN_PGID" ]; then kill -KILL -- "-$RUN_PGID" 2>/dev/null; fi
+	if [ -n "$TEST_PID" ]; then kill -TERM "$TEST_PID" 2>/dev/null; fi
 	# Anything still running in the chroot was started by this script (tests' servers...).
 	for p in $(chroot_pids); do kill -KILL "$p" 2>/dev/null; done
 	sleep 0.2
@@ -326,8 +328,11 @@ say "make test (log $TEST_LOG)"
 timeout -k 30 "$TEST_TIMEOUT" chroot "$ROOT" /usr/bin/env -i HOME=/root USER=root LOGNAME=root \
 	SHELL=/bin/bash TERM="${TERM:-dumb}" MAKEFLAGS="${FRESH_MAKEFLAGS:-}" \
 	/bin/bash -l -c "cd $CLONE && make test" \
-	</dev/null >"$TEST_LOG" 2>&1
+	</dev/null >"$TEST_LOG" 2>&1 &
+TEST_PID=$!
+wait "$TEST_PID"    # in the background, so that a signal to this script is handled at once
 rc=$?
+TEST_PID=""
 # "unit: N passed, N failed" and pytest's closing lines ("N passed, N skipped in 9.9s").
 counts=$(grep -E '^unit: [0-9]+ passed, [0-9]+ failed$|^=* ?[0-9]+ (passed|failed|error|skipped).* in [0-9.]+s' \
 	"$TEST_LOG" | sed 's/^=* *//; s/ *=*$//' | tr '\n' ';' | sed 's/;$//; s/;/; /g')
