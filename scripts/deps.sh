@@ -32,6 +32,7 @@ if [ ! -e "$prc" ]; then
 fi
 cleanup() { [ -n "$made_prc" ] && $SUDO rm -f "$prc"; return 0; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

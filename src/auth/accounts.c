@@ -88,7 +88,10 @@ int accounts_open(const char *path, struct accounts **accounts_r, char **error_r
 	a->path = xstrdup(path);
 	*accounts_r = NULL;
 
-	int rc = sqlite3_open_v2(path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	/* NOFOLLOW: root runs the tern CLI on a data dir the run user owns; a tern.db that is
+	 * a symlink (to a file root would then create or write) is refused */
+	int rc = sqlite3_open_v2(path, &a->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
 		if (a->db == NULL)
 			*error_r = xasprintf("%s: cannot open database: %s", path,

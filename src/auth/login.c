@@ -31,6 +31,7 @@
 #define LOGIN_CACHE_SIZE 256
 #define LOGIN_KEY_LEN 32		/* HMAC-SHA-256 */
 #define LOGIN_THREAD_NICE 10		/* below the loop: it gets the CPU first */
+#define LOGIN_MAX_PER_IP 8		/* checks in flight for one client address */
 
 /* One hashing job. The thread reads password and stored and writes ok; owner is the loop's
  * business only (NULL once the check was cancelled). */
@@ -43,6 +44,8 @@ struct login_job {
 };
 
 struct login {
+	struct login *prev_in_pool, *next_in_pool;	/* every check of the pool */
+	bool started;			/* its delay is running, or it is past it */
 	struct login_pool *pool;
 	struct login **handle;		/* the caller's pointer, cleared when done */
 	struct event *timer;		/* the failed-login delay, then the lookup */
@@ -81,6 +84,7 @@ struct login_pool {
 	unsigned char secret[32];
 	struct cache_entry cache[LOGIN_CACHE_SIZE];
 	unsigned long cache_hits;
+	struct login *logins;			/* loop only: started and waiting checks */
 };
 
 static int64_t now_secs(void)
@@ -222,6 +226,74 @@ static void login_free(struct login *l)
 	free(l);
 }
 
+/* same_ip - one client address (the port does not matter) */
+static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+			      &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr,
+			      sizeof(struct in6_addr)) == 0;
+	return true;
+}
+
+/* may_start - checks run one at a time per (address, user) and at most LOGIN_MAX_PER_IP at
+ * once per address: a failure is counted when its hash is done, so parallel guesses would
+ * otherwise all start with the same (small) delay; waiting ones start when one ends and
+ * then see the delay the failures before them earned */
+static bool may_start(const struct login *l)
+{
+	unsigned per_ip = 0;
+	for (const struct login *o = l->pool->logins; o != NULL; o = o->next_in_pool) {
+		if (o == l || !o->started || !same_ip(&o->peer, &l->peer))
+			continue;
+		if (strcmp(o->user, l->user) == 0 || ++per_ip >= LOGIN_MAX_PER_IP)
+			return false;
+	}
+	return true;
+}
+
+static void login_lookup(evutil_socket_t fd, short what, void *arg);
+
+/* schedule - the failed-login delay as it stands now, then the lookup */
+static void schedule(struct login *l)
+{
+	/* Slow down repeated failures without blocking the other sessions of this worker;
+	 * with no delay the timer still defers the work to the loop, so done never runs
+	 * inside login_start. */
+	unsigned ms = throttle_delay_ms((const struct sockaddr *)&l->peer, l->user);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	l->started = true;
+	l->timer = evtimer_new(l->pool->base, login_lookup, l);
+	evtimer_add(l->timer, &tv);
+}
+
+/* pool_unlink - l leaves the pool's list; checks that waited for it may start */
+static void pool_unlink(struct login *l)
+{
+	struct login_pool *p = l->pool;
+	if (l->prev_in_pool != NULL)
+		l->prev_in_pool->next_in_pool = l->next_in_pool;
+	else
+		p->logins = l->next_in_pool;
+	if (l->next_in_pool != NULL)
+		l->next_in_pool->prev_in_pool = l->prev_in_pool;
+	l->prev_in_pool = l->next_in_pool = NULL;
+	if (!l->started)
+		return;
+	/* oldest first: the list is kept newest-first, so walk to the end and back */
+	struct login *o = p->logins;
+	while (o != NULL && o->next_in_pool != NULL)
+		o = o->next_in_pool;
+	for (; o != NULL; o = o->prev_in_pool)
+		if (!o->started && may_start(o))
+			schedule(o);
+}
+
 /* login_finish - bookkeeping, then the caller's callback; l is gone afterwards */
 static void login_finish(struct login *l, enum login_result r)
 {
@@ -237,6 +309,7 @@ static void login_finish(struct login *l, enum login_result r)
 			 log_sanitize(safe, sizeof(safe), l->user, strlen(l->user)), ip);
 	}
 	*l->handle = NULL;
+	pool_unlink(l);
 	login_done_fn *done = l->done;
 	void *ctx = l->ctx;
 	char *user = l->user;
@@ -328,13 +401,12 @@ void login_start(struct login_pool *pool, const struct sockaddr *peer, const cha
 			*c = (char)(*c - 'A' + 'a');
 	l->password = xstrdup(password);
 	*login_r = l;
-	/* Slow down repeated failures without blocking the other sessions of this worker;
-	 * with no delay the timer still defers the work to the loop, so done never runs
-	 * inside login_start. */
-	unsigned ms = throttle_delay_ms(peer, user);
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	l->timer = evtimer_new(pool->base, login_lookup, l);
-	evtimer_add(l->timer, &tv);
+	l->next_in_pool = pool->logins;
+	if (pool->logins != NULL)
+		pool->logins->prev_in_pool = l;
+	pool->logins = l;
+	if (may_start(l))
+		schedule(l);
 }
 
 int login_sasl_feed(struct login_pool *pool, struct sasl_state *sasl, const char *response,
@@ -381,6 +453,7 @@ void login_cancel(struct login **lp)
 		}
 	}
 	*lp = NULL;
+	pool_unlink(l);
 	login_free(l);
 }
 
@@ -400,13 +473,20 @@ struct login_pool *login_pool_new(struct event_base *base, struct accounts *acco
 	if (p->efd < 0)
 		goto fail;
 	p->efd_ev = event_new(base, p->efd, EV_READ | EV_PERSIST, pool_results, p);
-	event_add(p->efd_ev, NULL);
+	if (p->efd_ev == NULL || event_add(p->efd_ev, NULL) < 0)
+		log_fatalx("login pool: cannot watch its eventfd");
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->threads = xcalloc(p->nthreads, sizeof(pthread_t));
 	/* signals are the loop's business: the threads block them all */
 	sigset_t all, old;
 	sigfillset(&all);
+	/* ...but a fault in a thread must still be reported where it happens (ASan, a core) */
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGABRT);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	unsigned made = 0;
 	for (; made < p->nthreads; made++)

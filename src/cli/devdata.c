@@ -32,10 +32,11 @@ static bool dev_user_can_reach(const char *dir)
 			_exit(2);
 		_exit(access(dir, X_OK) == 0 ? 0 : 1);
 	}
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	int status = 0;
+	pid_t w;
+	while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
 		;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 /* cli_dev_place_data - root's development instance drops to an unprivileged user, who cannot
@@ -55,8 +56,12 @@ void cli_dev_place_data(struct tern_config *cfg, bool announce)
 		buf flat;
 		buf_init(&flat, 0);
 		buf_puts(&flat, "/var/lib/tern-dev/");
-		for (const char *p = parent + 1; *p != '\0'; p++)
+		/* '/' becomes '_' and '_' doubles, so that no two paths share a name */
+		for (const char *p = parent + 1; *p != '\0'; p++) {
+			if (*p == '_')
+				buf_putc(&flat, '_');
 			buf_putc(&flat, *p == '/' ? '_' : *p);
+		}
 		if (fs_mkdirs("/var/lib/tern-dev", 0755) < 0) {
 			fprintf(stderr, "tern: /var/lib/tern-dev: %s\n", strerror(errno));
 			exit(1);

@@ -111,7 +111,7 @@ int fs_write_file_atomic(const char *path, const void *p, size_t n, mode_t mode)
 
 int fs_read_file(const char *path, size_t max, char **data_r, size_t *len_r)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -1;
 	struct stat st;

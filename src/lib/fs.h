@@ -14,7 +14,8 @@ int fs_fsync_parent(const char *path);
 int fs_write_all(int fd, const void *p, size_t n);
 /* fs_write_file_atomic - tmp name in the same dir, O_EXCL, write, fsync, rename, fsync dir. */
 int fs_write_file_atomic(const char *path, const void *p, size_t n, mode_t mode);
-/* fs_read_file - whole file (at most max bytes) into fresh memory; -1 with errno (EFBIG). */
+/* fs_read_file - whole file (at most max bytes) into fresh memory; -1 with errno (EFBIG;
+ * ELOOP: the name is a symlink, never followed: root reads files in data dirs others own). */
 int fs_read_file(const char *path, size_t max, char **data_r, size_t *len_r);
 /* fs_unique_name - "<sec>.M<usec>P<pid>Q<counter>R<random>.<host>" into out: unique across
  * processes and hosts, sortable by time. Returns out. */

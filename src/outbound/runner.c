@@ -27,6 +27,7 @@
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/client.h"
+#include "store/store.h"
 
 #define RUNNER_SCAN_LIMIT 2000
 #define RUNNER_IDLE_SECONDS 60
@@ -676,9 +677,45 @@ static bool has_8bit(int fd, uint64_t off, uint64_t size)
 }
 
 /* delivery_start - begin one attempt: route or MX lookup first */
+/* delivery_local - recipients at our own domains, queued because their mailbox could not
+ * be written at once (another process held its index, see spool_deliver): link the queue
+ * file into each mailbox, with the runner's patient store settings. Failures are retried
+ * like any deferral. */
+static void delivery_local(struct delivery *d)
+{
+	struct runner *r = d->r;
+	char *path = queue_file_path(r->q, d->qid);
+	struct smtp_client_reply *rep = xcalloc(d->n, sizeof(*rep));
+	char **errs = xcalloc(d->n, sizeof(char *));
+	snprintf(d->relay, sizeof(d->relay), "local");
+	for (size_t i = 0; i < d->n; i++) {
+		if (store_deliver_file(r->cfg->data_dir, d->addrs[i], path,
+				       d->body_offset + d->size, r->cfg->hostname, &errs[i]) == 0) {
+			rep[i].status = SMTP_CLIENT_OK;
+			rep[i].text = "delivered to maildir";
+			continue;
+		}
+		rep[i].status = SMTP_CLIENT_TEMPFAIL;
+		snprintf(rep[i].enhanced, sizeof(rep[i].enhanced), "4.3.0");
+		rep[i].text = errs[i] != NULL ? errs[i] : "mailbox unavailable";
+	}
+	size_t n = d->n;
+	struct smtp_client_result res = { .rcpts = rep, .n_rcpts = n };
+	free(path);
+	delivery_finish(d, &res, NULL, NULL, false);	/* frees d */
+	for (size_t i = 0; i < n; i++)
+		free(errs[i]);
+	free(errs);
+	free(rep);
+}
+
 static void delivery_start(struct delivery *d)
 {
 	struct runner *r = d->r;
+	if (config_is_local_domain(r->cfg, d->domain)) {
+		delivery_local(d);
+		return;
+	}
 	char *path = queue_file_path(r->q, d->qid);
 	d->fd = open(path, O_RDONLY | O_CLOEXEC);
 	free(path);

@@ -174,7 +174,8 @@ static void login_done(void *ctx, enum login_result r, const char *user)
 	} else {
 		session_reply(s->ss, "-ERR [AUTH] Authentication failed");
 	}
-	if (session_draining(s->ss) && session_state(s->ss) == POP3_S_AUTHORIZATION)
+	if (session_draining(s->ss) && session_state(s->ss) == POP3_S_AUTHORIZATION &&
+	    !session_is_closing(s->ss))
 		session_close(s->ss, "-ERR Server shutting down");
 	session_resume(s->ss);
 }

@@ -84,7 +84,7 @@ int queue_open(const char *spool_dir, struct queue **queue_r, char **error_r)
 	}
 	char *path = xasprintf("%s/queue.db", spool_dir);
 	int rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					 SQLITE_OPEN_NOMUTEX, NULL);
+					 SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
 	free(path);
 	if (rc != SQLITE_OK) {
 		*error_r = db_error(q->db, "open");

@@ -109,25 +109,52 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 		*error_r = xasprintf("%s: cannot write the spool file: %s", m->qid, strerror(errno));
 		return -1;
 	}
+	/* A mailbox that cannot be written now (its index locked by another process past the
+	 * store's short busy timeout, or an I/O error) must not turn the whole message into a
+	 * 4xx: the recipients already delivered would get it again when the client retries.
+	 * Such recipients go to the queue instead, whose runner delivers them locally with
+	 * patience; only when the queue cannot take them either is the answer 4xx. */
+	const char **queued = xcalloc(n_locals + n_remotes + 1, sizeof(char *));
+	size_t n_queued = 0, n_delivered = 0;
 	for (size_t i = 0; i < n_locals; i++) {
-		if (store_deliver_file(data_dir, locals[i], m->path, m->size, hostname, error_r) < 0)
-			return -1;
+		char *err = NULL;
+		if (store_deliver_file(data_dir, locals[i], m->path, m->size, hostname, &err) == 0) {
+			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir)", m->qid,
+				 locals[i]);
+			n_delivered++;
+			continue;
+		}
+		log_warnx("%s: to=<%s>: mailbox busy or unwritable, queued for a retry: %s", m->qid,
+			  locals[i], err != NULL ? err : "?");
+		free(err);
+		queued[n_queued++] = locals[i];
 	}
-	if (n_remotes > 0) {
-		if (q == NULL) {
+	for (size_t i = 0; i < n_remotes; i++)
+		queued[n_queued++] = remotes[i];
+	if (n_queued > 0) {
+		int rc = -1;
+		if (q == NULL)
 			*error_r = xasprintf("%s: the queue is not available", m->qid);
+		else
+			rc = queue_enqueue(q, m->qid, m->path, m->body_offset,
+					   m->size - m->body_offset, sender, queued, n_queued, dsn,
+					   error_r);
+		free(queued);
+		if (rc < 0) {
+			if (n_delivered > 0)
+				log_warnx("%s: %zu local recipients already have the message; a retry "
+					  "will give them a second copy", m->qid, n_delivered);
 			return -1;
 		}
-		if (queue_enqueue(q, m->qid, m->path, m->body_offset, m->size - m->body_offset,
-				  sender, remotes, n_remotes, dsn, error_r) < 0)
-			return -1;
+	} else {
+		free(queued);
 	}
 	/* Every copy that matters is durable now; the incoming name is only a leftover. */
 	if (unlink(m->path) < 0)
 		log_warn("%s: unlink %s", m->qid, m->path);
 	free(m->path);
 	m->path = NULL;
-	return 0;
+	return (int)n_queued;
 }
 
 void spool_abort(struct spool_msg **mp)

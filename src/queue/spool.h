@@ -33,9 +33,13 @@ int spool_flush(struct spool_msg *m);
  * composer wrote to m->fd directly, e.g. a bounce). 0 or -1. */
 int spool_adopt_size(struct spool_msg *m);
 /* spool_deliver - flush and fsync the file, link it into each local recipient's mailbox,
- * enqueue the remote recipients, then remove the incoming name. Everything is durable when
- * it returns 0; on -1 (*error_r) nothing was queued, though some mailboxes may already hold
- * the message (the client retries: at-least-once, as SMTP allows). */
+ * enqueue the remote recipients - and the local ones whose mailbox could not be written now
+ * (index locked by another process, I/O error): the queue runner delivers those locally,
+ * so a busy mailbox never makes the client send the message again to recipients who have
+ * it - then remove the incoming name. Logs each local delivery. Returns the number of
+ * recipients queued (wake the runner when > 0), everything durable; on -1 (*error_r) the
+ * queue could not take them, though some mailboxes may already hold the message (the
+ * client retries: at-least-once, as SMTP allows). */
 struct queue_dsn;
 int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostname,
 		  const char *const *locals, size_t n_locals, struct queue *q, const char *sender,

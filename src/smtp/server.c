@@ -597,6 +597,7 @@ static void message_write(struct smtp_session *s, const char *p, size_t n)
 static void message_finish(struct smtp_session *s)
 {
 	char *err = NULL;
+	int queued = 0;
 	if (s->too_big) {
 		log_info("%s: message rejected: size over %llu", session_id(s->ss),
 			 (unsigned long long)s->srv->cfg->max_message_size);
@@ -612,13 +613,13 @@ static void message_finish(struct smtp_session *s)
 		session_reply(s->ss, "550 5.6.0 Message contains a line longer than %zu octets",
 		      s->srv->cfg->smtp_max_text_line);
 	} else if (s->msg->failed ||
-		   spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
+		   (queued = spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
 				 (const char *const *)s->locals.v, s->locals.n, s->srv->queue,
 				 s->sender, (const char *const *)s->remotes.v, s->remotes.n,
 				 &(struct queue_dsn){ .ret = s->dsn_ret, .envid = s->dsn_envid,
 						      .notify = (const char *const *)s->remotes.notify,
 						      .orcpt = (const char *const *)s->remotes.orcpt },
-				 &err) < 0) {
+				 &err)) < 0) {
 		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
 			  err ? err : "write error");
 		free(err);
@@ -627,13 +628,10 @@ static void message_finish(struct smtp_session *s)
 		log_info("%s: %s: from=<%s> size=%llu nrcpt=%zu local=%zu queued=%zu%s",
 			 session_id(s->ss),
 			 s->msg->qid, s->sender, (unsigned long long)s->msg_bytes, s->n_rcpts,
-			 s->locals.n, s->remotes.n, s->auth_user ? " auth=yes" : "");
-		for (size_t i = 0; i < s->locals.n; i++)
-			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir)",
-				 s->msg->qid, s->locals.v[i]);
+			 s->locals.n, (size_t)queued, s->auth_user ? " auth=yes" : "");
 		session_reply(s->ss, "250 2.0.0 Ok: queued as %s", s->msg->qid);
 		spool_close(&s->msg);
-		if (s->remotes.n > 0)
+		if (queued > 0)
 			queue_wake(s->srv->spool_dir);
 	}
 	txn_reset(s);

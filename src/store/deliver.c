@@ -91,11 +91,45 @@ static int deliver_store(const char *data_dir, const char *address, struct store
 	return 0;
 }
 
+/* The structure of the last message delivered: every local recipient of one message links
+ * the same file (one inode), so it is parsed once per message, not once per recipient. */
+static struct {
+	bool valid;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	buf blob;
+} last_structure;
+
+/* structure_for - the structure blob of the file at path (st: the spool file, whose inode
+ * the link shares); empty when it cannot be parsed */
+static void structure_for(const struct stat *st, const char *path, buf *out)
+{
+	if (last_structure.valid && st->st_ino != 0 && last_structure.dev == st->st_dev &&
+	    last_structure.ino == st->st_ino && last_structure.size == st->st_size) {
+		buf_append(out, last_structure.blob.data, last_structure.blob.len);
+		return;
+	}
+	if (structure_blob_of_file(path, out) < 0) {
+		buf_free(out);
+		buf_init(out, 0);
+		return;
+	}
+	if (!last_structure.valid)
+		buf_init(&last_structure.blob, 0);
+	buf_reset(&last_structure.blob);
+	buf_append(&last_structure.blob, out->data, out->len);
+	last_structure.valid = true;
+	last_structure.dev = st->st_dev;
+	last_structure.ino = st->st_ino;
+	last_structure.size = st->st_size;
+}
+
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r)
 {
 	struct store *s;
-	struct stat sst;
+	struct stat sst = { 0 };
 	if (deliver_store(data_dir, address, &s, error_r) < 0)
 		return -1;
 	/* the size indexed is the file's own (CRLF line ends: served as it is) */
@@ -131,8 +165,8 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 	 * with the size of the mail it receives; the first FETCH parses it instead. */
 	buf structure;
 	buf_init(&structure, 0);
-	if (size <= DELIVER_STRUCTURE_MAX && structure_blob_of_file(dst, &structure) < 0)
-		buf_init(&structure, 0);
+	if (size <= DELIVER_STRUCTURE_MAX)
+		structure_for(&sst, dst, &structure);
 	int ir = idx_add_message(s, s->inbox_id, name, file, size, (int64_t)time(NULL), 0, NULL,
 				 &structure, &uid, &uidvalidity, error_r);
 	buf_free(&structure);

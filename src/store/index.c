@@ -376,7 +376,7 @@ int db_open(struct store *s, char **error_r)
 	d->changes_fd = -1;
 	db_attach(s, d);
 	int rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					       SQLITE_OPEN_NOMUTEX, NULL);
+					       SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
 	s->db = d->db;
 	if (rc != SQLITE_OK) {
 		db_set_error(s, error_r, "open");

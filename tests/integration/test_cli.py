@@ -160,7 +160,7 @@ def test_dev_instance_as_root_under_closed_parent(tmp_path):
     clone = closed / "tern"
     clone.mkdir(parents=True)
     os.chmod(closed, 0o700)
-    flat = "/var/lib/tern-dev/" + str(clone).lstrip("/").replace("/", "_")
+    flat = "/var/lib/tern-dev/" + str(clone).lstrip("/").replace("_", "__").replace("/", "_")
     open_dir = None
     try:
         r = subprocess.run([th.TERN_BIN, "user", "add", "x@localhost"], cwd=clone,

@@ -135,8 +135,10 @@ static void test_queue_bound(void)
 	/* one thread, one waiting: the third check is refused at once */
 	struct login_pool *p = login_pool_new(base, db, 1, 1, 0);
 	struct outcome o[3];
+	/* three users: checks of one (address, user) would wait for each other instead */
+	const char *users[] = { "bob@example.org", "u1@example.org", "u2@example.org" };
 	for (int i = 0; i < 3; i++)
-		start(p, "bob@example.org", "wrong", &o[i]);
+		start(p, users[i], "wrong", &o[i]);
 	const int *calls[] = { &o[0].calls, &o[1].calls, &o[2].calls };
 	CHECK(run_until(calls, 3, 3));
 	int failed = 0, tempfail = 0;	/* which one is refused depends on timer order */
@@ -159,7 +161,7 @@ static void test_cancel(void)
 	CHECK(before.handle == NULL);
 	/* submitted: one on the thread, one waiting in the queue */
 	start(p, "bob@example.org", "hunter2", &running);
-	start(p, "bob@example.org", "hunter2", &waiting);
+	start(p, "other@example.org", "hunter2", &waiting);
 	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	CHECK(login_pool_queued(p) == 2);
 	login_cancel(&waiting.handle);		/* taken back from the queue */
@@ -179,6 +181,32 @@ static void test_cancel(void)
 	login_cancel(&running.handle);
 	login_pool_free(&p);
 	CHECK(running.calls == 0);
+}
+
+/* checks of one (address, user) run one after the other, so that each sees the delay the
+ * failures before it earned (in parallel they would all start with the same one) */
+static void test_serialized_per_user(void)
+{
+	struct login_pool *p = login_pool_new(base, db, 2, 8, 0);
+	struct outcome o[3], other;
+	for (int i = 0; i < 3; i++)
+		start(p, "bob@example.org", "wrong", &o[i]);
+	start(p, "u9@example.org", "wrong", &other);	/* another user: not held up */
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	CHECK(login_pool_queued(p) == 2);		/* bob's first, and u9's */
+	const int *calls[] = { &o[0].calls, &o[1].calls, &o[2].calls, &other.calls };
+	CHECK(run_until(calls, 4, 4));
+	for (int i = 0; i < 3; i++)
+		CHECK(o[i].result == LOGIN_FAILED);
+	CHECK(other.result == LOGIN_FAILED);
+	/* a cancelled waiting check lets the next one go */
+	start(p, "bob@example.org", "wrong", &o[0]);
+	start(p, "bob@example.org", "wrong", &o[1]);
+	start(p, "bob@example.org", "hunter2", &o[2]);
+	login_cancel(&o[1].handle);
+	const int *two[] = { &o[0].calls, &o[2].calls };
+	CHECK(run_until(two, 2, 2) && o[2].result == LOGIN_OK);
+	login_pool_free(&p);
 }
 
 static void test_sasl_feed(void)
@@ -243,4 +271,5 @@ static void test_teardown(void)
 }
 
 TEST_MAIN(TEST(test_setup), TEST(test_results_come_back), TEST(test_cache_and_invalidation),
-	  TEST(test_queue_bound), TEST(test_cancel), TEST(test_sasl_feed), TEST(test_teardown))
+	  TEST(test_queue_bound), TEST(test_cancel), TEST(test_serialized_per_user),
+	  TEST(test_sasl_feed), TEST(test_teardown))
