@@ -5,12 +5,39 @@
 # make fuzz     build libFuzzer targets (clang)
 # make bench-smtp  SMTP delivery benchmark against Postfix
 
+# Two stages, so that the first `make` on a machine without the -dev packages works: the
+# pkg-config calls below are expanded when a makefile is read, which must happen after
+# scripts/deps.sh installed the packages. So the outer make (TERN_INNER unset) only runs
+# deps.sh and then one sub-make, with TERN_INNER=1 and the same goals, variables and -j,
+# which reads this file afresh and does the real work.
+ifndef TERN_INNER
+
+GOALS := $(or $(MAKECMDGOALS),all)
+.PHONY: $(GOALS) stage2
+
+$(GOALS): stage2
+	@:
+
+# clean and lint need no packages from deps.sh.
+stage2:
+ifneq ($(filter-out clean lint,$(GOALS)),)
+	@./scripts/deps.sh
+endif
+	@$(MAKE) --no-print-directory TERN_INNER=1 $(GOALS)
+
+else # TERN_INNER: the real build
+
 CC      ?= cc
 PKGS    := libevent libevent_openssl openssl libcares sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifneq ($(filter-out clean lint deps,$(MAKECMDGOALS)),)
+ifeq ($(PKG_LIBS),)
+$(error pkg-config finds no $(PKGS): run ./scripts/deps.sh, or plain `make`, which runs it)
+endif
+endif
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wformat=2 -Wno-format-truncation -Wvla
-CFLAGS_COMMON := -std=c17 -D_GNU_SOURCE -Isrc $(WARN) $(PKG_CFLAGS) -pthread
+CFLAGS_COMMON := -std=c17 -D_GNU_SOURCE -pthread -Isrc $(WARN) $(PKG_CFLAGS)
 CFLAGS_NORMAL := $(CFLAGS_COMMON) -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 CFLAGS_ASAN   := $(CFLAGS_COMMON) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LIBS    := $(PKG_LIBS) -lcrypt -lz -pthread
@@ -25,11 +52,12 @@ OBJ_A  := $(LIBSRC:%.c=build/asan/%.o)
 UNIT_A := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp asan
-all: deps tern
+.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay asan
+all: tern
 
+# The outer make already ran scripts/deps.sh.
 deps:
-	@./scripts/deps.sh
+	@:
 
 tern: build/normal/tern
 	cp $< $@
@@ -54,39 +82,39 @@ build/asan/unit/%: tests/unit/%.c tests/unit/test.h $(OBJ_A)
 
 asan: build/asan/tern
 
-test: deps tern build/asan/tern $(UNIT_A)
+test: tern build/asan/tern $(UNIT_A)
 	./scripts/run-unit.sh $(UNIT_A)
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
-unit: deps $(UNIT_A)
+unit: $(UNIT_A)
 	./scripts/run-unit.sh $(UNIT_A)
 
-integration: deps build/asan/tern
+integration: build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
-e2e: deps build/asan/tern
+e2e: build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
-run: deps tern
+run: tern
 	./tern serve
 
-FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -pthread -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
 # Run a target without writing into the seed corpus: build/fuzz/NAME -max_total_time=60 NEWDIR tests/fuzz/corpus/NAME
-fuzz: deps
+fuzz:
 	@mkdir -p build/fuzz
 	for f in $(FUZZ_SRC); do \
 		n=$$(basename $$f .c); \
 		clang $(FUZZ_CFLAGS) -o build/fuzz/$$n $$f $(LIBSRC) $(LIBS) || exit 1; \
 	done
 
-bench-smtp: deps tern
+bench-smtp: tern
 	./bench/smtp.sh
 
-bench-pop3: deps tern
+bench-pop3: tern
 	./bench/pop3.sh
 
-bench-relay: deps tern
+bench-relay: tern
 	./bench/relay.sh
 
 lint:
@@ -97,3 +125,5 @@ clean:
 	rm -rf build tern
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+endif # TERN_INNER

@@ -2,9 +2,15 @@
 # deps.sh - install the Debian packages Tern needs to build, test and benchmark.
 # Idempotent: when every package is present it only runs dpkg-query once.
 set -eu
+# Tools the tests run: swaks (+ libnet-ssleay-perl, its TLS, only recommended by swaks and so
+# not installed with --no-install-recommends), curl and fetchmail (POP3 clients), dnsmasq-base
+# (the dnsmasq binary alone: the dnsmasq package would also start a system DNS server),
+# dovecot-imapd (the IMAP oracle test runs Dovecot's imap binary over a pipe; the system
+# Dovecot service is never started: see below).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev
-openssl ca-certificates curl swaks fetchmail dnsmasq dovecot-imapd python3 python3-pytest python3-pytest-timeout"
+openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd
+python3 python3-pytest python3-pytest-timeout"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
@@ -16,6 +22,28 @@ echo "deps.sh: installing:$missing" >&2
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
+# policy-rc.d: a package's maintainer scripts may not start a system service (Dovecot)
+prc=/usr/sbin/policy-rc.d
+made_prc=""
+if [ ! -e "$prc" ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$prc" >/dev/null
+	$SUDO chmod 755 "$prc"
+	made_prc=1
+fi
+cleanup() { [ -n "$made_prc" ] && $SUDO rm -f "$prc"; return 0; }
+trap cleanup EXIT
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+case $missing in
+*dovecot*)
+	# should the system Dovecot have started after all (systemd ignores policy-rc.d for
+	# some paths), stop it and keep it from starting at boot: tests run Dovecot privately
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+	elif [ -f /run/dovecot/master.pid ]; then
+		$SUDO doveadm stop >/dev/null 2>&1 || true
+	fi
+	;;
+esac
+exit 0

@@ -1,5 +1,6 @@
 /* cmd_user - "tern user" and "tern alias" */
 #include "cli/cmd_user.h"
+#include "cli/devdata.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -170,6 +171,8 @@ static int open_config(const struct cli_args *args, struct tern_config **cfg_r)
 {
 	char *err = NULL;
 	*cfg_r = args->config != NULL ? config_load(args->config, &err) : config_dev();
+	if (args->config == NULL && *cfg_r != NULL)
+		cli_dev_place_data(*cfg_r, false);
 	if (*cfg_r == NULL) {
 		fprintf(stderr, "tern: %s\n", err != NULL ? err : "cannot load configuration");
 		free(err);

@@ -12,6 +12,7 @@
 
 #include "auth/accounts.h"
 #include "cli/cmd_user.h"
+#include "cli/devdata.h"
 #include "lib/buf.h"
 #include "lib/fs.h"
 #include "lib/xmalloc.h"
@@ -73,11 +74,14 @@ static int parse_c_only(int argc, char **argv, int first, const char *help, cons
 	return 0;
 }
 
-static struct tern_config *load_config(const char *path)
+static struct tern_config *load_config(const char *path, bool announce)
 {
 	char *err = NULL;
-	if (path == NULL)
-		return config_dev();
+	if (path == NULL) {
+		struct tern_config *dev = config_dev();
+		cli_dev_place_data(dev, announce);
+		return dev;
+	}
 	struct tern_config *cfg = config_load(path, &err);
 	if (cfg == NULL) {
 		fprintf(stderr, "tern: %s\n", err);
@@ -157,7 +161,7 @@ static int cmd_serve(int argc, char **argv)
 			     "127.0.0.1 ports 2525/5587/4465, a demo account).\n", &conf, &done);
 	if (r != 0 || done)
 		return r;
-	struct tern_config *cfg = load_config(conf);
+	struct tern_config *cfg = load_config(conf, true);
 	if (cfg == NULL)
 		return 1;
 	char *banner = conf == NULL ? dev_setup(cfg) : NULL;
@@ -219,7 +223,7 @@ static int cmd_queue(int argc, char **argv)
 	int r = parse_c_only(argc, argv, first, help, &conf, &done);
 	if (r != 0 || done)
 		return r;
-	struct tern_config *cfg = load_config(conf);
+	struct tern_config *cfg = load_config(conf, false);
 	if (cfg == NULL)
 		return 1;
 	char *err = NULL;

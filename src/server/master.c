@@ -63,6 +63,11 @@ static void on_signal(int sig)
 		got_chld = 1;
 }
 
+const char *master_dev_user(void)
+{
+	return getpwnam("tern") != NULL ? "tern" : "nobody";
+}
+
 /* resolve_user - decide who the children run as */
 static void resolve_user(struct master *m, bool dev)
 {
@@ -72,7 +77,7 @@ static void resolve_user(struct master *m, bool dev)
 	}
 	const char *name = m->cfg->user;
 	if (name == NULL && dev)
-		name = getpwnam("tern") != NULL ? "tern" : "nobody";
+		name = master_dev_user();
 	if (name == NULL)
 		log_fatalx("started as root: set \"user = NAME\" in %s so the children can drop root",
 			   m->cfg->path);

@@ -4,6 +4,7 @@ import os
 import signal
 import smtplib
 import subprocess
+import tempfile
 
 import pytest
 
@@ -147,3 +148,38 @@ def test_alias_delivers_to_target(tern_factory):
         assert s.sendmail("sender@example.net", ["postmaster@example.test"], msg) == {}
     for rcpt in (ALICE, BOB):
         check_delivered(inst.wait_message(rcpt, tok)[0], "sender@example.net", msg)
+
+
+def test_dev_instance_as_root_under_closed_parent(tmp_path):
+    """Root's development instance runs its children as nobody (or tern): a clone under a
+    directory closed to others (/root is 0700) cannot hold their data, so it moves to
+    /var/lib/tern-dev/<the clone's path>, for serve and the user commands alike."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (CI and the developers' machines run as root)")
+    closed = tmp_path / "closed"
+    clone = closed / "tern"
+    clone.mkdir(parents=True)
+    os.chmod(closed, 0o700)
+    flat = "/var/lib/tern-dev/" + str(clone).lstrip("/").replace("/", "_")
+    open_dir = None
+    try:
+        r = subprocess.run([th.TERN_BIN, "user", "add", "x@localhost"], cwd=clone,
+                           input="a password\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r
+        assert os.path.exists(os.path.join(flat, "tern.db")), r
+        assert not (clone / "tern-data").exists(), "data left where the children cannot reach it"
+        r = subprocess.run([th.TERN_BIN, "user", "list"], cwd=clone, capture_output=True,
+                           text=True, timeout=60)
+        assert "x@localhost" in r.stdout, r
+        # a directory the unprivileged user can reach keeps ./tern-data (pytest's own
+        # directories are closed to others, so this one is made in /tmp)
+        open_dir = tempfile.mkdtemp(prefix="tern-open-", dir="/tmp")
+        os.chmod(open_dir, 0o755)
+        r = subprocess.run([th.TERN_BIN, "user", "add", "y@localhost"], cwd=open_dir,
+                           input="a password\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r
+        assert os.path.exists(os.path.join(open_dir, "tern-data", "tern.db")), r
+    finally:
+        subprocess.run(["rm", "-rf", flat])
+        if open_dir is not None:
+            subprocess.run(["rm", "-rf", open_dir])
