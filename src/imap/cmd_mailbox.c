@@ -528,15 +528,7 @@ static void qresync_select(struct imap_session *s, uint32_t uidvalidity, uint64_
 		buf b;
 		buf_init(&b, 0);
 		buf_puts(&b, "* VANISHED (EARLIER) ");
-		for (size_t i = 0; i < ch.n_expunged; i++) {
-			size_t j = i;
-			while (j + 1 < ch.n_expunged && ch.expunged[j + 1] == ch.expunged[j] + 1)
-				j++;
-			buf_printf(&b, "%s%u", i ? "," : "", ch.expunged[i]);
-			if (j > i)
-				buf_printf(&b, ":%u", ch.expunged[j]);
-			i = j;
-		}
+		imap_uid_set_out(&b, ch.expunged, ch.n_expunged);
 		imap_reply(s, "%s", buf_cstr(&b));
 		buf_free(&b);
 	}

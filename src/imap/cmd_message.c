@@ -26,20 +26,6 @@ static struct store_uid_range *to_ranges(const uint32_t *uids, size_t n, size_t 
 	return r;
 }
 
-/* uid_set_out - "1:3,7" */
-static void uid_set_out(buf *b, const uint32_t *uids, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		size_t j = i;
-		while (j + 1 < n && uids[j + 1] == uids[j] + 1)
-			j++;
-		buf_printf(b, "%s%u", i ? "," : "", uids[i]);
-		if (j > i)
-			buf_printf(b, ":%u", uids[j]);
-		i = j;
-	}
-}
-
 /* set_arg - argument 0 as the view's UIDs; false (BAD sent) when malformed */
 static bool set_arg(struct imap_session *s, const struct imap_req *r, uint32_t **uids_r,
 		    size_t *n_r)
@@ -233,10 +219,10 @@ static void copy_or_move(struct imap_session *s, const struct imap_req *r, bool 
 		buf_init(&code, 0);
 		if (res.n > 0) {
 			buf_printf(&code, "[COPYUID %u ", res.uidvalidity);
-			uid_set_out(&code, res.src_uids, res.n);
+			imap_uid_set_out(&code, res.src_uids, res.n);
 			buf_putc(&code, ' ');
 			/* dst_uids follow src_uids' order, which is ascending: so are they */
-			uid_set_out(&code, res.dst_uids, res.n);
+			imap_uid_set_out(&code, res.dst_uids, res.n);
 			buf_puts(&code, "] ");
 		}
 		if (move) {

@@ -41,19 +41,6 @@ static char *read_msg(struct imap_session *s, uint32_t uid, size_t len, size_t *
 	return data;
 }
 
-static void uid_set_out(buf *b, const uint32_t *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		size_t j = i;
-		while (j + 1 < n && v[j + 1] == v[j] + 1)
-			j++;
-		buf_printf(b, "%s%u", i ? "," : "", v[i]);
-		if (j > i)
-			buf_printf(b, ":%u", v[j]);
-		i = j;
-	}
-}
-
 void imap_cmd_search(void *ctx, const void *req)
 {
 	struct imap_session *s = ctx;
@@ -211,7 +198,7 @@ void imap_cmd_search(void *ctx, const void *req)
 			buf_printf(&b, " COUNT %zu", n_hits);
 		if ((want & RET_ALL) && n_hits > 0) {
 			buf_puts(&b, " ALL ");
-			uid_set_out(&b, out, n_hits);
+			imap_uid_set_out(&b, out, n_hits);
 		}
 		buf_puts(&b, "\r\n");
 	}

@@ -78,6 +78,19 @@ bad:
 	return -1;
 }
 
+void imap_uid_set_out(buf *b, const uint32_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i;
+		while (j + 1 < n && v[j + 1] == v[j] + 1)
+			j++;
+		buf_printf(b, "%s%u", i ? "," : "", v[i]);
+		if (j > i)
+			buf_printf(b, ":%u", v[j]);
+		i = j;
+	}
+}
+
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid)
 {
 	size_t lo = 0, hi = v->n;
@@ -245,26 +258,21 @@ void imap_view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
 	if (n == 0)
 		return;
 	if (s->qresync) {
-		/* VANISHED (RFC 7162 §3.2.10): the UIDs, as ranges */
-		buf b;
-		buf_init(&b, 0);
-		buf_puts(&b, "* VANISHED ");
-		size_t sent = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (imap_view_seq(v, uids[i]) == 0)
-				continue;
-			size_t j = i;
-			while (j + 1 < n && uids[j + 1] == uids[j] + 1 && imap_view_seq(v, uids[j + 1]))
-				j++;
-			buf_printf(&b, "%s%u", sent++ ? "," : "", uids[i]);
-			if (j > i)
-				buf_printf(&b, ":%u", uids[j]);
-			i = j;
+		/* VANISHED (RFC 7162 §3.2.10): those of the UIDs still in the view, as ranges */
+		uint32_t *shown = xcalloc(n, sizeof(uint32_t));
+		size_t n_shown = 0;
+		for (size_t i = 0; i < n; i++)
+			if (imap_view_seq(v, uids[i]) != 0)
+				shown[n_shown++] = uids[i];
+		if (n_shown > 0) {
+			buf b;
+			buf_init(&b, 0);
+			buf_puts(&b, "* VANISHED ");
+			imap_uid_set_out(&b, shown, n_shown);
+			imap_reply(s, "%s", buf_cstr(&b));
+			buf_free(&b);
 		}
-		buf_puts(&b, "\r\n");
-		if (sent > 0)
-			imap_write(s, b.data, b.len);
-		buf_free(&b);
+		free(shown);
 	}
 	/* highest first, so the numbers of those still to report stay valid (RFC 9051 §7.5.1
 	 * allows any order, with each number as of the moment it is sent) */
