@@ -87,6 +87,7 @@ struct imap_fetch_job {
 
 	bool in_msg;
 	size_t cur_item;
+	bool item_sent;		/* the next item needs a space before it */
 	struct msg_data md;
 	buf line;
 
@@ -765,12 +766,14 @@ static bool fetch_pump(struct imap_session *s, struct imap_fetch_job *j)
 
 /* write_item - item i of the current message into j->line */
 static void write_item(struct imap_session *s, struct imap_fetch_job *j, const struct fetch_msg *m,
-		       const struct fetch_item *it, bool first)
+		       const struct fetch_item *it)
 {
 	buf *line = &j->line;
 	size_t mark = line->len;
-	if (!first)
+	bool sent = j->item_sent;
+	if (j->item_sent)
 		buf_putc(line, ' ');
+	j->item_sent = true;
 	size_t len;
 	const char *msg;
 	switch (it->kind) {
@@ -810,8 +813,10 @@ static void write_item(struct imap_session *s, struct imap_fetch_job *j, const s
 		break;
 	case FK_SECTION:
 		write_section(s, j, it);
-		if (j->stop_code != NULL)
+		if (j->stop_code != NULL) {
 			line->len = mark;	/* not given */
+			j->item_sent = sent;
+		}
 		break;
 	}
 }
@@ -856,6 +861,7 @@ static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 	buf_reset(&j->line);
 	buf_printf(&j->line, "* %u FETCH (", imap_view_seq(&s->view, m->uid));
 	j->cur_item = 0;
+	j->item_sent = false;
 	j->in_msg = true;
 	return true;
 }
@@ -864,11 +870,9 @@ static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 static void msg_end(struct imap_session *s, struct imap_fetch_job *j)
 {
 	const struct fetch_msg *m = &j->msgs[j->next];
-	bool first = j->n_items == 0 && !j->add_uid;
 	if (m->seen_changed && !j->has_flags) {
 		struct fetch_item fl = { .kind = FK_FLAGS };
-		write_item(s, j, m, &fl, first);
-		first = false;
+		write_item(s, j, m, &fl);
 	}
 	bool modseq = j->add_modseq || (m->seen_changed && s->condstore);
 	for (size_t i = 0; i < j->n_items && modseq; i++)
@@ -876,7 +880,7 @@ static void msg_end(struct imap_session *s, struct imap_fetch_job *j)
 			modseq = false;
 	if (modseq) {
 		struct fetch_item ms = { .kind = FK_MODSEQ };
-		write_item(s, j, m, &ms, first);
+		write_item(s, j, m, &ms);
 	}
 	buf_puts(&j->line, ")\r\n");
 	imap_write(s, j->line.data, j->line.len);
@@ -902,9 +906,7 @@ bool imap_fetch_resume(struct imap_session *s)
 		if (j->in_msg) {
 			const struct fetch_msg *m = &j->msgs[j->next];
 			while (j->cur_item < j->n_items && !j->streaming && j->stop_code == NULL) {
-				size_t i = j->cur_item++;
-				bool first = i == 0 && !j->add_uid;
-				write_item(s, j, m, &j->items[i], first);
+				write_item(s, j, m, &j->items[j->cur_item++]);
 			}
 			if (j->streaming) {
 				imap_write(s, j->line.data, j->line.len);
@@ -922,8 +924,10 @@ bool imap_fetch_resume(struct imap_session *s)
 			j->next++;
 			continue;
 		}
-		if (j->add_uid)
-			buf_printf(&j->line, "UID %u", j->msgs[j->next].uid);
+		if (j->add_uid) {
+			struct fetch_item uid = { .kind = FK_UID };
+			write_item(s, j, &j->msgs[j->next], &uid);
+		}
 	}
 	const char *cmd = j->uid_cmd ? "UID FETCH" : "FETCH";
 	if (j->stop_code != NULL)
