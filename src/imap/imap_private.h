@@ -86,6 +86,10 @@ struct imap_session {
 	struct imap_append_job *append;
 	struct imap_append_job *append_done;	/* its literal is in: awaits the command's end */
 	char *pending_tag;		/* a command that waits (STARTTLS handshake, ...) */
+	/* the command running: its untagged updates go out just before its tagged reply
+	 * (imap_reply), with EXPUNGEs only when the command allows them */
+	char *sync_tag;
+	bool sync_expunges;
 };
 
 /* ---- server.c: replies and state ---- */

@@ -45,6 +45,16 @@ void imap_reply(struct imap_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	buf_vprintf(&b, fmt, ap);
 	va_end(ap);
+	/* the running command's tagged reply: first the updates it may carry (RFC 9051
+	 * §7.5.1), so that a client sees them before the command completes */
+	size_t tl = s->sync_tag != NULL ? strlen(s->sync_tag) : 0;
+	if (tl > 0 && b.len > tl && memcmp(b.data, s->sync_tag, tl) == 0 && b.data[tl] == ' ') {
+		char *tag = s->sync_tag;
+		s->sync_tag = NULL;
+		if (session_state(s->ss) == IMAP_S_SELECTED && !s->idling)
+			imap_view_sync(s, s->sync_expunges);
+		free(tag);
+	}
 	buf_puts(&b, "\r\n");
 	conn_write(s->conn, b.data, b.len);
 	log_debug("%s: > %.*s", session_id(s->ss), (int)(b.len > 202 ? 200 : b.len - 2), b.data);
@@ -536,17 +546,15 @@ static void run_command(struct imap_session *s, const struct imap_command *c)
 	for (char *p = verb; *p; p++)
 		*p = (char)toupper((unsigned char)*p);
 	log_debug("%s: < %s %s", session_id(s->ss), c->tag, verb);
+	/* sequence numbers must not change under FETCH, STORE, SEARCH, COPY: no EXPUNGE then */
+	free(s->sync_tag);
+	s->sync_tag = xstrdup(c->tag);
+	s->sync_expunges = r.uid || (strcmp(verb, "FETCH") != 0 && strcmp(verb, "STORE") != 0 &&
+				     strcmp(verb, "SEARCH") != 0 && strcmp(verb, "COPY") != 0);
 	if (!session_dispatch(s->ss, &imap_dispatcher, verb, strlen(verb), &r)) {
 		imap_reply(s, "%s BAD Unknown command", c->tag);
 		session_bad_command(s->ss);
 	}
-}
-
-/* after_command - untagged updates a finished command may carry (RFC 9051 §7.5.1) */
-static void after_command(struct imap_session *s)
-{
-	if (session_state(s->ss) == IMAP_S_SELECTED && !s->idling && s->fetch == NULL)
-		imap_view_sync(s, true);
 }
 
 /* idle_input - while idling only "DONE" is read */
@@ -589,7 +597,6 @@ static void imap_on_raw(void *ctx)
 		if (s->fetch != NULL) {
 			if (!imap_fetch_resume(s))
 				return;		/* waits for the client to read */
-			after_command(s);
 			continue;
 		}
 		if (conn_output_full(s->conn))
@@ -656,7 +663,6 @@ static void imap_on_raw(void *ctx)
 		imap_parser_reset(s->parser);
 		if (!s->ss || session_is_closing(s->ss))
 			return;
-		after_command(s);
 	}
 }
 
@@ -689,6 +695,7 @@ static void imap_on_end(void *ctx)
 	free(s->login_tag);
 	free(s->idle_tag);
 	free(s->pending_tag);
+	free(s->sync_tag);
 	free(s->user);
 	free(s);
 }
