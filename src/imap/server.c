@@ -584,6 +584,8 @@ static void imap_on_raw(void *ctx)
 	for (;;) {
 		if (session_is_closing(s->ss))
 			return;
+		if (s->login != NULL)
+			return;		/* a password check in flight: login_done resumes */
 		if (s->fetch != NULL) {
 			if (!imap_fetch_resume(s))
 				return;		/* waits for the client to read */
