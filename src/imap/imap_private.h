@@ -85,6 +85,12 @@ struct imap_session {
 	struct imap_fetch_job *fetch;
 	struct imap_append_job *append;
 	char *pending_tag;		/* a command that waits (STARTTLS handshake, ...) */
+
+	/* the tagged completion of a command run in the selected state is held back until the
+	 * updates it may carry (EXISTS, FETCH, EXPUNGE) are written: they come before it */
+	const char *hold_tag;		/* the running command's tag while holding */
+	buf held;			/* its tagged line(s) */
+	bool no_expunge;		/* the running command may not carry EXPUNGE */
 };
 
 /* ---- server.c: replies and state ---- */

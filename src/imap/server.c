@@ -46,7 +46,11 @@ void imap_reply(struct imap_session *s, const char *fmt, ...)
 	buf_vprintf(&b, fmt, ap);
 	va_end(ap);
 	buf_puts(&b, "\r\n");
-	conn_write(s->conn, b.data, b.len);
+	size_t tl = s->hold_tag != NULL ? strlen(s->hold_tag) : 0;
+	if (tl > 0 && b.len > tl && memcmp(b.data, s->hold_tag, tl) == 0 && b.data[tl] == ' ')
+		buf_append(&s->held, b.data, b.len);	/* written by after_command */
+	else
+		conn_write(s->conn, b.data, b.len);
 	log_debug("%s: > %.*s", session_id(s->ss), (int)(b.len > 202 ? 200 : b.len - 2), b.data);
 	buf_free(&b);
 }
@@ -536,17 +540,31 @@ static void run_command(struct imap_session *s, const struct imap_command *c)
 	for (char *p = verb; *p; p++)
 		*p = (char)toupper((unsigned char)*p);
 	log_debug("%s: < %s %s", session_id(s->ss), c->tag, verb);
-	if (!session_dispatch(s->ss, &imap_dispatcher, verb, strlen(verb), &r)) {
+	s->no_expunge = false;
+	for (size_t i = 0; i < sizeof(imap_commands) / sizeof(imap_commands[0]); i++)
+		if (strcmp(imap_commands[i].name, verb) == 0)
+			s->no_expunge = (imap_commands[i].flags & NO_EXPUNGE) != 0;
+	if (session_state(s->ss) == IMAP_S_SELECTED)
+		s->hold_tag = c->tag;
+	bool known = session_dispatch(s->ss, &imap_dispatcher, verb, strlen(verb), &r);
+	s->hold_tag = NULL;
+	if (!known) {
 		imap_reply(s, "%s BAD Unknown command", c->tag);
 		session_bad_command(s->ss);
 	}
 }
 
-/* after_command - untagged updates a finished command may carry (RFC 9051 §7.5.1) */
+/* after_command - untagged updates a finished command may carry (RFC 9051 §7.5.1), then
+ * its held tagged completion */
 static void after_command(struct imap_session *s)
 {
 	if (session_state(s->ss) == IMAP_S_SELECTED && !s->idling && s->fetch == NULL)
-		imap_view_sync(s, true);
+		imap_view_sync(s, !s->no_expunge || s->held.len == 0);
+	if (s->held.len > 0) {
+		if (!session_is_closing(s->ss))
+			conn_write(s->conn, s->held.data, s->held.len);
+		buf_reset(&s->held);
+	}
 }
 
 /* idle_input - while idling only "DONE" is read */
@@ -686,6 +704,7 @@ static void imap_on_end(void *ctx)
 	free(s->login_tag);
 	free(s->idle_tag);
 	free(s->pending_tag);
+	buf_free(&s->held);
 	free(s->user);
 	free(s);
 }
@@ -728,6 +747,7 @@ void imap_session_start(struct imap_server *srv, int fd, const struct sockaddr *
 	struct imap_parser_limits lim = imap_parser_default_limits;
 	lim.max_literal = srv->cfg->max_message_size;
 	s->parser = imap_parser_new(&lim);
+	buf_init(&s->held, 0);
 	LIST_INSERT_HEAD(&srv->imap_sessions, s, link);
 	s->ss = session_new(&srv->sessions, srv->base, fd, peer, peerlen,
 			    role == ROLE_IMAPS ? srv->tls : NULL, &srv->cfg->session_limits[role],
