@@ -38,7 +38,10 @@ class RawIMAP:
     def send(self, data):
         if isinstance(data, str):
             data = data.encode("utf-8")
-        self.transcript.append("C: " + data.decode("utf-8", "replace").rstrip("\r\n"))
+        shown = data.decode("utf-8", "replace").rstrip("\r\n")
+        if len(shown) > 300:
+            shown = shown[:200] + f"...({len(data)} bytes)"
+        self.transcript.append("C: " + shown)
         self.sock.sendall(data)
 
     def _fill(self, deadline):

@@ -359,3 +359,58 @@ def test_select_condstore_and_imap4rev2(tern_factory):
         # rev2: no RECENT, no UNSEEN code; a LIST response for the mailbox
         assert not any(x.endswith(b"RECENT") for x in u), c.text()
         assert any(x.startswith(b"* LIST ") and x.endswith(b"INBOX") for x in u), c.text()
+
+
+def test_delete_selected_mailbox(srv):
+    """DELETE of the mailbox this session has selected: the DELETE's own OK, then BYE (the
+    session cannot stay in a mailbox that is gone)."""
+    with raw_login(srv) as c:
+        c.ok("CREATE gone-soon")
+        c.ok("SELECT gone-soon")
+        c.send("d1 DELETE gone-soon\r\n")
+        first = c.readline()
+        assert first.startswith(b"d1 OK"), c.text()
+        rest = c.read_until_eof(5)
+        assert rest.startswith(b"* BYE"), c.text()
+    with raw_login(srv) as c:
+        assert listing(c.ok('LIST "" gone-soon')) == {}, c.text()
+
+
+def test_delete_mailbox_selected_elsewhere(srv):
+    with raw_login(srv) as a, raw_login(srv) as b:
+        a.ok("CREATE taken-away")
+        b.ok("SELECT taken-away")
+        a.ok("DELETE taken-away")
+        # b learns at its next command: BYE [NONEXISTENT] (no crash, no stale view)
+        b.send("n1 NOOP\r\n")
+        data = b.read_until_eof(5)
+        assert b"* BYE" in data, b.text()
+        a.ok("NOOP")
+
+
+def test_qresync_select_reports_vanished_and_changed(tern_factory):
+    inst = tern_factory(settings=LOOPBACK_OK)
+    for _ in range(4):
+        deliver(inst, to=ALICE)
+    with raw_login(inst, ALICE, ALICE_PW) as c:
+        c.ok("ENABLE QRESYNC")
+        u = c.ok("SELECT INBOX")
+        text = b"\n".join(u)
+        uv = int(re.search(rb"\[UIDVALIDITY (\d+)\]", text).group(1))
+        modseq = int(re.search(rb"\[HIGHESTMODSEQ (\d+)\]", text).group(1))
+        c.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
+        c.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+        u = c.ok("EXPUNGE")
+        assert u == [b"* VANISHED 3"], c.text()   # QRESYNC: VANISHED instead of EXPUNGE
+        c.ok("UNSELECT")
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {modseq}))")
+        assert b"* VANISHED (EARLIER) 3" in u, c.text()
+        assert any(re.match(rb"\* 2 FETCH \(UID 2 FLAGS \(.*\\Flagged.*\) MODSEQ", x)
+                   for x in u), c.text()
+        # a wrong UIDVALIDITY: no resync data
+        c.ok("UNSELECT")
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv + 1} {modseq}))")
+        assert not any(b"VANISHED" in x or b"FETCH" in x for x in u), c.text()
+        # a second SELECT while selected: [CLOSED] first (RFC 7162 §3.2.11)
+        u = c.ok("SELECT Trash")
+        assert u[0].startswith(b"* OK [CLOSED]"), c.text()

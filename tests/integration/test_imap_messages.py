@@ -417,3 +417,18 @@ def test_close_expunges_silently_unselect_does_not(inst):
         c.ok("CLOSE")
         st = c.ok("STATUS INBOX (MESSAGES)")
         assert b"MESSAGES 1" in st[0], c.text()
+
+
+def test_own_store_not_repeated_at_noop(five):
+    """A session's own flag changes are answered by its STORE, not again at the next NOOP;
+    another session's changes are."""
+    inst, _ = five
+    with raw_login(inst) as a, raw_login(inst) as b:
+        a.ok("SELECT INBOX")
+        b.ok("SELECT INBOX")
+        a.ok("STORE 1 +FLAGS (\\Seen)")
+        a.ok("STORE 2 +FLAGS.SILENT (\\Seen)")
+        assert a.ok("NOOP") == [], a.text()
+        u = b.ok("NOOP")
+        assert set(fetch_flags(u)) == {1, 2}, b.text()
+        assert b.ok("NOOP") == [], b.text()
