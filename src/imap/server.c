@@ -661,9 +661,20 @@ static void imap_on_raw(void *ctx)
 			session_bad_command(s->ss);
 			continue;
 		}
-		case IMAP_PARSE_LITERAL_STREAM:
-			imap_append_stream_begin(s);
+		case IMAP_PARSE_LITERAL_STREAM: {
+			/* only APPEND's message is streamed; any other command (or APPEND before
+			 * login) is answered here, before the literal is sent when it can be */
+			const struct imap_command *pc = imap_parser_command(s->parser);
+			if (pc->name != NULL && strcasecmp(pc->name, "APPEND") == 0 &&
+			    session_authenticated(s->ss)) {
+				imap_append_stream_begin(s);
+				continue;
+			}
+			imap_reply(s, "%s BAD Literal too large", pc->tag != NULL ? pc->tag : "*");
+			imap_parser_stream_reject(s->parser);
+			session_bad_command(s->ss);
 			continue;
+		}
 		case IMAP_PARSE_COMMAND:
 			break;
 		}
