@@ -352,3 +352,42 @@ def test_empty_and_tagless_lines(srv):
         line = c.readline()
         assert b"BAD" in line, c.text()
         c.ok("NOOP")
+
+
+def test_large_literal_outside_append_refused_with_answer(srv):
+    """A literal over the inline limit (64 KiB) but under APPENDLIMIT is only streamed for
+    APPEND: any other command, and APPEND before login, gets a tagged BAD at once (not
+    silence, and for {n} no continuation), and the session stays in sync."""
+    big = 70000
+    with RawIMAP(srv.ports["imap"]) as c:
+        c.send(f"a1 LOGIN {{{big}}}\r\n")
+        line = c.readline()
+        assert line.startswith(b"a1 BAD"), c.text()
+        c.ok("NOOP")
+        c.send(f"a2 APPEND INBOX {{{big}}}\r\n")
+        assert c.readline().startswith(b"a2 BAD"), c.text()
+        c.ok("NOOP")
+        # non-synchronising: its bytes come anyway and are skipped
+        c.send(f"a3 LOGIN {{{big}+}}\r\n".encode() + b"x" * big + b" y\r\n")
+        assert c.readline().startswith(b"a3 BAD"), c.text()
+        c.ok("NOOP")
+        c.login()
+        c.ok("SELECT INBOX")
+        c.send(f"a4 SEARCH SUBJECT {{{big}}}\r\n")
+        assert c.readline().startswith(b"a4 BAD"), c.text()
+        c.send(f"a5 SEARCH SUBJECT {{{big}+}}\r\n".encode() + b"x" * big + b"\r\n")
+        assert c.readline().startswith(b"a5 BAD"), c.text()
+        c.ok("NOOP")
+
+
+def test_parser_limits_nesting_and_arguments(srv):
+    with raw_login(srv) as c:
+        c.ok("SELECT INBOX")
+        u, t = c.cmd("SEARCH " + "(" * 40 + "ALL" + ")" * 40)
+        assert status_of(t) == "BAD", c.text()
+        u, t = c.cmd("SEARCH " + "NOT " * 20000 + "ALL")
+        assert status_of(t) == "BAD", c.text()
+        c.send(b"x1 NOOP " + b"A" * 70000 + b"\r\n")   # over the 64 KiB line limit
+        u, t = c.read_response("x1")
+        assert status_of(t) == "BAD", c.text()
+        c.ok("NOOP")
