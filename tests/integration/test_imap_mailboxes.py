@@ -414,3 +414,30 @@ def test_qresync_select_reports_vanished_and_changed(tern_factory):
         # a second SELECT while selected: [CLOSED] first (RFC 7162 §3.2.11)
         u = c.ok("SELECT Trash")
         assert u[0].startswith(b"* OK [CLOSED]"), c.text()
+
+
+def test_lsub_percent_and_recursivematch_show_unsubscribed_parent(srv):
+    """RFC 3501 §6.3.9: foo/bar subscribed, foo not: LSUB "" "%" MUST return foo with
+    \\Noselect. RFC 5258 §3.5: LIST (SUBSCRIBED RECURSIVEMATCH) returns foo with
+    CHILDINFO ("SUBSCRIBED"); without RECURSIVEMATCH it is not returned."""
+    with raw_login(srv) as c:
+        c.ok("CREATE rm1")
+        c.ok("CREATE rm1/kid")
+        c.ok("SUBSCRIBE rm1/kid")
+        c.ok("SUBSCRIBE rm2/ghost")    # a subscription whose parent does not exist
+        got = listing(c.ok('LSUB "" "rm%"'))
+        assert set(got) == {"rm1", "rm2"}, c.text()
+        assert "\\noselect" in got["rm1"] and "\\noselect" in got["rm2"], c.text()
+        # with "*" the children match themselves: no parents
+        assert set(listing(c.ok('LSUB "" "rm*"'))) == {"rm1/kid", "rm2/ghost"}, c.text()
+        u = c.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "rm%"')
+        assert len(u) == 2, c.text()
+        for ln in u:
+            assert ln.endswith(b'("CHILDINFO" ("SUBSCRIBED"))'), c.text()
+            assert b"\\Subscribed" not in ln, c.text()
+        assert listing(c.ok('LIST (SUBSCRIBED) "" "rm%"')) == {}, c.text()
+        # plain LIST does not invent rm2 from a subscription
+        assert set(listing(c.ok('LIST "" "rm%"'))) == {"rm1"}, c.text()
+        c.ok("UNSUBSCRIBE rm1/kid")
+        c.ok("UNSUBSCRIBE rm2/ghost")
+        assert listing(c.ok('LSUB "" "rm%"')) == {}, c.text()

@@ -391,3 +391,17 @@ def test_parser_limits_nesting_and_arguments(srv):
         u, t = c.read_response("x1")
         assert status_of(t) == "BAD", c.text()
         c.ok("NOOP")
+
+
+def test_authenticate_login_mechanism(srv):
+    """AUTH=LOGIN is advertised: username and password as two continuation rounds."""
+    import base64
+    with RawIMAP(srv.ports["imap"]) as c:
+        c.send("a AUTHENTICATE LOGIN\r\n")
+        assert c.readline().startswith(b"+"), c.text()
+        c.send(base64.b64encode(BOB.encode()).decode() + "\r\n")
+        assert c.readline().startswith(b"+"), c.text()
+        c.send(base64.b64encode(BOB_PW.encode()).decode() + "\r\n")
+        u, t = c.read_response("a")
+        assert status_of(t) == "OK", c.text()
+        c.ok("SELECT INBOX")
