@@ -432,3 +432,23 @@ def test_own_store_not_repeated_at_noop(five):
         u = b.ok("NOOP")
         assert set(fetch_flags(u)) == {1, 2}, b.text()
         assert b.ok("NOOP") == [], b.text()
+
+
+def test_searchres_save_with_min_max(corpus):
+    """RFC 9051 §6.4.4.1 (RFC 5182): SAVE with MIN and/or MAX but neither ALL nor COUNT
+    saves only the MIN/MAX messages; with ALL or COUNT, everything found."""
+    inst, t = corpus
+    with raw_login(inst) as c:
+        c.ok("SELECT INBOX")
+        c.ok("SEARCH RETURN (SAVE MIN) ALL")
+        assert search(c, "SEARCH $") == [1], c.text()
+        c.ok("SEARCH RETURN (SAVE MAX) ALL")
+        assert search(c, "SEARCH $") == [4], c.text()
+        c.ok("SEARCH RETURN (SAVE MIN MAX) ALL")
+        assert search(c, "SEARCH $") == [1, 4], c.text()
+        c.ok("SEARCH RETURN (SAVE MIN MAX) SUBJECT lunch")
+        assert search(c, "SEARCH $") == [3], c.text()
+        c.ok("SEARCH RETURN (SAVE MIN COUNT) ALL")
+        assert search(c, "SEARCH $") == [1, 2, 3, 4], c.text()
+        c.ok("UID SEARCH RETURN (SAVE MAX) FROM carol")
+        assert search(c, "UID SEARCH UID $") == [4], c.text()
