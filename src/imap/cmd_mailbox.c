@@ -116,8 +116,16 @@ static int collect(struct imap_session *s, struct candidate **c_r, size_t *n_r, 
 	char **subs;
 	size_t ns;
 	if (store_subscriptions(s->store, &subs, &ns, error_r) == 0) {
-		for (size_t i = 0; i < ns; i++)
+		for (size_t i = 0; i < ns; i++) {
 			cand_add(&c, &nc, &cap, subs[i])->subscribed = true;
+			/* the levels above, for LSUB's \Noselect parents and CHILDINFO */
+			char *p = xstrdup(subs[i]);
+			for (char *sl = strrchr(p, '/'); sl != NULL; sl = strrchr(p, '/')) {
+				*sl = '\0';
+				cand_add(&c, &nc, &cap, p);
+			}
+			free(p);
+		}
 		store_names_free(&subs, ns);
 	}
 	qsort(c, nc, sizeof(*c), cand_cmp);
@@ -207,6 +215,27 @@ static int status_line(struct imap_session *s, const char *name, unsigned items,
 	imap_reply(s, "%s", buf_cstr(&b));
 	buf_free(&b);
 	return 0;
+}
+
+static bool matches_any(char **patterns, size_t n, const char *name)
+{
+	for (size_t k = 0; k < n; k++)
+		if (imap_list_match(patterns[k], name, '/'))
+			return true;
+	return false;
+}
+
+/* hidden_subscribed_child - name has a subscribed mailbox below it that no pattern
+ * matches (so the client learns of it only through name) */
+static bool hidden_subscribed_child(const struct candidate *c, size_t n, const char *name,
+				    char **patterns, size_t n_pats)
+{
+	size_t len = strlen(name);
+	for (size_t i = 0; i < n; i++)
+		if (c[i].subscribed && strncmp(c[i].name, name, len) == 0 &&
+		    c[i].name[len] == '/' && !matches_any(patterns, n_pats, c[i].name))
+			return true;
+	return false;
 }
 
 enum list_opts {
@@ -327,13 +356,15 @@ static void do_list(struct imap_session *s, const struct imap_req *r, bool lsub)
 	buf_init(&b, 0);
 	for (size_t m = 0; m < nc; m++) {
 		const struct candidate *f = &c[m];
-		bool match = false;
-		for (size_t k = 0; k < n_pats && !match; k++)
-			match = imap_list_match(patterns[k], f->name, '/');
-		if (!match)
+		if (!matches_any(patterns, n_pats, f->name))
 			continue;
 		const char *su = special_attr(f->name);
-		if (subscribed_only && !f->subscribed)
+		/* a level above a subscribed mailbox that the pattern does not reach: LSUB
+		 * shows it \Noselect (RFC 3501 §6.3.9), LIST (SUBSCRIBED RECURSIVEMATCH) with
+		 * CHILDINFO (RFC 5258 §3.5) */
+		bool childinfo = (lsub || (opts & LO_RECURSIVE)) &&
+				 hidden_subscribed_child(c, nc, f->name, patterns, n_pats);
+		if (subscribed_only && !f->subscribed && !childinfo)
 			continue;
 		if ((opts & LO_SPECIAL) && su == NULL)
 			continue;
@@ -342,7 +373,10 @@ static void do_list(struct imap_session *s, const struct imap_req *r, bool lsub)
 		buf_reset(&b);
 		buf_printf(&b, "* %s (", lsub ? "LSUB" : "LIST");
 		const char *sep = "";
-		if (!f->exists) {
+		if (lsub && !f->subscribed) {
+			buf_printf(&b, "%s\\Noselect", sep);
+			sep = " ";
+		} else if (!f->exists) {
 			/* a level that only has children, or a subscription without a mailbox */
 			bool extended = (opts & LO_EXTENDED) || s->rev2;
 			buf_printf(&b, "%s%s", sep, extended ? "\\NonExistent" : "\\Noselect");
@@ -362,6 +396,8 @@ static void do_list(struct imap_session *s, const struct imap_req *r, bool lsub)
 		}
 		buf_puts(&b, ") \"/\" ");
 		imap_mailbox_out(s, &b, f->name);
+		if (childinfo && !lsub)
+			buf_puts(&b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 		imap_reply(s, "%s", buf_cstr(&b));
 		if ((opts & LO_RET_STATUS) && f->exists) {
 			rc = status_line(s, f->name, status_items, &err);

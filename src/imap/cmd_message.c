@@ -65,7 +65,10 @@ static void store_cb(void *ctx, const struct store_msg *m, enum store_update wha
 	struct store_ctx *c = ctx;
 	struct imap_session *s = c->s;
 	if (what == STORE_UPDATE_CONFLICT) {
-		buf_printf(&c->modified, "%s%u", c->n_modified++ ? "," : "", m->uid);
+		/* RFC 7162 §3.1.3: sequence numbers for STORE, UIDs for UID STORE */
+		uint32_t num = c->uid ? m->uid : imap_view_seq(&s->view, m->uid);
+		if (num != 0)
+			buf_printf(&c->modified, "%s%u", c->n_modified++ ? "," : "", num);
 		return;
 	}
 	if (what == STORE_UPDATE_CHANGED)

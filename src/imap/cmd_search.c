@@ -177,8 +177,18 @@ void imap_cmd_search(void *ctx, const void *req)
 	if (ret & RET_SAVE) {
 		free(v->saved);
 		v->saved = xcalloc(n_hits ? n_hits : 1, sizeof(uint32_t));
-		memcpy(v->saved, hits, n_hits * sizeof(uint32_t));
-		v->n_saved = n_hits;
+		if ((ret & (RET_MIN | RET_MAX)) && !(ret & (RET_ALL | RET_COUNT))) {
+			/* RFC 9051 §6.4.4.1 (RFC 5182 §2.4): SAVE with MIN/MAX alone keeps
+			 * only the messages those return */
+			v->n_saved = 0;
+			if ((ret & RET_MIN) && n_hits > 0)
+				v->saved[v->n_saved++] = hits[0];
+			if ((ret & RET_MAX) && n_hits > 0 && (v->n_saved == 0 || n_hits > 1))
+				v->saved[v->n_saved++] = hits[n_hits - 1];
+		} else {
+			memcpy(v->saved, hits, n_hits * sizeof(uint32_t));
+			v->n_saved = n_hits;
+		}
 	}
 	buf b;
 	buf_init(&b, 0);

@@ -90,6 +90,8 @@ struct imap_session {
 	 * (imap_reply), with EXPUNGEs only when the command allows them */
 	char *sync_tag;
 	bool sync_expunges;
+	bool in_tagged_reply;		/* that sync runs now */
+	bool mailbox_gone;		/* it found the mailbox deleted: BYE after the reply */
 };
 
 /* ---- server.c: replies and state ---- */

@@ -48,15 +48,22 @@ void imap_reply(struct imap_session *s, const char *fmt, ...)
 	/* the running command's tagged reply: first the updates it may carry (RFC 9051
 	 * §7.5.1), so that a client sees them before the command completes */
 	size_t tl = s->sync_tag != NULL ? strlen(s->sync_tag) : 0;
+	bool bye = false;
 	if (tl > 0 && b.len > tl && memcmp(b.data, s->sync_tag, tl) == 0 && b.data[tl] == ' ') {
 		char *tag = s->sync_tag;
 		s->sync_tag = NULL;
-		if (session_state(s->ss) == IMAP_S_SELECTED && !s->idling)
+		if (session_state(s->ss) == IMAP_S_SELECTED && !s->idling) {
+			s->in_tagged_reply = true;
 			imap_view_sync(s, s->sync_expunges);
+			s->in_tagged_reply = false;
+			bye = s->mailbox_gone;	/* the command's completion goes before the BYE */
+		}
 		free(tag);
 	}
 	buf_puts(&b, "\r\n");
 	conn_write(s->conn, b.data, b.len);
+	if (bye)
+		session_close(s->ss, "* BYE [NONEXISTENT] The selected mailbox was deleted");
 	log_debug("%s: > %.*s", session_id(s->ss), (int)(b.len > 202 ? 200 : b.len - 2), b.data);
 	buf_free(&b);
 }
@@ -651,9 +658,20 @@ static void imap_on_raw(void *ctx)
 			session_bad_command(s->ss);
 			continue;
 		}
-		case IMAP_PARSE_LITERAL_STREAM:
-			imap_append_stream_begin(s);
+		case IMAP_PARSE_LITERAL_STREAM: {
+			/* only APPEND's message is streamed; any other command (or APPEND before
+			 * login) is answered here, before the literal is sent when it can be */
+			const struct imap_command *pc = imap_parser_command(s->parser);
+			if (pc->name != NULL && strcasecmp(pc->name, "APPEND") == 0 &&
+			    session_authenticated(s->ss)) {
+				imap_append_stream_begin(s);
+				continue;
+			}
+			imap_reply(s, "%s BAD Literal too large", pc->tag != NULL ? pc->tag : "*");
+			imap_parser_stream_reject(s->parser);
+			session_bad_command(s->ss);
 			continue;
+		}
 		case IMAP_PARSE_COMMAND:
 			break;
 		}

@@ -298,8 +298,13 @@ void imap_view_sync(struct imap_session *s, bool expunges_allowed)
 	int r = store_mailbox_changes(v->mb, v->modseq, v->uidnext, &ch, &err);
 	if (r < 0) {
 		if (r == STORE_NOTFOUND) {
-			/* the mailbox was deleted or renamed away under us */
-			session_close(s->ss, "* BYE [NONEXISTENT] The selected mailbox was deleted");
+			/* the mailbox was deleted or renamed away under us; the command's own
+			 * completion (DELETE of the selected mailbox) goes before the BYE */
+			if (s->in_tagged_reply)
+				s->mailbox_gone = true;
+			else
+				session_close(s->ss,
+					      "* BYE [NONEXISTENT] The selected mailbox was deleted");
 		} else {
 			log_warnx("%s: sync: %s", session_id(s->ss), err ? err : "?");
 		}
