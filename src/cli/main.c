@@ -142,9 +142,12 @@ static char *dev_setup(struct tern_config *cfg)
 		" ['demo@localhost'], 'Subject: hi\\r\\n\\r\\nhello')\n"
 		"  POP3 (STLS):  curl -k --ssl-reqd --user demo@localhost:%s pop3://127.0.0.1:1110/\n"
 		"  POP3S:        curl -k --user demo@localhost:%s pop3s://127.0.0.1:1995/1\n"
+		"  IMAP:         curl -k --ssl-reqd --user demo@localhost:%s imap://127.0.0.1:1143/INBOX\n"
+		"  IMAPS:        curl -k --user demo@localhost:%s 'imaps://127.0.0.1:1993/INBOX?ALL'\n"
 		"  mail arrives in %s/mail/localhost/demo/new/\n"
 		"  add users:    echo PASSWORD | ./tern user add someone@localhost\n\n",
-		cfg->data_dir, password, password, password, password, password, cfg->data_dir);
+		cfg->data_dir, password, password, password, password, password, password, password,
+		cfg->data_dir);
 	free(password);
 	free(pwfile);
 	free(db);

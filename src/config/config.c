@@ -63,6 +63,8 @@ static const struct key_def top_keys[] = {
 	{ "pop3_max_input", K_SIZE, OFF(pop3_max_input), 4096, 1 << 24 },
 	{ "pop3_timeout", K_UINT, OFF(pop3_timeout), 600, 86400 },
 	{ "pop3_max_bad_commands", K_UINT, OFF(pop3_max_bad_commands), 1, 10000 },
+	{ "imap_timeout", K_UINT, OFF(imap_timeout), 1800, 86400 },
+	{ "imap_max_bad_commands", K_UINT, OFF(imap_max_bad_commands), 1, 10000 },
 	{ "pop3_max_auth_failures", K_UINT, OFF(pop3_max_auth_failures), 1, 1000 },
 };
 
@@ -94,6 +96,8 @@ static void config_defaults(struct tern_config *c)
 	c->pop3_max_input = 64 * 1024;
 	c->pop3_timeout = 600;		/* RFC 1939 §3: at least 10 minutes */
 	c->pop3_max_bad_commands = 20;
+	c->imap_timeout = 1800;		/* RFC 9051 §5.4: at least 30 minutes */
+	c->imap_max_bad_commands = 20;
 	c->pop3_max_auth_failures = 3;
 	c->queue_mx_port = 25;
 	c->queue_retry_min = 300;
@@ -368,14 +372,17 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 		*error_r = xasprintf("%s: [tls] cert and key go together", name);
 		return -1;
 	}
-	/* the limits of every session core, by protocol (IMAP: not served yet) */
+	/* the limits of every session core, by protocol */
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		struct session_limits *l = &c->session_limits[r];
 		bool pop3 = r == ROLE_POP3 || r == ROLE_POP3S;
+		bool imap = r == ROLE_IMAP || r == ROLE_IMAPS;
 		l->max_line = pop3 ? c->pop3_max_line : c->smtp_max_line;
 		l->max_input = pop3 ? c->pop3_max_input : SMTP_MAX_INPUT;
-		l->timeout = pop3 ? c->pop3_timeout : c->smtp_timeout_command;
-		l->max_bad_commands = pop3 ? c->pop3_max_bad_commands : c->smtp_max_bad_commands;
+		l->timeout = pop3 ? c->pop3_timeout : imap ? c->imap_timeout : c->smtp_timeout_command;
+		l->max_bad_commands = pop3   ? c->pop3_max_bad_commands
+				      : imap ? c->imap_max_bad_commands
+					     : c->smtp_max_bad_commands;
 		l->max_per_ip = c->max_connections_per_ip;
 		l->plaintext_auth_loopback = c->allow_plaintext_auth_loopback;
 	}
@@ -449,8 +456,7 @@ struct tern_config *config_dev(void)
 		abort();	/* the built-in text is fixed: a failure is a bug */
 	free(c->path);
 	c->path = NULL;
-	/* IMAP is not served yet. */
-	for (int r = ROLE_SMTP; r <= ROLE_POP3S; r++) {
+	for (int r = ROLE_SMTP; r < ROLE_COUNT; r++) {
 		if (set_listen(c, role_names[r], dev_listen[r], &err) < 0)
 			abort();
 	}

@@ -72,6 +72,10 @@ struct tern_config {
 	unsigned pop3_max_bad_commands;
 	unsigned pop3_max_auth_failures;
 
+	/* IMAP limits (commands and literals: imap/parser's limits; APPEND: max_message_size) */
+	unsigned imap_timeout;		/* seconds idle before autologout (RFC 9051: >= 1800) */
+	unsigned imap_max_bad_commands;
+
 	struct listen_spec listen[ROLE_COUNT];
 	struct session_limits session_limits[ROLE_COUNT]; /* derived from the keys above */
 

@@ -5,36 +5,9 @@
 #include <stdint.h>
 #include <string.h>
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+#include "lib/utf8.h"
 
-/* utf8_next - decode one code point at *sp; -1 when invalid */
-static int32_t utf8_next(const unsigned char **sp)
-{
-	const unsigned char *s = *sp;
-	uint32_t c = s[0], cp, min;
-	int n;
-	if (c < 0x80) {
-		*sp = s + 1;
-		return (int32_t)c;
-	} else if (c >= 0xc2 && c <= 0xdf) {
-		n = 1, cp = c & 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 2, cp = c & 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 3, cp = c & 0x07, min = 0x10000;
-	} else {
-		return -1;
-	}
-	for (int i = 1; i <= n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return -1;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return -1;
-	*sp = s + n + 1;
-	return (int32_t)cp;
-}
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 /* flush_bits - write the pending 16-bit units as modified base64 */
 static int put_unit(buf *out, uint32_t unit, uint32_t *bits, int *nbits)
@@ -64,15 +37,17 @@ int imap_utf8_to_mutf7(const char *in, buf *out)
 		uint32_t bits = 0;
 		int nbits = 0;
 		while (*s != '\0' && (*s < 0x20 || *s > 0x7e)) {
-			int32_t cp = utf8_next(&s);
-			if (cp <= 0)	/* invalid, or NUL (cannot happen in a C string) */
+			uint32_t cp;
+			size_t len = utf8_decode(s, strnlen((const char *)s, 4), &cp);
+			if (len == 0)
 				return -1;
+			s += len;
 			if (cp >= 0x10000) {
 				cp -= 0x10000;
-				r |= put_unit(out, 0xd800 | (uint32_t)(cp >> 10), &bits, &nbits);
-				r |= put_unit(out, 0xdc00 | (uint32_t)(cp & 0x3ff), &bits, &nbits);
+				r |= put_unit(out, 0xd800 | (cp >> 10), &bits, &nbits);
+				r |= put_unit(out, 0xdc00 | (cp & 0x3ff), &bits, &nbits);
 			} else {
-				r |= put_unit(out, (uint32_t)cp, &bits, &nbits);
+				r |= put_unit(out, cp, &bits, &nbits);
 			}
 		}
 		if (nbits > 0)
@@ -86,25 +61,6 @@ static int b64_value(unsigned char c)
 {
 	const char *p = c != '\0' ? strchr(b64, c) : NULL;
 	return p != NULL ? (int)(p - b64) : -1;
-}
-
-/* put_utf8 - append code point cp as UTF-8 */
-static int put_utf8(buf *out, uint32_t cp)
-{
-	char t[4];
-	size_t n;
-	if (cp < 0x80) {
-		t[0] = (char)cp, n = 1;
-	} else if (cp < 0x800) {
-		t[0] = (char)(0xc0 | cp >> 6), t[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
-	} else if (cp < 0x10000) {
-		t[0] = (char)(0xe0 | cp >> 12), t[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		t[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
-	} else {
-		t[0] = (char)(0xf0 | cp >> 18), t[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		t[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), t[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
-	}
-	return buf_append(out, t, n);
 }
 
 int imap_mutf7_to_utf8(const char *in, buf *out)
@@ -146,7 +102,7 @@ int imap_mutf7_to_utf8(const char *in, buf *out)
 			if (high != 0) {
 				if (unit < 0xdc00 || unit > 0xdfff)
 					return -1;
-				if (put_utf8(out, 0x10000 + ((high - 0xd800) << 10) + (unit - 0xdc00)) < 0)
+				if (utf8_append(out, 0x10000 + ((high - 0xd800) << 10) + (unit - 0xdc00)) < 0)
 					return -1;
 				high = 0;
 			} else if (unit >= 0xd800 && unit <= 0xdbff) {
@@ -154,7 +110,7 @@ int imap_mutf7_to_utf8(const char *in, buf *out)
 			} else if ((unit >= 0xdc00 && unit <= 0xdfff) || (unit >= 0x20 && unit <= 0x7e) ||
 				   unit == 0) {
 				return -1;	/* lone low surrogate, printable ASCII, NUL */
-			} else if (put_utf8(out, unit) < 0) {
+			} else if (utf8_append(out, unit) < 0) {
 				return -1;
 			}
 		}

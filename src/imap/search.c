@@ -10,6 +10,7 @@
 
 #include "lib/buf.h"
 #include "lib/strnum.h"
+#include "lib/utf8.h"
 #include "lib/xmalloc.h"
 #include "mime/date.h"
 #include "mime/decode.h"
@@ -30,63 +31,6 @@ static locale_t utf8_locale(void)
 	return loc;
 }
 
-/* utf8_decode - one code point at s[0..len): its length, and -1 as *cp for an invalid
- * byte (taken as one Windows-1252 byte by the caller) */
-static size_t utf8_decode(const unsigned char *s, size_t len, int32_t *cp)
-{
-	unsigned c = s[0];
-	size_t n;
-	uint32_t v, min;
-	if (c < 0x80) {
-		*cp = (int32_t)c;
-		return 1;
-	} else if (c >= 0xc2 && c <= 0xdf) {
-		n = 1, v = c & 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 2, v = c & 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 3, v = c & 0x07, min = 0x10000;
-	} else {
-		*cp = -1;
-		return 1;
-	}
-	if (len <= n) {
-		*cp = -1;
-		return 1;
-	}
-	for (size_t i = 1; i <= n; i++) {
-		if ((s[i] & 0xc0) != 0x80) {
-			*cp = -1;
-			return 1;
-		}
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) {
-		*cp = -1;
-		return 1;
-	}
-	*cp = (int32_t)v;
-	return n + 1;
-}
-
-static void utf8_put(buf *out, uint32_t cp)
-{
-	char t[4];
-	size_t n;
-	if (cp < 0x80) {
-		t[0] = (char)cp, n = 1;
-	} else if (cp < 0x800) {
-		t[0] = (char)(0xc0 | cp >> 6), t[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
-	} else if (cp < 0x10000) {
-		t[0] = (char)(0xe0 | cp >> 12), t[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		t[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
-	} else {
-		t[0] = (char)(0xf0 | cp >> 18), t[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		t[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), t[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
-	}
-	buf_append(out, t, n);
-}
-
 void imap_search_fold(const char *str, size_t len, buf *out)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -98,18 +42,20 @@ void imap_search_fold(const char *str, size_t len, buf *out)
 			buf_putc(out, (char)(c >= 'A' && c <= 'Z' ? c + 32 : c));
 			continue;
 		}
-		int32_t cp;
+		uint32_t cp;
 		size_t n = utf8_decode(s + i, len - i, &cp);
-		if (cp < 0)		/* not UTF-8: the byte as Latin-1 */
+		if (n == 0) {		/* not UTF-8: the byte as Latin-1 */
 			cp = s[i];
+			n = 1;
+		}
 		i += n;
 		if (cp == 0xdf || cp == 0x1e9e) {	/* ß, ẞ: full case folding gives "ss" */
 			buf_puts(out, "ss");
 			continue;
 		}
 		if (loc != (locale_t)0)
-			cp = (int32_t)towlower_l((wint_t)cp, loc);
-		utf8_put(out, (uint32_t)cp);
+			cp = (uint32_t)towlower_l((wint_t)cp, loc);
+		utf8_append(out, cp);
 	}
 }
 

@@ -4,41 +4,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/utf8.h"
+
 #define QUOTED_MAX 1024		/* longer strings go out as literals */
 
 bool imap_utf8_valid(const char *str, size_t len)
 {
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
-	while (i < len) {
-		unsigned c = s[i];
-		size_t n;
-		unsigned min;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			n = 1, min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2, min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (len - i <= n)
-			return false;
-		unsigned cp = c & (0x3f >> n);
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
-	return true;
+	return utf8_valid(str, len);
 }
 
 /* quotable - can s[0..len) be a quoted string? */

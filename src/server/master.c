@@ -184,11 +184,6 @@ static void open_listeners(struct master *m)
 		const struct listen_spec *l = &m->cfg->listen[r];
 		if (!l->enabled)
 			continue;
-		if (r > ROLE_POP3S) {
-			log_warnx("[listen] %s = %s: IMAP is not served yet; ignored",
-				  config_role_name(r), l->text);
-			continue;
-		}
 		m->listen_fds[r] = net_listen((const struct sockaddr *)&l->addr, l->addrlen, 511);
 		if (m->listen_fds[r] < 0)
 			log_fatal("listen %s on %s", config_role_name(r), l->text);

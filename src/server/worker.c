@@ -14,6 +14,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
+#include "imap/server.h"
 #include "pop3/server.h"
 #include "smtp/server.h"
 #include "store/store.h"
@@ -31,6 +32,7 @@ struct worker {
 	struct event_base *base;
 	struct smtp_server smtp;
 	struct pop3_server pop3;
+	struct imap_server imap;
 	struct worker_listener listeners[ROLE_COUNT];
 	struct event *sigterm, *sigint, *drain_timer, *drain_deadline;
 	bool draining;
@@ -49,6 +51,10 @@ static void worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 	case ROLE_POP3:
 	case ROLE_POP3S:
 		pop3_session_start(&wl->w->pop3, fd, sa, (socklen_t)salen, wl->role);
+		break;
+	case ROLE_IMAP:
+	case ROLE_IMAPS:
+		imap_session_start(&wl->w->imap, fd, sa, (socklen_t)salen, wl->role);
 		break;
 	default:
 		close(fd);
@@ -74,14 +80,15 @@ static void worker_accept_error(struct evconnlistener *l, void *arg)
 static void drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	if (w->smtp.sessions.n == 0 && w->pop3.sessions.n == 0)
+	if (w->smtp.sessions.n == 0 && w->pop3.sessions.n == 0 && w->imap.sessions.n == 0)
 		event_base_loopbreak(w->base);
 }
 
 static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	log_warnx("shutdown timeout: ending %u sessions", w->smtp.sessions.n + w->pop3.sessions.n);
+	log_warnx("shutdown timeout: ending %u sessions",
+		  w->smtp.sessions.n + w->pop3.sessions.n + w->imap.sessions.n);
 	event_base_loopbreak(w->base);
 }
 
@@ -97,6 +104,7 @@ static void worker_stop(evutil_socket_t sig, short what, void *arg)
 			evconnlistener_disable(w->listeners[r].l);
 	smtp_server_drain(&w->smtp);
 	pop3_server_drain(&w->pop3);
+	imap_server_drain(&w->imap);
 	struct timeval tick = { 0, 50000 };
 	struct timeval limit = { (time_t)w->cfg->shutdown_timeout, 0 };
 	w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check, w);
@@ -136,6 +144,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 		log_fatal("login threads");
 	smtp_server_init(&w.smtp, w.base, cfg, tls, accounts, queue, login);
 	pop3_server_init(&w.pop3, w.base, cfg, tls, accounts, login);
+	imap_server_init(&w.imap, w.base, cfg, tls, accounts, login);
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		if (listen_fds[r] < 0)
 			continue;
@@ -156,6 +165,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 
 	smtp_server_free(&w.smtp);
 	pop3_server_free(&w.pop3);
+	imap_server_free(&w.imap);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (w.listeners[r].l != NULL)
 			evconnlistener_free(w.listeners[r].l);

@@ -133,6 +133,8 @@ class TernInstance:
             "submissions": free_port(),
             "pop3": free_port(),
             "pop3s": free_port(),
+            "imap": free_port(),
+            "imaps": free_port(),
         }
         # Nothing listens here: DNS lookups and outbound delivery fail temporarily, so
         # remote mail stays in the queue where the tests can see it.
@@ -228,14 +230,14 @@ class TernInstance:
         return self.proc is not None and self.proc.poll() is None
 
     def _probe(self, role, port):
-        """True when the listener answers with its banner: 220 (SMTP) or +OK (POP3), over TLS
+        """True when the listener answers with its banner: 220 (SMTP), +OK (POP3) or * OK (IMAP), over TLS
         on the implicit-TLS roles."""
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=2)
         except OSError:
             return False
         try:
-            if role in ("submissions", "pop3s"):
+            if role in ("submissions", "pop3s", "imaps"):
                 sock = tls_context().wrap_socket(sock, server_hostname=HOSTNAME)
             sock.settimeout(5)
             data = b""
@@ -244,7 +246,9 @@ class TernInstance:
                 if not chunk:
                     return False
                 data += chunk
-            if not data.startswith(b"+OK" if role.startswith("pop3") else b"220"):
+            banner = (b"+OK" if role.startswith("pop3") else b"* OK" if role.startswith("imap")
+                      else b"220")
+            if not data.startswith(banner):
                 return False
             try:
                 sock.sendall(b"QUIT\r\n")

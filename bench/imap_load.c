@@ -1,0 +1,265 @@
+/* imap_load - an IMAP load generator in C (Python would be the bottleneck): N clients, each
+ * logged in as its own user, repeat a mixed cycle of what mail clients do and count the
+ * operations per second. Plain TCP with LOGIN (the servers allow it on loopback).
+ *
+ *   imap_load HOST PORT USERFMT PASSWORD CLIENTS SECONDS [mixed|idle]
+ *
+ * USERFMT is a printf format with one %d (1..CLIENTS), e.g. "bench%d@example.test".
+ * mixed: per cycle SELECT INBOX, FETCH 1:50 (FLAGS ENVELOPE), FETCH one BODY.PEEK[],
+ *   STORE +FLAGS \Flagged and -FLAGS, SEARCH SUBJECT, APPEND a small message, UID STORE it
+ *   \Deleted, UID EXPUNGE it, NOOP: each command counts as one operation. The mailboxes must
+ *   hold at least 50 messages. Prints "ops N seconds S ops_per_s R p50_ms A p99_ms B".
+ * idle: log in, SELECT, IDLE, and stay (for memory figures) until SECONDS pass; prints
+ *   "idle N" once all are idling.
+ * Exit 1 when a command fails (a NO/BAD, a lost connection): a benchmark of errors measures
+ * nothing. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LAT 2000000
+
+static const char *host, *userfmt, *password;
+static int port, seconds;
+static int idle_mode;
+static atomic_long total_ops;
+static atomic_int idling, failed;
+static double *lat;
+static atomic_long n_lat;
+
+struct client {
+	int id, fd;
+	char in[1 << 16];
+	size_t len, off;
+	int tagn;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void fail(struct client *c, const char *what)
+{
+	fprintf(stderr, "client %d: %s\n", c->id, what);
+	atomic_store(&failed, 1);
+	close(c->fd);
+	pthread_exit(NULL);
+}
+
+/* fill - more input; 0 at EOF */
+static size_t fill(struct client *c)
+{
+	if (c->off > 0) {
+		memmove(c->in, c->in + c->off, c->len - c->off);
+		c->len -= c->off;
+		c->off = 0;
+	}
+	if (c->len == sizeof(c->in))
+		fail(c, "line too long");
+	ssize_t n = read(c->fd, c->in + c->len, sizeof(c->in) - c->len);
+	if (n <= 0)
+		fail(c, n == 0 ? "connection closed" : strerror(errno));
+	c->len += (size_t)n;
+	return (size_t)n;
+}
+
+/* read_line - the next line (without CRLF) into out; literals "{n}" at its end are read
+ * past (their bytes and the rest of the response) */
+static void read_line(struct client *c, char *out, size_t max)
+{
+	for (;;) {
+		char *nl = memchr(c->in + c->off, '\n', c->len - c->off);
+		if (nl == NULL) {
+			fill(c);
+			continue;
+		}
+		size_t l = (size_t)(nl - (c->in + c->off));
+		size_t keep = l < max - 1 ? l : max - 1;
+		memcpy(out, c->in + c->off, keep);
+		out[keep] = '\0';
+		if (keep > 0 && out[keep - 1] == '\r')
+			out[--keep] = '\0';
+		c->off += l + 1;
+		/* a literal: skip its bytes, then go on reading the same response */
+		char *brace = keep > 0 && out[keep - 1] == '}' ? strrchr(out, '{') : NULL;
+		if (brace == NULL)
+			return;
+		size_t n = strtoul(brace + 1, NULL, 10);
+		while (c->len - c->off < n) {
+			n -= c->len - c->off;
+			c->off = c->len;
+			fill(c);
+		}
+		c->off += n;
+	}
+}
+
+static void send_all(struct client *c, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(c->fd, p, n);
+		if (w <= 0)
+			fail(c, "write failed");
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* command - send "tag text", wait for the tagged reply (OK, or fail); the untagged lines
+ * are passed to cb (may be NULL). literal: sent after a "+" continuation. */
+static void command(struct client *c, const char *text, const char *literal, size_t lit_len,
+		    void (*cb)(struct client *, const char *, void *), void *arg)
+{
+	char tag[16], line[8192];
+	snprintf(tag, sizeof(tag), "a%d", ++c->tagn);
+	double t0 = now();
+	char out[1024];
+	int n = snprintf(out, sizeof(out), "%s %s\r\n", tag, text);
+	send_all(c, out, (size_t)n);
+	if (literal != NULL) {
+		read_line(c, line, sizeof(line));
+		if (line[0] != '+')
+			fail(c, "no continuation for a literal");
+		send_all(c, literal, lit_len);
+		send_all(c, "\r\n", 2);
+	}
+	size_t tl = strlen(tag);
+	for (;;) {
+		read_line(c, line, sizeof(line));
+		if (strncmp(line, tag, tl) == 0 && line[tl] == ' ') {
+			if (strncmp(line + tl + 1, "OK", 2) != 0) {
+				fprintf(stderr, "client %d: %s -> %s\n", c->id, text, line);
+				fail(c, "command failed");
+			}
+			break;
+		}
+		if (cb != NULL)
+			cb(c, line, arg);
+	}
+	long i = atomic_fetch_add(&n_lat, 1);
+	if (i < MAX_LAT)
+		lat[i] = (now() - t0) * 1000.0;
+	atomic_fetch_add(&total_ops, 1);
+}
+
+static void *run(void *arg)
+{
+	struct client *c = arg;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, host, &sa.sin_addr);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		fail(c, "connect failed");
+	char line[4096], cmd[512], user[256];
+	read_line(c, line, sizeof(line));	/* greeting */
+	snprintf(user, sizeof(user), userfmt, c->id);
+	snprintf(cmd, sizeof(cmd), "LOGIN \"%s\" \"%s\"", user, password);
+	command(c, cmd, NULL, 0, NULL, NULL);
+	command(c, "SELECT INBOX", NULL, 0, NULL, NULL);
+	if (idle_mode) {
+		snprintf(cmd, sizeof(cmd), "i IDLE\r\n");
+		send_all(c, cmd, strlen(cmd));
+		read_line(c, line, sizeof(line));
+		if (line[0] != '+')
+			fail(c, "IDLE refused");
+		atomic_fetch_add(&idling, 1);
+		sleep((unsigned)seconds);
+		send_all(c, "DONE\r\n", 6);
+		close(c->fd);
+		return NULL;
+	}
+	static const char msg[] = "From: load@example.org\r\nTo: x@example.test\r\n"
+				  "Subject: load test\r\n\r\nA message the load generator appends.\r\n";
+	double end = now() + seconds;
+	unsigned k = 0;
+	while (now() < end) {
+		k++;
+		command(c, "SELECT INBOX", NULL, 0, NULL, NULL);
+		command(c, "FETCH 1:50 (FLAGS ENVELOPE)", NULL, 0, NULL, NULL);
+		snprintf(cmd, sizeof(cmd), "FETCH %u BODY.PEEK[]", k % 50 + 1);
+		command(c, cmd, NULL, 0, NULL, NULL);
+		snprintf(cmd, sizeof(cmd), "STORE %u +FLAGS.SILENT (\\Flagged)", k % 50 + 1);
+		command(c, cmd, NULL, 0, NULL, NULL);
+		snprintf(cmd, sizeof(cmd), "STORE %u -FLAGS.SILENT (\\Flagged)", k % 50 + 1);
+		command(c, cmd, NULL, 0, NULL, NULL);
+		command(c, "SEARCH SUBJECT \"load\"", NULL, 0, NULL, NULL);
+		snprintf(cmd, sizeof(cmd), "APPEND INBOX {%zu}", sizeof(msg) - 1);
+		command(c, cmd, msg, sizeof(msg) - 1, NULL, NULL);
+		/* the appended message is the last: flag it and expunge it by its UID */
+		command(c, "UID STORE * +FLAGS.SILENT (\\Deleted)", NULL, 0, NULL, NULL);
+		command(c, "UID EXPUNGE *", NULL, 0, NULL, NULL);
+		command(c, "NOOP", NULL, 0, NULL, NULL);
+	}
+	command(c, "LOGOUT", NULL, 0, NULL, NULL);
+	close(c->fd);
+	return NULL;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 7) {
+		fprintf(stderr, "usage: imap_load HOST PORT USERFMT PASSWORD CLIENTS SECONDS "
+				"[mixed|idle]\n");
+		return 2;
+	}
+	host = argv[1];
+	port = atoi(argv[2]);
+	userfmt = argv[3];
+	password = argv[4];
+	int n = atoi(argv[5]);
+	seconds = atoi(argv[6]);
+	idle_mode = argc > 7 && strcmp(argv[7], "idle") == 0;
+	lat = calloc(MAX_LAT, sizeof(double));
+	struct client *cl = calloc((size_t)n, sizeof(*cl));
+	pthread_t *th = calloc((size_t)n, sizeof(*th));
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	double t0 = now();
+	for (int i = 0; i < n; i++) {
+		cl[i].id = i + 1;
+		if (pthread_create(&th[i], &attr, run, &cl[i]) != 0) {
+			fprintf(stderr, "pthread_create failed\n");
+			return 1;
+		}
+	}
+	if (idle_mode) {
+		while (atomic_load(&idling) < n && !atomic_load(&failed))
+			usleep(10000);
+		printf("idle %d\n", atomic_load(&idling));
+		fflush(stdout);
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	double el = now() - t0;
+	if (atomic_load(&failed))
+		return 1;
+	if (!idle_mode) {
+		long m = atomic_load(&n_lat) < MAX_LAT ? atomic_load(&n_lat) : MAX_LAT;
+		qsort(lat, (size_t)m, sizeof(double), cmp_d);
+		printf("ops %ld seconds %.2f ops_per_s %.0f p50_ms %.3f p99_ms %.3f\n",
+		       atomic_load(&total_ops), el, (double)atomic_load(&total_ops) / el,
+		       m ? lat[m / 2] : 0.0, m ? lat[(size_t)((double)m * 0.99)] : 0.0);
+	}
+	return 0;
+}

@@ -1,0 +1,463 @@
+/* imap/view - the selected mailbox as one session shows it: sequence numbers, the updates
+ * it owes its client (EXISTS, RECENT, FETCH FLAGS, EXPUNGE / VANISHED), flags syntax */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/imap_private.h"
+#include "imap/write.h"
+#include "lib/log.h"
+#include "lib/xmalloc.h"
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} system_flags[] = {
+	{ "\\Seen", STORE_F_SEEN },	    { "\\Answered", STORE_F_ANSWERED },
+	{ "\\Flagged", STORE_F_FLAGGED }, { "\\Deleted", STORE_F_DELETED },
+	{ "\\Draft", STORE_F_DRAFT },	    { "\\Recent", STORE_F_RECENT },
+};
+
+void imap_flags_out(buf *out, uint32_t flags, const char *keywords)
+{
+	buf_putc(out, '(');
+	bool first = true;
+	for (size_t i = 0; i < sizeof(system_flags) / sizeof(system_flags[0]); i++) {
+		if (!(flags & system_flags[i].bit))
+			continue;
+		buf_printf(out, "%s%s", first ? "" : " ", system_flags[i].name);
+		first = false;
+	}
+	if (keywords != NULL && *keywords != '\0')
+		buf_printf(out, "%s%s", first ? "" : " ", keywords);
+	buf_putc(out, ')');
+}
+
+int imap_flags_parse(const struct imap_arg *a, uint32_t *flags_r, char **keywords_r,
+		     const char **error_r)
+{
+	const struct imap_arg *list = a;
+	size_t n = 1;
+	if (a->type == IMAP_ARG_LIST) {
+		list = a->list;
+		n = a->n_list;
+	}
+	buf kw;
+	buf_init(&kw, 0);
+	*flags_r = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *f = &list[i];
+		if (f->type != IMAP_ARG_ATOM) {
+			*error_r = "Flags must be atoms";
+			goto bad;
+		}
+		if (f->str[0] == '\\') {
+			size_t k;
+			for (k = 0; k < sizeof(system_flags) / sizeof(system_flags[0]); k++)
+				if (strcasecmp(f->str, system_flags[k].name) == 0)
+					break;
+			if (k == sizeof(system_flags) / sizeof(system_flags[0]) ||
+			    system_flags[k].bit == STORE_F_RECENT) {
+				*error_r = "Unknown or read-only system flag";
+				goto bad;
+			}
+			*flags_r |= system_flags[k].bit;
+			continue;
+		}
+		if (strpbrk(f->str, "(){%*\"]") != NULL || f->len > 64) {
+			*error_r = "Invalid keyword";
+			goto bad;
+		}
+		buf_printf(&kw, "%s%s", kw.len ? " " : "", f->str);
+	}
+	*keywords_r = xstrdup(buf_cstr(&kw));
+	buf_free(&kw);
+	return 0;
+bad:
+	buf_free(&kw);
+	return -1;
+}
+
+void imap_uid_set_out(buf *b, const uint32_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i;
+		while (j + 1 < n && v[j + 1] == v[j] + 1)
+			j++;
+		buf_printf(b, "%s%u", i ? "," : "", v[i]);
+		if (j > i)
+			buf_printf(b, ":%u", v[j]);
+		i = j;
+	}
+}
+
+uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid)
+{
+	size_t lo = 0, hi = v->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (v->uids[mid] == uid)
+			return (uint32_t)mid + 1;
+		if (v->uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+void imap_view_own(struct imap_view *v, uint32_t uid, uint64_t modseq)
+{
+	if (v->n_own == v->cap_own) {
+		v->cap_own = v->cap_own ? v->cap_own * 2 : 16;
+		v->own = xreallocarray(v->own, v->cap_own, sizeof(*v->own));
+	}
+	v->own[v->n_own].uid = uid;
+	v->own[v->n_own].modseq = modseq;
+	v->n_own++;
+}
+
+static bool is_own(const struct imap_view *v, uint32_t uid, uint64_t modseq)
+{
+	for (size_t i = 0; i < v->n_own; i++)
+		if (v->own[i].uid == uid && v->own[i].modseq == modseq)
+			return true;
+	return false;
+}
+
+static void uids_push(struct imap_view *v, uint32_t uid)
+{
+	if (v->n == v->cap) {
+		v->cap = v->cap ? v->cap * 2 : 64;
+		v->uids = xreallocarray(v->uids, v->cap, sizeof(*v->uids));
+	}
+	v->uids[v->n++] = uid;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int imap_view_set(struct imap_session *s, const char *set, bool uid, uint32_t **uids_r,
+		  size_t *n_r, const char **error_r)
+{
+	struct imap_view *v = &s->view;
+	struct imap_seqset ss;
+	*uids_r = NULL;
+	*n_r = 0;
+	if (imap_seqset_parse(set, 100000, &ss, error_r) < 0)
+		return -1;
+	uint32_t *out = NULL;
+	size_t n = 0, cap = 0;
+	if (ss.saved) {
+		/* "$": the saved search result, as UIDs still in the view */
+		for (size_t i = 0; i < v->n_saved; i++) {
+			if (imap_view_seq(v, v->saved[i]) == 0)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				out = xreallocarray(out, cap, sizeof(*out));
+			}
+			out[n++] = v->saved[i];
+		}
+		*uids_r = out;
+		*n_r = n;
+		return 0;
+	}
+	uint32_t max_uid = v->n > 0 ? v->uids[v->n - 1] : 0;
+	for (size_t r = 0; r < ss.n; r++) {
+		uint32_t a = ss.ranges[r].first, b = ss.ranges[r].last;
+		if (uid) {
+			if (a == IMAP_SEQ_STAR)
+				a = max_uid;
+			if (b == IMAP_SEQ_STAR)
+				b = max_uid;
+			if (a > b) {
+				uint32_t t = a;
+				a = b;
+				b = t;
+			}
+			/* the view's UIDs in [a, b] */
+			size_t lo = 0, hi = v->n;
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				if (v->uids[mid] < a)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			for (size_t i = lo; i < v->n && v->uids[i] <= b; i++) {
+				if (n == cap) {
+					cap = cap ? cap * 2 : 16;
+					out = xreallocarray(out, cap, sizeof(*out));
+				}
+				out[n++] = v->uids[i];
+			}
+			continue;
+		}
+		if (v->n == 0) {
+			free(out);
+			imap_seqset_free(&ss);
+			*error_r = "No messages";
+			return -1;
+		}
+		if (a == IMAP_SEQ_STAR)
+			a = (uint32_t)v->n;
+		if (b == IMAP_SEQ_STAR)
+			b = (uint32_t)v->n;
+		if (a > b) {
+			uint32_t t = a;
+			a = b;
+			b = t;
+		}
+		if (b > v->n) {
+			free(out);
+			imap_seqset_free(&ss);
+			*error_r = "Message sequence number out of range";
+			return -1;
+		}
+		for (uint32_t q = a; q <= b; q++) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				out = xreallocarray(out, cap, sizeof(*out));
+			}
+			out[n++] = v->uids[q - 1];
+		}
+	}
+	imap_seqset_free(&ss);
+	if (n > 1)	/* out is NULL when the set matched nothing: qsort(NULL) is UB */
+		qsort(out, n, sizeof(*out), cmp_u32);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || out[k - 1] != out[i])
+			out[k++] = out[i];
+	*uids_r = out;
+	*n_r = k;
+	return 0;
+}
+
+/* send_flags - "* seq FETCH (FLAGS (...) [UID u] [MODSEQ (m)])" for a changed message */
+static void send_flags(struct imap_session *s, uint32_t seq, const struct store_msg *m)
+{
+	buf b;
+	buf_init(&b, 0);
+	buf_printf(&b, "* %u FETCH (FLAGS ", seq);
+	imap_flags_out(&b, m->flags, m->keywords);
+	buf_printf(&b, " UID %u", m->uid);
+	if (s->condstore)
+		buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);
+	buf_puts(&b, ")\r\n");
+	imap_write(s, b.data, b.len);
+	buf_free(&b);
+}
+
+void imap_view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+	struct imap_view *v = &s->view;
+	if (n == 0)
+		return;
+	if (s->qresync) {
+		/* VANISHED (RFC 7162 §3.2.10): those of the UIDs still in the view, as ranges */
+		uint32_t *shown = xcalloc(n, sizeof(uint32_t));
+		size_t n_shown = 0;
+		for (size_t i = 0; i < n; i++)
+			if (imap_view_seq(v, uids[i]) != 0)
+				shown[n_shown++] = uids[i];
+		if (n_shown > 0) {
+			buf b;
+			buf_init(&b, 0);
+			buf_puts(&b, "* VANISHED ");
+			imap_uid_set_out(&b, shown, n_shown);
+			imap_reply(s, "%s", buf_cstr(&b));
+			buf_free(&b);
+		}
+		free(shown);
+	}
+	/* highest first, so the numbers of those still to report stay valid (RFC 9051 §7.5.1
+	 * allows any order, with each number as of the moment it is sent) */
+	for (size_t i = n; i-- > 0;) {
+		uint32_t seq = imap_view_seq(v, uids[i]);
+		if (seq == 0)
+			continue;
+		if (!s->qresync)
+			imap_reply(s, "* %u EXPUNGE", seq);
+		memmove(&v->uids[seq - 1], &v->uids[seq], (v->n - seq) * sizeof(uint32_t));
+		v->n--;
+	}
+}
+
+void imap_view_sync(struct imap_session *s, bool expunges_allowed)
+{
+	struct imap_view *v = &s->view;
+	if (v->mb == NULL)
+		return;
+	struct store_changes ch;
+	char *err = NULL;
+	int r = store_mailbox_changes(v->mb, v->modseq, v->uidnext, &ch, &err);
+	if (r < 0) {
+		if (r == STORE_NOTFOUND) {
+			/* the mailbox was deleted or renamed away under us; the command's own
+			 * completion (DELETE of the selected mailbox) goes before the BYE */
+			if (s->in_tagged_reply)
+				s->mailbox_gone = true;
+			else
+				session_close(s->ss,
+					      "* BYE [NONEXISTENT] The selected mailbox was deleted");
+		} else {
+			log_warnx("%s: sync: %s", session_id(s->ss), err ? err : "?");
+		}
+		free(err);
+		return;
+	}
+	if (r == 0) {
+		store_changes_free(&ch);
+		return;
+	}
+	bool has_expunges = ch.n_expunged > 0 || ch.too_old;
+	if (has_expunges && !expunges_allowed) {
+		/* keep everything for later: sequence numbers may not change now */
+		store_changes_free(&ch);
+		return;
+	}
+	if (ch.too_old) {
+		/* records pruned: compare the whole UID list */
+		const uint32_t *all;
+		size_t n_all;
+		if (store_mailbox_uids(v->mb, &all, &n_all, &err) < 0) {
+			log_warnx("%s: sync: %s", session_id(s->ss), err ? err : "?");
+			free(err);
+			store_changes_free(&ch);
+			return;
+		}
+		uint32_t *gone = xcalloc(v->n ? v->n : 1, sizeof(uint32_t));
+		size_t n_gone = 0, j = 0;
+		for (size_t i = 0; i < v->n; i++) {
+			while (j < n_all && all[j] < v->uids[i])
+				j++;
+			if (j == n_all || all[j] != v->uids[i])
+				gone[n_gone++] = v->uids[i];
+		}
+		imap_view_remove(s, gone, n_gone);
+		free(gone);
+	} else {
+		imap_view_remove(s, ch.expunged, ch.n_expunged);
+	}
+	for (size_t i = 0; i < ch.n_changed; i++) {
+		const struct store_msg *m = &ch.changed[i];
+		uint32_t seq = imap_view_seq(v, m->uid);
+		if (seq != 0 && !is_own(v, m->uid, m->modseq))
+			send_flags(s, seq, m);
+	}
+	size_t before = v->n;
+	for (size_t i = 0; i < ch.n_added; i++)
+		if (v->n == 0 || ch.added[i].uid > v->uids[v->n - 1])
+			uids_push(v, ch.added[i].uid);
+	if (v->n != before) {
+		imap_reply(s, "* %zu EXISTS", v->n);
+		if (!v->readonly) {
+			int claimed = store_mailbox_claim_recent(v->mb, &err);
+			if (claimed < 0) {
+				free(err);
+				err = NULL;
+			} else {
+				v->n_recent += (size_t)claimed;
+			}
+		}
+		if (!s->rev2)
+			imap_reply(s, "* %zu RECENT", v->n_recent);
+	}
+	v->modseq = ch.highestmodseq;
+	v->uidnext = ch.uidnext;
+	v->n_own = 0;
+	store_changes_free(&ch);
+}
+
+int imap_view_open(struct imap_session *s, const char *name, bool readonly, uint64_t *modseq_r,
+		   char **error_r)
+{
+	struct imap_view *v = &s->view;
+	imap_view_close(s);
+	int r = store_mailbox_open(s->store, name, &v->mb, error_r);
+	if (r < 0)
+		return r;
+	v->name = xstrdup(store_mailbox_name(v->mb));
+	v->readonly = readonly;
+	v->uidvalidity = store_mailbox_uidvalidity(v->mb);
+	/* counters before the UID list: a change in between shows at the first sync */
+	if ((r = store_mailbox_highestmodseq(v->mb, &v->modseq, error_r)) < 0 ||
+	    (r = store_mailbox_uidnext(v->mb, &v->uidnext, error_r)) < 0)
+		goto fail;
+	if (!readonly) {
+		int claimed = store_mailbox_claim_recent(v->mb, error_r);
+		if (claimed < 0) {
+			r = claimed;
+			goto fail;
+		}
+	}
+	const struct store_msg *msgs;
+	size_t n;
+	if ((r = store_mailbox_messages(v->mb, &msgs, &n, error_r)) < 0)
+		goto fail;
+	uint32_t first_unseen = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].uid >= v->uidnext)
+			break;		/* arrived after the counters were read: the sync says so */
+		uids_push(v, msgs[i].uid);
+		if (msgs[i].flags & STORE_F_RECENT)
+			v->n_recent++;
+		if (first_unseen == 0 && !(msgs[i].flags & STORE_F_SEEN))
+			first_unseen = (uint32_t)v->n;
+	}
+	char *kw = NULL;
+	if ((r = store_mailbox_keywords(v->mb, &kw, error_r)) < 0)
+		goto fail;
+	buf b;
+	buf_init(&b, 0);
+	imap_flags_out(&b, STORE_F_STORED, kw);
+	imap_reply(s, "* %zu EXISTS", v->n);
+	if (!s->rev2)
+		imap_reply(s, "* %zu RECENT", v->n_recent);
+	imap_reply(s, "* FLAGS %s", buf_cstr(&b));
+	buf_reset(&b);
+	if (readonly) {
+		imap_reply(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+	} else {
+		imap_flags_out(&b, STORE_F_STORED, kw);
+		b.len--;	/* drop ')' to add \* */
+		buf_puts(&b, b.len > 1 ? " \\*)" : "\\*)");
+		imap_reply(s, "* OK [PERMANENTFLAGS %s] Flags permitted", buf_cstr(&b));
+	}
+	buf_free(&b);
+	free(kw);
+	if (first_unseen != 0 && !s->rev2)
+		imap_reply(s, "* OK [UNSEEN %u] First unseen", first_unseen);
+	imap_reply(s, "* OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
+	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID", v->uidnext);
+	imap_reply(s, "* OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)v->modseq);
+	if (s->rev2) {
+		buf l;
+		buf_init(&l, 0);
+		buf_puts(&l, "* LIST () \"/\" ");
+		imap_mailbox_out(s, &l, v->name);
+		imap_reply(s, "%s", buf_cstr(&l));
+		buf_free(&l);
+	}
+	*modseq_r = v->modseq;
+	return 0;
+fail:
+	imap_view_close(s);
+	return r;
+}
+
+void imap_view_close(struct imap_session *s)
+{
+	struct imap_view *v = &s->view;
+	store_mailbox_close(&v->mb);
+	free(v->name);
+	free(v->uids);
+	free(v->own);
+	free(v->saved);
+	memset(v, 0, sizeof(*v));
+}
