@@ -29,10 +29,12 @@ static const char *special_attr(const char *name)
 	return NULL;
 }
 
-/* ensure_special - create the special-use folders an account lacks (first login) */
-static void ensure_special(struct imap_session *s, const struct store_mailbox_info *list,
-			   size_t n)
+/* ensure_special - create the special-use folders an account lacks (first login); how many
+ * it created */
+static size_t ensure_special(struct imap_session *s, const struct store_mailbox_info *list,
+			     size_t n)
 {
+	size_t created = 0;
 	for (size_t i = 0; i < sizeof(special_use) / sizeof(special_use[0]); i++) {
 		bool have = false;
 		for (size_t k = 0; k < n && !have; k++)
@@ -45,9 +47,12 @@ static void ensure_special(struct imap_session *s, const struct store_mailbox_in
 			log_warnx("%s: create %s: %s", session_id(s->ss), special_use[i].name,
 				  err ? err : "?");
 		free(err);
-		if (r == 0)
+		if (r == 0) {
 			store_subscribe(s->store, special_use[i].name, true, NULL);
+			created++;
+		}
 	}
+	return created;
 }
 
 /* ---- LIST ---- */
@@ -452,6 +457,16 @@ void imap_cmd_create(void *ctx, const void *req)
 	if (name == NULL)
 		return;
 	char *err = NULL;
+	/* the levels above it become mailboxes too (RFC 9051 §6.3.4: SHOULD), so that "a/b"
+	 * can be selected, deleted and renamed after CREATE a/b/c */
+	for (char *sl = strchr(name, '/'); sl != NULL; sl = strchr(sl + 1, '/')) {
+		*sl = '\0';
+		if (strcasecmp(name, "INBOX") != 0) {
+			int pr = store_mailbox_create(s->store, name, NULL);
+			(void)pr;	/* exists already, or the real CREATE below says why not */
+		}
+		*sl = '/';
+	}
 	int rc = store_mailbox_create(s->store, name, &err);
 	if (rc == STORE_INVALID && strcasecmp(name, "INBOX") == 0) {
 		free(err);
@@ -669,6 +684,8 @@ void imap_account_setup(struct imap_session *s)
 		free(err);
 		return;
 	}
-	ensure_special(s, list, n);
+	/* a new account: INBOX subscribed too, for clients that show subscribed folders only */
+	if (ensure_special(s, list, n) > 0)
+		store_subscribe(s->store, "INBOX", true, NULL);
 	store_mailbox_list_free(&list, n);
 }

@@ -87,11 +87,11 @@ def test_create_delete_hierarchy(srv):
         assert set(got) == {"h1", "h1/b", "h1/b/c"}, c.text()
         assert "\\haschildren" in got["h1"] and "\\haschildren" in got["h1/b"], c.text()
         assert "\\hasnochildren" in got["h1/b/c"], c.text()
-        # tern lists them as \Noselect levels; make them real mailboxes
-        c.ok('CREATE "h1"')
-        c.ok('CREATE "h1/b"')
-        got = listing(c.ok('LIST "" "h1*"'))
+        # the levels above were created as mailboxes with it (RFC 9051: SHOULD)
         assert "\\noselect" not in got["h1"] and "\\noselect" not in got["h1/b"], c.text()
+        for name in ("h1", "h1/b"):
+            u, t = c.cmd(f'CREATE "{name}"')
+            assert status_of(t) == "NO" and b"[ALREADYEXISTS]" in t, c.text()
         c.ok("SELECT h1/b/c")
         c.ok("UNSELECT")
         # CREATE existing: NO [ALREADYEXISTS]; INBOX too, in any case
@@ -217,7 +217,10 @@ def test_list_return_children_specialuse_status(tern_factory):
     deliver(inst, to=ALICE)
     deliver(inst, to=ALICE)
     with raw_login(inst, ALICE, ALICE_PW) as c:
-        c.ok("CREATE p/q")
+        # a folder another program made (Maildir++ ".p.q"): p exists only as its level
+        # (IMAP's CREATE p/q would create p too)
+        for sub in ("cur", "new", "tmp"):
+            (inst.maildir(ALICE) / ".p.q" / sub).mkdir(parents=True)
         u = c.ok('LIST "" "*" RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES UNSEEN))')
         got = listing(u)
         assert "\\haschildren" in got["p"] and "\\hasnochildren" in got["p/q"], c.text()
