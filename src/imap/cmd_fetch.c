@@ -143,6 +143,8 @@ void imap_fetch_free(struct imap_fetch_job **jp)
 
 /* ---- parsing the request ---- */
 
+#define IMAP_FETCH_MAX_ITEMS 64		/* real clients ask for a dozen at most */
+
 static void add_item(struct imap_fetch_job *j, enum fetch_kind k)
 {
 	j->items = xreallocarray(j->items, j->n_items + 1, sizeof(*j->items));
@@ -219,6 +221,12 @@ static int parse_items(struct imap_session *s, struct imap_fetch_job *j, const s
 	if (a->type == IMAP_ARG_LIST) {
 		if (a->n_list == 0) {
 			*error_r = "Empty FETCH item list";
+			return -1;
+		}
+		/* each item's data is built in memory for every message (BINARY decodes up to
+		 * 16 MiB): a list of thousands would make one response line of gigabytes */
+		if (a->n_list > IMAP_FETCH_MAX_ITEMS) {
+			*error_r = "Too many FETCH items";
 			return -1;
 		}
 		for (size_t i = 0; i < a->n_list; i++)

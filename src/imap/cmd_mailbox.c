@@ -620,7 +620,8 @@ static void do_select(struct imap_session *s, const struct imap_req *r, bool rea
 				   p->list[k + 1].n_list >= 2) {
 				const struct imap_arg *q = p->list[k + 1].list;
 				uint64_t uv;
-				if (strnum_u64z(q[0].str, UINT32_MAX, &uv) < 0 ||
+				if (q[0].type != IMAP_ARG_ATOM || q[1].type != IMAP_ARG_ATOM ||
+				    strnum_u64z(q[0].str, UINT32_MAX, &uv) < 0 ||
 				    strnum_u64z(q[1].str, INT64_MAX, &q_modseq) < 0) {
 					imap_bad(s, r, "Bad QRESYNC parameters");
 					return;
@@ -636,7 +637,7 @@ static void do_select(struct imap_session *s, const struct imap_req *r, bool rea
 	char *name = imap_mailbox_arg(s, r, 0);
 	if (name == NULL)
 		return;
-	if (session_state(s->ss) == IMAP_S_SELECTED && s->qresync)
+	if (session_state(s->ss) == IMAP_S_SELECTED && (s->qresync || s->rev2))
 		imap_reply(s, "* OK [CLOSED] Previous mailbox closed");
 	session_set_selected(s->ss, false);
 	session_set_state(s->ss, IMAP_S_AUTH);

@@ -93,9 +93,12 @@ struct imap_parser *imap_parser_new(const struct imap_parser_limits *limits)
 	return p;
 }
 
+/* args_free - arguments may hold a password (LOGIN, SASL-IR): wiped before they go */
 static void args_free(struct imap_arg *a, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		if (a[i].str != NULL)
+			explicit_bzero(a[i].str, a[i].len);
 		free(a[i].str);
 		args_free(a[i].list, a[i].n_list);
 	}
@@ -117,8 +120,12 @@ static void clear_command(struct imap_parser *p)
 	free(p->name);
 	p->tag = p->name = NULL;
 	memset(&p->cmd, 0, sizeof(p->cmd));
+	if (p->tok.data != NULL)
+		explicit_bzero(p->tok.data, p->tok.cap);
 	buf_reset(&p->tok);
 	p->bracket = 0;
+	if (p->lit_data != NULL)
+		explicit_bzero(p->lit_data, p->lit_len);
 	free(p->lit_data);
 	p->lit_data = NULL;
 	p->lit_len = 0;

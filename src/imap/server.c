@@ -770,6 +770,15 @@ void imap_session_start(struct imap_server *srv, int fd, const struct sockaddr *
 void imap_server_drain(struct imap_server *srv)
 {
 	session_list_drain(&srv->sessions);
+	/* the core leaves sessions in raw mode alone, and IMAP sessions always are: say
+	 * goodbye here to those between commands (an IDLE included); a FETCH, APPEND or login
+	 * in progress finishes first and meets imap_admit's BYE at its next command */
+	struct imap_session *s;
+	LIST_FOREACH(s, &srv->imap_sessions, link)
+	{
+		if (!session_is_closing(s->ss) && imap_can_drain(s))
+			session_close(s->ss, "* BYE Server shutting down");
+	}
 }
 
 void imap_server_free(struct imap_server *srv)

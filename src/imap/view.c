@@ -166,75 +166,81 @@ int imap_view_set(struct imap_session *s, const char *set, bool uid, uint32_t **
 		*n_r = n;
 		return 0;
 	}
+	/* Resolve "*", order each range, then sort and merge the ranges before expanding
+	 * them: "1:*,1:*,..." (thousands of times) must cost no more than "1:*" */
 	uint32_t max_uid = v->n > 0 ? v->uids[v->n - 1] : 0;
+	struct imap_range { uint32_t a, b; } *rs = xcalloc(ss.n ? ss.n : 1, sizeof(*rs));
+	size_t nr = 0;
 	for (size_t r = 0; r < ss.n; r++) {
 		uint32_t a = ss.ranges[r].first, b = ss.ranges[r].last;
-		if (uid) {
-			if (a == IMAP_SEQ_STAR)
-				a = max_uid;
-			if (b == IMAP_SEQ_STAR)
-				b = max_uid;
-			if (a > b) {
-				uint32_t t = a;
-				a = b;
-				b = t;
-			}
-			/* the view's UIDs in [a, b] */
-			size_t lo = 0, hi = v->n;
-			while (lo < hi) {
-				size_t mid = (lo + hi) / 2;
-				if (v->uids[mid] < a)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			for (size_t i = lo; i < v->n && v->uids[i] <= b; i++) {
-				if (n == cap) {
-					cap = cap ? cap * 2 : 16;
-					out = xreallocarray(out, cap, sizeof(*out));
-				}
-				out[n++] = v->uids[i];
-			}
-			continue;
-		}
-		if (v->n == 0) {
-			free(out);
-			imap_seqset_free(&ss);
-			*error_r = "No messages";
-			return -1;
-		}
+		bool star = a == IMAP_SEQ_STAR || b == IMAP_SEQ_STAR;
+		uint32_t top = uid ? max_uid : (uint32_t)v->n;
 		if (a == IMAP_SEQ_STAR)
-			a = (uint32_t)v->n;
+			a = top;
 		if (b == IMAP_SEQ_STAR)
-			b = (uint32_t)v->n;
+			b = top;
 		if (a > b) {
 			uint32_t t = a;
 			a = b;
 			b = t;
 		}
-		if (b > v->n) {
-			free(out);
+		if (!uid && v->n == 0 && star)
+			continue;	/* "1:*" in an empty mailbox: nothing, not an error */
+		if (!uid && (b > v->n || a == 0)) {
+			free(rs);
 			imap_seqset_free(&ss);
-			*error_r = "Message sequence number out of range";
+			*error_r = v->n == 0 ? "No messages" : "Message sequence number out of range";
 			return -1;
 		}
-		for (uint32_t q = a; q <= b; q++) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				out = xreallocarray(out, cap, sizeof(*out));
-			}
-			out[n++] = v->uids[q - 1];
-		}
+		if (uid && a == 0)
+			continue;	/* "*" of an empty mailbox */
+		rs[nr].a = a;
+		rs[nr].b = b;
+		nr++;
 	}
 	imap_seqset_free(&ss);
-	if (n > 1)	/* out is NULL when the set matched nothing: qsort(NULL) is UB */
-		qsort(out, n, sizeof(*out), cmp_u32);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (k == 0 || out[k - 1] != out[i])
-			out[k++] = out[i];
+	/* sort by start (cmp_u32 reads the first member, .a) and merge */
+	if (nr > 1)
+		qsort(rs, nr, sizeof(*rs), cmp_u32);
+	size_t m = 0;
+	for (size_t r = 0; r < nr; r++) {
+		if (m > 0 && rs[r].a <= rs[m - 1].b + (uint64_t)1) {
+			if (rs[r].b > rs[m - 1].b)
+				rs[m - 1].b = rs[r].b;
+			continue;
+		}
+		rs[m++] = rs[r];
+	}
+	for (size_t r = 0; r < m; r++) {
+		size_t lo = 0, hi = v->n;
+		if (uid) {
+			/* the view's UIDs in [a, b] */
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				if (v->uids[mid] < rs[r].a)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			hi = lo;
+			while (hi < v->n && v->uids[hi] <= rs[r].b)
+				hi++;
+		} else {
+			lo = rs[r].a - 1;
+			hi = rs[r].b;
+		}
+		if (hi > lo) {
+			if (n + (hi - lo) > cap) {
+				cap = n + (hi - lo);
+				out = xreallocarray(out, cap, sizeof(*out));
+			}
+			memcpy(out + n, v->uids + lo, (hi - lo) * sizeof(*out));
+			n += hi - lo;
+		}
+	}
+	free(rs);
 	*uids_r = out;
-	*n_r = k;
+	*n_r = n;
 	return 0;
 }
 
