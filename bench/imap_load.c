@@ -9,8 +9,11 @@
  *   STORE +FLAGS \Flagged and -FLAGS, SEARCH SUBJECT, APPEND a small message, UID STORE it
  *   \Deleted, UID EXPUNGE it, NOOP: each command counts as one operation. The mailboxes must
  *   hold at least 50 messages. Prints "ops N seconds S ops_per_s R p50_ms A p99_ms B".
- * idle: log in, SELECT, IDLE, and stay (for memory figures) until SECONDS pass; prints
- *   "idle N" once all are idling.
+ * idle: log in, SELECT, IDLE, and stay (for memory figures) for SECONDS after all sessions
+ *   are idling; prints "idle N" once all are.
+ * warm: users 1..CLIENTS each log in, SELECT INBOX and LOG OUT once, WARM_THREADS (4) at a
+ *   time (the first open of a mailbox indexes it; a server's heap does not grow for many
+ *   sessions at once); SECONDS is unused. Prints "warm N".
  * Exit 1 when a command fails (a NO/BAD, a lost connection): a benchmark of errors measures
  * nothing. */
 #include <arpa/inet.h>
@@ -30,7 +33,9 @@
 
 static const char *host, *userfmt, *password;
 static int port, seconds;
-static int idle_mode;
+static int idle_mode, warm_mode;
+#define WARM_THREADS 4
+static int n_clients;
 static atomic_long total_ops;
 static atomic_int idling, failed;
 static double *lat;
@@ -154,9 +159,28 @@ static void command(struct client *c, const char *text, const char *literal, siz
 	atomic_fetch_add(&total_ops, 1);
 }
 
-static void *run(void *arg)
+static void session(struct client *c);
+
+/* warm_run - one thread of the warm mode: ids first, first + WARM_THREADS, ... */
+static void *warm_run(void *arg)
 {
 	struct client *c = arg;
+	for (int id = c->id; id <= n_clients; id += WARM_THREADS) {
+		c->id = id;
+		c->len = c->off = 0;
+		session(c);
+	}
+	return NULL;
+}
+
+static void *run(void *arg)
+{
+	session(arg);
+	return NULL;
+}
+
+static void session(struct client *c)
+{
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, host, &sa.sin_addr);
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -177,10 +201,19 @@ static void *run(void *arg)
 		if (line[0] != '+')
 			fail(c, "IDLE refused");
 		atomic_fetch_add(&idling, 1);
+		/* SECONDS count from the moment all sessions idle, not from this one's login */
+		while (atomic_load(&idling) < n_clients && !atomic_load(&failed))
+			usleep(100000);
 		sleep((unsigned)seconds);
 		send_all(c, "DONE\r\n", 6);
 		close(c->fd);
-		return NULL;
+		return;
+	}
+	if (warm_mode) {
+		command(c, "LOGOUT", NULL, 0, NULL, NULL);
+		close(c->fd);
+		atomic_fetch_add(&idling, 1);
+		return;
 	}
 	static const char msg[] = "From: load@example.org\r\nTo: x@example.test\r\n"
 				  "Subject: load test\r\n\r\nA message the load generator appends.\r\n";
@@ -206,7 +239,6 @@ static void *run(void *arg)
 	}
 	command(c, "LOGOUT", NULL, 0, NULL, NULL);
 	close(c->fd);
-	return NULL;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -219,7 +251,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 7) {
 		fprintf(stderr, "usage: imap_load HOST PORT USERFMT PASSWORD CLIENTS SECONDS "
-				"[mixed|idle]\n");
+				"[mixed|idle|warm]\n");
 		return 2;
 	}
 	host = argv[1];
@@ -229,7 +261,27 @@ int main(int argc, char **argv)
 	int n = atoi(argv[5]);
 	seconds = atoi(argv[6]);
 	idle_mode = argc > 7 && strcmp(argv[7], "idle") == 0;
+	warm_mode = argc > 7 && strcmp(argv[7], "warm") == 0;
+	n_clients = n;
 	lat = calloc(MAX_LAT, sizeof(double));
+	if (warm_mode) {
+		int t = n < WARM_THREADS ? n : WARM_THREADS;
+		struct client *wc = calloc((size_t)t, sizeof(*wc));
+		pthread_t *wt = calloc((size_t)t, sizeof(*wt));
+		for (int i = 0; i < t; i++) {
+			wc[i].id = i + 1;
+			if (pthread_create(&wt[i], NULL, warm_run, &wc[i]) != 0) {
+				fprintf(stderr, "pthread_create failed\n");
+				return 1;
+			}
+		}
+		for (int i = 0; i < t; i++)
+			pthread_join(wt[i], NULL);
+		if (atomic_load(&failed))
+			return 1;
+		printf("warm %d\n", atomic_load(&idling));
+		return 0;
+	}
 	struct client *cl = calloc((size_t)n, sizeof(*cl));
 	pthread_t *th = calloc((size_t)n, sizeof(*th));
 	pthread_attr_t attr;
