@@ -84,6 +84,7 @@ struct imap_session {
 
 	struct imap_fetch_job *fetch;
 	struct imap_append_job *append;
+	struct imap_append_job *append_done;	/* its literal is in: awaits the command's end */
 	char *pending_tag;		/* a command that waits (STARTTLS handshake, ...) */
 };
 

@@ -636,6 +636,7 @@ static void imap_on_raw(void *ctx)
 		case IMAP_PARSE_ERROR: {
 			const char *tag = imap_parser_error_tag(s->parser);
 			imap_reply(s, "%s BAD %s", tag != NULL ? tag : "*", imap_parser_error(s->parser));
+			imap_append_free(&s->append_done);	/* the line after its literal was bad */
 			if (imap_parser_fatal(s->parser)) {
 				session_close(s->ss, "* BYE Cannot stay in sync with the client");
 				return;
@@ -650,6 +651,7 @@ static void imap_on_raw(void *ctx)
 			break;
 		}
 		run_command(s, imap_parser_command(s->parser));
+		imap_append_free(&s->append_done);	/* a streamed APPEND its command did not take */
 		/* a login in flight keeps its copy; the parser's (password) goes now */
 		imap_parser_reset(s->parser);
 		if (!s->ss || session_is_closing(s->ss))
@@ -677,6 +679,7 @@ static void imap_on_end(void *ctx)
 		sasl_free(&s->sasl);
 	imap_fetch_free(&s->fetch);
 	imap_append_free(&s->append);
+	imap_append_free(&s->append_done);
 	imap_view_close(s);
 	if (s->watch != NULL)
 		store_notifier_unwatch(s->srv->notifier, &s->watch);
@@ -726,7 +729,9 @@ void imap_session_start(struct imap_server *srv, int fd, const struct sockaddr *
 	struct imap_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	struct imap_parser_limits lim = imap_parser_default_limits;
-	lim.max_literal = srv->cfg->max_message_size;
+	/* no parser limit on a streamed literal's size: APPEND checks max_message_size itself,
+	 * to answer NO [TOOBIG] (RFC 7889) rather than BAD */
+	lim.max_literal = UINT64_MAX;
 	s->parser = imap_parser_new(&lim);
 	LIST_INSERT_HEAD(&srv->imap_sessions, s, link);
 	s->ss = session_new(&srv->sessions, srv->base, fd, peer, peerlen,

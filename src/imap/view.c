@@ -227,7 +227,8 @@ int imap_view_set(struct imap_session *s, const char *set, bool uid, uint32_t **
 		}
 	}
 	imap_seqset_free(&ss);
-	qsort(out, n, sizeof(*out), cmp_u32);
+	if (n > 1)	/* out is NULL when the set matched nothing: qsort(NULL) is UB */
+		qsort(out, n, sizeof(*out), cmp_u32);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
 		if (k == 0 || out[k - 1] != out[i])
