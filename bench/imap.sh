@@ -15,7 +15,7 @@
 #   BENCH_SECONDS=10       seconds per mixed run
 #   BENCH_RUNS=2           runs per server and client count (alternating); the best counts
 #   BENCH_IDLE=2000        idle connections for the memory figure (0: skip it)
-#   BENCH_IDLE_HOLD=4      seconds the idle connections stay once all are idling
+#   BENCH_IDLE_HOLD=2      seconds from the last connection entering IDLE to the measure
 #   BENCH_WAKE=50          APPEND -> EXISTS wake-ups measured per server (0: skip)
 #   BENCH_WORKERS=2        tern worker processes
 #   BENCH_TIMEOUT=600      seconds allowed for one client run (the 2,000 logins included)
@@ -33,7 +33,7 @@ CLIENTS=${BENCH_CLIENTS:-10 50}
 SECONDS_RUN=${BENCH_SECONDS:-10}
 RUNS=${BENCH_RUNS:-2}
 IDLE=${BENCH_IDLE:-2000}
-IDLE_HOLD=${BENCH_IDLE_HOLD:-4}
+IDLE_HOLD=${BENCH_IDLE_HOLD:-2}
 WAKE=${BENCH_WAKE:-50}
 WORKERS=${BENCH_WORKERS:-2}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-600}
@@ -185,35 +185,38 @@ wait_greeting() {
 	return 1
 }
 
-# mem_sum PID... - "RSS PSS N": VmRSS and Pss in kB summed over the PIDs, N of them; no fork
-# comm_count NAME PID... - how many of the PIDs are named NAME
-mem_sum() {
-	local pid k v rss pss trss=0 tpss=0 n=0
-	for pid in "$@"; do
-		rss=""
-		pss=0
-		{ while read -r k v _; do
-			[ "$k" = "VmRSS:" ] && rss=$v
-		done <"/proc/$pid/status"; } 2>/dev/null || true
-		{ while read -r k v _; do
-			[ "$k" = "Pss:" ] && pss=$v
-		done <"/proc/$pid/smaps_rollup"; } 2>/dev/null || true
-		[ -n "$rss" ] || continue
-		trss=$((trss + rss))
-		tpss=$((tpss + pss))
-		n=$((n + 1))
-	done
-	echo "$trss $tpss $n"
-}
-comm_count() {
-	local want=$1 pid comm n=0
-	shift
-	for pid in "$@"; do
-		comm=""
-		{ read -r comm <"/proc/$pid/comm"; } 2>/dev/null || continue
-		[ "$comm" = "$want" ] && n=$((n + 1))
-	done
-	echo "$n"
+# mem_tree PID - "RSS PSS N IMAP": VmRSS and Pss (/proc/PID/smaps_rollup) in kB summed over
+# PID and every process below it, N of them, IMAP of them named "imap" (Dovecot's sessions).
+# One python3 process: with Dovecot's process per connection there are thousands.
+mem_tree() {
+	python3 - "$1" <<'EOF'
+import os, sys
+kids = {}
+for p in os.listdir("/proc"):
+    if not p.isdigit():
+        continue
+    try:
+        st = open(f"/proc/{p}/stat").read()
+    except OSError:
+        continue
+    kids.setdefault(int(st.rsplit(")", 1)[1].split()[1]), []).append(int(p))
+todo, seen = [int(sys.argv[1])], []
+while todo:
+    p = todo.pop()
+    seen.append(p)
+    todo.extend(kids.get(p, []))
+rss = pss = n = imap = 0
+for p in seen:
+    try:
+        r = next(int(l.split()[1]) for l in open(f"/proc/{p}/status") if l.startswith("VmRSS:"))
+        s = next((int(l.split()[1]) for l in open(f"/proc/{p}/smaps_rollup") if l.startswith("Pss:")), 0)
+        c = open(f"/proc/{p}/comm").read().strip()
+    except (OSError, StopIteration):
+        continue
+    rss, pss, n = rss + r, pss + s, n + 1
+    imap += c == "imap"
+print(rss, pss, n, imap)
+EOF
 }
 
 say "IMAP benchmark: mixed load (clients: $CLIENTS; ${SECONDS_RUN}s per run, $RUNS runs per server," \
@@ -288,7 +291,7 @@ EOF
 	find "$2" -type d -exec chmod 700 {} +
 }
 
-RESULTS=()	# "impl|clients|run|ops|seconds|ops_per_s|p50|p99"
+RESULTS=()	# "impl|clients|run|ops|seconds|ops_per_s|p50|p99|output file"
 FAILURES=()
 # mixed_run IMPL PORT CLIENTS RUN - one mixed run; appends to RESULTS, or to FAILURES
 mixed_run() {
@@ -307,7 +310,7 @@ mixed_run() {
 	set -- $line
 	say "$(printf '%-8s %3d clients run %d: %7d ops in %5ss = %6s ops/s, p50 %s ms, p99 %s ms' \
 		"$impl" "$n" "$r" "$2" "$4" "$6" "$8" "${10}")"
-	RESULTS+=("$impl|$n|$r|$2|$4|$6|$8|${10}")
+	RESULTS+=("$impl|$n|$r|$2|$4|$6|$8|${10}|$out")
 }
 
 # warm IMPL PORT - every user logs in, SELECTs INBOX (the first open indexes it) and logs out
@@ -327,7 +330,8 @@ idle_measure() {
 	sleep 1
 	b=$($memcmd)
 	t0=$(date +%s.%N)
-	"$LOAD" 127.0.0.1 "$port" "$USERFMT" "$PASS" "$IDLE" "$IDLE_HOLD" idle >"$out" 2>&1 &
+	# held far longer than needed: stopped (SIGTERM) once measured
+	"$LOAD" 127.0.0.1 "$port" "$USERFMT" "$PASS" "$IDLE" "$RUN_TIMEOUT" idle >"$out" 2>&1 &
 	IDLE_PID=$!
 	deadline=$(($(date +%s) + RUN_TIMEOUT))
 	while [ "$(date +%s)" -lt "$deadline" ]; do
@@ -347,13 +351,19 @@ idle_measure() {
 		warn "$impl: $IDLE connections did not all reach IDLE"
 		return 1
 	fi
-	sleep 1	# let the server finish whatever follows the last login
+	sleep "$IDLE_HOLD"	# let the server finish whatever follows the last login
 	a=$($memcmd)
-	[ "$impl" = dovecot ] && extra="$(comm_count imap $DV_PID $(descendants "$DV_PID"))"
-	wait "$IDLE_PID" || { IDLE_PID=""; FAILURES+=("$impl idle: connections failed while idling"); return 1; }
-	IDLE_PID=""
+	if ! kill -0 "$IDLE_PID" 2>/dev/null || grep -v '^idle ' "$out" | grep -q .; then
+		wait "$IDLE_PID" 2>/dev/null || true
+		IDLE_PID=""
+		FAILURES+=("$impl idle: connections failed while idling: $(grep -m1 -v '^idle' "$out" || true)")
+		return 1
+	fi
+	stop_idle
+	read -r _ _ _ extra <<<"$a"
+	[ "$impl" = dovecot ] || extra=""
 	say "$impl: $IDLE connections idling after ${took}s; memory of the server's processes before:" \
-		"$b, while idling: $a (RSS kB, PSS kB, processes)"
+		"$b, while idling: $a (RSS kB, PSS kB, processes, imap processes)"
 	IDLE_LINES+=("$impl|$b|$a|$took|$extra")
 }
 
@@ -545,8 +555,8 @@ for n in $CLIENTS; do
 done
 say ""
 
-tern_mem() { mem_sum "$TERN_PID" $(descendants "$TERN_PID"); }
-dv_mem() { mem_sum "$DV_PID" $(descendants "$DV_PID"); }
+tern_mem() { mem_tree "$TERN_PID"; }
+dv_mem() { mem_tree "$DV_PID"; }
 if [ "$IDLE" -gt 0 ]; then
 	idle_measure tern "$TERN_IMAP" tern_mem || true
 	say "tern over TLS: skipped (imap_load speaks plain TCP only; no TLS figure)"
@@ -573,17 +583,21 @@ say "mixed load (best of $RUNS runs of ${SECONDS_RUN}s; p50/p99: latency of one 
 printf '%-8s %8s %10s %10s %10s\n' server clients ops/s p50_ms p99_ms
 printf '%-8s %8s %10s %10s %10s\n' -------- -------- ---------- ---------- ----------
 declare -A BEST=()
+BEST_FILES=()
+BEST_NAMES=()
 for n in $CLIENTS; do
 	for impl in tern dovecot; do
 		best=""
 		for r in "${RESULTS[@]}"; do
-			IFS='|' read -r i c _ _ _ ops p50 p99 <<<"$r"
+			IFS='|' read -r i c _ _ _ ops p50 p99 f <<<"$r"
 			[ "$i" = "$impl" ] && [ "$c" = "$n" ] || continue
-			if [ -z "$best" ] || [ "$ops" -gt "${best%%|*}" ]; then best="$ops|$p50|$p99"; fi
+			if [ -z "$best" ] || [ "$ops" -gt "${best%%|*}" ]; then best="$ops|$p50|$p99|$f"; fi
 		done
 		if [ -n "$best" ]; then
-			IFS='|' read -r ops p50 p99 <<<"$best"
+			IFS='|' read -r ops p50 p99 f <<<"$best"
 			BEST[$impl.$n]=$ops
+			BEST_FILES+=("$f")
+			BEST_NAMES+=("$impl/$n")
 			printf '%-8s %8s %10s %10s %10s\n' "$impl" "$n" "$ops" "$p50" "$p99"
 		elif [[ " $SERVERS " == *" $impl "* ]]; then
 			printf '%-8s %8s %10s %10s %10s\n' "$impl" "$n" FAILED - -
@@ -596,6 +610,23 @@ for n in $CLIENTS; do
 			'BEGIN { printf "%.2f", t / d }')x"
 	fi
 done
+if [ "${#BEST_FILES[@]}" -gt 0 ]; then
+	say ""
+	say "mean latency of each command of the cycle in those best runs, ms (server/clients)"
+	{
+		printf '%-28s' command
+		printf ' %12s' "${BEST_NAMES[@]}"
+		printf '\n'
+		sed -n 's/^cmd \(.*[^ ]\) *count .*$/\1/p' "${BEST_FILES[0]}" | while IFS= read -r cmd; do
+			printf '%-28s' "$cmd"
+			for f in "${BEST_FILES[@]}"; do
+				printf ' %12s' "$(awk -v c="cmd $cmd " 'index($0, c) == 1 {
+					for (i = 1; i < NF; i++) if ($i == "mean_ms") print $(i + 1) }' "$f")"
+			done
+			printf '\n'
+		done
+	}
+fi
 if [ "$IDLE" -gt 0 ]; then
 	say ""
 	say "memory per idle connection ($IDLE connections logged in, INBOX of $MSGS messages selected, in IDLE;" \
@@ -604,8 +635,8 @@ if [ "$IDLE" -gt 0 ]; then
 	per() { awk -v a="$1" -v b="$2" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }'; }
 	for l in "${IDLE_LINES[@]}"; do
 		IFS='|' read -r impl b a took extra <<<"$l"
-		read -r brss bpss bn <<<"$b"
-		read -r arss apss an <<<"$a"
+		read -r brss bpss bn _ <<<"$b"
+		read -r arss apss an _ <<<"$a"
 		name=$impl
 		[ "$impl" = tern ] && name="tern plaintext"
 		[ "$impl" = dovecot ] && name="dovecot default"

@@ -43,12 +43,23 @@ static atomic_int idling, failed;
 static double *lat;
 static atomic_long n_lat;
 
+/* per kind of command of the mixed cycle: count and total time (a breakdown on stderr) */
+#define N_KINDS 10
+static const char *const kind_name[N_KINDS] = {
+	"SELECT", "FETCH 1:50 (FLAGS ENVELOPE)", "FETCH n BODY.PEEK[]", "STORE +FLAGS",
+	"STORE -FLAGS", "SEARCH SUBJECT", "APPEND", "UID STORE * +FLAGS", "UID EXPUNGE *", "NOOP",
+};
+static atomic_long kind_count[N_KINDS];
+static atomic_long kind_us[N_KINDS];
+static atomic_long kind_max_us[N_KINDS];
+
 struct client {
 	int id, fd;
 	char in[1 << 16];
 	size_t len, off;
 	int tagn;
 	int measuring;		/* in the mixed cycle: ops and latencies count */
+	int kind;		/* of the command being sent (index into kind_name) */
 	long ops;
 	double t_begin, t_end;
 };
@@ -161,8 +172,15 @@ static void command(struct client *c, const char *text, const char *literal, siz
 	if (!c->measuring)	/* LOGIN (a slow hash in tern), the first SELECT, LOGOUT */
 		return;
 	long i = atomic_fetch_add(&n_lat, 1);
+	double ms = (now() - t0) * 1000.0;
 	if (i < MAX_LAT)
-		lat[i] = (now() - t0) * 1000.0;
+		lat[i] = ms;
+	long us = (long)(ms * 1000.0);
+	atomic_fetch_add(&kind_count[c->kind], 1);
+	atomic_fetch_add(&kind_us[c->kind], us);
+	long mx = atomic_load(&kind_max_us[c->kind]);
+	while (us > mx && !atomic_compare_exchange_weak(&kind_max_us[c->kind], &mx, us))
+		;
 	atomic_fetch_add(&total_ops, 1);
 	c->ops++;
 }
@@ -231,20 +249,30 @@ static void session(struct client *c)
 	unsigned k = 0;
 	while (now() < end) {
 		k++;
+		c->kind = 0;
 		command(c, "SELECT INBOX", NULL, 0, NULL, NULL);
+		c->kind = 1;
 		command(c, "FETCH 1:50 (FLAGS ENVELOPE)", NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "FETCH %u BODY.PEEK[]", k % 50 + 1);
+		c->kind = 2;
 		command(c, cmd, NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "STORE %u +FLAGS.SILENT (\\Flagged)", k % 50 + 1);
+		c->kind = 3;
 		command(c, cmd, NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "STORE %u -FLAGS.SILENT (\\Flagged)", k % 50 + 1);
+		c->kind = 4;
 		command(c, cmd, NULL, 0, NULL, NULL);
+		c->kind = 5;
 		command(c, "SEARCH SUBJECT \"load\"", NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "APPEND INBOX {%zu}", sizeof(msg) - 1);
+		c->kind = 6;
 		command(c, cmd, msg, sizeof(msg) - 1, NULL, NULL);
 		/* the appended message is the last: flag it and expunge it by its UID */
+		c->kind = 7;
 		command(c, "UID STORE * +FLAGS.SILENT (\\Deleted)", NULL, 0, NULL, NULL);
+		c->kind = 8;
 		command(c, "UID EXPUNGE *", NULL, 0, NULL, NULL);
+		c->kind = 9;
 		command(c, "NOOP", NULL, 0, NULL, NULL);
 	}
 	c->t_end = now();
@@ -331,6 +359,13 @@ int main(int argc, char **argv)
 				span = d;
 		}
 		(void)el;
+		for (int i = 0; i < N_KINDS; i++) {
+			long cnt = atomic_load(&kind_count[i]);
+			if (cnt > 0)
+				fprintf(stderr, "cmd %-28s count %7ld mean_ms %8.3f max_ms %8.1f\n",
+					kind_name[i], cnt, (double)atomic_load(&kind_us[i]) / 1000.0 / (double)cnt,
+					(double)atomic_load(&kind_max_us[i]) / 1000.0);
+		}
 		printf("ops %ld seconds %.2f ops_per_s %.0f p50_ms %.3f p99_ms %.3f\n",
 		       atomic_load(&total_ops), span, rate,
 		       m ? lat[m / 2] : 0.0, m ? lat[(size_t)((double)m * 0.99)] : 0.0);
