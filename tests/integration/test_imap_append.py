@@ -297,3 +297,15 @@ def test_bad_append_syntax(srv):
             tagged = line
         assert b" BAD" in tagged, (args, tagged)
     r.close()
+
+
+def test_toobig_nonsync_closes(srv):
+    """A LITERAL+ message over the limit is already on its way: NO [TOOBIG], then the
+    server hangs up rather than read megabytes it will throw away (RFC 7888 §4)."""
+    r = Raw(srv)
+    r.send(f"a1 APPEND INBOX {{{LIMIT * 4}+}}\r\n".encode())
+    line = r.readline()
+    assert line.startswith(b"a1 NO [TOOBIG]"), line
+    assert r.readline().startswith(b"* BYE")
+    assert r.f.readline() == b""
+    r.close()

@@ -478,3 +478,27 @@ def test_imaplib_fetch(srv):
     typ, data = c.uid("FETCH", uid, "(RFC822)")
     assert typ == "OK" and data[0][1] == m
     c.logout()
+
+
+def test_many_messages_paused_and_resumed(srv, box):
+    """300 messages (more than one batch of structures) fetched by a client that does not
+    read at first: the FETCH pauses between messages and completes once it reads."""
+    r, name = box
+    pad = "x" * 2000 + "\r\n"
+    n = 300
+    for i in range(n):
+        m = msg(f"many{i}", body=pad * 4)
+        r.send(f"p{i} APPEND {name} {{{len(m)}+}}\r\n".encode() + m + b"\r\n")
+    for i in range(n):
+        _, t = r.response(f"p{i}")
+        assert b" OK " in t
+    r.cmd(f"SELECT {name}")
+    r.send(b"m1 FETCH 1:* (UID ENVELOPE BODY.PEEK[TEXT])\r\n")
+    time.sleep(1)
+    lines, t = r.response("m1")
+    assert b" OK " in t, t
+    got = [fetch_items(l) for l in lines if b" FETCH " in l]
+    assert [seq for seq, _ in got] == list(range(1, n + 1))
+    for seq, it in got:
+        assert it[b"ENVELOPE"][1] == f"many{seq - 1}".encode()
+        assert it[b"BODY[TEXT]"] == (pad * 4).encode()
