@@ -219,32 +219,6 @@ print(rss, pss, n, imap)
 EOF
 }
 
-# cpu_tree PID - CPU seconds (user + system) used so far by PID, every live process below
-# it, and the children they reaped (cutime, cstime: Dovecot's imap processes exit at LOGOUT)
-cpu_tree() {
-	python3 - "$1" <<'EOF'
-import os, sys
-kids, stat = {}, {}
-for p in os.listdir("/proc"):
-    if not p.isdigit():
-        continue
-    try:
-        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        continue
-    stat[int(p)] = f
-    kids.setdefault(int(f[1]), []).append(int(p))
-todo, ticks = [int(sys.argv[1])], 0
-while todo:
-    p = todo.pop()
-    todo.extend(kids.get(p, []))
-    f = stat.get(p)
-    if f:  # fields 14-17 of stat: utime stime cutime cstime (f[0] is field 3)
-        ticks += sum(int(x) for x in f[11:15])
-print(f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}")
-EOF
-}
-
 say "IMAP benchmark: mixed load (clients: $CLIENTS; ${SECONDS_RUN}s per run, $RUNS runs per server," \
 	"alternating), $IDLE idle connections, $NUSERS users with $MSGS messages of ~$SIZE bytes each"
 say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
@@ -317,18 +291,14 @@ EOF
 	find "$2" -type d -exec chmod 700 {} +
 }
 
-RESULTS=()	# "impl|clients|run|ops|seconds|ops_per_s|p50|p99|output file|server CPU ms per op"
+RESULTS=()	# "impl|clients|run|ops|seconds|ops_per_s|p50|p99|output file"
 FAILURES=()
 # mixed_run IMPL PORT CLIENTS RUN - one mixed run; appends to RESULTS, or to FAILURES
 mixed_run() {
 	local impl=$1 port=$2 n=$3 r=$4 out rc=0 line
 	out=$TMP/$impl-mixed-$n-$r.out
-	local root=$TERN_PID cpu0 cpu1 cpu_ms
-	[ "$impl" = dovecot ] && root=$DV_PID
-	cpu0=$(cpu_tree "$root")
 	timeout "$RUN_TIMEOUT" "$LOAD" 127.0.0.1 "$port" "$USERFMT" "$PASS" "$n" "$SECONDS_RUN" mixed \
 		>"$out" 2>&1 || rc=$?
-	cpu1=$(cpu_tree "$root")
 	line=$(grep '^ops ' "$out" || true)
 	if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
 		warn "$impl, $n clients, run $r: imap_load failed (status $rc):"
@@ -338,11 +308,9 @@ mixed_run() {
 	fi
 	# ops N seconds S ops_per_s R p50_ms A p99_ms B
 	set -- $line
-	# the server's CPU time per operation (logins and logouts of the run included)
-	cpu_ms=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$2" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')
-	say "$(printf '%-8s %3d clients run %d: %7d ops in %5ss = %6s ops/s, p50 %s ms, p99 %s ms, server CPU %s ms/op' \
-		"$impl" "$n" "$r" "$2" "$4" "$6" "$8" "${10}" "$cpu_ms")"
-	RESULTS+=("$impl|$n|$r|$2|$4|$6|$8|${10}|$out|$cpu_ms")
+	say "$(printf '%-8s %3d clients run %d: %7d ops in %5ss = %6s ops/s, p50 %s ms, p99 %s ms' \
+		"$impl" "$n" "$r" "$2" "$4" "$6" "$8" "${10}")"
+	RESULTS+=("$impl|$n|$r|$2|$4|$6|$8|${10}|$out")
 }
 
 # warm IMPL PORT - every user logs in, SELECTs INBOX (the first open indexes it) and logs out
@@ -618,8 +586,8 @@ fi
 # --- report -----------------------------------------------------------------------------------
 say ""
 say "mixed load (best of $RUNS runs of ${SECONDS_RUN}s; p50/p99: latency of one command, in the best run)"
-printf '%-8s %8s %10s %10s %10s %12s\n' server clients ops/s p50_ms p99_ms cpu_ms/op
-printf '%-8s %8s %10s %10s %10s %12s\n' -------- -------- ---------- ---------- ---------- ------------
+printf '%-8s %8s %10s %10s %10s\n' server clients ops/s p50_ms p99_ms
+printf '%-8s %8s %10s %10s %10s\n' -------- -------- ---------- ---------- ----------
 declare -A BEST=()
 BEST_FILES=()
 BEST_NAMES=()
@@ -627,18 +595,18 @@ for n in $CLIENTS; do
 	for impl in tern dovecot; do
 		best=""
 		for r in "${RESULTS[@]}"; do
-			IFS='|' read -r i c _ _ _ ops p50 p99 f cpu <<<"$r"
+			IFS='|' read -r i c _ _ _ ops p50 p99 f <<<"$r"
 			[ "$i" = "$impl" ] && [ "$c" = "$n" ] || continue
-			if [ -z "$best" ] || [ "$ops" -gt "${best%%|*}" ]; then best="$ops|$p50|$p99|$f|$cpu"; fi
+			if [ -z "$best" ] || [ "$ops" -gt "${best%%|*}" ]; then best="$ops|$p50|$p99|$f"; fi
 		done
 		if [ -n "$best" ]; then
-			IFS='|' read -r ops p50 p99 f cpu <<<"$best"
+			IFS='|' read -r ops p50 p99 f <<<"$best"
 			BEST[$impl.$n]=$ops
 			BEST_FILES+=("$f")
 			BEST_NAMES+=("$impl/$n")
-			printf '%-8s %8s %10s %10s %10s %12s\n' "$impl" "$n" "$ops" "$p50" "$p99" "$cpu"
+			printf '%-8s %8s %10s %10s %10s\n' "$impl" "$n" "$ops" "$p50" "$p99"
 		elif [[ " $SERVERS " == *" $impl "* ]]; then
-			printf '%-8s %8s %10s %10s %10s %12s\n' "$impl" "$n" FAILED - - -
+			printf '%-8s %8s %10s %10s %10s\n' "$impl" "$n" FAILED - -
 		fi
 	done
 done
