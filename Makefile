@@ -4,6 +4,7 @@
 # make run      build and start the development instance
 # make fuzz     build libFuzzer targets (clang)
 # make bench-smtp  SMTP delivery benchmark against Postfix
+# make bench-imap  IMAP benchmark against Dovecot
 
 # Two stages, so that the first `make` on a machine without the -dev packages works: the
 # pkg-config calls below are expanded when a makefile is read, which must happen after
@@ -52,7 +53,7 @@ OBJ_A  := $(LIBSRC:%.c=build/asan/%.o)
 UNIT_A := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay asan
+.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap asan
 all: tern
 
 # The outer make already ran scripts/deps.sh.
@@ -116,6 +117,9 @@ bench-pop3: tern
 
 bench-relay: tern
 	./bench/relay.sh
+
+bench-imap: tern
+	./bench/imap.sh
 
 lint:
 	clang-format --dry-run $(SRC) $(UNIT_SRC)

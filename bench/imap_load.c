@@ -8,9 +8,14 @@
  * mixed: per cycle SELECT INBOX, FETCH 1:50 (FLAGS ENVELOPE), FETCH one BODY.PEEK[],
  *   STORE +FLAGS \Flagged and -FLAGS, SEARCH SUBJECT, APPEND a small message, UID STORE it
  *   \Deleted, UID EXPUNGE it, NOOP: each command counts as one operation. The mailboxes must
- *   hold at least 50 messages. Prints "ops N seconds S ops_per_s R p50_ms A p99_ms B".
- * idle: log in, SELECT, IDLE, and stay (for memory figures) until SECONDS pass; prints
- *   "idle N" once all are idling.
+ *   hold at least 50 messages. Prints "ops N seconds S ops_per_s R p50_ms A p99_ms B": the
+ *   rate is each client's operations over its own SECONDS of cycles, summed; LOGIN, the first
+ *   SELECT and LOGOUT are neither counted nor timed (S: the longest client's cycle time).
+ * idle: log in, SELECT, IDLE, and stay (for memory figures) for SECONDS after all sessions
+ *   are idling; prints "idle N" once all are.
+ * warm: users 1..CLIENTS each log in, SELECT INBOX and LOG OUT once, WARM_THREADS (4) at a
+ *   time (the first open of a mailbox indexes it; a server's heap does not grow for many
+ *   sessions at once); SECONDS is unused. Prints "warm N".
  * Exit 1 when a command fails (a NO/BAD, a lost connection): a benchmark of errors measures
  * nothing. */
 #include <arpa/inet.h>
@@ -30,17 +35,33 @@
 
 static const char *host, *userfmt, *password;
 static int port, seconds;
-static int idle_mode;
+static int idle_mode, warm_mode;
+#define WARM_THREADS 4
+static int n_clients;
 static atomic_long total_ops;
 static atomic_int idling, failed;
 static double *lat;
 static atomic_long n_lat;
+
+/* per kind of command of the mixed cycle: count and total time (a breakdown on stderr) */
+#define N_KINDS 10
+static const char *const kind_name[N_KINDS] = {
+	"SELECT", "FETCH 1:50 (FLAGS ENVELOPE)", "FETCH n BODY.PEEK[]", "STORE +FLAGS",
+	"STORE -FLAGS", "SEARCH SUBJECT", "APPEND", "UID STORE * +FLAGS", "UID EXPUNGE *", "NOOP",
+};
+static atomic_long kind_count[N_KINDS];
+static atomic_long kind_us[N_KINDS];
+static atomic_long kind_max_us[N_KINDS];
 
 struct client {
 	int id, fd;
 	char in[1 << 16];
 	size_t len, off;
 	int tagn;
+	int measuring;		/* in the mixed cycle: ops and latencies count */
+	int kind;		/* of the command being sent (index into kind_name) */
+	long ops;
+	double t_begin, t_end;
 };
 
 static double now(void)
@@ -148,15 +169,44 @@ static void command(struct client *c, const char *text, const char *literal, siz
 		if (cb != NULL)
 			cb(c, line, arg);
 	}
+	if (!c->measuring)	/* LOGIN (a slow hash in tern), the first SELECT, LOGOUT */
+		return;
 	long i = atomic_fetch_add(&n_lat, 1);
+	double ms = (now() - t0) * 1000.0;
 	if (i < MAX_LAT)
-		lat[i] = (now() - t0) * 1000.0;
+		lat[i] = ms;
+	long us = (long)(ms * 1000.0);
+	atomic_fetch_add(&kind_count[c->kind], 1);
+	atomic_fetch_add(&kind_us[c->kind], us);
+	long mx = atomic_load(&kind_max_us[c->kind]);
+	while (us > mx && !atomic_compare_exchange_weak(&kind_max_us[c->kind], &mx, us))
+		;
 	atomic_fetch_add(&total_ops, 1);
+	c->ops++;
+}
+
+static void session(struct client *c);
+
+/* warm_run - one thread of the warm mode: ids first, first + WARM_THREADS, ... */
+static void *warm_run(void *arg)
+{
+	struct client *c = arg;
+	for (int id = c->id; id <= n_clients; id += WARM_THREADS) {
+		c->id = id;
+		c->len = c->off = 0;
+		session(c);
+	}
+	return NULL;
 }
 
 static void *run(void *arg)
 {
-	struct client *c = arg;
+	session(arg);
+	return NULL;
+}
+
+static void session(struct client *c)
+{
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, host, &sa.sin_addr);
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -177,36 +227,58 @@ static void *run(void *arg)
 		if (line[0] != '+')
 			fail(c, "IDLE refused");
 		atomic_fetch_add(&idling, 1);
+		/* SECONDS count from the moment all sessions idle, not from this one's login */
+		while (atomic_load(&idling) < n_clients && !atomic_load(&failed))
+			usleep(100000);
 		sleep((unsigned)seconds);
 		send_all(c, "DONE\r\n", 6);
 		close(c->fd);
-		return NULL;
+		return;
+	}
+	if (warm_mode) {
+		command(c, "LOGOUT", NULL, 0, NULL, NULL);
+		close(c->fd);
+		atomic_fetch_add(&idling, 1);
+		return;
 	}
 	static const char msg[] = "From: load@example.org\r\nTo: x@example.test\r\n"
 				  "Subject: load test\r\n\r\nA message the load generator appends.\r\n";
-	double end = now() + seconds;
+	c->t_begin = now();
+	c->measuring = 1;
+	double end = c->t_begin + seconds;
 	unsigned k = 0;
 	while (now() < end) {
 		k++;
+		c->kind = 0;
 		command(c, "SELECT INBOX", NULL, 0, NULL, NULL);
+		c->kind = 1;
 		command(c, "FETCH 1:50 (FLAGS ENVELOPE)", NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "FETCH %u BODY.PEEK[]", k % 50 + 1);
+		c->kind = 2;
 		command(c, cmd, NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "STORE %u +FLAGS.SILENT (\\Flagged)", k % 50 + 1);
+		c->kind = 3;
 		command(c, cmd, NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "STORE %u -FLAGS.SILENT (\\Flagged)", k % 50 + 1);
+		c->kind = 4;
 		command(c, cmd, NULL, 0, NULL, NULL);
+		c->kind = 5;
 		command(c, "SEARCH SUBJECT \"load\"", NULL, 0, NULL, NULL);
 		snprintf(cmd, sizeof(cmd), "APPEND INBOX {%zu}", sizeof(msg) - 1);
+		c->kind = 6;
 		command(c, cmd, msg, sizeof(msg) - 1, NULL, NULL);
 		/* the appended message is the last: flag it and expunge it by its UID */
+		c->kind = 7;
 		command(c, "UID STORE * +FLAGS.SILENT (\\Deleted)", NULL, 0, NULL, NULL);
+		c->kind = 8;
 		command(c, "UID EXPUNGE *", NULL, 0, NULL, NULL);
+		c->kind = 9;
 		command(c, "NOOP", NULL, 0, NULL, NULL);
 	}
+	c->t_end = now();
+	c->measuring = 0;
 	command(c, "LOGOUT", NULL, 0, NULL, NULL);
 	close(c->fd);
-	return NULL;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -219,7 +291,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 7) {
 		fprintf(stderr, "usage: imap_load HOST PORT USERFMT PASSWORD CLIENTS SECONDS "
-				"[mixed|idle]\n");
+				"[mixed|idle|warm]\n");
 		return 2;
 	}
 	host = argv[1];
@@ -229,7 +301,27 @@ int main(int argc, char **argv)
 	int n = atoi(argv[5]);
 	seconds = atoi(argv[6]);
 	idle_mode = argc > 7 && strcmp(argv[7], "idle") == 0;
+	warm_mode = argc > 7 && strcmp(argv[7], "warm") == 0;
+	n_clients = n;
 	lat = calloc(MAX_LAT, sizeof(double));
+	if (warm_mode) {
+		int t = n < WARM_THREADS ? n : WARM_THREADS;
+		struct client *wc = calloc((size_t)t, sizeof(*wc));
+		pthread_t *wt = calloc((size_t)t, sizeof(*wt));
+		for (int i = 0; i < t; i++) {
+			wc[i].id = i + 1;
+			if (pthread_create(&wt[i], NULL, warm_run, &wc[i]) != 0) {
+				fprintf(stderr, "pthread_create failed\n");
+				return 1;
+			}
+		}
+		for (int i = 0; i < t; i++)
+			pthread_join(wt[i], NULL);
+		if (atomic_load(&failed))
+			return 1;
+		printf("warm %d\n", atomic_load(&idling));
+		return 0;
+	}
 	struct client *cl = calloc((size_t)n, sizeof(*cl));
 	pthread_t *th = calloc((size_t)n, sizeof(*th));
 	pthread_attr_t attr;
@@ -257,8 +349,25 @@ int main(int argc, char **argv)
 	if (!idle_mode) {
 		long m = atomic_load(&n_lat) < MAX_LAT ? atomic_load(&n_lat) : MAX_LAT;
 		qsort(lat, (size_t)m, sizeof(double), cmp_d);
+		/* each client's rate over its own cycles (its login and LOGOUT left out), summed */
+		double rate = 0, span = 0;
+		for (int i = 0; i < n; i++) {
+			double d = cl[i].t_end - cl[i].t_begin;
+			if (d > 0)
+				rate += (double)cl[i].ops / d;
+			if (d > span)
+				span = d;
+		}
+		(void)el;
+		for (int i = 0; i < N_KINDS; i++) {
+			long cnt = atomic_load(&kind_count[i]);
+			if (cnt > 0)
+				fprintf(stderr, "cmd %-28s count %7ld mean_ms %8.3f max_ms %8.1f\n",
+					kind_name[i], cnt, (double)atomic_load(&kind_us[i]) / 1000.0 / (double)cnt,
+					(double)atomic_load(&kind_max_us[i]) / 1000.0);
+		}
 		printf("ops %ld seconds %.2f ops_per_s %.0f p50_ms %.3f p99_ms %.3f\n",
-		       atomic_load(&total_ops), el, (double)atomic_load(&total_ops) / el,
+		       atomic_load(&total_ops), span, rate,
 		       m ? lat[m / 2] : 0.0, m ? lat[(size_t)((double)m * 0.99)] : 0.0);
 	}
 	return 0;
