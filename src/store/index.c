@@ -489,6 +489,14 @@ int idx_mb_by_id(struct store *s, int64_t id, struct mbrow *r, char **error_r)
 	return mb_get(s, st, r, error_r);
 }
 
+int idx_mb_current(struct store_mailbox *mb, struct mbrow *r, char **error_r)
+{
+	int k = idx_mb_by_id(mb->s, mb->id, r, error_r);
+	if (k == 0)
+		store_set_error(error_r, "mailbox %s no longer exists", mb->name);
+	return k > 0 ? 0 : k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+}
+
 int idx_mb_insert(struct store *s, const char *name, const char *dir, int64_t *id_r,
 		  char **error_r)
 {

@@ -156,12 +156,9 @@ static int mb_counters(struct store_mailbox *mb, uint32_t *uidnext_r, uint64_t *
 		       char **error_r)
 {
 	struct mbrow r;
-	int k = idx_mb_by_id(mb->s, mb->id, &r, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
+	int k = idx_mb_current(mb, &r, error_r);
+	if (k < 0)
+		return k;
 	*uidnext_r = r.uidnext;
 	*modseq_r = r.highestmodseq;
 	mbrow_free(&r);
@@ -224,12 +221,10 @@ int store_mailbox_claim_recent(struct store_mailbox *mb, char **error_r)
 	if (r < 0)
 		return r;
 	struct mbrow row;
-	int k = idx_mb_by_id(s, mb->id, &row, error_r);
-	if (k <= 0) {
+	int k = idx_mb_current(mb, &row, error_r);
+	if (k < 0) {
 		db_rollback(s);
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+		return k;
 	}
 	uint32_t first = row.recent_uid, next = row.uidnext;
 	mbrow_free(&row);
@@ -267,12 +262,8 @@ int store_lock_exclusive(struct store_mailbox *mb, char **error_r)
 	if (mb->lock_fd >= 0)
 		return 0;
 	struct mbrow r;
-	int k = idx_mb_by_id(mb->s, mb->id, &r, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
+	if (idx_mb_current(mb, &r, error_r) < 0)
 		return -1;
-	}
 	char *path = store_path(mb->s, r.dir, STORE_LOCK_NAME);
 	mbrow_free(&r);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);

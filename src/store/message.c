@@ -201,12 +201,9 @@ static int msg_locate(struct store_mailbox *mb, uint32_t uid, int *fd_r, uint64_
 {
 	struct store *s = mb->s;
 	struct mbrow row;
-	int k = idx_mb_by_id(s, mb->id, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
+	int k = idx_mb_current(mb, &row, error_r);
+	if (k < 0)
+		return k;
 	sqlite3_stmt *st = db_st(s, ST_MSG_BY_UID);
 	sqlite3_bind_int64(st, 1, mb->id);
 	sqlite3_bind_int64(st, 2, uid);
@@ -532,11 +529,9 @@ int store_flags_update(struct store_mailbox *mb, const struct store_uid_range *r
 	int r = db_begin(s, false, error_r);
 	if (r < 0)
 		goto out;
-	int k = idx_mb_by_id(s, mb->id, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		r = k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	int k = idx_mb_current(mb, &row, error_r);
+	if (k < 0) {
+		r = k;
 		goto rollback;
 	}
 	if (msgrows_read(mb, rv, nr, &rows, &n) < 0)
@@ -631,11 +626,9 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 	int r = db_begin(s, true, error_r);
 	if (r < 0)
 		return r;
-	int k = idx_mb_by_id(s, mb->id, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		r = k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	int k = idx_mb_current(mb, &row, error_r);
+	if (k < 0) {
+		r = k;
 		goto rollback;
 	}
 	if (msgrows_read(mb, rv, nr, &rows, &n) < 0)
@@ -811,11 +804,9 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 		buf_free(&kws);
 		return k;
 	}
-	k = idx_mb_by_id(s, mb->id, &src, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		r = k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	k = idx_mb_current(mb, &src, error_r);
+	if (k < 0) {
+		r = k;
 		goto out;
 	}
 	rv = ranges_norm(ranges, n_ranges, &nr);

@@ -169,6 +169,10 @@ void db_set_error(struct store *s, char **error_r, const char *what);
 /* idx_mb_by_name, idx_mb_by_id - 1 found (*r filled: mbrow_free it), 0 not found, -1 */
 int idx_mb_by_name(struct store *s, const char *name, struct mbrow *r, char **error_r);
 int idx_mb_by_id(struct store *s, int64_t id, struct mbrow *r, char **error_r);
+/* idx_mb_current - the row of the opened mailbox mb: 0 (*r filled: mbrow_free it),
+ * STORE_NOTFOUND ("no longer exists": deleted or renamed away meanwhile) or STORE_ERROR */
+struct store_mailbox;
+int idx_mb_current(struct store_mailbox *mb, struct mbrow *r, char **error_r);
 void mbrow_free(struct mbrow *r);
 /* idx_mb_insert - a new mailbox row with a fresh UIDVALIDITY; inside a transaction */
 int idx_mb_insert(struct store *s, const char *name, const char *dir, int64_t *id_r,

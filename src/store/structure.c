@@ -81,12 +81,9 @@ int store_msg_structures(struct store_mailbox *mb, const uint32_t *uids, size_t 
 {
 	struct store *s = mb->s;
 	struct mbrow row;
-	int k = idx_mb_by_id(s, mb->id, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
+	int k = idx_mb_current(mb, &row, error_r);
+	if (k < 0)
+		return k;
 	struct mime_tree **trees = xcalloc(n + 1, sizeof(*trees));
 	bool *fresh = xcalloc(n + 1, sizeof(*fresh));	/* parsed now: to be cached */
 	size_t n_fresh = 0;

@@ -65,12 +65,9 @@ int store_mailbox_changes(struct store_mailbox *mb, uint64_t since_modseq, uint3
 	memset(ch, 0, sizeof(*ch));
 	/* the cheap path: the counters alone, one primary-key read outside a transaction */
 	struct mbrow row;
-	int k = idx_mb_by_id(s, mb->id, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		return k == 0 ? STORE_NOTFOUND : STORE_ERROR;
-	}
+	int k = idx_mb_current(mb, &row, error_r);
+	if (k < 0)
+		return k;
 	ch->highestmodseq = row.highestmodseq;
 	ch->uidnext = row.uidnext;
 	mbrow_free(&row);
@@ -89,11 +86,9 @@ int store_mailbox_changes(struct store_mailbox *mb, uint64_t since_modseq, uint3
 	buf_init(&arena, 0);
 	buf_putc(&arena, '\0');		/* offset 0: "" */
 	int r = STORE_ERROR;
-	k = idx_mb_by_id(s, mb->id, &row, error_r);
-	if (k <= 0) {
-		if (k == 0)
-			store_set_error(error_r, "mailbox %s no longer exists", mb->name);
-		r = k == 0 ? STORE_NOTFOUND : STORE_ERROR;
+	k = idx_mb_current(mb, &row, error_r);
+	if (k < 0) {
+		r = k;
 		goto fail;
 	}
 	ch->highestmodseq = row.highestmodseq;
