@@ -219,13 +219,10 @@ struct bs_ctx {
 
 static int write_part(struct bs_ctx *c, uint32_t idx);
 
-static int write_multipart(struct bs_ctx *c, const struct mime_part *p)
+/* write_multipart_tail - after a multipart's bodies: SP subtype [SP extension data] ")" */
+static int write_multipart_tail(struct bs_ctx *c, const struct mime_part *p)
 {
-	int r = buf_putc(c->out, '(');
-	for (uint32_t ch = p->first_child; ch != MIME_NO_PART && r == 0;
-	     ch = c->tree->parts[ch].next_sibling)
-		r |= write_part(c, ch);
-	r |= buf_putc(c->out, ' ');
+	int r = buf_putc(c->out, ' ');
 	r |= imap_write_nstring(c->out, p->subtype, c->utf8);
 	if (c->extended) {
 		r |= buf_putc(c->out, ' ');
@@ -234,6 +231,16 @@ static int write_multipart(struct bs_ctx *c, const struct mime_part *p)
 		r |= write_dsp_lang_loc(c->out, p, c->utf8);
 	}
 	r |= buf_putc(c->out, ')');
+	return r < 0 ? -1 : 0;
+}
+
+static int write_multipart(struct bs_ctx *c, const struct mime_part *p)
+{
+	int r = buf_putc(c->out, '(');
+	for (uint32_t ch = p->first_child; ch != MIME_NO_PART && r == 0;
+	     ch = c->tree->parts[ch].next_sibling)
+		r |= write_part(c, ch);
+	r |= write_multipart_tail(c, p);
 	return r < 0 ? -1 : 0;
 }
 
@@ -256,15 +263,8 @@ static int write_empty_multipart(struct bs_ctx *c, const struct mime_part *p)
 	int r = buf_puts(c->out, "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0");
 	if (c->extended)
 		r |= buf_puts(c->out, " NIL NIL NIL NIL");
-	r |= buf_puts(c->out, ") ");
-	r |= imap_write_nstring(c->out, p->subtype, c->utf8);
-	if (c->extended) {
-		r |= buf_putc(c->out, ' ');
-		r |= write_params(c->out, p->params, p->nparams, c->utf8);
-		r |= buf_putc(c->out, ' ');
-		r |= write_dsp_lang_loc(c->out, p, c->utf8);
-	}
 	r |= buf_putc(c->out, ')');
+	r |= write_multipart_tail(c, p);
 	return r < 0 ? -1 : 0;
 }
 

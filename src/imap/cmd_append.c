@@ -72,14 +72,20 @@ static int append_opts(const struct imap_arg *args, size_t n, uint32_t *flags_r,
 	return 0;
 }
 
-static void reply_appended(struct imap_session *s, const char *tag, uint32_t uidvalidity,
-			   uint32_t uid)
+/* append_result - the store's answer as the tagged reply. A message appended to the
+ * selected mailbox is announced (EXISTS) before it (RFC 9051 §6.3.12): imap_reply syncs the
+ * view before any command's tagged reply. */
+static void append_result(struct imap_session *s, const struct imap_req *r, int rc, char *err,
+			  uint32_t uidvalidity, uint32_t uid)
 {
-	/* RFC 9051 §6.3.12: a message appended to the selected mailbox is announced (EXISTS)
-	 * at once, before the command completes */
-	if (session_state(s->ss) == IMAP_S_SELECTED)
-		imap_view_sync(s, true);
-	imap_reply(s, "%s OK [APPENDUID %u %u] APPEND completed", tag, uidvalidity, uid);
+	if (rc == STORE_NOTFOUND) {
+		free(err);
+		imap_reply(s, "%s NO [TRYCREATE] No such mailbox", r->tag);
+	} else if (rc < 0) {
+		imap_store_error(s, r, rc, err);
+	} else {
+		imap_reply(s, "%s OK [APPENDUID %u %u] APPEND completed", r->tag, uidvalidity, uid);
+	}
 }
 
 void imap_cmd_append(void *ctx, const void *req)
@@ -111,14 +117,7 @@ void imap_cmd_append(void *ctx, const void *req)
 		int rc = store_append_finish(&job->ap, job->flags, job->keywords, job->date,
 					     &uidvalidity, &uid, &err);
 		imap_append_free(&job);
-		if (rc == STORE_NOTFOUND) {
-			free(err);
-			imap_reply(s, "%s NO [TRYCREATE] No such mailbox", r->tag);
-		} else if (rc < 0) {
-			imap_store_error(s, r, rc, err);
-		} else {
-			reply_appended(s, r->tag, uidvalidity, uid);
-		}
+		append_result(s, r, rc, err, uidvalidity, uid);
 		return;
 	}
 	imap_append_free(&job);
@@ -144,14 +143,7 @@ void imap_cmd_append(void *ctx, const void *req)
 		char *err = NULL;
 		int rc = store_append(s->store, name, msg->str, msg->len, flags, keywords, date,
 				      &uidvalidity, &uid, &err);
-		if (rc == STORE_NOTFOUND) {
-			free(err);
-			imap_reply(s, "%s NO [TRYCREATE] No such mailbox", r->tag);
-		} else if (rc < 0) {
-			imap_store_error(s, r, rc, err);
-		} else {
-			reply_appended(s, r->tag, uidvalidity, uid);
-		}
+		append_result(s, r, rc, err, uidvalidity, uid);
 	}
 	free(keywords);
 	free(name);

@@ -338,25 +338,6 @@ static void usw_end(struct uid_set_writer *w)
 	w->open = false;
 }
 
-static bool in_seqset(const struct imap_seqset *ss, uint32_t uid, uint32_t star)
-{
-	for (size_t i = 0; i < ss->n; i++) {
-		uint32_t a = ss->ranges[i].first, b = ss->ranges[i].last;
-		if (a == IMAP_SEQ_STAR)
-			a = star;
-		if (b == IMAP_SEQ_STAR)
-			b = star;
-		if (a > b) {
-			uint32_t t = a;
-			a = b;
-			b = t;
-		}
-		if (uid >= a && uid <= b)
-			return true;
-	}
-	return false;
-}
-
 /* send_vanished - "* VANISHED (EARLIER) uids": the UIDs of set expunged since modseq */
 static int send_vanished(struct imap_session *s, const char *set, uint64_t since, char **err)
 {
@@ -380,7 +361,7 @@ static int send_vanished(struct imap_session *s, const char *set, uint64_t since
 	uint32_t star = ch.uidnext > 1 ? ch.uidnext - 1 : 1;
 	if (r > 0 && !ch.too_old) {
 		for (size_t i = 0; i < ch.n_expunged; i++)
-			if (in_seqset(&ss, ch.expunged[i], star))
+			if (imap_seqset_contains(&ss, ch.expunged[i], star))
 				usw_add(&w, ch.expunged[i]);
 	} else if (r > 0) {
 		/* records pruned: every UID of the set below UIDNEXT that is not there */
@@ -391,7 +372,7 @@ static int send_vanished(struct imap_session *s, const char *set, uint64_t since
 			for (uint32_t u = 1; u < ch.uidnext && u != 0; u++) {
 				while (k < n_all && all[k] < u)
 					k++;
-				if ((k == n_all || all[k] != u) && in_seqset(&ss, u, star))
+				if ((k == n_all || all[k] != u) && imap_seqset_contains(&ss, u, star))
 					usw_add(&w, u);
 			}
 		} else {
@@ -486,16 +467,8 @@ void imap_cmd_fetch(void *ctx, const void *req)
 	/* the messages of the set (those changed since, with CHANGEDSINCE), copied: the
 	 * store's snapshot lives only until the next call on the mailbox */
 	if (n > 0) {
-		struct store_uid_range *ranges = xcalloc(n, sizeof(*ranges));
-		size_t nr = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (nr > 0 && ranges[nr - 1].last + 1 == uids[i]) {
-				ranges[nr - 1].last = uids[i];
-				continue;
-			}
-			ranges[nr].first = ranges[nr].last = uids[i];
-			nr++;
-		}
+		size_t nr;
+		struct store_uid_range *ranges = imap_uid_ranges(uids, n, &nr);
 		const struct store_msg *msgs;
 		size_t n_msgs;
 		int rc = store_mailbox_messages_in(s->view.mb, ranges, nr, changedsince, &msgs,

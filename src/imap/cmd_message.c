@@ -9,23 +9,6 @@
 #include "lib/strnum.h"
 #include "lib/xmalloc.h"
 
-/* to_ranges - ascending UIDs as ranges of consecutive values (caller frees) */
-static struct store_uid_range *to_ranges(const uint32_t *uids, size_t n, size_t *n_r)
-{
-	struct store_uid_range *r = xcalloc(n ? n : 1, sizeof(*r));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k > 0 && r[k - 1].last + 1 == uids[i]) {
-			r[k - 1].last = uids[i];
-			continue;
-		}
-		r[k].first = r[k].last = uids[i];
-		k++;
-	}
-	*n_r = k;
-	return r;
-}
-
 /* set_arg - argument 0 as the view's UIDs; false (BAD sent) when malformed */
 static bool set_arg(struct imap_session *s, const struct imap_req *r, uint32_t **uids_r,
 		    size_t *n_r)
@@ -158,7 +141,7 @@ void imap_cmd_store(void *ctx, const void *req)
 		return;
 	}
 	size_t nr;
-	struct store_uid_range *ranges = to_ranges(uids, n, &nr);
+	struct store_uid_range *ranges = imap_uid_ranges(uids, n, &nr);
 	struct store_ctx c = { .s = s, .silent = silent, .uid = r->uid };
 	buf_init(&c.modified, 0);
 	char *err = NULL;
@@ -208,7 +191,7 @@ static void copy_or_move(struct imap_session *s, const struct imap_req *r, bool 
 		return;
 	}
 	size_t nr;
-	struct store_uid_range *ranges = to_ranges(uids, n, &nr);
+	struct store_uid_range *ranges = imap_uid_ranges(uids, n, &nr);
 	struct store_copy_result res;
 	char *err = NULL;
 	int rc = store_copy(s->view.mb, ranges, nr, dest, move, &res, &err);
@@ -278,7 +261,7 @@ static int expunge_deleted(struct imap_session *s, const uint32_t *uids, size_t 
 {
 	struct expunged e = { 0 };
 	size_t nr = 0;
-	struct store_uid_range *ranges = all ? NULL : to_ranges(uids, n, &nr);
+	struct store_uid_range *ranges = all ? NULL : imap_uid_ranges(uids, n, &nr);
 	int rc = 0;
 	if (all || nr > 0)
 		rc = store_expunge_deleted(s->view.mb, ranges, nr, expunge_cb, &e, err);

@@ -130,6 +130,8 @@ int imap_view_set(struct imap_session *s, const char *set, bool uid, uint32_t **
 void imap_view_remove(struct imap_session *s, const uint32_t *uids, size_t n);
 /* imap_uid_set_out - ascending numbers as a compact set "1:3,7" (COPYUID, ESEARCH, VANISHED) */
 void imap_uid_set_out(buf *b, const uint32_t *v, size_t n);
+/* imap_uid_ranges - ascending UIDs as store ranges of consecutive values (caller frees) */
+struct store_uid_range *imap_uid_ranges(const uint32_t *uids, size_t n, size_t *n_r);
 /* imap_view_seq - the sequence number of uid, 0 when not in the view */
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
 /* imap_view_own - remember a change this session reports itself */

@@ -765,6 +765,17 @@ bad:
 	return -1;
 }
 
+bool imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		uint32_t a = set->ranges[i].first == IMAP_SEQ_STAR ? star : set->ranges[i].first;
+		uint32_t b = set->ranges[i].last == IMAP_SEQ_STAR ? star : set->ranges[i].last;
+		if ((v >= a && v <= b) || (v >= b && v <= a))
+			return true;
+	}
+	return false;
+}
+
 void imap_seqset_free(struct imap_seqset *set)
 {
 	free(set->ranges);

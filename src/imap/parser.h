@@ -147,5 +147,7 @@ struct imap_seqset {
 int imap_seqset_parse(const char *s, size_t max_ranges, struct imap_seqset *set,
 		      const char **error_r);
 void imap_seqset_free(struct imap_seqset *set);
+/* imap_seqset_contains - is v in set, "*" standing for star (a range's ends in any order)? */
+bool imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star);
 
 #endif

@@ -426,22 +426,6 @@ struct match_ctx {
 	buf htext;			/* folded, decoded text of the whole header */
 };
 
-static bool in_set(const struct imap_seqset *set, uint32_t v, uint32_t star)
-{
-	for (size_t i = 0; i < set->n; i++) {
-		uint32_t a = set->ranges[i].first == IMAP_SEQ_STAR ? star : set->ranges[i].first;
-		uint32_t b = set->ranges[i].last == IMAP_SEQ_STAR ? star : set->ranges[i].last;
-		if (a > b) {
-			uint32_t t = a;
-			a = b;
-			b = t;
-		}
-		if (v >= a && v <= b)
-			return true;
-	}
-	return false;
-}
-
 static bool in_saved(const struct imap_search_ctx *ctx, uint32_t uid)
 {
 	size_t lo = 0, hi = ctx->n_saved;
@@ -641,11 +625,11 @@ static bool match(struct match_ctx *mc, const struct imap_search_key *k)
 	case IMAP_SK_SEQSET:
 		if (k->set.saved)
 			return in_saved(mc->ctx, m->uid);
-		return in_set(&k->set, m->seq, mc->ctx->max_seq);
+		return imap_seqset_contains(&k->set, m->seq, mc->ctx->max_seq);
 	case IMAP_SK_UIDSET:
 		if (k->set.saved)
 			return in_saved(mc->ctx, m->uid);
-		return in_set(&k->set, m->uid, mc->ctx->max_uid);
+		return imap_seqset_contains(&k->set, m->uid, mc->ctx->max_uid);
 	case IMAP_SK_LARGER:
 		return m->size > k->num;
 	case IMAP_SK_SMALLER:

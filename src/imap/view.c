@@ -91,6 +91,22 @@ void imap_uid_set_out(buf *b, const uint32_t *v, size_t n)
 	}
 }
 
+struct store_uid_range *imap_uid_ranges(const uint32_t *uids, size_t n, size_t *n_r)
+{
+	struct store_uid_range *r = xcalloc(n ? n : 1, sizeof(*r));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && r[k - 1].last + 1 == uids[i]) {
+			r[k - 1].last = uids[i];
+			continue;
+		}
+		r[k].first = r[k].last = uids[i];
+		k++;
+	}
+	*n_r = k;
+	return r;
+}
+
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid)
 {
 	size_t lo = 0, hi = v->n;
