@@ -179,16 +179,42 @@ static void notify_ready(evutil_socket_t fd, short what, void *arg)
 		log_warn("store notifier");
 }
 
+/* idle_wake - an idling session needs its store again (a change to report, DONE): false
+ * when it cannot have it, and the session is closing */
+static bool idle_wake(struct imap_session *s)
+{
+	char *err = NULL;
+	if (store_wake(s->store, &err) == 0)
+		return true;
+	log_warnx("%s: wake: %s", session_id(s->ss), err ? err : "?");
+	free(err);
+	session_close(s->ss, "* BYE [UNAVAILABLE] Cannot reopen your mailbox; try again later");
+	return false;
+}
+
+/* idle_sleep - an idling session holds only what it needs to notice a change: the view's
+ * UIDs and counters, its watch; the store's connection and snapshots go (store_sleep) */
+static void idle_sleep(struct imap_session *s)
+{
+	if (s->idling && !session_is_closing(s->ss))
+		store_sleep(s->store);
+}
+
 static void notify_cb(void *ctx, struct store_watch *w)
 {
 	struct imap_server *srv = ctx;
-	struct imap_session *s;
-	LIST_FOREACH(s, &srv->imap_sessions, link)
-	{
+	struct imap_session *s, *next;
+	/* a failed wake closes the session, which may leave the list: hence _SAFE-style */
+	for (s = LIST_FIRST(&srv->imap_sessions); s != NULL; s = next) {
+		next = LIST_NEXT(s, link);
 		if (s->watch != w || session_is_closing(s->ss))
 			continue;
-		if (s->idling && session_state(s->ss) == IMAP_S_SELECTED)
+		if (s->idling && session_state(s->ss) == IMAP_S_SELECTED) {
+			if (!idle_wake(s))
+				continue;
 			imap_view_sync(s, true);
+			idle_sleep(s);
+		}
 	}
 }
 
@@ -435,6 +461,7 @@ static void cmd_idle(void *ctx, const void *a)
 	imap_reply(s, "+ idling");
 	if (session_state(s->ss) == IMAP_S_SELECTED)
 		imap_view_sync(s, true);
+	idle_sleep(s);
 }
 
 static void cmd_check(void *ctx, const void *a)
@@ -580,6 +607,8 @@ static bool idle_input(struct imap_session *s)
 	bool done = strcasecmp(line, "DONE") == 0;
 	free(line);
 	s->idling = false;
+	if (!idle_wake(s))
+		return false;
 	if (done) {
 		imap_reply(s, "%s OK IDLE terminated", s->idle_tag);
 	} else {

@@ -151,9 +151,19 @@ void db_set_error(struct store *s, char **error_r, const char *what)
 			s->db ? sqlite3_errmsg(s->db) : "not open");
 }
 
+/* Statements are prepared at their first use, not at open: a session uses a handful of the
+ * fifty, and each prepared statement costs a few kB for as long as the connection lives. */
 sqlite3_stmt *db_st(struct store *s, enum stmt id)
 {
 	sqlite3_stmt *st = s->st[id];
+	if (st == NULL) {
+		/* NULL on failure: binding and stepping it fail with SQLITE_MISUSE, and
+		 * sqlite3_errmsg still tells why the prepare failed */
+		if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+				       &s->st[id], NULL) != SQLITE_OK)
+			log_warnx("store: prepare %s: %s", stmt_sql[id], sqlite3_errmsg(s->db));
+		return s->st[id];
+	}
 	sqlite3_reset(st);
 	return st;
 }
@@ -300,7 +310,7 @@ static int db_schema(struct store *s, char **error_r)
 /* ---- connections: one per account per process ------------------------------------------ */
 
 /* Every handle on an account in one process shares one SQLite connection and its prepared
- * statements (about 50): a worker with a thousand sessions on a few hundred accounts keeps a
+ * statements (about 50, prepared as first used): a worker with a thousand sessions on a few hundred accounts keeps a
  * few hundred connections, not a thousand. Sharing is safe because a worker is single-threaded
  * and every store call finishes its transaction before it returns: no transaction, and no
  * statement mid-step, is ever left open between calls. A connection never crosses fork: a
@@ -394,13 +404,6 @@ int db_open(struct store *s, char **error_r)
 	}
 	if (db_schema(s, error_r) < 0)
 		return -1;
-	for (int i = 0; i < ST__COUNT; i++) {
-		if (sqlite3_prepare_v3(d->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i],
-				       NULL) != SQLITE_OK) {
-			db_set_error(s, error_r, stmt_sql[i]);
-			return -1;
-		}
-	}
 	d->next = db_list;
 	db_list = d;
 	d->listed = true;

@@ -90,6 +90,35 @@ void store_close(struct store **sp)
 	*sp = NULL;
 }
 
+void store_sleep(struct store *s)
+{
+	if (s->asleep)
+		return;
+	for (struct store_mailbox *mb = s->mailboxes; mb != NULL; mb = mb->next) {
+		free(mb->msgs);
+		free(mb->kw_arena);
+		free(mb->uids);
+		mb->msgs = NULL;
+		mb->kw_arena = NULL;
+		mb->uids = NULL;
+		mb->n_msgs = mb->n_uids = 0;
+	}
+	db_close(s);
+	s->asleep = true;
+}
+
+int store_wake(struct store *s, char **error_r)
+{
+	if (!s->asleep)
+		return 0;
+	if (db_open(s, error_r) < 0) {
+		db_close(s);	/* a half-open connection: the next wake tries again */
+		return -1;
+	}
+	s->asleep = false;
+	return 0;
+}
+
 /* ---- opened mailboxes -------------------------------------------------------------------- */
 
 int store_mailbox_open(struct store *s, const char *name, struct store_mailbox **mb_r,
@@ -120,6 +149,8 @@ int store_mailbox_open(struct store *s, const char *name, struct store_mailbox *
 		return STORE_ERROR;
 	}
 	s->open_mailboxes++;
+	mb->next = s->mailboxes;
+	s->mailboxes = mb;
 	*mb_r = mb;
 	return 0;
 }
@@ -132,6 +163,12 @@ void store_mailbox_close(struct store_mailbox **mbp)
 	if (mb->lock_fd >= 0)
 		close(mb->lock_fd);	/* releases the flock */
 	mb->s->open_mailboxes--;
+	for (struct store_mailbox **pp = &mb->s->mailboxes; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == mb) {
+			*pp = mb->next;
+			break;
+		}
+	}
 	free(mb->name);
 	free(mb->recent);
 	free(mb->msgs);

@@ -137,6 +137,15 @@ int store_open(const char *data_dir, const char *address, struct store **store_r
  * connection); every mailbox opened through it must have been closed before. Sets *store to
  * NULL. */
 void store_close(struct store **store);
+/* store_sleep - an idle handle lets go of what it can rebuild: its share of the account's
+ * SQLite connection (closed when no other handle in the process uses it: the connection,
+ * its page cache and prepared statements are most of what an idle IMAP session would
+ * otherwise hold) and the snapshots of its open mailboxes. Only between calls, never inside
+ * a transaction. Every other store call on the handle (and its mailboxes) must be preceded by
+ * store_wake; store_close and store_mailbox_close are fine while asleep. */
+void store_sleep(struct store *s);
+/* store_wake - reattach a sleeping handle (a no-op when awake): 0, or -1 with *error_r */
+int store_wake(struct store *s, char **error_r);
 
 /* store_mailbox_open - open a mailbox ("INBOX" any case, or a folder name): first picks up
  * files that appeared in new/ (or cur/) without an index row, assigning UIDs (in file name

@@ -57,10 +57,13 @@ struct store {
 	store_change_fn *hook;
 	void *hook_ctx;
 	unsigned open_mailboxes;
+	struct store_mailbox *mailboxes;	/* those open, for store_sleep */
+	bool asleep;			/* store_sleep: conn let go until store_wake */
 };
 
 struct store_mailbox {
 	struct store *s;
+	struct store_mailbox *next;	/* s->mailboxes */
 	int64_t id;
 	char *name;
 	uint32_t uidvalidity;

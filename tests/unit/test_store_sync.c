@@ -938,6 +938,61 @@ static void test_handles_share_connection(void)
 	teardown();
 }
 
+/* store_sleep lets go of the account's connection once no awake handle uses it, and of the
+ * snapshots; store_wake takes it back and the handle and its open mailbox carry on: changes
+ * made while it slept are reported by the next sync as if it had been awake */
+static void test_sleep_wake(void)
+{
+	setup();
+	CHECK(deliver() == 0);
+	CHECK(deliver() == 0);
+	store_deliver_cache_close();
+	int base = index_db_fds();
+	struct store *a = open_store(), *b = open_store();
+	struct store_mailbox *ma = open_mb(a, "INBOX"), *mb = open_mb(b, "INBOX");
+	struct view v;
+	view_init(mb, &v);
+	CHECK(index_db_fds() == base + 1);
+	store_sleep(b);
+	store_sleep(b);			/* twice is fine */
+	CHECK(index_db_fds() == base + 1);	/* a still uses it */
+	/* changes while b sleeps: a flag through a, a delivery, an expunge */
+	struct store_uid_range r = { 1, 1 };
+	CHECK(store_flags_update(ma, &r, 1, STORE_FLAGS_ADD, STORE_F_FLAGGED, NULL, 0, NULL, NULL,
+				 NULL) == 0);
+	CHECK(deliver() == 0);
+	store_deliver_cache_close();
+	uint32_t two = 2;
+	CHECK(store_expunge(ma, &two, 1, NULL) == 0);
+	store_sleep(a);
+	CHECK(index_db_fds() == base);		/* nobody awake: closed */
+	char *err = NULL;
+	CHECK(store_wake(b, &err) == 0 && err == NULL);
+	CHECK(store_wake(b, &err) == 0);	/* awake already: nothing */
+	CHECK(index_db_fds() == base + 1);
+	struct store_changes ch;
+	CHECK(sync_view(mb, &v, &ch) == 1);
+	CHECK(ch.n_added == 1 && ch.added[0].uid == 3);
+	CHECK(ch.n_changed == 1 && ch.changed[0].uid == 1 &&
+	      (ch.changed[0].flags & STORE_F_FLAGGED));
+	CHECK(ch.n_expunged == 1 && ch.expunged[0] == 2);
+	store_changes_free(&ch);
+	const struct store_msg *msgs;
+	size_t n;
+	CHECK(store_mailbox_messages(mb, &msgs, &n, &err) == 0 && n == 2);
+	/* asleep with an open mailbox: closing both is fine without waking */
+	store_sleep(b);
+	CHECK(index_db_fds() == base);
+	store_mailbox_close(&mb);
+	store_close(&b);
+	CHECK(store_wake(a, &err) == 0);
+	CHECK(store_mailbox_messages(ma, &msgs, &n, &err) == 0 && n == 2 && msgs[1].uid == 3);
+	store_mailbox_close(&ma);
+	store_close(&a);
+	CHECK(index_db_fds() == base);
+	teardown();
+}
+
 /* a worker's short busy timeout: a writer blocked by another process's transaction gets
  * STORE_ERROR ("try again") after about the timeout, not 10 s later */
 static void test_busy_timeout(void)
@@ -1246,6 +1301,6 @@ static void test_structure_cost_at_delivery(void)
 TEST_MAIN(TEST(test_changes_basic), TEST(test_changes_own), TEST(test_changes_too_old),
 	  TEST(test_changes_move_delete), TEST(test_schema_v1_migrates), TEST(test_notifier_local),
 	  TEST(test_two_processes_sync), TEST(test_three_processes_sync),
-	  TEST(test_wakeup_latency), TEST(test_handles_share_connection),
+	  TEST(test_wakeup_latency), TEST(test_handles_share_connection), TEST(test_sleep_wake),
 	  TEST(test_busy_timeout), TEST(test_write_transactions), TEST(test_structures),
 	  TEST(test_structure_cost_at_delivery))
