@@ -239,3 +239,45 @@ def test_client_conf_defaults(srv, tmp_path):
                        input=b"hi\n", capture_output=True, env=env, timeout=th.CLI_TIMEOUT)
     assert r.returncode == 0, r.stderr.decode()
     srv.wait_message(BOB, tok)
+
+
+def run_mutt(maildir, muttrc, keys):
+    """mutt on a pty (it needs a terminal), keys pushed, then it quits."""
+    cmd = f"mutt -n -F {muttrc} -f {maildir} -e 'push \"{keys}<quit>\"'"
+    env = dict(os.environ, LANG="C.UTF-8", TERM="xterm")
+    subprocess.run(["script", "-qec", cmd, "/dev/null"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, env=env, timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("mutt") is None or shutil.which("script") is None,
+                    reason="mutt or script(1) not installed")
+def test_mutt_reads_what_tern_sends(srv, tmp_path):
+    tok = th.token()
+    subject = f"Réunion — naïve café ☕ {tok}"
+    att = tmp_path / "données été.bin"
+    blob = os.urandom(50000)
+    att.write_bytes(blob)
+    r = send(srv, tmp_path, ["--from", f"Alice Lidéll <{ALICE}>", "--to", BOB,
+                             "--subject", subject, "--attach", str(att)],
+             body=f"Grüße {tok}\n")
+    assert r.returncode == 0, r.stderr.decode()
+    delivered = srv.wait_message(BOB, tok)[0]
+    md = tmp_path / "md"
+    for sub in ("new", "cur", "tmp"):
+        (md / sub).mkdir(parents=True)
+    shutil.copy(delivered, md / "new" / "1.tern")
+    muttrc = tmp_path / "muttrc"
+    muttrc.write_text(f"set mbox_type=Maildir\nset folder={md}\nset spoolfile={md}\n"
+                      "set pipe_decode=yes\nset wait_key=no\nset charset=utf-8\n"
+                      "set weed=no\nset move=no\n", encoding="utf-8")
+    out = tmp_path / "piped.txt"
+    run_mutt(md, muttrc, f"<pipe-message>cat > {out}<enter>")
+    shown = out.read_text("utf-8")
+    unfolded = shown.split("\n\n", 1)[0].replace("\n ", " ")
+    assert f"Subject: {subject}" in unfolded, shown[:800]
+    assert f"From: Alice Lidéll <{ALICE}>" in unfolded, shown[:800]
+    assert f"Grüße {tok}" in shown
+    saved = tmp_path / "saved.bin"
+    run_mutt(md, muttrc, f"<view-attachments><last-entry><save-entry><kill-line>{saved}<enter>"
+                         "<exit>")
+    assert saved.read_bytes() == blob
