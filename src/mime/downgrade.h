@@ -14,7 +14,7 @@
 int mime_downgrade_7bit(const char *data, size_t len, int out_fd);
 
 /* mime_qp_encode / mime_base64_encode_lines - the encoders (CRLF line ends, lines of at
- * most 76 characters); exposed for tests. Append to out. */
+ * most 76 characters); also used by mime/compose. Append to out. */
 void mime_qp_encode(const char *in, size_t len, buf *out);
 void mime_base64_encode_lines(const char *in, size_t len, buf *out);
 

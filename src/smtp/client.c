@@ -13,9 +13,12 @@
 #include <strings.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/base64.h"
 #include "lib/buf.h"
 #include "lib/linereader.h"
 #include "lib/log.h"
@@ -37,6 +40,7 @@ enum client_state {
 	CS_HELO,
 	CS_STARTTLS,
 	CS_HANDSHAKE,
+	CS_AUTH,	/* AUTH sent: waiting for 334 or 235 */
 	CS_READY,	/* idle and usable */
 	CS_TXN,		/* a transaction waits for replies */
 	CS_BODY,	/* sending the message */
@@ -46,7 +50,7 @@ enum client_state {
 };
 
 static const char *const state_names[] = { "connecting", "greeting", "ehlo", "helo",
-					   "starttls", "handshake", "ready", "txn", "body",
+					   "starttls", "handshake", "auth", "ready", "txn", "body",
 					   "quit", "failed", "freeing" };
 
 /* What a pipelined command waits for. */
@@ -63,7 +67,9 @@ struct smtp_client {
 	enum client_state state;
 	char *helo_name, *server_name, *id;
 	SSL_CTX *tls_ctx;
-	bool require_tls;
+	bool require_tls, implicit_tls, tls_verify;
+	char *auth_user, *auth_password;
+	enum { AUTH_PLAIN_SENT, AUTH_LOGIN_START, AUTH_LOGIN_USER, AUTH_LOGIN_PASS } auth_step;
 	struct smtp_client_timeouts to;
 	size_t max_line;
 
@@ -91,7 +97,7 @@ struct smtp_client {
 	void *send_ctx;
 	struct cmd *cmds;
 	size_t n_cmds, next_send, next_reply;
-	bool pipelining;
+	bool pipelining, all_or_nothing;
 	bool *accepted;
 	bool mail_failed;
 	bool deferred_finish;		/* a local refusal: report from the event loop */
@@ -103,6 +109,7 @@ struct smtp_client {
 };
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
+static void start_auth(struct smtp_client *c);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void txn_pump(struct smtp_client *c);
@@ -114,7 +121,7 @@ const char *smtp_client_stage_name(enum smtp_client_stage stage)
 {
 	static const char *const names[] = { "connect", "greeting", "EHLO", "STARTTLS",
 					     "precheck", "RSET", "MAIL FROM", "RCPT TO",
-					     "DATA", "message body", "end of data" };
+					     "DATA", "message body", "end of data", "AUTH" };
 	return (size_t)stage < sizeof(names) / sizeof(names[0]) ? names[stage] : "?";
 }
 
@@ -226,6 +233,18 @@ static void free_later(struct smtp_client *c)
 	event_active(c->kick, 0, 0);
 }
 
+/* wipe_secrets - the credentials are needed no more: overwrite and free them */
+static void wipe_secrets(struct smtp_client *c)
+{
+	if (c->auth_password != NULL) {
+		explicit_bzero(c->auth_password, strlen(c->auth_password));
+		free(c->auth_password);
+		c->auth_password = NULL;
+	}
+	free(c->auth_user);
+	c->auth_user = NULL;
+}
+
 /* client_destroy - release everything (only from kick_cb) */
 static void client_destroy(struct smtp_client *c)
 {
@@ -242,6 +261,7 @@ static void client_destroy(struct smtp_client *c)
 	buf_free(&c->line);
 	free(c->helo_name);
 	free(c->server_name);
+	wipe_secrets(c);
 	free(c->id);
 	free(c);
 }
@@ -329,6 +349,21 @@ static void parse_ehlo(struct smtp_client *c, const struct smtp_reply *rep)
 			c->ext.enhancedstatuscodes = true;
 		} else if (IS("STARTTLS")) {
 			c->ext.starttls = true;
+		} else if (IS("AUTH")) {
+			/* "AUTH PLAIN LOGIN ...": the mechanisms we know */
+			const char *m = kw + kwlen, *end = kw + len;
+			while (m < end) {
+				while (m < end && *m == ' ')
+					m++;
+				size_t ml = 0;
+				while (m + ml < end && m[ml] != ' ')
+					ml++;
+				if (ml == 5 && !strncasecmp(m, "PLAIN", 5))
+					c->ext.auth_plain = true;
+				else if (ml == 5 && !strncasecmp(m, "LOGIN", 5))
+					c->ext.auth_login = true;
+				m += ml;
+			}
 		} else if (IS("SIZE")) {
 			uint64_t n = 0;
 			c->ext.size = true;
@@ -344,7 +379,87 @@ static void parse_ehlo(struct smtp_client *c, const struct smtp_reply *rep)
 	}
 }
 
-/* after_ehlo - EHLO/HELO accepted: STARTTLS, or done */
+/* send_secret - a line with credentials: logged without them */
+static void send_secret(struct smtp_client *c, const char *line, const char *shown)
+{
+	bufferevent_write(c->bev, line, strlen(line));
+	log_debug("smtp client %s: > %s", c->id, shown);
+}
+
+/* send_b64_secret - one AUTH line: prefix + base64(data) + CRLF, logged as prefix + "***" */
+static void send_b64_secret(struct smtp_client *c, const char *prefix, const void *data,
+			    size_t len)
+{
+	buf b;
+	buf_init(&b, 0);
+	buf_puts(&b, prefix);
+	base64_encode(data, len, &b);
+	buf_puts(&b, "\r\n");
+	char shown[64];
+	snprintf(shown, sizeof(shown), "%s***", prefix);
+	send_secret(c, buf_cstr(&b), shown);
+	explicit_bzero(b.data, b.len);
+	buf_free(&b);
+}
+
+/* start_auth - AUTH PLAIN (initial response) or LOGIN; never on a clear connection */
+static void start_auth(struct smtp_client *c)
+{
+	if (!c->tls) {
+		setup_fail(c, SMTP_CLIENT_STAGE_AUTH, SMTP_CLIENT_PERMFAIL, NULL, "5.7.11",
+			   "refusing to send a password over an unencrypted connection", true);
+		return;
+	}
+	set_state(c, CS_AUTH);
+	if (c->ext.auth_plain) {
+		size_t ul = strlen(c->auth_user), pl = strlen(c->auth_password);
+		char *msg = xmalloc(ul + pl + 2);
+		msg[0] = '\0';
+		memcpy(msg + 1, c->auth_user, ul);
+		msg[1 + ul] = '\0';
+		memcpy(msg + 2 + ul, c->auth_password, pl);
+		send_b64_secret(c, "AUTH PLAIN ", msg, ul + pl + 2);
+		explicit_bzero(msg, ul + pl + 2);
+		free(msg);
+		c->auth_step = AUTH_PLAIN_SENT;
+	} else if (c->ext.auth_login) {
+		send_line(c, "AUTH LOGIN\r\n");
+		c->auth_step = AUTH_LOGIN_START;
+	} else {
+		setup_fail(c, SMTP_CLIENT_STAGE_AUTH, SMTP_CLIENT_PERMFAIL, NULL, "5.7.4",
+			   c->ext.esmtp ? "the server offers neither AUTH PLAIN nor AUTH LOGIN"
+					: "the server does not support ESMTP (no AUTH)", true);
+		return;
+	}
+	timer_arm(c, c->to.ehlo);
+}
+
+/* auth_reply - a reply during AUTH: 334 asks for the next LOGIN step, 235 is success */
+static void auth_reply(struct smtp_client *c, const struct smtp_reply *rep)
+{
+	if (rep->code == 235) {
+		wipe_secrets(c);
+		setup_done(c);
+		return;
+	}
+	if (rep->code == 334 && c->auth_step == AUTH_LOGIN_START) {
+		send_b64_secret(c, "", c->auth_user, strlen(c->auth_user));
+		c->auth_step = AUTH_LOGIN_USER;
+		timer_arm(c, c->to.ehlo);
+		return;
+	}
+	if (rep->code == 334 && c->auth_step == AUTH_LOGIN_USER) {
+		send_b64_secret(c, "", c->auth_password, strlen(c->auth_password));
+		c->auth_step = AUTH_LOGIN_PASS;
+		timer_arm(c, c->to.ehlo);
+		return;
+	}
+	int cls = rep->code / 100;
+	setup_fail(c, SMTP_CLIENT_STAGE_AUTH, cls == 3 ? SMTP_CLIENT_TEMPFAIL : status_of(rep->code),
+		   rep, NULL, NULL, cls != 3 && rep->code != 421);
+}
+
+/* after_ehlo - EHLO/HELO accepted: STARTTLS, AUTH, or done */
 static void after_ehlo(struct smtp_client *c)
 {
 	if (!c->tls && c->tls_ctx != NULL && c->ext.starttls) {
@@ -358,7 +473,68 @@ static void after_ehlo(struct smtp_client *c)
 			   "TLS is required, but the server does not offer STARTTLS", true);
 		return;
 	}
+	if (c->auth_user != NULL) {
+		start_auth(c);
+		return;
+	}
 	setup_done(c);
+}
+
+/* is_ip_literal - s is an IPv4 or IPv6 address (no SNI for those, RFC 6066 §3) */
+static bool is_ip_literal(const char *s)
+{
+	unsigned char tmp[16];
+	return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
+}
+
+/* ssl_new_for - a client SSL: SNI, and with tls_verify the chain and the name checked */
+static SSL *ssl_new_for(struct smtp_client *c)
+{
+	SSL *ssl = SSL_new(c->tls_ctx);
+	if (ssl == NULL)
+		return NULL;
+	bool ip = c->server_name != NULL && is_ip_literal(c->server_name);
+	if (c->server_name != NULL && !ip)
+		SSL_set_tlsext_host_name(ssl, c->server_name);
+	if (!c->tls_verify) {
+		SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+		return ssl;
+	}
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	if (c->server_name != NULL) {
+		int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->server_name)
+			    : SSL_set1_host(ssl, c->server_name);
+		if (ok != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	return ssl;
+}
+
+/* start_implicit_tls - connected on a TLS port: handshake before the greeting */
+static void start_implicit_tls(struct smtp_client *c)
+{
+	SSL *ssl = ssl_new_for(c);
+	if (ssl == NULL) {
+		setup_fail(c, SMTP_CLIENT_STAGE_STARTTLS, SMTP_CLIENT_TEMPFAIL, NULL, "4.3.0",
+			   "TLS: cannot create a session", false);
+		return;
+	}
+	c->bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		SSL_free(ssl);
+		setup_fail(c, SMTP_CLIENT_STAGE_STARTTLS, SMTP_CLIENT_TEMPFAIL, NULL, "4.3.0",
+			   "TLS: cannot create a bufferevent", false);
+		return;
+	}
+	c->fd = -1;
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	set_state(c, CS_HANDSHAKE);
+	timer_arm(c, c->to.ehlo);
 }
 
 /* start_tls - the server said 220 to STARTTLS: put a TLS filter over the socket */
@@ -369,15 +545,12 @@ static void start_tls(struct smtp_client *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
 	linereader_init(&c->lr, c->max_line);
-	SSL *ssl = SSL_new(c->tls_ctx);
+	SSL *ssl = ssl_new_for(c);
 	if (ssl == NULL) {
 		setup_fail(c, SMTP_CLIENT_STAGE_STARTTLS, SMTP_CLIENT_TEMPFAIL, NULL, "4.3.0",
 			   "TLS: cannot create a session", false);
 		return;
 	}
-	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
-	if (c->server_name != NULL)
-		SSL_set_tlsext_host_name(ssl, c->server_name);
 	struct bufferevent *tb = bufferevent_openssl_filter_new(
 		c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (tb == NULL) {
@@ -429,6 +602,9 @@ static void setup_reply(struct smtp_client *c, const struct smtp_reply *rep)
 				   !closing && (cls == 4 || cls == 5));
 		}
 		break;
+	case CS_AUTH:
+		auth_reply(c, rep);
+		break;
 	case CS_STARTTLS:
 		if (cls == 2)
 			start_tls(c);
@@ -467,6 +643,10 @@ static void connect_done_cb(evutil_socket_t fd, short what, void *arg)
 		snprintf(text, sizeof(text), "connect: %s", strerror(err));
 		setup_fail(c, SMTP_CLIENT_STAGE_CONNECT, SMTP_CLIENT_TEMPFAIL, NULL, "4.4.1", text,
 			   false);
+		return;
+	}
+	if (c->implicit_tls) {
+		start_implicit_tls(c);
 		return;
 	}
 	c->bev = bufferevent_socket_new(c->base, c->fd, BEV_OPT_CLOSE_ON_FREE);
@@ -550,6 +730,12 @@ struct smtp_client *smtp_client_connect(struct event_base *base, const struct so
 	c->id = opts->log_id ? xasprintf("%s %s", opts->log_id, ip) : xstrdup(ip);
 	c->tls_ctx = opts->tls_ctx;
 	c->require_tls = opts->require_tls;
+	c->implicit_tls = opts->implicit_tls;
+	c->tls_verify = opts->tls_verify;
+	if (opts->auth_user != NULL) {
+		c->auth_user = xstrdup(opts->auth_user);
+		c->auth_password = xstrdup(opts->auth_password ? opts->auth_password : "");
+	}
 	timeouts_default(&c->to, &opts->timeouts);
 	c->max_line = opts->max_reply_line ? opts->max_reply_line : SMTP_REPLY_MAX_LINE;
 	linereader_init(&c->lr, c->max_line);
@@ -566,7 +752,7 @@ struct smtp_client *smtp_client_connect(struct event_base *base, const struct so
 		defer_setup_error(c, SMTP_CLIENT_PERMFAIL, "5.3.5", "invalid HELO name");
 		return c;
 	}
-	if (c->require_tls && c->tls_ctx == NULL) {
+	if ((c->require_tls || c->implicit_tls) && c->tls_ctx == NULL) {
 		defer_setup_error(c, SMTP_CLIENT_PERMFAIL, "5.7.10",
 				  "TLS is required, but no TLS context was given");
 		return c;
@@ -752,7 +938,9 @@ static void txn_pump(struct smtp_client *c)
 		struct cmd *cmd = &c->cmds[c->next_send];
 		if (cmd->kind == CMD_DOT)
 			break;
-		if (cmd->kind == CMD_DATA && !c->pipelining && c->res.n_accepted == 0) {
+		if (cmd->kind == CMD_DATA && !c->pipelining &&
+		    (c->res.n_accepted == 0 ||
+		     (c->all_or_nothing && c->res.n_accepted < c->res.n_rcpts))) {
 			cmds_truncate(c);
 			break;
 		}
@@ -913,6 +1101,12 @@ static void txn_reply(struct smtp_client *c, const struct smtp_reply *rep)
 		break;
 	case CMD_DATA:
 		if (rep->code == 354) {
+			if (live && c->all_or_nothing && r->n_accepted < r->n_rcpts) {
+				/* all or nothing: dropping the connection aborts the DATA */
+				txn_fail_local(c, SMTP_CLIENT_STAGE_DATA, "5.0.0",
+					       "message not sent: a recipient was refused");
+				return;
+			}
 			if (live) {
 				body_start(c);
 				return;
@@ -1073,6 +1267,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_txn *txn,
 	buf_free(&b);
 	cmd_add(c, CMD_DATA, 0, xstrdup("DATA\r\n"));
 	c->pipelining = c->ext.pipelining;
+	c->all_or_nothing = txn->all_or_nothing;
 	c->body_fd = txn->fd;
 	c->body_offset = txn->offset;
 	c->body_size = txn->size;
@@ -1108,6 +1303,10 @@ static const char *wait_phrase(const struct smtp_client *c, enum smtp_client_sta
 	case CS_HANDSHAKE:
 		st = SMTP_CLIENT_STAGE_STARTTLS;
 		p = "during TLS handshake";
+		break;
+	case CS_AUTH:
+		st = SMTP_CLIENT_STAGE_AUTH;
+		p = "after AUTH";
 		break;
 	case CS_BODY:
 		st = SMTP_CLIENT_STAGE_BODY;
@@ -1147,6 +1346,7 @@ static void fail_now(struct smtp_client *c, const char *what, const char *enhanc
 	case CS_HELO:
 	case CS_STARTTLS:
 	case CS_HANDSHAKE:
+	case CS_AUTH:
 		setup_fail(c, stage, SMTP_CLIENT_TEMPFAIL, NULL, enhanced, text, false);
 		break;
 	case CS_TXN:
@@ -1174,6 +1374,7 @@ static void handle_reply(struct smtp_client *c, const struct smtp_reply *rep)
 	case CS_EHLO:
 	case CS_HELO:
 	case CS_STARTTLS:
+	case CS_AUTH:
 		evtimer_del(c->timer);
 		setup_reply(c, rep);
 		break;
@@ -1212,6 +1413,7 @@ static bool reading_state(const struct smtp_client *c)
 	case CS_EHLO:
 	case CS_HELO:
 	case CS_STARTTLS:
+	case CS_AUTH:
 	case CS_READY:
 	case CS_TXN:
 	case CS_BODY:
@@ -1290,6 +1492,12 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_client *c = arg;
 	if (what & BEV_EVENT_CONNECTED) {
+		if (c->state == CS_HANDSHAKE && c->implicit_tls && !c->tls) {
+			c->tls = true;
+			set_state(c, CS_GREETING);
+			timer_arm(c, c->to.greeting);
+			return;
+		}
 		if (c->state == CS_HANDSHAKE) {
 			c->tls = true;
 			memset(&c->ext, 0, sizeof(c->ext));
@@ -1312,6 +1520,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state == CS_HANDSHAKE) {
 		char text[400];
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+		long vr = ssl != NULL && c->tls_verify ? SSL_get_verify_result(ssl) : X509_V_OK;
+		if (vr != X509_V_OK)
+			snprintf(detail, sizeof(detail), "certificate verification failed: %s",
+				 X509_verify_cert_error_string(vr));
 		snprintf(text, sizeof(text), "TLS handshake failed%s%s", detail[0] ? ": " : "",
 			 detail);
 		setup_fail(c, SMTP_CLIENT_STAGE_STARTTLS, SMTP_CLIENT_TEMPFAIL, NULL, "4.7.0", text,

@@ -4,8 +4,9 @@
  *
  * Life of a client:
  *   c = smtp_client_connect(base, addr, ..., connect_cb, ctx)
- *     connects, reads the greeting, EHLO (HELO when EHLO gets a 5xx), STARTTLS when the
- *     server offers it and opts->tls_ctx is set, EHLO again; then connect_cb(c, NULL, ctx).
+ *     connects (with opts->implicit_tls: the TLS handshake first), reads the greeting, EHLO
+ *     (HELO when EHLO gets a 5xx), STARTTLS when the server offers it and opts->tls_ctx is
+ *     set, EHLO again, AUTH when opts->auth_user is set; then connect_cb(c, NULL, ctx).
  *     Any failure: connect_cb(c, err, ctx) and the client is unusable.
  *   smtp_client_send(c, txn, send_cb, ctx)  (again and again while smtp_client_usable(c))
  *     one transaction: [RSET] MAIL, RCPT..., DATA, the message; send_cb(c, result, ctx).
@@ -49,7 +50,20 @@ struct smtp_client_opts {
 	SSL_CTX *tls_ctx;		/* NULL: never STARTTLS. Else a client SSL_CTX used
 					   opportunistically: STARTTLS whenever offered, the
 					   certificate is not verified. Must outlive the client. */
-	const char *tls_server_name;	/* NULL or the name sent as SNI (copied) */
+	const char *tls_server_name;	/* NULL or the server's name (copied): sent as SNI
+					   (unless an IP literal) and, with tls_verify, checked
+					   against the certificate */
+	bool implicit_tls;		/* TLS from the first byte (port 465, RFC 8314):
+					   needs tls_ctx */
+	bool tls_verify;		/* verify the certificate chain (against tls_ctx's
+					   trust store) and tls_server_name; a failure fails the
+					   handshake with the reason in the error text */
+	const char *auth_user;		/* NULL, or AUTH (PLAIN, else LOGIN) after EHLO with
+					   this user and auth_password (copied, wiped when
+					   freed). Only ever over TLS: on a clear connection the
+					   setup fails (stage AUTH, 5.7.11) before the password
+					   is sent */
+	const char *auth_password;
 	bool require_tls;		/* no STARTTLS offered / refused / failed is an error.
 					   Without it a refused STARTTLS goes on in clear, but a
 					   failed handshake still fails the connection (it is out
@@ -73,6 +87,8 @@ enum smtp_client_stage {
 	SMTP_CLIENT_STAGE_DATA,		/* the DATA command (354 expected) */
 	SMTP_CLIENT_STAGE_BODY,		/* sending the message */
 	SMTP_CLIENT_STAGE_DATA_DONE,	/* the reply after the final dot */
+	SMTP_CLIENT_STAGE_AUTH,		/* AUTH: refused (535: bad credentials), or not
+					   possible (no TLS, no PLAIN/LOGIN offered) */
 };
 
 enum smtp_client_status { SMTP_CLIENT_OK, SMTP_CLIENT_TEMPFAIL, SMTP_CLIENT_PERMFAIL };
@@ -110,6 +126,7 @@ struct smtp_client *smtp_client_connect(struct event_base *base, const struct so
 struct smtp_client_ext {
 	bool esmtp;			/* EHLO worked (false: HELO fallback, no extensions) */
 	bool pipelining, eightbitmime, smtputf8, dsn, chunking, enhancedstatuscodes, starttls;
+	bool auth_plain, auth_login;	/* AUTH mechanisms advertised */
 	bool size;			/* SIZE advertised */
 	uint64_t size_max;		/* its limit; 0: none given */
 };
@@ -136,6 +153,9 @@ struct smtp_client_txn {
 	bool smtputf8;			/* SMTPUTF8 needed (implied by non-ASCII addresses) */
 	const char *dsn_ret;		/* NULL, "FULL" or "HDRS" */
 	const char *dsn_envid;		/* NULL or ENVID value (xtext) */
+	bool all_or_nothing;		/* a refused recipient stops the message for all: the
+					   body is never sent (DATA is not sent, or after its 354
+					   the connection is dropped, which aborts it) */
 	/* The message: size bytes at offset of fd, read with pread (the file position is not
 	 * used). The fd stays the caller's and must stay open until the callback. The text is
 	 * sent with every line end as CRLF (a bare LF or bare CR becomes CRLF, so no server
