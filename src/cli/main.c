@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "cli/cmd_read.h"
 #include "cli/cmd_user.h"
 #include "cli/devdata.h"
 #include "lib/buf.h"
@@ -35,6 +36,8 @@ static const char usage_text[] =
 	"                                  manage aliases\n"
 	"  queue list|flush [ID]|delete ID|bounce ID [-c FILE]\n"
 	"                                  show and manage the outbound queue\n"
+	"  read [options] list|show N|save N DIR|delete N|move N FOLDER|folders\n"
+	"                                  read a mailbox over IMAP or POP3 (see 'tern read --help')\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -285,5 +288,7 @@ int main(int argc, char **argv)
 		return cmd_alias(argc - 1, argv + 1);
 	if (!strcmp(cmd, "queue"))
 		return cmd_queue(argc - 1, argv + 1);
+	if (!strcmp(cmd, "read"))
+		return cmd_read(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", cmd);
 }
