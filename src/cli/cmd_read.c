@@ -209,18 +209,40 @@ static int report(int code, char *err)
 	return code;
 }
 
+/* show_or_save - print message n, or save its attachments into the directory argument */
+static int show_or_save(const struct read_opts *o, uint32_t n, buf *msg, char **error_r)
+{
+	const char *data = msg->data ? msg->data : "";
+	if (!strcmp(o->action, "show")) {
+		msg_show(data, msg->len, stdout);
+		return 0;
+	}
+	unsigned saved;
+	int r = msg_save(data, msg->len, o->args[1], stdout, &saved, error_r);
+	if (r == 0 && saved == 0)
+		printf("message %u has no attachments\n", n);
+	return r;
+}
+
+/* print_summary - one `list` line: number, date, sender, subject, size, flags */
+static void print_summary(uint32_t n, const char *hdr, size_t len, uint64_t size,
+			  const char *flags)
+{
+	struct msg_summary m;
+	msg_summarize(hdr, len, &m);
+	printf("%u\t%s\t", n, m.date);
+	msg_print_clean(stdout, m.from, strlen(m.from));
+	putchar('\t');
+	msg_print_clean(stdout, m.subject, strlen(m.subject));
+	printf("\t%llu\t%s\n", (unsigned long long)size, flags);
+	msg_summary_free(&m);
+}
+
 /* ---- IMAP ------------------------------------------------------------------------------- */
 
 static void print_imap_summary(void *ctx, const struct imapc_summary *s)
 {
-	struct msg_summary m;
-	msg_summarize(s->header, s->header_len, &m);
-	printf("%u\t%s\t", s->seq, m.date);
-	msg_print_clean(stdout, m.from, strlen(m.from));
-	putchar('\t');
-	msg_print_clean(stdout, m.subject, strlen(m.subject));
-	printf("\t%llu\t%s\n", (unsigned long long)s->size, s->flags);
-	msg_summary_free(&m);
+	print_summary(s->seq, s->header, s->header_len, s->size, s->flags);
 }
 
 static void print_folder(void *ctx, const char *name, const char *flags)
@@ -253,15 +275,8 @@ static int run_imap(const struct read_opts *o, const char *host, uint16_t port,
 		buf msg;
 		buf_init(&msg, 0);
 		r = imapc_fetch(&c, n, !strcmp(act, "show"), &msg, &err);
-		if (r == 0 && !strcmp(act, "show")) {
-			msg_show(msg.data ? msg.data : "", msg.len, stdout);
-		} else if (r == 0) {
-			unsigned saved;
-			r = msg_save(msg.data ? msg.data : "", msg.len, o->args[1], stdout, &saved,
-				     &err);
-			if (r == 0 && saved == 0)
-				printf("message %u has no attachments\n", n);
-		}
+		if (r == 0)
+			r = show_or_save(o, n, &msg, &err);
 		buf_free(&msg);
 	} else if (r == 0 && !strcmp(act, "delete")) {
 		r = imapc_delete(&c, n, &err);
@@ -294,16 +309,8 @@ static int run_pop3(const struct read_opts *o, const char *host, uint16_t port,
 			buf hdr;
 			buf_init(&hdr, 0);
 			r = pop3c_top(&c, i, 0, &hdr, &err);
-			if (r == 0) {
-				struct msg_summary m;
-				msg_summarize(hdr.data ? hdr.data : "", hdr.len, &m);
-				printf("%u\t%s\t", i, m.date);
-				msg_print_clean(stdout, m.from, strlen(m.from));
-				putchar('\t');
-				msg_print_clean(stdout, m.subject, strlen(m.subject));
-				printf("\t%llu\t\n", (unsigned long long)sizes[i - 1]);
-				msg_summary_free(&m);
-			}
+			if (r == 0)
+				print_summary(i, hdr.data ? hdr.data : "", hdr.len, sizes[i - 1], "");
 			buf_free(&hdr);
 		}
 		free(sizes);
@@ -311,15 +318,8 @@ static int run_pop3(const struct read_opts *o, const char *host, uint16_t port,
 		buf msg;
 		buf_init(&msg, 0);
 		r = pop3c_retr(&c, n, &msg, &err);
-		if (r == 0 && !strcmp(act, "show")) {
-			msg_show(msg.data ? msg.data : "", msg.len, stdout);
-		} else if (r == 0) {
-			unsigned saved;
-			r = msg_save(msg.data ? msg.data : "", msg.len, o->args[1], stdout, &saved,
-				     &err);
-			if (r == 0 && saved == 0)
-				printf("message %u has no attachments\n", n);
-		}
+		if (r == 0)
+			r = show_or_save(o, n, &msg, &err);
 		buf_free(&msg);
 	} else if (r == 0 && !strcmp(act, "delete")) {
 		r = pop3c_dele(&c, n, &err);

@@ -2,48 +2,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "client/filename.h"
+#include "lib/utf8.h"
 #include "lib/xmalloc.h"
-
-/* utf8_len - length of the valid UTF-8 sequence at s[0..n), or 0 */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	/* C1 controls (U+0080..U+009F) are as unwelcome in a file name as C0 ones */
-	if (len == 2 && cp < 0xa0)
-		return 0;
-	return len;
-}
 
 void filename_sanitize(const char *name, const char *fallback, buf *out)
 {
@@ -53,8 +19,11 @@ void filename_sanitize(const char *name, const char *fallback, buf *out)
 	size_t n = strlen(name);
 	for (size_t i = 0; i < n;) {
 		unsigned char c = s[i];
-		size_t l = utf8_len(s + i, n - i);
-		if (l == 0 || c < 0x20 || c == 0x7f || c == '/' || c == '\\') {
+		uint32_t cp = 0;
+		size_t l = utf8_decode(s + i, n - i, &cp);
+		/* C1 controls (U+0080..U+009F) are as unwelcome in a file name as C0 ones */
+		bool c1 = l == 2 && cp < 0xa0;
+		if (l == 0 || c1 || c < 0x20 || c == 0x7f || c == '/' || c == '\\') {
 			buf_putc(&b, '_');
 			i += l ? l : 1;
 			continue;

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "client/html.h"
+#include "lib/utf8.h"
 
 struct emit {
 	buf *out;
@@ -14,29 +15,12 @@ struct emit {
 	bool space;		/* a blank is pending before the next text */
 };
 
+/* put_utf8 - a decoded character reference; what is no character becomes U+FFFD */
 static void put_utf8(buf *b, uint32_t cp)
 {
-	char u[4];
 	if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		cp = 0xfffd;
-	if (cp < 0x80) {
-		buf_putc(b, (char)cp);
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xc0 | (cp >> 6));
-		u[1] = (char)(0x80 | (cp & 0x3f));
-		buf_append(b, u, 2);
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xe0 | (cp >> 12));
-		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[2] = (char)(0x80 | (cp & 0x3f));
-		buf_append(b, u, 3);
-	} else {
-		u[0] = (char)(0xf0 | (cp >> 18));
-		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[3] = (char)(0x80 | (cp & 0x3f));
-		buf_append(b, u, 4);
-	}
+	utf8_append(b, cp);
 }
 
 /* text - visible text: a pending blank first (not at a line start) */

@@ -8,27 +8,11 @@
 
 #include "client/imap.h"
 #include "imap/mutf7.h"
-#include "lib/base64.h"
 #include "lib/strnum.h"
 #include "lib/xmalloc.h"
 
 /* the biggest literal accepted in a response (a whole message) */
 #define IMAPC_MAX_LITERAL (1024u * 1024 * 1024)
-
-static int fail(char **error_r, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char **error_r, int code, const char *fmt, ...)
-{
-	va_list ap;
-	buf b;
-	buf_init(&b, 0);
-	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	free(*error_r);
-	*error_r = b.data ? b.data : xstrdup("error");
-	return code;
-}
 
 static bool has_cap(const struct imapc *c, const char *cap)
 {
@@ -244,10 +228,10 @@ static int command_end(struct imapc *c, const char *tag, untagged_fn *cb, void *
 			if (strncasecmp(st, "OK", 2) == 0)
 				return 0;
 			bool no = strncasecmp(st, "NO", 2) == 0;
-			return fail(error_r, no ? no_code : EX_PROTOCOL, "%s: %.300s", what, st);
+			return client_fail(error_r, no ? no_code : EX_PROTOCOL, "%s: %.300s", what, st);
 		}
 		if (line[0] == '+')
-			return fail(error_r, EX_PROTOCOL, "%s: unexpected continuation: %.300s",
+			return client_fail(error_r, EX_PROTOCOL, "%s: unexpected continuation: %.300s",
 				    what, line);
 		/* anything else is junk we do not understand: skip */
 	}
@@ -282,7 +266,7 @@ static int quote(const char *s, buf *out, char **error_r)
 	buf_putc(out, '"');
 	for (; *s; s++) {
 		if (*s == '\r' || *s == '\n')
-			return fail(error_r, EX_USAGE, "a line break cannot be sent to an IMAP server");
+			return client_fail(error_r, EX_USAGE, "a line break cannot be sent to an IMAP server");
 		if (*s == '"' || *s == '\\')
 			buf_putc(out, '\\');
 		buf_putc(out, *s);
@@ -300,7 +284,7 @@ static int folder_arg(struct imapc *c, const char *folder, buf *out, char **erro
 	buf_init(&m, 0);
 	if (imap_utf8_to_mutf7(folder, &m) < 0) {
 		buf_free(&m);
-		return fail(error_r, EX_USAGE, "%s: not a valid UTF-8 folder name", folder);
+		return client_fail(error_r, EX_USAGE, "%s: not a valid UTF-8 folder name", folder);
 	}
 	buf_append(&m, "", 0);
 	int r = quote(m.data, out, error_r);
@@ -324,7 +308,7 @@ int imapc_open(struct imapc *c, const char *host, uint16_t port, enum transport_
 	if (r != 0)
 		return r;
 	if (strncasecmp(c->resp.data, "* OK", 4) != 0)
-		return fail(error_r, strncasecmp(c->resp.data, "* PREAUTH", 9) == 0 ? EX_PROTOCOL
+		return client_fail(error_r, strncasecmp(c->resp.data, "* PREAUTH", 9) == 0 ? EX_PROTOCOL
 			    : EX_UNAVAILABLE, "%s: not an IMAP server ready for us: %.200s", host,
 			    c->resp.data);
 	r = command(c, NULL, NULL, EX_PROTOCOL, "CAPABILITY", error_r, "CAPABILITY");
@@ -332,7 +316,7 @@ int imapc_open(struct imapc *c, const char *host, uint16_t port, enum transport_
 		return r;
 	if (tls == TRANSPORT_TLS_STARTTLS) {
 		if (!has_cap(c, "STARTTLS"))
-			return fail(error_r, EX_PROTOCOL, "%s: the server does not offer STARTTLS",
+			return client_fail(error_r, EX_PROTOCOL, "%s: the server does not offer STARTTLS",
 				    host);
 		r = command(c, NULL, NULL, EX_PROTOCOL, "STARTTLS", error_r, "STARTTLS");
 		if (r == 0)
@@ -347,21 +331,13 @@ int imapc_open(struct imapc *c, const char *host, uint16_t port, enum transport_
 int imapc_login(struct imapc *c, const char *user, const char *password, char **error_r)
 {
 	if (!transport_is_tls(&c->t) && !c->t.loopback)
-		return fail(error_r, EX_USAGE,
+		return client_fail(error_r, EX_USAGE,
 			    "%s: refusing to send a password without TLS to a server that is not "
 			    "on this machine (use --tls starttls or implicit)", c->t.host);
 	if (has_cap(c, "AUTH=PLAIN")) {
-		buf raw, b64;
-		buf_init(&raw, 0);
+		buf b64;
 		buf_init(&b64, 0);
-		buf_putc(&raw, '\0');
-		buf_puts(&raw, user);
-		buf_putc(&raw, '\0');
-		buf_puts(&raw, password);
-		base64_encode(raw.data, raw.len, &b64);
-		buf_append(&b64, "", 0);
-		explicit_bzero(raw.data, raw.len);
-		buf_free(&raw);
+		client_sasl_plain(user, password, &b64);
 		int r;
 		char tag[16];
 		snprintf(tag, sizeof(tag), "t%u", ++c->tag);
@@ -376,7 +352,7 @@ int imapc_login(struct imapc *c, const char *user, const char *password, char **
 			if (r == 0)
 				r = read_response(c, error_r);
 			if (r == 0 && c->resp.data[0] != '+')
-				r = fail(error_r, EX_PROTOCOL, "AUTHENTICATE: %.300s", c->resp.data);
+				r = client_fail(error_r, EX_PROTOCOL, "AUTHENTICATE: %.300s", c->resp.data);
 			buf_reset(&line);
 			buf_printf(&line, "%s\r\n", b64.data);
 			if (r == 0)
@@ -392,7 +368,7 @@ int imapc_login(struct imapc *c, const char *user, const char *password, char **
 			return r;
 	} else {
 		if (has_cap(c, "LOGINDISABLED"))
-			return fail(error_r, EX_PROTOCOL,
+			return client_fail(error_r, EX_PROTOCOL,
 				    "%s: the server allows no login here (LOGINDISABLED)", c->t.host);
 		buf args;
 		buf_init(&args, 0);
@@ -520,14 +496,14 @@ int imapc_list_headers(struct imapc *c,
 static int uid_of(struct imapc *c, uint32_t seq, uint32_t *uid_r, char **error_r)
 {
 	if (seq == 0 || seq > c->exists)
-		return fail(error_r, EX_DATAERR, "no message %u (the folder has %u)", seq,
+		return client_fail(error_r, EX_DATAERR, "no message %u (the folder has %u)", seq,
 			    c->exists);
 	struct fetch_ctx fc = { 0 };
 	int r = command(c, on_fetch, &fc, EX_PROTOCOL, "FETCH", error_r, "FETCH %u (UID)", seq);
 	if (r != 0)
 		return r;
 	if (fc.uid == 0)
-		return fail(error_r, EX_DATAERR, "no message %u", seq);
+		return client_fail(error_r, EX_DATAERR, "no message %u", seq);
 	*uid_r = fc.uid;
 	return 0;
 }
@@ -542,7 +518,7 @@ int imapc_fetch(struct imapc *c, uint32_t seq, bool mark_seen, buf *out, char **
 	r = command(c, on_fetch, &fc, EX_PROTOCOL, "FETCH", error_r, "UID FETCH %u (%s)", uid,
 		    mark_seen ? "BODY[]" : "BODY.PEEK[]");
 	if (r == 0 && !fc.got_body)
-		r = fail(error_r, EX_DATAERR, "message %u is gone", seq);
+		r = client_fail(error_r, EX_DATAERR, "message %u is gone", seq);
 	return r;
 }
 

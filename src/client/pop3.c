@@ -7,24 +7,8 @@
 #include <sysexits.h>
 
 #include "client/pop3.h"
-#include "lib/base64.h"
 #include "lib/strnum.h"
 #include "lib/xmalloc.h"
-
-static int fail(char **error_r, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char **error_r, int code, const char *fmt, ...)
-{
-	va_list ap;
-	buf b;
-	buf_init(&b, 0);
-	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	free(*error_r);
-	*error_r = b.data ? b.data : xstrdup("error");
-	return code;
-}
 
 /* reply - read one status line; 0 for +OK, err_code (with the text) for -ERR */
 static int reply(struct pop3c *c, int err_code, const char *what, char **error_r)
@@ -36,8 +20,8 @@ static int reply(struct pop3c *c, int err_code, const char *what, char **error_r
 	if (strncmp(s, "+OK", 3) == 0)
 		return 0;
 	if (strncmp(s, "-ERR", 4) == 0)
-		return fail(error_r, err_code, "%s: %.300s", what, s);
-	return fail(error_r, EX_PROTOCOL, "%s: unexpected answer: %.300s", what, s);
+		return client_fail(error_r, err_code, "%s: %.300s", what, s);
+	return client_fail(error_r, EX_PROTOCOL, "%s: unexpected answer: %.300s", what, s);
 }
 
 static int send_cmd(struct pop3c *c, char **error_r, const char *fmt, ...)
@@ -73,7 +57,7 @@ static int multiline(struct pop3c *c, buf *out, char **error_r)
 			len--;
 		}
 		if (out && (buf_append(out, s, len) < 0 || buf_append(out, "\r\n", 2) < 0))
-			return fail(error_r, EX_PROTOCOL, "the server's answer is too big");
+			return client_fail(error_r, EX_PROTOCOL, "the server's answer is too big");
 	}
 }
 
@@ -130,7 +114,7 @@ int pop3c_open(struct pop3c *c, const char *host, uint16_t port, enum transport_
 		r = capa(c, error_r);
 	if (r == 0 && tls == TRANSPORT_TLS_STARTTLS) {
 		if (c->caps && !has_cap(c, "STLS"))
-			return fail(error_r, EX_PROTOCOL, "%s: the server does not offer STLS", host);
+			return client_fail(error_r, EX_PROTOCOL, "%s: the server does not offer STLS", host);
 		r = send_cmd(c, error_r, "STLS");
 		if (r == 0)
 			r = reply(c, EX_PROTOCOL, "STLS", error_r);
@@ -142,21 +126,14 @@ int pop3c_open(struct pop3c *c, const char *host, uint16_t port, enum transport_
 	return r;
 }
 
-/* sasl_plain_line - "AUTH PLAIN <base64 of \0user\0password>" */
+/* auth_plain - "AUTH PLAIN <initial response>" (RFC 5034) */
 static int auth_plain(struct pop3c *c, const char *user, const char *password, char **error_r)
 {
-	buf raw, b64;
-	buf_init(&raw, 0);
+	buf b64;
 	buf_init(&b64, 0);
-	buf_putc(&raw, '\0');
-	buf_puts(&raw, user);
-	buf_putc(&raw, '\0');
-	buf_puts(&raw, password);
-	base64_encode(raw.data, raw.len, &b64);
-	int r = send_cmd(c, error_r, "AUTH PLAIN %s", buf_cstr(&b64));
-	explicit_bzero(raw.data, raw.len);
+	client_sasl_plain(user, password, &b64);
+	int r = send_cmd(c, error_r, "AUTH PLAIN %s", b64.data);
 	explicit_bzero(b64.data, b64.len);
-	buf_free(&raw);
 	buf_free(&b64);
 	if (r == 0)
 		r = reply(c, EX_NOPERM, "login failed", error_r);
@@ -166,11 +143,11 @@ static int auth_plain(struct pop3c *c, const char *user, const char *password, c
 int pop3c_login(struct pop3c *c, const char *user, const char *password, char **error_r)
 {
 	if (!transport_is_tls(&c->t) && !c->t.loopback)
-		return fail(error_r, EX_USAGE,
+		return client_fail(error_r, EX_USAGE,
 			    "%s: refusing to send a password without TLS to a server that is not "
 			    "on this machine (use --tls starttls or implicit)", c->t.host);
 	if (strpbrk(user, "\r\n") || strpbrk(password, "\r\n"))
-		return fail(error_r, EX_USAGE, "a user name or password with a line break");
+		return client_fail(error_r, EX_USAGE, "a user name or password with a line break");
 	int r;
 	if (c->caps && strstr(c->caps, " SASL ") && strstr(c->caps, " PLAIN ")) {
 		r = auth_plain(c, user, password, error_r);
@@ -194,7 +171,7 @@ int pop3c_login(struct pop3c *c, const char *user, const char *password, char **
 		size_t n = strcspn(s, " ");
 		uint64_t count;
 		if (strnum_u64(s, n, UINT32_MAX, &count) < 0)
-			return fail(error_r, EX_PROTOCOL, "STAT: malformed answer: %.200s",
+			return client_fail(error_r, EX_PROTOCOL, "STAT: malformed answer: %.200s",
 				    buf_cstr(&c->line));
 		c->count = (uint32_t)count;
 	}
@@ -231,7 +208,7 @@ int pop3c_sizes(struct pop3c *c, uint64_t **sizes_r, char **error_r)
 static int check_n(struct pop3c *c, uint32_t n, char **error_r)
 {
 	if (n == 0 || n > c->count)
-		return fail(error_r, EX_DATAERR, "no message %u (the mailbox has %u)", n, c->count);
+		return client_fail(error_r, EX_DATAERR, "no message %u (the mailbox has %u)", n, c->count);
 	return 0;
 }
 

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -13,12 +15,11 @@
 #include <openssl/x509v3.h>
 
 #include "client/transport.h"
+#include "lib/base64.h"
 #include "lib/net.h"
 #include "lib/xmalloc.h"
 
-static int fail(char **error_r, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char **error_r, int code, const char *fmt, ...)
+int client_fail(char **error_r, int code, const char *fmt, ...)
 {
 	va_list ap;
 	buf b;
@@ -29,6 +30,20 @@ static int fail(char **error_r, int code, const char *fmt, ...)
 	free(*error_r);
 	*error_r = b.data ? b.data : xstrdup("error");
 	return code;
+}
+
+void client_sasl_plain(const char *user, const char *password, buf *out)
+{
+	buf raw;
+	buf_init(&raw, 0);
+	buf_putc(&raw, '\0');
+	buf_puts(&raw, user);
+	buf_putc(&raw, '\0');
+	buf_puts(&raw, password);
+	base64_encode(raw.data, raw.len, out);
+	buf_append(out, "", 0);
+	explicit_bzero(raw.data, raw.len);
+	buf_free(&raw);
 }
 
 /* ssl_errors - OpenSSL's error queue as one string (static buffer) */
@@ -109,9 +124,9 @@ int transport_connect(struct transport *t, const char *host, uint16_t port,
 	int gr = getaddrinfo(host, portstr, &hints, &res);
 	if (gr != 0) {
 		if (gr == EAI_NONAME || gr == EAI_NODATA || gr == EAI_FAIL || gr == EAI_AGAIN)
-			return fail(error_r, EX_NOHOST, "%s: unknown server (%s)", host,
+			return client_fail(error_r, EX_NOHOST, "%s: unknown server (%s)", host,
 				    gai_strerror(gr));
-		return fail(error_r, EX_NOHOST, "%s: %s", host, gai_strerror(gr));
+		return client_fail(error_r, EX_NOHOST, "%s: %s", host, gai_strerror(gr));
 	}
 	int err = 0;
 	for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
@@ -124,7 +139,7 @@ int transport_connect(struct transport *t, const char *host, uint16_t port,
 	}
 	freeaddrinfo(res);
 	if (t->fd < 0)
-		return fail(error_r, EX_UNAVAILABLE, "%s port %u: cannot connect: %s", host,
+		return client_fail(error_r, EX_UNAVAILABLE, "%s port %u: cannot connect: %s", host,
 			    (unsigned)port, strerror(err));
 	if (tls == TRANSPORT_TLS_IMPLICIT)
 		return transport_start_tls(t, error_r);
@@ -140,22 +155,22 @@ static bool is_ip_literal(const char *host)
 int transport_start_tls(struct transport *t, char **error_r)
 {
 	if (t->rpos < t->rlen)
-		return fail(error_r, EX_PROTOCOL,
+		return client_fail(error_r, EX_PROTOCOL,
 			    "%s: the server sent data before the TLS handshake", t->host);
 	ERR_clear_error();
 	t->ctx = SSL_CTX_new(TLS_client_method());
 	if (t->ctx == NULL)
-		return fail(error_r, EX_SOFTWARE, "TLS: %s", ssl_errors());
+		return client_fail(error_r, EX_SOFTWARE, "TLS: %s", ssl_errors());
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
 	if (!t->insecure) {
 		if (SSL_CTX_set_default_verify_paths(t->ctx) != 1)
-			return fail(error_r, EX_SOFTWARE, "TLS: no CA certificates: %s",
+			return client_fail(error_r, EX_SOFTWARE, "TLS: no CA certificates: %s",
 				    ssl_errors());
 		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
 	}
 	t->ssl = SSL_new(t->ctx);
 	if (t->ssl == NULL)
-		return fail(error_r, EX_SOFTWARE, "TLS: %s", ssl_errors());
+		return client_fail(error_r, EX_SOFTWARE, "TLS: %s", ssl_errors());
 	bool ip = is_ip_literal(t->host);
 	if (!ip)
 		SSL_set_tlsext_host_name(t->ssl, t->host);
@@ -164,17 +179,17 @@ int transport_start_tls(struct transport *t, char **error_r)
 		int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, t->host)
 			    : X509_VERIFY_PARAM_set1_host(vp, t->host, 0);
 		if (ok != 1)
-			return fail(error_r, EX_SOFTWARE, "TLS: cannot check the name %s", t->host);
+			return client_fail(error_r, EX_SOFTWARE, "TLS: cannot check the name %s", t->host);
 	}
 	SSL_set_fd(t->ssl, t->fd);
 	if (SSL_connect(t->ssl) != 1) {
 		long v = SSL_get_verify_result(t->ssl);
 		if (!t->insecure && v != X509_V_OK)
-			return fail(error_r, EX_PROTOCOL,
+			return client_fail(error_r, EX_PROTOCOL,
 				    "%s: TLS certificate verification failed: %s "
 				    "(--insecure skips the check)",
 				    t->host, X509_verify_cert_error_string(v));
-		return fail(error_r, EX_PROTOCOL, "%s: TLS handshake failed: %s", t->host,
+		return client_fail(error_r, EX_PROTOCOL, "%s: TLS handshake failed: %s", t->host,
 			    ssl_errors());
 	}
 	return 0;
@@ -195,7 +210,7 @@ int transport_write(struct transport *t, const void *p, size_t n, char **error_r
 			ERR_clear_error();
 			int r = SSL_write(t->ssl, c, chunk);
 			if (r <= 0)
-				return fail(error_r, EX_IOERR, "%s: TLS write failed: %s", t->host,
+				return client_fail(error_r, EX_IOERR, "%s: TLS write failed: %s", t->host,
 					    errno ? strerror(errno) : ssl_errors());
 			w = r;
 		} else {
@@ -203,7 +218,7 @@ int transport_write(struct transport *t, const void *p, size_t n, char **error_r
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0)
-				return fail(error_r, EX_IOERR, "%s: write failed: %s", t->host,
+				return client_fail(error_r, EX_IOERR, "%s: write failed: %s", t->host,
 					    strerror(errno));
 		}
 		c += w;
@@ -225,12 +240,12 @@ static int fill(struct transport *t, char **error_r)
 			if (n <= 0) {
 				int e = SSL_get_error(t->ssl, n);
 				if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
-					return fail(error_r, EX_PROTOCOL,
+					return client_fail(error_r, EX_PROTOCOL,
 						    "%s: the server closed the connection", t->host);
 				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					return fail(error_r, EX_UNAVAILABLE,
+					return client_fail(error_r, EX_UNAVAILABLE,
 						    "%s: timed out waiting for the server", t->host);
-				return fail(error_r, EX_IOERR, "%s: TLS read failed: %s", t->host,
+				return client_fail(error_r, EX_IOERR, "%s: TLS read failed: %s", t->host,
 					    errno ? strerror(errno) : ssl_errors());
 			}
 			r = n;
@@ -239,13 +254,13 @@ static int fill(struct transport *t, char **error_r)
 			if (r < 0 && errno == EINTR)
 				continue;
 			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				return fail(error_r, EX_UNAVAILABLE,
+				return client_fail(error_r, EX_UNAVAILABLE,
 					    "%s: timed out waiting for the server", t->host);
 			if (r < 0)
-				return fail(error_r, EX_IOERR, "%s: read failed: %s", t->host,
+				return client_fail(error_r, EX_IOERR, "%s: read failed: %s", t->host,
 					    strerror(errno));
 			if (r == 0)
-				return fail(error_r, EX_PROTOCOL,
+				return client_fail(error_r, EX_PROTOCOL,
 					    "%s: the server closed the connection", t->host);
 		}
 		t->rlen = (size_t)r;
@@ -267,7 +282,7 @@ int transport_read_line(struct transport *t, buf *line, char **error_r)
 		const char *lf = memchr(s, '\n', avail);
 		size_t take = lf ? (size_t)(lf - s) + 1 : avail;
 		if (line->len + take > TRANSPORT_MAX_LINE)
-			return fail(error_r, EX_PROTOCOL, "%s: a line from the server is too long",
+			return client_fail(error_r, EX_PROTOCOL, "%s: a line from the server is too long",
 				    t->host);
 		buf_append(line, s, take);
 		t->rpos += take;
@@ -293,7 +308,7 @@ int transport_read_exact(struct transport *t, size_t n, buf *out, char **error_r
 		if (take > n)
 			take = n;
 		if (buf_append(out, t->rbuf + t->rpos, take) < 0)
-			return fail(error_r, EX_PROTOCOL, "%s: the server's answer is too big",
+			return client_fail(error_r, EX_PROTOCOL, "%s: the server's answer is too big",
 				    t->host);
 		t->rpos += take;
 		n -= take;

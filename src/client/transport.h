@@ -47,6 +47,14 @@ int transport_write(struct transport *t, const void *p, size_t n, char **error_r
 int transport_read_line(struct transport *t, buf *line, char **error_r);
 /* transport_read_exact - append exactly n bytes to out. 0 or an EX_ code. */
 int transport_read_exact(struct transport *t, size_t n, buf *out, char **error_r);
+/* client_fail - set *error_r (freeing an earlier one) to the formatted message and return
+ * code: the one way every client function reports a failure. */
+int client_fail(char **error_r, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* client_sasl_plain - append the base64 SASL PLAIN response (RFC 4616) for user and
+ * password to out, NUL-terminated; the caller wipes it (explicit_bzero) after use. */
+void client_sasl_plain(const char *user, const char *password, buf *out);
+
 /* transport_close - shut TLS down politely, close the socket, free everything. */
 void transport_close(struct transport *t);
 
