@@ -6,10 +6,11 @@ set -eu
 # not installed with --no-install-recommends), curl and fetchmail (POP3 clients), dnsmasq-base
 # (the dnsmasq binary alone: the dnsmasq package would also start a system DNS server),
 # dovecot-imapd (the IMAP oracle test runs Dovecot's imap binary over a pipe; the system
-# Dovecot service is never started: see below), isync (mbsync, an IMAP client the tests drive).
+# Dovecot service is never started: see below), isync (mbsync, an IMAP client the tests drive),
+# mutt (sends a message in batch mode that `tern read` must show and save).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev
-openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
+openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync mutt
 python3 python3-pytest python3-pytest-timeout"
 missing=""
 for p in $PKGS; do
