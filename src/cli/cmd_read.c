@@ -2,6 +2,7 @@
  * IMAP or POP3 client of src/client/ */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
@@ -447,6 +448,7 @@ int cmd_read(int argc, char **argv)
 	r = get_password(&o, password, sizeof(password));
 	if (r != 0)
 		goto out;
+	signal(SIGPIPE, SIG_IGN);	/* a closed connection is an error to report */
 	r = imap ? run_imap(&o, host, port, tls, password, n)
 		 : run_pop3(&o, host, port, tls, password, n);
 out:

@@ -624,7 +624,7 @@ int imapc_folders(struct imapc *c, void (*cb)(void *ctx, const char *name, const
 
 void imapc_close(struct imapc *c)
 {
-	if (c->t.fd >= 0) {
+	if (c->t.fd >= 0 && !c->t.failed) {
 		char *err = NULL;
 		command(c, NULL, NULL, EX_PROTOCOL, "LOGOUT", &err, "LOGOUT");
 		free(err);

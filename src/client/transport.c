@@ -154,6 +154,7 @@ static bool is_ip_literal(const char *host)
 
 int transport_start_tls(struct transport *t, char **error_r)
 {
+	t->failed = true;	/* until the handshake is done */
 	if (t->rpos < t->rlen)
 		return client_fail(error_r, EX_PROTOCOL,
 			    "%s: the server sent data before the TLS handshake", t->host);
@@ -192,6 +193,7 @@ int transport_start_tls(struct transport *t, char **error_r)
 		return client_fail(error_r, EX_PROTOCOL, "%s: TLS handshake failed: %s", t->host,
 			    ssl_errors());
 	}
+	t->failed = false;
 	return 0;
 }
 
@@ -203,23 +205,29 @@ bool transport_is_tls(const struct transport *t)
 int transport_write(struct transport *t, const void *p, size_t n, char **error_r)
 {
 	const char *c = p;
+	if (t->failed)
+		return client_fail(error_r, EX_IOERR, "%s: the connection is broken", t->host);
 	while (n > 0) {
 		ssize_t w;
 		if (t->ssl) {
 			int chunk = n > 1 << 30 ? 1 << 30 : (int)n;
 			ERR_clear_error();
 			int r = SSL_write(t->ssl, c, chunk);
-			if (r <= 0)
+			if (r <= 0) {
+				t->failed = true;
 				return client_fail(error_r, EX_IOERR, "%s: TLS write failed: %s", t->host,
 					    errno ? strerror(errno) : ssl_errors());
+			}
 			w = r;
 		} else {
 			w = write(t->fd, c, n);
 			if (w < 0 && errno == EINTR)
 				continue;
-			if (w < 0)
+			if (w < 0) {
+				t->failed = true;
 				return client_fail(error_r, EX_IOERR, "%s: write failed: %s", t->host,
 					    strerror(errno));
+			}
 		}
 		c += w;
 		n -= (size_t)w;
@@ -231,6 +239,7 @@ int transport_write(struct transport *t, const void *p, size_t n, char **error_r
 static int fill(struct transport *t, char **error_r)
 {
 	ssize_t r;
+	t->failed = true;	/* unless the read below succeeds */
 	t->rpos = t->rlen = 0;
 	for (;;) {
 		errno = 0;
@@ -264,6 +273,7 @@ static int fill(struct transport *t, char **error_r)
 					    "%s: the server closed the connection", t->host);
 		}
 		t->rlen = (size_t)r;
+		t->failed = false;
 		return 0;
 	}
 }
@@ -319,7 +329,8 @@ int transport_read_exact(struct transport *t, size_t n, buf *out, char **error_r
 void transport_close(struct transport *t)
 {
 	if (t->ssl) {
-		SSL_shutdown(t->ssl);
+		if (!t->failed)
+			SSL_shutdown(t->ssl);
 		SSL_free(t->ssl);
 		t->ssl = NULL;
 	}

@@ -7,7 +7,8 @@
  *   EX_UNAVAILABLE the connection was refused or timed out
  *   EX_PROTOCOL   TLS handshake or certificate verification failed, a line was too long,
  *                 the server closed the connection
- *   EX_IOERR      a read or write failed */
+ *   EX_IOERR      a read or write failed
+ * Callers ignore SIGPIPE: a server that hangs up makes a write fail, not the process die. */
 #ifndef TERN_CLIENT_TRANSPORT_H
 #define TERN_CLIENT_TRANSPORT_H
 #include <stdbool.h>
@@ -27,6 +28,7 @@ struct transport {
 	char *host;		/* as given by the user: the name the certificate must carry */
 	bool insecure;		/* skip certificate verification */
 	bool loopback;		/* the peer is 127.0.0.0/8 or ::1 */
+	bool failed;		/* a read, write or handshake failed: say nothing more */
 	int timeout_ms;
 	char rbuf[16384];
 	size_t rpos, rlen;
