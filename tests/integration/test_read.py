@@ -352,3 +352,122 @@ def test_mutt_message_shown_and_saved(server, home, tmp_path):
     r = tern_read(server, home, "save", n, str(d))
     assert r.returncode == 0, r
     assert (d / "daten.bin").read_bytes() == attach.read_bytes()
+
+
+def local_non_loopback_ip():
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a source address
+        ip = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if ip.startswith("127.") else ip
+
+
+def test_no_password_in_clear_to_another_host(home):
+    """--tls none to a server that is not loopback: refused before any password is sent."""
+    import socket
+    import threading
+    ip = local_non_loopback_ip()
+    if ip is None:
+        pytest.skip("no non-loopback address on this machine")
+    lsock = socket.socket()
+    lsock.bind((ip, 0))
+    lsock.listen(1)
+    lsock.settimeout(30)
+    seen = []
+
+    def serve():
+        try:
+            conn, _ = lsock.accept()
+        except OSError:
+            return
+        with conn:
+            f = conn.makefile("rwb")
+            f.write(b"* OK fake IMAP\r\n")
+            f.flush()
+            for line in f:
+                seen.append(line)
+                tag = line.split(b" ", 1)[0]
+                if b"CAPABILITY" in line.upper():
+                    f.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+                else:
+                    f.write(tag + b" OK done\r\n")
+                f.flush()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    env = dict(os.environ, HOME=str(home), TERN_PASSWORD="do-not-send-me")
+    r = th.run_tern(["read", "--server", f"{ip}:{lsock.getsockname()[1]}", "--tls", "none",
+                     "--user", BOB, "list"], env=env)
+    t.join(10)
+    lsock.close()
+    assert r.returncode == EX_USAGE and "refusing to send a password" in r.stderr, r
+    assert not any(b"AUTHENTICATE" in x or b"LOGIN" in x or b"do-not-send" in x for x in seen)
+
+
+def test_imap_literals_that_look_like_responses(home):
+    """A fake server whose literals contain what looks like tagged and untagged responses,
+    parentheses and quotes: only the announced byte count is literal data."""
+    import socket
+    import threading
+    header = (b"Subject: t5 OK tricky ) ( \"quote\r\nFrom: \"Evil\" <e@x.test>\r\n"
+              b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n")
+    body = (b"From: e@x.test\r\nSubject: lit\r\n\r\nline one\r\nt6 OK not the end\r\n"
+            b"* 1 FETCH (BODY[] {3}\r\n)\r\n")
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(30)
+
+    def serve_one(conn):
+        with conn:
+            f = conn.makefile("rwb")
+            f.write(b"* OK fake\r\n")
+            f.flush()
+            for line in f:
+                tag, rest = line.rstrip(b"\r\n").split(b" ", 1)
+                cmd = rest.upper()
+                out = b""
+                if cmd.startswith(b"CAPABILITY"):
+                    out = b"* CAPABILITY IMAP4rev1 LITERAL+\r\n"
+                elif cmd.startswith(b"SELECT") or cmd.startswith(b"EXAMINE"):
+                    out = b"* 1 EXISTS\r\n* FLAGS (\\Seen)\r\n"
+                elif cmd.startswith(b"FETCH 1:*"):
+                    out = (b"* 1 FETCH (UID 7 FLAGS (\\Seen $Junk) RFC822.SIZE 99 "
+                           b"BODY[HEADER.FIELDS (DATE FROM SUBJECT)] {%d}\r\n" % len(header)
+                           + header + b")\r\n")
+                elif cmd.startswith(b"FETCH 1 (UID)"):
+                    out = b"* 1 FETCH (UID 7)\r\n"
+                elif cmd.startswith(b"UID FETCH 7"):
+                    out = b"* 1 FETCH (UID 7 BODY[] {%d}\r\n" % len(body) + body + b")\r\n"
+                f.write(out + tag + b" OK done\r\n")
+                f.flush()
+                if cmd.startswith(b"LOGOUT"):
+                    return
+
+    def serve():
+        for _ in range(2):
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            serve_one(conn)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    env = dict(os.environ, HOME=str(home), TERN_PASSWORD="pw", TZ="UTC")
+    base = ["read", "--server", f"127.0.0.1:{lsock.getsockname()[1]}", "--tls", "none",
+            "--user", "u"]
+    r = th.run_tern(base + ["list"], env=env)
+    assert r.returncode == 0, r
+    assert r.stdout == ('1\t2024-01-01 10:00\tEvil\tt5 OK tricky ) ( "quote\t99\t'
+                        '\\Seen $Junk\n'), r
+    r = th.run_tern(base + ["show", "1"], env=env)
+    t.join(10)
+    lsock.close()
+    assert r.returncode == 0, r
+    assert "line one\nt6 OK not the end\n* 1 FETCH (BODY[] {3}\n)\n" in r.stdout, r
