@@ -7,7 +7,8 @@ set -eu
 # (the dnsmasq binary alone: the dnsmasq package would also start a system DNS server),
 # dovecot-imapd (the IMAP oracle test runs Dovecot's imap binary over a pipe; the system
 # Dovecot service is never started: see below), isync (mbsync, an IMAP client the tests drive),
-# offlineimap3 and mutt (IMAP clients the tests drive; mutt through tmux, a terminal to type in).
+# offlineimap3 and mutt (IMAP clients the tests drive; mutt through tmux, a terminal to type in;
+# mutt also sends a message in batch mode that `tern read` must show and save).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync

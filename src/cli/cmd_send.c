@@ -21,8 +21,8 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "client/clientconf.h"
 #include "lib/buf.h"
-#include "lib/conf.h"
 #include "lib/fs.h"
 #include "lib/net.h"
 #include "lib/tls.h"
@@ -83,46 +83,22 @@ static void set_str(char **dst, const char *v)
 
 /* ---- client.conf --------------------------------------------------------------------- */
 
-static int conf_entry(void *ctx, const char *section, const char *key, const char *value,
-		      char **error_r)
-{
-	struct send_opts *o = ctx;
-	if (!strcmp(key, "server"))
-		set_str(&o->server, value);
-	else if (!strcmp(key, "tls"))
-		set_str(&o->tls, value);
-	else if (!strcmp(key, "user"))
-		set_str(&o->user, value);
-	else if (!strcmp(key, "from"))
-		set_str(&o->from, value);
-	else {
-		*error_r = xasprintf("unknown key \"%s\" (server, tls, user, from)", key);
-		return -1;
-	}
-	return 0;
-}
-
-/* load_client_conf - $XDG_CONFIG_HOME or ~/.config, tern/client.conf; absent is fine */
+/* load_client_conf - the defaults (client/clientconf) under what the command line says */
 static int load_client_conf(struct send_opts *o)
 {
-	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-	char *path = xdg && *xdg ? xasprintf("%s/tern/client.conf", xdg)
-		     : home && *home ? xasprintf("%s/.config/tern/client.conf", home) : NULL;
-	if (path == NULL)
-		return 0;
-	char *text = NULL, *err = NULL;
-	size_t len;
-	int r = 0;
-	if (fs_read_file(path, 65536, &text, &len) < 0) {
-		if (errno != ENOENT)
-			r = fail(EX_CONFIG, "%s: %s", path, strerror(errno));
-	} else if (conf_parse(path, text, len, conf_entry, o, &err) < 0) {
-		r = fail(EX_CONFIG, "%s", err);
+	struct clientconf c;
+	char *err = NULL;
+	if (clientconf_load(&c, &err) < 0) {
+		int r = fail(EX_CONFIG, "%s", err);
+		free(err);
+		return r;
 	}
-	free(err);
-	free(text);
-	free(path);
-	return r;
+	o->server = c.server;
+	o->tls = c.tls;
+	o->user = c.user;
+	o->from = c.from;
+	free(c.protocol);
+	return 0;
 }
 
 /* ---- arguments ----------------------------------------------------------------------- */

@@ -12,6 +12,7 @@
 
 #include "auth/accounts.h"
 #include "cli/cmd_send.h"
+#include "cli/cmd_read.h"
 #include "cli/cmd_user.h"
 #include "cli/devdata.h"
 #include "lib/buf.h"
@@ -38,6 +39,8 @@ static const char usage_text[] =
 	"                                  show and manage the outbound queue\n"
 	"  send --to ADDR... [options] < body.txt\n"
 	"                                  compose a message and submit it (see send --help)\n"
+	"  read [options] list|show N|save N DIR|delete N|move N FOLDER|folders\n"
+	"                                  read a mailbox over IMAP or POP3 (see 'tern read --help')\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -290,5 +293,7 @@ int main(int argc, char **argv)
 		return cmd_queue(argc - 1, argv + 1);
 	if (!strcmp(cmd, "send"))
 		return cmd_send(argc - 1, argv + 1);
+	if (!strcmp(cmd, "read"))
+		return cmd_read(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", cmd);
 }

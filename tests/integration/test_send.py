@@ -232,7 +232,8 @@ def test_client_conf_defaults(srv, tmp_path):
     conf.mkdir(parents=True)
     (conf / "client.conf").write_text(
         f"server = 127.0.0.1:{srv.ports['submission']}\ntls = starttls\nuser = {ALICE}\n"
-        f"from = Alice <{ALICE}>\n", encoding="utf-8")
+        f"from = Alice <{ALICE}>\nprotocol = imap  # tern read's key: the file is shared\n",
+        encoding="utf-8")
     env = dict(os.environ, HOME=str(tmp_path), TERN_PASSWORD=USERS[ALICE])
     env.pop("XDG_CONFIG_HOME", None)
     r = subprocess.run([th.TERN_BIN, "send", "--insecure", "--to", BOB, "--subject", tok],
