@@ -163,6 +163,8 @@ void imap_capabilities(struct imap_session *s, buf *out)
 			buf_puts(out, " AUTH=PLAIN AUTH=LOGIN");
 		else
 			buf_puts(out, " LOGINDISABLED");
+	} else {
+		buf_puts(out, " COMPRESS=DEFLATE");	/* a command of the authenticated state */
 	}
 }
 
@@ -362,6 +364,29 @@ static void cmd_starttls(void *ctx, const void *a)
 		session_close(s->ss, NULL);
 }
 
+/* cmd_compress - RFC 4978: after the tagged OK (sent as it is) both directions are raw
+ * DEFLATE; conn does the work, commands pipelined behind this one included */
+static void cmd_compress(void *ctx, const void *a)
+{
+	struct imap_session *s = ctx;
+	const struct imap_req *r = a;
+	if (r->n != 1 || r->args[0].type != IMAP_ARG_ATOM) {
+		imap_bad(s, r, "Usage: COMPRESS DEFLATE");
+		return;
+	}
+	if (strcasecmp(r->args[0].str, "DEFLATE") != 0) {
+		imap_bad(s, r, "Unknown compression mechanism");
+		return;
+	}
+	if (conn_is_compressed(s->conn)) {
+		imap_reply(s, "%s NO [COMPRESSIONACTIVE] DEFLATE is active already", r->tag);
+		return;
+	}
+	imap_reply(s, "%s OK DEFLATE active", r->tag);
+	if (conn_compress(s->conn) < 0)
+		session_close(s->ss, NULL);	/* the client compresses now: we cannot follow */
+}
+
 /* ---- any state ----------------------------------------------------------------------- */
 
 static void cmd_capability(void *ctx, const void *a)
@@ -502,6 +527,7 @@ static const struct session_command imap_commands[] = {
 	{ "STATUS", imap_cmd_status, S_LOGGED },
 	{ "APPEND", imap_cmd_append, S_LOGGED },
 	{ "IDLE", cmd_idle, S_LOGGED },
+	{ "COMPRESS", cmd_compress, S_LOGGED },
 	{ "CHECK", cmd_check, S_SE },
 	{ "CLOSE", imap_cmd_close, S_SE },
 	{ "UNSELECT", imap_cmd_unselect, S_SE },

@@ -43,6 +43,15 @@ void conn_set_timeout(struct conn *c, unsigned seconds);
  * call goes out in clear. 0 or -1. */
 int conn_starttls(struct conn *c, SSL_CTX *tls_ctx);
 bool conn_is_tls(const struct conn *c);
+/* conn_compress - from now on both directions are raw DEFLATE (RFC 1951, as IMAP
+ * COMPRESS=DEFLATE wants it: RFC 4978), above TLS when TLS is on. Output queued before the
+ * call goes out as it is; everything after, and everything the client sent after the
+ * command (buffered input included), is compressed. Output is sync-flushed at the end of
+ * each burst of writes. The inflated input is bounded by max_input like any input; a
+ * corrupt stream is logged and ends the conn with on_event(CONN_ERROR). conn_starttls is
+ * refused from then on. 0, or -1 when compression is on already or the conn is closing. */
+int conn_compress(struct conn *c);
+bool conn_is_compressed(const struct conn *c);
 SSL *conn_ssl(const struct conn *c);
 /* conn_pause / conn_resume - stop and restart on_input calls (input still buffered up to
  * the watermark); conn_resume re-runs on_input later if input is waiting. */
