@@ -88,12 +88,14 @@ struct delivery {
 	bool reused;			/* client came from the idle pool */
 	char relay[300];
 	char *last_error;		/* why the last host failed */
+	bool next_hop_dsn;		/* the server that took the message offers DSN */
 	char last_status[16];
 	time_t started;
 };
 
-/* A recipient that failed for good, for the bounce. */
+/* A recipient to report on (failed for good, delayed, or delivered with NOTIFY=SUCCESS). */
 struct failed_rcpt {
+	enum dsn_action action;
 	char *address;
 	char *orcpt;
 	char status[16];
@@ -242,11 +244,20 @@ static bool wants_delay_notice(const char *notify)
 	return notify == NULL || strstr(notify, "DELAY") != NULL;
 }
 
-/* bounce_deliver - compose a DSN for the failed recipients and send it to the sender:
- * into local mailboxes, or queued with the null sender */
-static void bounce_deliver(struct runner *r, const struct delivery *d,
-			   const struct failed_rcpt *f, size_t n, bool delayed)
+/* wants_success_notice - only an explicit NOTIFY=SUCCESS asks for one */
+static bool wants_success_notice(const char *notify)
 {
+	return notify != NULL && strstr(notify, "SUCCESS") != NULL;
+}
+
+/* bounce_deliver - compose a DSN for the recipients in f (all of one kind: failed, delayed
+ * or delivered/relayed) and send it to the sender: into local mailboxes, or queued with the
+ * null sender */
+static void bounce_deliver(struct runner *r, const struct delivery *d,
+			   const struct failed_rcpt *f, size_t n)
+{
+	bool delayed = f[0].action == DSN_DELAYED;
+	const char *kind = f[0].action == DSN_FAILED ? "non-delivery" : delayed ? "delay" : "success";
 	const char *qid = d->qid, *sender = d->sender;
 	const struct tern_config *cfg = r->cfg;
 	char *err = NULL;
@@ -259,12 +270,12 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 	for (size_t i = 0; i < n; i++) {
 		rc[i].final_rcpt = f[i].address;
 		rc[i].orig_rcpt = f[i].orcpt;
-		rc[i].action = delayed ? DSN_DELAYED : DSN_FAILED;
+		rc[i].action = f[i].action;
 		rc[i].status = f[i].status;
 		rc[i].remote_mta = f[i].remote_mta;
 		rc[i].diagnostic = f[i].diagnostic;
 		rc[i].last_attempt = (int64_t)time(NULL);
-		if (delayed)
+		if (f[i].action == DSN_DELAYED)
 			rc[i].will_retry_until = d->arrived + (int64_t)cfg->queue_max_lifetime;
 	}
 	char *envid = d->envid ? xtext_decode(d->envid) : NULL;
@@ -299,8 +310,7 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 			  &err) < 0)
 		log_warnx("%s: cannot deliver the bounce: %s", qid, err ? err : "?");
 	else
-		log_info("%s: sender %s notification: %s", qid, delayed ? "delay" : "non-delivery",
-			 m->qid);
+		log_info("%s: sender %s notification: %s", qid, kind, m->qid);
 out:
 	if (m != NULL && m->path != NULL)
 		spool_abort(&m);
@@ -361,9 +371,11 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 	char *err = NULL;
 	struct failed_rcpt *failed = xcalloc(d->n, sizeof(*failed));
 	struct failed_rcpt *delayed = xcalloc(d->n, sizeof(*delayed));
+	struct failed_rcpt *succeeded = xcalloc(d->n, sizeof(*succeeded));
 	bool *remove = xcalloc(d->n, sizeof(bool)), *warned = xcalloc(d->n, sizeof(bool));
 	char **defer_error = xcalloc(d->n, sizeof(char *));
-	size_t nf = 0, nd = 0;
+	size_t nf = 0, nd = 0, ns = 0;
+	bool local = strcmp(d->relay, "local") == 0;
 	int64_t now = (int64_t)time(NULL);
 	bool expired = now - d->arrived >= (int64_t)r->cfg->queue_max_lifetime;
 	bool warn_due = r->cfg->queue_delay_warning > 0 &&
@@ -387,6 +399,17 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		if (ok) {
 			log_attempt(d, i, d->relay, status, "sent", text);
 			remove[i] = true;
+			/* RFC 3461 section 6.2: a server that offers DSN took the request on with
+			 * the message; otherwise the report is ours: delivered, or relayed */
+			if (wants_success_notice(d->notify[i]) && (local || !d->next_hop_dsn)) {
+				struct failed_rcpt *sr = &succeeded[ns++];
+				sr->action = local ? DSN_DELIVERED : DSN_RELAYED;
+				sr->address = xstrdup(d->addrs[i]);
+				sr->orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
+				snprintf(sr->status, sizeof(sr->status), "%s", status);
+				sr->diagnostic = local ? NULL : xstrdup(text);
+				sr->remote_mta = local ? NULL : xstrndup(d->relay, strcspn(d->relay, "["));
+			}
 			continue;
 		}
 		if (!perm && !expired) {
@@ -394,6 +417,7 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 			defer_error[i] = xasprintf("%s (%s)", status, text);
 			if (warn_due && !d->delay_warned[i] && wants_delay_notice(d->notify[i])) {
 				/* tell the sender once that we are still trying */
+				delayed[nd].action = DSN_DELAYED;
 				delayed[nd].address = xstrdup(d->addrs[i]);
 				delayed[nd].orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
 				snprintf(delayed[nd].status, sizeof(delayed[nd].status), "%s", status);
@@ -413,6 +437,7 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 			log_info("%s: to=<%s>: no bounce (NOTIFY=%s)", d->qid, d->addrs[i], d->notify[i]);
 			continue;
 		}
+		failed[nf].action = DSN_FAILED;
 		failed[nf].address = xstrdup(d->addrs[i]);
 		failed[nf].orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
 		snprintf(failed[nf].status, sizeof(failed[nf].status), "%s", status);
@@ -421,9 +446,11 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		nf++;
 	}
 	if (nf > 0)
-		bounce_deliver(r, d, failed, nf, false);
+		bounce_deliver(r, d, failed, nf);
 	if (nd > 0)
-		bounce_deliver(r, d, delayed, nd, true);
+		bounce_deliver(r, d, delayed, nd);
+	if (ns > 0)
+		bounce_deliver(r, d, succeeded, ns);
 	/* one transaction for the whole attempt: one lock and one sync, not one per row */
 	if (queue_begin(r->q, &err) < 0)
 		goto dberr;
@@ -459,6 +486,7 @@ out:
 	free(warned);
 	failed_free(failed, nf);
 	failed_free(delayed, nd);
+	failed_free(succeeded, ns);
 	delivery_free(d);
 	runner_schedule_scan(r);
 }
@@ -466,6 +494,7 @@ out:
 static void on_sent(struct smtp_client *c, const struct smtp_client_result *res, void *ctx)
 {
 	struct delivery *d = ctx;
+	d->next_hop_dsn = smtp_client_extensions(c)->dsn;
 	if (res->usable && !d->r->stopping) {
 		/* keep the connection for the next message to this destination */
 		idle_keep(d->r, d->domain, d->relay, d->client);

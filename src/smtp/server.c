@@ -524,7 +524,7 @@ static void cmd_rcpt(void *ctx, const void *a)
 			for (size_t i = 0; i < t.n_remotes; i++)
 				addr_list_add(&s->remotes, t.remotes[i], notify, orcpt);
 			for (size_t i = 0; i < t.n_locals; i++)
-				addr_list_add(&s->locals, t.locals[i], NULL, NULL);
+				addr_list_add(&s->locals, t.locals[i], notify, orcpt);
 			recipient_targets_free(&t);
 			goto accepted;
 		}
@@ -631,6 +631,31 @@ static void message_write(struct smtp_session *s, const char *p, size_t n)
 	mime_hdrfilter_feed(&s->hf, p, n);
 }
 
+/* deliver - spool_deliver with the DSN requests of every recipient, locals first */
+static int deliver(struct smtp_session *s, char **error_r)
+{
+	size_t n = s->locals.n + s->remotes.n;
+	const char **notify = xcalloc(n + 1, sizeof(char *));
+	const char **orcpt = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < s->locals.n; i++) {
+		notify[i] = s->locals.notify[i];
+		orcpt[i] = s->locals.orcpt[i];
+	}
+	for (size_t i = 0; i < s->remotes.n; i++) {
+		notify[s->locals.n + i] = s->remotes.notify[i];
+		orcpt[s->locals.n + i] = s->remotes.orcpt[i];
+	}
+	struct queue_dsn dsn = { .ret = s->dsn_ret, .envid = s->dsn_envid, .notify = notify,
+				 .orcpt = orcpt };
+	int queued = spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
+				   (const char *const *)s->locals.v, s->locals.n, s->srv->queue,
+				   s->sender, (const char *const *)s->remotes.v, s->remotes.n,
+				   &dsn, error_r);
+	free(notify);
+	free(orcpt);
+	return queued;
+}
+
 /* message_finish - the message is complete: check it, make it durable, answer */
 static void message_finish(struct smtp_session *s)
 {
@@ -652,13 +677,7 @@ static void message_finish(struct smtp_session *s)
 		session_reply(s->ss, "550 5.6.0 Message contains a line longer than %zu octets",
 		      s->srv->cfg->smtp_max_text_line);
 	} else if (s->msg->failed ||
-		   (queued = spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
-				 (const char *const *)s->locals.v, s->locals.n, s->srv->queue,
-				 s->sender, (const char *const *)s->remotes.v, s->remotes.n,
-				 &(struct queue_dsn){ .ret = s->dsn_ret, .envid = s->dsn_envid,
-						      .notify = (const char *const *)s->remotes.notify,
-						      .orcpt = (const char *const *)s->remotes.orcpt },
-				 &err)) < 0) {
+		   (queued = deliver(s, &err)) < 0) {
 		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
 			  err ? err : "write error");
 		free(err);

@@ -277,3 +277,89 @@ def test_bcc_removed_in_relayed_mail(inst, peer):
     assert not data.startswith(b"Return-Path"), data[:200]
     head = headers_of(data)
     assert b"\r\nDate: " in head and b"\r\nMessage-ID: <" in head, head
+
+
+# -- success reports ---------------------------------------------------------------------
+
+def find_report(inst, needle, action, timeout=30):
+    """The report in alice's mailbox about needle whose Action is action, parsed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in inst.find_messages(ALICE, needle):
+            data = p.read_bytes()
+            if b"multipart/report" in data and f"Action: {action}".encode() in data:
+                # a report has our Return-Path, and no Received (it was made here)
+                body = data.split(b"\r\n", 1)[1]
+                return data, email.message_from_bytes(body, policy=email.policy.default)
+        time.sleep(0.2)
+    raise AssertionError(f"no {action} report about {needle} for {ALICE}:\n"
+                         f"{inst.log_tail(40)}")
+
+
+def status_fields(msg, kind="message/delivery-status"):
+    parts = [p for p in msg.walk() if p.get_content_type() == kind]
+    assert parts, [p.get_content_type() for p in msg.walk()]
+    return parts[0]
+
+
+def per_recipient(status_part):
+    """The per-recipient field blocks of a delivery-status part, as dicts."""
+    payload = status_part.get_payload()
+    if isinstance(payload, list):   # email parses message/delivery-status into blocks
+        return [{k.lower(): str(v) for k, v in b.items()} for b in payload[1:]]
+    text = payload if isinstance(payload, str) else payload.decode()
+    blocks = [b for b in re.split(r"\r?\n\r?\n", text.strip()) if b.strip()][1:]
+    out = []
+    for b in blocks:
+        d = {}
+        for line in re.split(r"\r?\n(?![ \t])", b):
+            k, _, v = line.partition(":")
+            d[k.strip().lower()] = " ".join(v.split())
+        out.append(d)
+    return out
+
+
+def test_success_report_local_delivery(inst):
+    tok = token()
+    msg = make_message(tok, sender=ALICE, to=BOB)
+    submit(inst, [BOB], msg, mail_options=["RET=FULL", f"ENVID=env-{tok}"],
+           rcpt_options=["NOTIFY=SUCCESS", f"ORCPT=rfc822;orig-{tok}@example.test"])
+    inst.wait_message(BOB, tok)
+    data, rep = find_report(inst, tok, "delivered")
+    assert rep.get_content_type() == "multipart/report"
+    assert rep.get_param("report-type") == "delivery-status"
+    assert str(rep["Subject"]) == "Successful Mail Delivery Report"
+    assert data.startswith(b"Return-Path: <>\r\n"), data[:100]
+    rcpts = per_recipient(status_fields(rep))
+    assert len(rcpts) == 1, rcpts
+    assert rcpts[0]["action"] == "delivered"
+    assert rcpts[0]["status"].startswith("2."), rcpts
+    assert rcpts[0]["final-recipient"] == f"rfc822; {BOB}"
+    assert rcpts[0]["original-recipient"] == f"rfc822; orig-{tok}@example.test"
+    assert f"Original-Envelope-Id: env-{tok}".encode() in data
+    # a success report returns the header only, even with RET=FULL (RFC 3461 6.2)
+    types = [p.get_content_type() for p in rep.walk()]
+    assert "text/rfc822-headers" in types and "message/rfc822" not in types, types
+
+
+def test_no_success_report_without_notify(inst):
+    tok = token()
+    submit(inst, [BOB], make_message(tok, sender=ALICE, to=BOB))
+    inst.wait_message(BOB, tok)
+    time.sleep(1.5)
+    assert not [p for p in inst.find_messages(ALICE, tok)
+                if b"multipart/report" in p.read_bytes()]
+
+
+def test_relayed_report_when_next_hop_has_no_dsn(inst, peer):
+    tok = token()
+    rcpt = f"far-{tok}@{RELAY_DOMAIN}"
+    submit(inst, [rcpt], make_message(tok, sender=ALICE, to=rcpt),
+           rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+    peer.wait(tok)
+    data, rep = find_report(inst, tok, "relayed")
+    assert rep.get_param("report-type") == "delivery-status"
+    rcpts = per_recipient(status_fields(rep))
+    assert rcpts[0]["action"] == "relayed", rcpts
+    assert rcpts[0]["final-recipient"] == f"rfc822; {rcpt}"
+    assert rcpts[0]["remote-mta"] == "dns; 127.0.0.1", rcpts
