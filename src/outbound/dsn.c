@@ -448,6 +448,13 @@ static void rcpt_explanation(buf *out, const struct dsn_rcpt *rc)
 	bool problem = rc->action == DSN_FAILED || rc->action == DSN_DELAYED;
 	const char *d = rc->diagnostic ? clean_line(diag, sizeof(diag), rc->diagnostic) : "";
 	const char *h = rc->remote_mta ? clean_host(host, sizeof(host), rc->remote_mta) : NULL;
+	if (rc->note != NULL) {
+		char note[DSN_DIAGNOSTIC_MAX + 1];
+		buf_puts(out, clean_line(note, sizeof(note), rc->note));
+		if (d[0] == '\0')
+			return;
+		buf_puts(out, "; the last error was: ");
+	}
 	/* "host said" only for a reply from that host, not for our own error text. */
 	if (d[0] != '\0' && h != NULL && is_smtp_reply(d))
 		buf_printf(out, problem ? "host %s said: %s" : "delivery via %s: %s", h, d);

@@ -36,6 +36,9 @@ struct dsn_rcpt {
 					   (CR/LF become a space); a text that does not start with a
 					   three-digit reply code (a local error such as "connection
 					   refused") is written as "X-Tern; …" instead */
+	const char *note;		/* our own remark, shown in the text part before the
+					   diagnostic (e.g. "bounced by the administrator"), or
+					   NULL */
 	int64_t last_attempt;		/* unix time or 0 */
 	int64_t will_retry_until;	/* for delayed, or 0 */
 };

@@ -76,6 +76,7 @@ struct delivery {
 	bool *delay_warned;
 	char **notify;		/* per recipient DSN requests (RFC 3461), NULL when none */
 	char **orcpt;
+	char **last_errors;	/* per recipient: the queue's last error ("4.2.0 (451 …)"), or NULL */
 	size_t n;
 	char *ret;		/* RET= and ENVID= of the message */
 	char *envid;
@@ -89,6 +90,7 @@ struct delivery {
 	char relay[300];
 	char *last_error;		/* why the last host failed */
 	bool next_hop_dsn;		/* the server that took the message offers DSN */
+	bool admin_bounce;		/* tern queue bounce: no attempt, report the last error */
 	char last_status[16];
 	time_t started;
 };
@@ -101,6 +103,7 @@ struct failed_rcpt {
 	char status[16];
 	char *diagnostic;
 	char *remote_mta;
+	const char *note;	/* ours, shown before the diagnostic (static) */
 };
 
 static void runner_schedule_scan(struct runner *r);
@@ -178,7 +181,9 @@ static void delivery_free(struct delivery *d)
 		free(d->addrs[i]);
 		free(d->notify[i]);
 		free(d->orcpt[i]);
+		free(d->last_errors[i]);
 	}
+	free(d->last_errors);
 	free(d->addrs);
 	free(d->notify);
 	free(d->orcpt);
@@ -250,6 +255,19 @@ static bool wants_success_notice(const char *notify)
 	return notify != NULL && strstr(notify, "SUCCESS") != NULL;
 }
 
+/* last_error_split - the queue's last error "4.2.0 (451 4.2.0 text)" into its status and
+ * text (the reply or our own error); false when it has another form */
+static bool last_error_split(const char *e, char status[16], char **text_r)
+{
+	const char *open = strstr(e, " (");
+	size_t len = strlen(e);
+	if (open == NULL || (size_t)(open - e) >= 16 || len < 2 || e[len - 1] != ')')
+		return false;
+	snprintf(status, 16, "%.*s", (int)(open - e), e);
+	*text_r = xstrndup(open + 2, (size_t)(e + len - 1 - (open + 2)));
+	return true;
+}
+
 /* bounce_deliver - compose a DSN for the recipients in f (all of one kind: failed, delayed
  * or delivered/relayed) and send it to the sender: into local mailboxes, or queued with the
  * null sender */
@@ -271,6 +289,7 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 		rc[i].final_rcpt = f[i].address;
 		rc[i].orig_rcpt = f[i].orcpt;
 		rc[i].action = f[i].action;
+		rc[i].note = f[i].note;
 		rc[i].status = f[i].status;
 		rc[i].remote_mta = f[i].remote_mta;
 		rc[i].diagnostic = f[i].diagnostic;
@@ -443,6 +462,22 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		snprintf(failed[nf].status, sizeof(failed[nf].status), "%s", status);
 		failed[nf].diagnostic = xstrdup(text);
 		failed[nf].remote_mta = d->relay[0] ? xstrndup(d->relay, strcspn(d->relay, "[")) : NULL;
+		/* an operator's bounce comes before any attempt: the last real error (from the
+		 * queue) is what the sender needs, with the note that the operator ended it */
+		if (d->admin_bounce && d->last_errors[i] != NULL) {
+			char st[16];
+			char *last = NULL;
+			free(failed[nf].diagnostic);
+			if (last_error_split(d->last_errors[i], st, &last)) {
+				failed[nf].diagnostic = last;
+				if (st[0] == '4' || st[0] == '5')
+					snprintf(failed[nf].status, sizeof(failed[nf].status), "5%s",
+						 st + 1);
+			} else {
+				failed[nf].diagnostic = xstrdup(d->last_errors[i]);
+			}
+			failed[nf].note = text;	/* "bounced by the administrator" */
+		}
 		nf++;
 	}
 	if (nf > 0)
@@ -839,7 +874,7 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 	}
 	free(domain);
 	if (strcmp(due->state, "bounce") == 0)
-		d->last_status[0] = 'B';	/* the operator asked for a bounce */
+		d->admin_bounce = true;		/* the operator asked for a bounce */
 	d->ids = xreallocarray(d->ids, d->n + 1, sizeof(*d->ids));
 	d->addrs = xreallocarray(d->addrs, d->n + 1, sizeof(*d->addrs));
 	d->attempts = xreallocarray(d->attempts, d->n + 1, sizeof(*d->attempts));
@@ -849,6 +884,8 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 	d->orcpt = xreallocarray(d->orcpt, d->n + 1, sizeof(*d->orcpt));
 	d->notify[d->n] = due->notify ? xstrdup(due->notify) : NULL;
 	d->orcpt[d->n] = due->orcpt ? xstrdup(due->orcpt) : NULL;
+	d->last_errors = xreallocarray(d->last_errors, d->n + 1, sizeof(*d->last_errors));
+	d->last_errors[d->n] = due->last_error ? xstrdup(due->last_error) : NULL;
 	d->ids[d->n] = due->rcpt_id;
 	d->addrs[d->n] = xstrdup(due->address);
 	d->attempts[d->n] = due->attempts;
@@ -870,8 +907,7 @@ static void runner_scan(struct runner *r)
 		struct delivery *d = sc.pending[i];
 		LIST_INSERT_HEAD(&r->deliveries, d, link);
 		r->active++;
-		if (d->last_status[0] == 'B') {
-			d->last_status[0] = '\0';
+		if (d->admin_bounce) {
 			delivery_finish(d, NULL, "bounced by the administrator", "5.0.0", true);
 			continue;
 		}

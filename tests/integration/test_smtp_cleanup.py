@@ -363,3 +363,34 @@ def test_relayed_report_when_next_hop_has_no_dsn(inst, peer):
     assert rcpts[0]["action"] == "relayed", rcpts
     assert rcpts[0]["final-recipient"] == f"rfc822; {rcpt}"
     assert rcpts[0]["remote-mta"] == "dns; 127.0.0.1", rcpts
+
+
+# -- tern queue bounce -------------------------------------------------------------------
+
+def test_queue_bounce_reports_last_error(inst, peer):
+    tok = token()
+    rcpt = f"defer-{tok}@{RELAY_DOMAIN}"
+    submit(inst, [rcpt], make_message(tok, sender=ALICE, to=rcpt))
+    deadline = time.monotonic() + 30
+    while True:
+        out = inst.queue_list()
+        if f"peer says {tok}" in out:
+            break
+        assert time.monotonic() < deadline, f"no deferral recorded:\n{out}"
+        time.sleep(0.2)
+    qid = None
+    for line in out.splitlines():
+        if line and not line[0].isspace():
+            qid = line.split()[0]
+        elif rcpt in line:
+            break
+    assert qid, out
+    r = inst.cli("queue", "bounce", qid)
+    assert r.returncode == 0, r
+    inst.cli("queue", "flush")
+    data, rep = find_report(inst, tok, "failed")
+    text = data.decode("utf-8", "replace")
+    assert "administrator" in text, text[:3000]
+    assert f"peer says {tok}" in text, text[:3000]
+    rcpts = per_recipient(status_fields(rep))
+    assert f"peer says {tok}" in rcpts[0]["diagnostic-code"], rcpts
