@@ -365,6 +365,38 @@ def test_relayed_report_when_next_hop_has_no_dsn(inst, peer):
     assert rcpts[0]["remote-mta"] == "dns; 127.0.0.1", rcpts
 
 
+# -- RFC 6533 reports ----------------------------------------------------------------------
+
+def test_utf8_bounce_uses_global_types(inst, peer):
+    tok = token()
+    rcpt = f"reject-{tok}@{RELAY_DOMAIN}"
+    msg = (f"From: Jörg <{ALICE}>\r\nTo: <{rcpt}>\r\nSubject: Grüße {tok}\r\n"
+           f"Date: Mon, 01 Jan 2024 12:00:00 +0000\r\nMessage-ID: <{tok}@x>\r\n\r\n"
+           f"Körper {tok}\r\n").encode()
+    with inst.submission_login() as s:
+        assert s.sendmail(ALICE, [rcpt], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"]) == {}
+    data, rep = find_report(inst, tok, "failed")
+    types = [p.get_content_type() for p in rep.walk()]
+    assert "message/global-delivery-status" in types, types
+    assert "message/global-headers" in types, types
+    assert "message/delivery-status" not in types and "text/rfc822-headers" not in types
+    assert rep.get_param("report-type") == "delivery-status"
+    text = data.split(b"Content-Type: message/global-delivery-status", 1)[1]
+    text = text.split(b"Content-Type: message/global-headers", 1)[0]
+    assert b"Action: failed" in text and b"Status: 5.1.1" in text, text
+    returned = data.split(b"Content-Type: message/global-headers", 1)[1]
+    assert f"Subject: Grüße {tok}".encode() in returned, returned[:500]
+
+
+def test_ascii_bounce_keeps_classic_types(inst, peer):
+    tok = token()
+    rcpt = f"reject-{tok}@{RELAY_DOMAIN}"
+    submit(inst, [rcpt], make_message(tok, sender=ALICE, to=rcpt))
+    data, rep = find_report(inst, tok, "failed")
+    types = [p.get_content_type() for p in rep.walk()]
+    assert "message/delivery-status" in types and "text/rfc822-headers" in types, types
+
+
 # -- tern queue bounce -------------------------------------------------------------------
 
 def test_queue_bounce_reports_last_error(inst, peer):
