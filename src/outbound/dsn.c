@@ -448,6 +448,13 @@ static void rcpt_explanation(buf *out, const struct dsn_rcpt *rc)
 	bool problem = rc->action == DSN_FAILED || rc->action == DSN_DELAYED;
 	const char *d = rc->diagnostic ? clean_line(diag, sizeof(diag), rc->diagnostic) : "";
 	const char *h = rc->remote_mta ? clean_host(host, sizeof(host), rc->remote_mta) : NULL;
+	if (rc->note != NULL) {
+		char note[DSN_DIAGNOSTIC_MAX + 1];
+		buf_puts(out, clean_line(note, sizeof(note), rc->note));
+		if (d[0] == '\0')
+			return;
+		buf_puts(out, "; the last error was: ");
+	}
 	/* "host said" only for a reply from that host, not for our own error text. */
 	if (d[0] != '\0' && h != NULL && is_smtp_reply(d))
 		buf_printf(out, problem ? "host %s said: %s" : "delivery via %s: %s", h, d);
@@ -873,6 +880,22 @@ int dsn_compose(int out_fd, const struct dsn_report *r, int orig_fd, uint64_t or
 	if (choose_boundary(boundary, sizeof(boundary), &text, &status, orig_fd, orig_offset,
 			    orig_size, headers_only, &orig_8bit, error_r) < 0)
 		goto out;
+	/* RFC 6533: a report on a message with UTF-8 in its header or addresses uses the
+	 * global types, which may carry UTF-8 (mail readers show the returned header right) */
+	bool global = !printable_ascii(r->envelope_sender);
+	for (size_t i = 0; i < r->n_rcpts; i++)
+		global |= !printable_ascii(r->rcpts[i].final_rcpt) ||
+			  (r->rcpts[i].orig_rcpt != NULL && !printable_ascii(r->rcpts[i].orig_rcpt));
+	if (attach == 1) {
+		global |= orig_8bit;
+	} else if (attach == 2 && orig_8bit && !global) {
+		bool found, header_8bit = false;
+		/* the boundary does not occur: the scan reads the whole header */
+		if (scan_original(orig_fd, orig_offset, orig_size, true, boundary, &found,
+				  &header_8bit, error_r) < 0)
+			goto out;
+		global = header_8bit;
+	}
 
 	/* The message header. */
 	buf_printf(&out, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n", host);
@@ -908,8 +931,8 @@ int dsn_compose(int out_fd, const struct dsn_report *r, int orig_fd, uint64_t or
 
 	/* Part 2: the delivery status. */
 	buf_printf(&out, "--%s\r\n", boundary);
-	buf_puts(&out, "Content-Description: Delivery report\r\n"
-		       "Content-Type: message/delivery-status\r\n\r\n");
+	buf_printf(&out, "Content-Description: Delivery report\r\n"
+			 "Content-Type: message/%sdelivery-status\r\n\r\n", global ? "global-" : "");
 	buf_append(&out, status.data, status.len);
 
 	/* Part 3: the original or its header. */
@@ -919,7 +942,8 @@ int dsn_compose(int out_fd, const struct dsn_report *r, int orig_fd, uint64_t or
 			   any_failed ? "Undelivered Message" : "Message",
 			   headers_only ? " Headers" : "");
 		buf_printf(&out, "Content-Type: %s\r\n",
-			   headers_only ? "text/rfc822-headers" : "message/rfc822");
+			   headers_only ? (global ? "message/global-headers" : "text/rfc822-headers")
+					: (global ? "message/global" : "message/rfc822"));
 		if (orig_8bit)
 			buf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
 		buf_puts(&out, "\r\n");

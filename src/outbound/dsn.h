@@ -5,8 +5,11 @@
  * Everything a remote server or a client chose (diagnostics, addresses, ENVID) is cleaned
  * before it reaches a header field: CR, LF and other control characters never pass, long
  * values are folded so that no line exceeds 998 octets, diagnostics are cut at
- * DSN_DIAGNOSTIC_MAX. The delivery-status part stays 7-bit (RFC 6533 UTF-8 DSNs are not
- * generated): a non-ASCII address is written as RFC 6533 "utf-8; " utf-8-addr-xtext
+ * DSN_DIAGNOSTIC_MAX. When the original's header holds 8-bit octets (UTF-8 headers,
+ * SMTPUTF8) or an address is not ASCII, the report uses RFC 6533's types:
+ * message/global-delivery-status, and message/global-headers (or message/global) for the
+ * original. The delivery-status part stays 7-bit either way: a non-ASCII address is
+ * written as RFC 6533 "utf-8; " utf-8-addr-xtext
  * (j\x{F6}rg@example.test) when it is valid UTF-8, else its type is kept and every octet that
  * is not printable ASCII is xtext-encoded ("+HH", RFC 3461 section 4). */
 #ifndef TERN_QUEUE_DSN_H
@@ -36,6 +39,9 @@ struct dsn_rcpt {
 					   (CR/LF become a space); a text that does not start with a
 					   three-digit reply code (a local error such as "connection
 					   refused") is written as "X-Tern; …" instead */
+	const char *note;		/* our own remark, shown in the text part before the
+					   diagnostic (e.g. "bounced by the administrator"), or
+					   NULL */
 	int64_t last_attempt;		/* unix time or 0 */
 	int64_t will_retry_until;	/* for delayed, or 0 */
 };
@@ -62,11 +68,13 @@ struct dsn_report {
  * Date, Message-ID, Auto-Submitted: auto-replied (RFC 3834), MIME-Version, Content-Type:
  * multipart/report; report-type=delivery-status; boundary=… (a random boundary not present
  * in the original), part 1 text/plain human-readable explanation listing each recipient and
- * its diagnostic, part 2 message/delivery-status (per-message fields: Original-Envelope-Id,
+ * its diagnostic, part 2 message/delivery-status or message/global-delivery-status (see
+ * above) (per-message fields: Original-Envelope-Id,
  * Reporting-MTA: dns; …, Arrival-Date, X-Queue-ID; a blank line; per-recipient blocks:
  * Original-Recipient (when given), Final-Recipient: rfc822; …, Action, Status, Remote-MTA:
  * dns; …, Diagnostic-Code: smtp; …, Last-Attempt-Date, Will-Retry-Until), part 3 the
- * original: message/rfc822 (whole) or text/rfc822-headers (up to the first empty line), read
+ * original: message/rfc822 (whole) or text/rfc822-headers (up to the first empty line) or
+ * their global forms, read
  * from orig_fd with pread(2) (the fd's offset is not moved) starting at orig_offset for
  * orig_size bytes; lines are passed as they are (CRLF; a bare LF original is converted to
  * CRLF); an original with 8-bit octets is labelled Content-Transfer-Encoding: 8bit.

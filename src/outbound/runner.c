@@ -76,6 +76,7 @@ struct delivery {
 	bool *delay_warned;
 	char **notify;		/* per recipient DSN requests (RFC 3461), NULL when none */
 	char **orcpt;
+	char **last_errors;	/* per recipient: the queue's last error ("4.2.0 (451 …)"), or NULL */
 	size_t n;
 	char *ret;		/* RET= and ENVID= of the message */
 	char *envid;
@@ -88,17 +89,21 @@ struct delivery {
 	bool reused;			/* client came from the idle pool */
 	char relay[300];
 	char *last_error;		/* why the last host failed */
+	bool next_hop_dsn;		/* the server that took the message offers DSN */
+	bool admin_bounce;		/* tern queue bounce: no attempt, report the last error */
 	char last_status[16];
 	time_t started;
 };
 
-/* A recipient that failed for good, for the bounce. */
+/* A recipient to report on (failed for good, delayed, or delivered with NOTIFY=SUCCESS). */
 struct failed_rcpt {
+	enum dsn_action action;
 	char *address;
 	char *orcpt;
 	char status[16];
 	char *diagnostic;
 	char *remote_mta;
+	const char *note;	/* ours, shown before the diagnostic (static) */
 };
 
 static void runner_schedule_scan(struct runner *r);
@@ -176,7 +181,9 @@ static void delivery_free(struct delivery *d)
 		free(d->addrs[i]);
 		free(d->notify[i]);
 		free(d->orcpt[i]);
+		free(d->last_errors[i]);
 	}
+	free(d->last_errors);
 	free(d->addrs);
 	free(d->notify);
 	free(d->orcpt);
@@ -242,11 +249,33 @@ static bool wants_delay_notice(const char *notify)
 	return notify == NULL || strstr(notify, "DELAY") != NULL;
 }
 
-/* bounce_deliver - compose a DSN for the failed recipients and send it to the sender:
- * into local mailboxes, or queued with the null sender */
-static void bounce_deliver(struct runner *r, const struct delivery *d,
-			   const struct failed_rcpt *f, size_t n, bool delayed)
+/* wants_success_notice - only an explicit NOTIFY=SUCCESS asks for one */
+static bool wants_success_notice(const char *notify)
 {
+	return notify != NULL && strstr(notify, "SUCCESS") != NULL;
+}
+
+/* last_error_split - the queue's last error "4.2.0 (451 4.2.0 text)" into its status and
+ * text (the reply or our own error); false when it has another form */
+static bool last_error_split(const char *e, char status[16], char **text_r)
+{
+	const char *open = strstr(e, " (");
+	size_t len = strlen(e);
+	if (open == NULL || (size_t)(open - e) >= 16 || len < 2 || e[len - 1] != ')')
+		return false;
+	snprintf(status, 16, "%.*s", (int)(open - e), e);
+	*text_r = xstrndup(open + 2, (size_t)(e + len - 1 - (open + 2)));
+	return true;
+}
+
+/* bounce_deliver - compose a DSN for the recipients in f (all of one kind: failed, delayed
+ * or delivered/relayed) and send it to the sender: into local mailboxes, or queued with the
+ * null sender */
+static void bounce_deliver(struct runner *r, const struct delivery *d,
+			   const struct failed_rcpt *f, size_t n)
+{
+	bool delayed = f[0].action == DSN_DELAYED;
+	const char *kind = f[0].action == DSN_FAILED ? "non-delivery" : delayed ? "delay" : "success";
 	const char *qid = d->qid, *sender = d->sender;
 	const struct tern_config *cfg = r->cfg;
 	char *err = NULL;
@@ -259,12 +288,13 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 	for (size_t i = 0; i < n; i++) {
 		rc[i].final_rcpt = f[i].address;
 		rc[i].orig_rcpt = f[i].orcpt;
-		rc[i].action = delayed ? DSN_DELAYED : DSN_FAILED;
+		rc[i].action = f[i].action;
+		rc[i].note = f[i].note;
 		rc[i].status = f[i].status;
 		rc[i].remote_mta = f[i].remote_mta;
 		rc[i].diagnostic = f[i].diagnostic;
 		rc[i].last_attempt = (int64_t)time(NULL);
-		if (delayed)
+		if (f[i].action == DSN_DELAYED)
 			rc[i].will_retry_until = d->arrived + (int64_t)cfg->queue_max_lifetime;
 	}
 	char *envid = d->envid ? xtext_decode(d->envid) : NULL;
@@ -299,8 +329,7 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 			  &err) < 0)
 		log_warnx("%s: cannot deliver the bounce: %s", qid, err ? err : "?");
 	else
-		log_info("%s: sender %s notification: %s", qid, delayed ? "delay" : "non-delivery",
-			 m->qid);
+		log_info("%s: sender %s notification: %s", qid, kind, m->qid);
 out:
 	if (m != NULL && m->path != NULL)
 		spool_abort(&m);
@@ -361,9 +390,11 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 	char *err = NULL;
 	struct failed_rcpt *failed = xcalloc(d->n, sizeof(*failed));
 	struct failed_rcpt *delayed = xcalloc(d->n, sizeof(*delayed));
+	struct failed_rcpt *succeeded = xcalloc(d->n, sizeof(*succeeded));
 	bool *remove = xcalloc(d->n, sizeof(bool)), *warned = xcalloc(d->n, sizeof(bool));
 	char **defer_error = xcalloc(d->n, sizeof(char *));
-	size_t nf = 0, nd = 0;
+	size_t nf = 0, nd = 0, ns = 0;
+	bool local = strcmp(d->relay, "local") == 0;
 	int64_t now = (int64_t)time(NULL);
 	bool expired = now - d->arrived >= (int64_t)r->cfg->queue_max_lifetime;
 	bool warn_due = r->cfg->queue_delay_warning > 0 &&
@@ -387,6 +418,17 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		if (ok) {
 			log_attempt(d, i, d->relay, status, "sent", text);
 			remove[i] = true;
+			/* RFC 3461 section 6.2: a server that offers DSN took the request on with
+			 * the message; otherwise the report is ours: delivered, or relayed */
+			if (wants_success_notice(d->notify[i]) && (local || !d->next_hop_dsn)) {
+				struct failed_rcpt *sr = &succeeded[ns++];
+				sr->action = local ? DSN_DELIVERED : DSN_RELAYED;
+				sr->address = xstrdup(d->addrs[i]);
+				sr->orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
+				snprintf(sr->status, sizeof(sr->status), "%s", status);
+				sr->diagnostic = local ? NULL : xstrdup(text);
+				sr->remote_mta = local ? NULL : xstrndup(d->relay, strcspn(d->relay, "["));
+			}
 			continue;
 		}
 		if (!perm && !expired) {
@@ -394,6 +436,7 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 			defer_error[i] = xasprintf("%s (%s)", status, text);
 			if (warn_due && !d->delay_warned[i] && wants_delay_notice(d->notify[i])) {
 				/* tell the sender once that we are still trying */
+				delayed[nd].action = DSN_DELAYED;
 				delayed[nd].address = xstrdup(d->addrs[i]);
 				delayed[nd].orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
 				snprintf(delayed[nd].status, sizeof(delayed[nd].status), "%s", status);
@@ -413,17 +456,36 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 			log_info("%s: to=<%s>: no bounce (NOTIFY=%s)", d->qid, d->addrs[i], d->notify[i]);
 			continue;
 		}
+		failed[nf].action = DSN_FAILED;
 		failed[nf].address = xstrdup(d->addrs[i]);
 		failed[nf].orcpt = d->orcpt[i] ? xtext_decode(d->orcpt[i]) : NULL;
 		snprintf(failed[nf].status, sizeof(failed[nf].status), "%s", status);
 		failed[nf].diagnostic = xstrdup(text);
 		failed[nf].remote_mta = d->relay[0] ? xstrndup(d->relay, strcspn(d->relay, "[")) : NULL;
+		/* an operator's bounce comes before any attempt: the last real error (from the
+		 * queue) is what the sender needs, with the note that the operator ended it */
+		if (d->admin_bounce && d->last_errors[i] != NULL) {
+			char st[16];
+			char *last = NULL;
+			free(failed[nf].diagnostic);
+			if (last_error_split(d->last_errors[i], st, &last)) {
+				failed[nf].diagnostic = last;
+				if (st[0] == '4' || st[0] == '5')
+					snprintf(failed[nf].status, sizeof(failed[nf].status), "5%s",
+						 st + 1);
+			} else {
+				failed[nf].diagnostic = xstrdup(d->last_errors[i]);
+			}
+			failed[nf].note = text;	/* "bounced by the administrator" */
+		}
 		nf++;
 	}
 	if (nf > 0)
-		bounce_deliver(r, d, failed, nf, false);
+		bounce_deliver(r, d, failed, nf);
 	if (nd > 0)
-		bounce_deliver(r, d, delayed, nd, true);
+		bounce_deliver(r, d, delayed, nd);
+	if (ns > 0)
+		bounce_deliver(r, d, succeeded, ns);
 	/* one transaction for the whole attempt: one lock and one sync, not one per row */
 	if (queue_begin(r->q, &err) < 0)
 		goto dberr;
@@ -459,6 +521,7 @@ out:
 	free(warned);
 	failed_free(failed, nf);
 	failed_free(delayed, nd);
+	failed_free(succeeded, ns);
 	delivery_free(d);
 	runner_schedule_scan(r);
 }
@@ -466,6 +529,7 @@ out:
 static void on_sent(struct smtp_client *c, const struct smtp_client_result *res, void *ctx)
 {
 	struct delivery *d = ctx;
+	d->next_hop_dsn = smtp_client_extensions(c)->dsn;
 	if (res->usable && !d->r->stopping) {
 		/* keep the connection for the next message to this destination */
 		idle_keep(d->r, d->domain, d->relay, d->client);
@@ -810,7 +874,7 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 	}
 	free(domain);
 	if (strcmp(due->state, "bounce") == 0)
-		d->last_status[0] = 'B';	/* the operator asked for a bounce */
+		d->admin_bounce = true;		/* the operator asked for a bounce */
 	d->ids = xreallocarray(d->ids, d->n + 1, sizeof(*d->ids));
 	d->addrs = xreallocarray(d->addrs, d->n + 1, sizeof(*d->addrs));
 	d->attempts = xreallocarray(d->attempts, d->n + 1, sizeof(*d->attempts));
@@ -820,6 +884,8 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 	d->orcpt = xreallocarray(d->orcpt, d->n + 1, sizeof(*d->orcpt));
 	d->notify[d->n] = due->notify ? xstrdup(due->notify) : NULL;
 	d->orcpt[d->n] = due->orcpt ? xstrdup(due->orcpt) : NULL;
+	d->last_errors = xreallocarray(d->last_errors, d->n + 1, sizeof(*d->last_errors));
+	d->last_errors[d->n] = due->last_error ? xstrdup(due->last_error) : NULL;
 	d->ids[d->n] = due->rcpt_id;
 	d->addrs[d->n] = xstrdup(due->address);
 	d->attempts[d->n] = due->attempts;
@@ -841,8 +907,7 @@ static void runner_scan(struct runner *r)
 		struct delivery *d = sc.pending[i];
 		LIST_INSERT_HEAD(&r->deliveries, d, link);
 		r->active++;
-		if (d->last_status[0] == 'B') {
-			d->last_status[0] = '\0';
+		if (d->admin_bounce) {
 			delivery_finish(d, NULL, "bounced by the administrator", "5.0.0", true);
 			continue;
 		}

@@ -114,41 +114,57 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 	 * 4xx: the recipients already delivered would get it again when the client retries.
 	 * Such recipients go to the queue instead, whose runner delivers them locally with
 	 * patience; only when the queue cannot take them either is the answer 4xx. */
-	const char **queued = xcalloc(n_locals + n_remotes + 1, sizeof(char *));
+	size_t n_all = n_locals + n_remotes;
+	const char **queued = xcalloc(n_all + 1, sizeof(char *));
+	const char **q_notify = xcalloc(n_all + 1, sizeof(char *));
+	const char **q_orcpt = xcalloc(n_all + 1, sizeof(char *));
 	size_t n_queued = 0, n_delivered = 0;
-	for (size_t i = 0; i < n_locals; i++) {
+	for (size_t i = 0; i < n_all; i++) {
+		const char *addr = i < n_locals ? locals[i] : remotes[i - n_locals];
+		const char *notify = dsn != NULL && dsn->notify != NULL ? dsn->notify[i] : NULL;
+		const char *orcpt = dsn != NULL && dsn->orcpt != NULL ? dsn->orcpt[i] : NULL;
+		/* A local recipient whose sender asked for a success report (RFC 3461 NOTIFY=
+		 * SUCCESS) is delivered by the queue runner's local transport, which sends the
+		 * report: one place composes every report. */
+		bool report = notify != NULL && strstr(notify, "SUCCESS") != NULL;
 		char *err = NULL;
-		if (store_deliver_file(data_dir, locals[i], m->path, m->size, hostname, &err) == 0) {
+		if (i < n_locals && !report &&
+		    store_deliver_file(data_dir, addr, m->path, m->size, hostname, &err) == 0) {
 			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir)", m->qid,
-				 locals[i]);
+				 addr);
 			n_delivered++;
 			continue;
 		}
-		log_warnx("%s: to=<%s>: mailbox busy or unwritable, queued for a retry: %s", m->qid,
-			  locals[i], err != NULL ? err : "?");
-		free(err);
-		queued[n_queued++] = locals[i];
+		if (i < n_locals && !report) {
+			log_warnx("%s: to=<%s>: mailbox busy or unwritable, queued for a retry: %s",
+				  m->qid, addr, err != NULL ? err : "?");
+			free(err);
+		}
+		q_notify[n_queued] = notify;
+		q_orcpt[n_queued] = orcpt;
+		queued[n_queued++] = addr;
 	}
-	for (size_t i = 0; i < n_remotes; i++)
-		queued[n_queued++] = remotes[i];
+	int rc = 0;
 	if (n_queued > 0) {
-		int rc = -1;
+		struct queue_dsn qdsn = { .ret = dsn ? dsn->ret : NULL,
+					  .envid = dsn ? dsn->envid : NULL,
+					  .notify = q_notify, .orcpt = q_orcpt };
+		rc = -1;
 		if (q == NULL)
 			*error_r = xasprintf("%s: the queue is not available", m->qid);
 		else
 			rc = queue_enqueue(q, m->qid, m->path, m->body_offset,
-					   m->size - m->body_offset, sender, queued, n_queued, dsn,
+					   m->size - m->body_offset, sender, queued, n_queued, &qdsn,
 					   error_r);
-		free(queued);
-		if (rc < 0) {
-			if (n_delivered > 0)
-				log_warnx("%s: %zu local recipients already have the message; a retry "
-					  "will give them a second copy", m->qid, n_delivered);
-			return -1;
-		}
-	} else {
-		free(queued);
+		if (rc < 0 && n_delivered > 0)
+			log_warnx("%s: %zu local recipients already have the message; a retry "
+				  "will give them a second copy", m->qid, n_delivered);
 	}
+	free(queued);
+	free(q_notify);
+	free(q_orcpt);
+	if (rc < 0)
+		return -1;
 	/* Every copy that matters is durable now; the incoming name is only a leftover. */
 	if (unlink(m->path) < 0)
 		log_warn("%s: unlink %s", m->qid, m->path);

@@ -39,7 +39,9 @@ int spool_adopt_size(struct spool_msg *m);
  * it - then remove the incoming name. Logs each local delivery. Returns the number of
  * recipients queued (wake the runner when > 0), everything durable; on -1 (*error_r) the
  * queue could not take them, though some mailboxes may already hold the message (the
- * client retries: at-least-once, as SMTP allows). */
+ * client retries: at-least-once, as SMTP allows). dsn (may be NULL): RET/ENVID and per
+ * recipient NOTIFY/ORCPT, the locals' first, then the remotes'; a local recipient with
+ * NOTIFY=SUCCESS is queued too (the runner delivers it and sends the success report). */
 struct queue_dsn;
 int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostname,
 		  const char *const *locals, size_t n_locals, struct queue *q, const char *sender,

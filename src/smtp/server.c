@@ -19,6 +19,7 @@
 #include "lib/session.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
+#include "mime/hdrfilter.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/parser.h"
@@ -79,6 +80,8 @@ struct smtp_session {
 	uint64_t msg_bytes;		/* message text bytes (limit check) */
 	bool too_big;
 	struct smtp_data_parser dp;
+	struct mime_hdrfilter hf;	/* the message's header cleanup on its way to the spool */
+	char *hf_add[2];		/* Date: and Message-ID: to add (submission), or NULL */
 	uint64_t bdat_left;
 	bool bdat_last;
 	bool bdat_open;			/* a BDAT sequence began */
@@ -168,6 +171,10 @@ static void txn_reset(struct smtp_session *s)
 	addr_list_free(&s->locals);
 	addr_list_free(&s->remotes);
 	spool_abort(&s->msg);
+	for (size_t i = 0; i < 2; i++) {
+		free(s->hf_add[i]);
+		s->hf_add[i] = NULL;
+	}
 	s->msg_bytes = 0;
 	s->too_big = false;
 	s->bdat_open = false;
@@ -517,7 +524,7 @@ static void cmd_rcpt(void *ctx, const void *a)
 			for (size_t i = 0; i < t.n_remotes; i++)
 				addr_list_add(&s->remotes, t.remotes[i], notify, orcpt);
 			for (size_t i = 0; i < t.n_locals; i++)
-				addr_list_add(&s->locals, t.locals[i], NULL, NULL);
+				addr_list_add(&s->locals, t.locals[i], notify, orcpt);
 			recipient_targets_free(&t);
 			goto accepted;
 		}
@@ -564,6 +571,36 @@ static void received_header(struct smtp_session *s)
 	buf_free(&h);
 }
 
+/* Header fields removed from every message, whatever the role (as Postfix's cleanup does):
+ * blind copies must not show, and the Return-Path is ours alone (spool_open writes it). */
+static const char *const cleanup_drop[] = { "Bcc", "Resent-Bcc", "Return-Path", NULL };
+
+static void cleanup_emit(void *ctx, const void *p, size_t n)
+{
+	spool_write(ctx, p, n);
+}
+
+/* cleanup_begin - set up the header filter: on submission, the Date: and Message-ID: that
+ * a message lacks are added (RFC 6409 section 8.2 and 8.3); mail from other MTAs is only
+ * cleaned of Bcc and Return-Path */
+static void cleanup_begin(struct smtp_session *s)
+{
+	size_t n_add = 0;
+	if (role_is_submission(s)) {
+		char date[64], stamp[32];
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+		s->hf_add[n_add++] = xasprintf("Date: %s\r\n", date);
+		s->hf_add[n_add++] = xasprintf("Message-ID: <%s.%s@%s>\r\n", stamp, s->msg->qid,
+					       s->srv->cfg->hostname);
+	}
+	mime_hdrfilter_init(&s->hf, cleanup_drop, (const char *const *)s->hf_add, n_add,
+			    cleanup_emit, s->msg);
+}
+
 /* message_begin - shared start of DATA and BDAT: open the spool file; false on failure */
 static bool message_begin(struct smtp_session *s)
 {
@@ -574,6 +611,7 @@ static bool message_begin(struct smtp_session *s)
 		return false;
 	}
 	received_header(s);
+	cleanup_begin(s);
 	s->msg_bytes = 0;
 	s->too_big = false;
 	s->seen_data = true;
@@ -590,7 +628,32 @@ static void message_write(struct smtp_session *s, const char *p, size_t n)
 		s->too_big = true;
 		return;
 	}
-	spool_write(s->msg, p, n);
+	mime_hdrfilter_feed(&s->hf, p, n);
+}
+
+/* deliver - spool_deliver with the DSN requests of every recipient, locals first */
+static int deliver(struct smtp_session *s, char **error_r)
+{
+	size_t n = s->locals.n + s->remotes.n;
+	const char **notify = xcalloc(n + 1, sizeof(char *));
+	const char **orcpt = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < s->locals.n; i++) {
+		notify[i] = s->locals.notify[i];
+		orcpt[i] = s->locals.orcpt[i];
+	}
+	for (size_t i = 0; i < s->remotes.n; i++) {
+		notify[s->locals.n + i] = s->remotes.notify[i];
+		orcpt[s->locals.n + i] = s->remotes.orcpt[i];
+	}
+	struct queue_dsn dsn = { .ret = s->dsn_ret, .envid = s->dsn_envid, .notify = notify,
+				 .orcpt = orcpt };
+	int queued = spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
+				   (const char *const *)s->locals.v, s->locals.n, s->srv->queue,
+				   s->sender, (const char *const *)s->remotes.v, s->remotes.n,
+				   &dsn, error_r);
+	free(notify);
+	free(orcpt);
+	return queued;
 }
 
 /* message_finish - the message is complete: check it, make it durable, answer */
@@ -598,6 +661,7 @@ static void message_finish(struct smtp_session *s)
 {
 	char *err = NULL;
 	int queued = 0;
+	mime_hdrfilter_finish(&s->hf);
 	if (s->too_big) {
 		log_info("%s: message rejected: size over %llu", session_id(s->ss),
 			 (unsigned long long)s->srv->cfg->max_message_size);
@@ -613,13 +677,7 @@ static void message_finish(struct smtp_session *s)
 		session_reply(s->ss, "550 5.6.0 Message contains a line longer than %zu octets",
 		      s->srv->cfg->smtp_max_text_line);
 	} else if (s->msg->failed ||
-		   (queued = spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
-				 (const char *const *)s->locals.v, s->locals.n, s->srv->queue,
-				 s->sender, (const char *const *)s->remotes.v, s->remotes.n,
-				 &(struct queue_dsn){ .ret = s->dsn_ret, .envid = s->dsn_envid,
-						      .notify = (const char *const *)s->remotes.notify,
-						      .orcpt = (const char *const *)s->remotes.orcpt },
-				 &err)) < 0) {
+		   (queued = deliver(s, &err)) < 0) {
 		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
 			  err ? err : "write error");
 		free(err);

@@ -505,6 +505,11 @@ def dsn_recipients(msg):
         if part.get_content_type() == "message/delivery-status":
             groups = part.get_payload()
             return groups[1:]
+        if part.get_content_type() == "message/global-delivery-status":
+            # RFC 6533: email parses it as one message; its body holds the recipient groups
+            body = part.get_payload()[0].get_payload()
+            return [email.message_from_string(b, policy=email.policy.default)
+                    for b in re.split(r"\r?\n\r?\n", body.strip()) if b.strip()]
     return []
 
 

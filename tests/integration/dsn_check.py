@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 ACTIONS = {"failed", "delayed", "delivered", "relayed", "expanded"}
 STATUS_RE = re.compile(r"^[245]\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})$")
-THIRD_TYPES = {"message/rfc822", "text/rfc822-headers"}
+THIRD_TYPES = {"message/rfc822", "text/rfc822-headers",
+               "message/global", "message/global-headers"}     # RFC 6533 for UTF-8
 
 
 @dataclass
@@ -62,8 +63,16 @@ def check_dsn(data: bytes) -> DsnSummary:
     assert "This is the mail system at host" in text.get_content(), text.get_content()[:200]
 
     status = parts[1]
-    assert status.get_content_type() == "message/delivery-status", status.get_content_type()
+    assert status.get_content_type() in ("message/delivery-status",
+                                         "message/global-delivery-status"), \
+        status.get_content_type()
     groups = status.get_payload()
+    if status.get_content_type() == "message/global-delivery-status":
+        # email parses only message/delivery-status into field groups: split it here
+        raw = data.split(b"message/global-delivery-status", 1)[1].split(b"\r\n\r\n", 1)[1]
+        raw = raw.split(b"\r\n--" + msg.get_boundary().encode(), 1)[0]
+        groups = [email.message_from_bytes(b, policy=email.policy.default)
+                  for b in re.split(rb"\r\n\r\n", raw.strip(b"\r\n")) if b.strip()]
     assert isinstance(groups, list) and len(groups) >= 2, \
         f"delivery-status has {len(groups) if isinstance(groups, list) else 'no'} field groups"
     per_message = groups[0]
@@ -82,10 +91,13 @@ def check_dsn(data: bytes) -> DsnSummary:
     if len(parts) == 3:
         third = parts[2]
         assert third.get_content_type() in THIRD_TYPES, third.get_content_type()
-        if third.get_content_type() == "message/rfc822":
+        if third.get_content_type() in ("message/rfc822", "message/global"):
             inner = third.get_payload()
             assert isinstance(inner, list) and len(inner) == 1, "message/rfc822 holds no message"
             assert len(inner[0].keys()) > 0, "the returned message has no header fields"
+        elif third.get_content_type() == "message/global-headers":
+            inner = third.get_payload()
+            assert isinstance(inner, list) and len(inner[0].keys()) > 0, "no returned header"
         else:
             content = third.get_content()
             assert re.match(r"^[!-9;-~]+:", content), f"not a header: {content[:80]!r}"

@@ -312,7 +312,8 @@ static bool check_structure(char *data, size_t len, size_t want_parts, struct pa
 		return false;
 	CHECK(part_is(&ps->parts[0], "text/plain; charset=us-ascii") ||
 	      part_is(&ps->parts[0], "text/plain; charset=utf-8"));
-	CHECK(part_is(&ps->parts[1], "message/delivery-status"));
+	CHECK(part_is(&ps->parts[1], "message/delivery-status") ||
+	      part_is(&ps->parts[1], "message/global-delivery-status"));
 	CHECK(contains(ps->parts[0].body, ps->parts[0].body_len,
 		       "This is the mail system at host mx.tern.test."));
 	/* The delivery-status part is 7-bit and has the required per-message field. */
@@ -786,6 +787,9 @@ static void test_offset_and_8bit(void)
 		CHECK(get_field(p3->hdr, p3->hdr_len, "Content-Transfer-Encoding", v, sizeof(v)) &&
 		      strcmp(v, "8bit") == 0);
 		CHECK(p3->body_len == strlen(orig) - 2 && memcmp(p3->body, orig, p3->body_len) == 0);
+		/* a UTF-8 header: RFC 6533's types (RET=FULL: message/global) */
+		CHECK(part_is(&ps.parts[1], "message/global-delivery-status"));
+		CHECK(part_is(p3, "message/global"));
 	}
 	free(data);
 	free(err);
@@ -813,6 +817,8 @@ static void test_non_ascii_addresses(void)
 		char v[256];
 		CHECK(get_field(data, ps.top_hdr_len, "To", v, sizeof(v)) &&
 		      strcmp(v, "<j\xc3\xb6rg@example.test>") == 0);
+		CHECK(part_is(&ps.parts[1], "message/global-delivery-status"));
+		CHECK(part_is(&ps.parts[2], "message/global-headers"));
 		CHECK(part_is(&ps.parts[0], "text/plain; charset=utf-8"));
 		CHECK(contains(ps.parts[0].body, ps.parts[0].body_len, "<j\xc3\xb6rg@example.test>: "));
 		CHECK(contains(ps.parts[0].body, ps.parts[0].body_len, "<bad??@example.test>: "));
