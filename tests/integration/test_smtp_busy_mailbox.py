@@ -28,8 +28,10 @@ def test_busy_mailbox_is_queued_not_duplicated(tern_factory):
         # answered within the store's short busy timeout, not after 10 s
         assert time.monotonic() - t0 < 5
         assert len(inst.wait_message(ALICE, tok)) == 1
-        assert inst.find_messages(BOB, tok) == []
         assert "queued for a retry" in inst.log_text()
+        # (no look into bob's new/ here: the runner's retry links the file there before it
+        # waits for the index lock, and unlinks it again if the wait fails; only the index
+        # row makes it delivered. The counts below are what matters: exactly once each.)
     finally:
         lock.execute("ROLLBACK")
         lock.close()
