@@ -195,21 +195,24 @@ static bool idle_wake(struct imap_session *s)
 }
 
 /* idle_sleep - an idling session holds only what it needs to notice a change: the view's
- * UIDs and counters, its watch; the store's connection and snapshots go (store_sleep) */
+ * UIDs and counters, its watch; the store's connection and snapshots go (store_sleep).
+ * A session without a watch is polled (idle_poll) and stays awake: a poll is then one
+ * primary-key read, not a reopened connection. */
 static void idle_sleep(struct imap_session *s)
 {
-	if (s->idling && !session_is_closing(s->ss))
+	if (s->idling && s->watch != NULL && !session_is_closing(s->ss))
 		store_sleep(s->store);
 }
 
-static void notify_cb(void *ctx, struct store_watch *w)
+/* wake_idlers - sync the idling sessions that match (watch w, or every one without a
+ * watch when w is NULL) */
+static void wake_idlers(struct imap_server *srv, const struct store_watch *w)
 {
-	struct imap_server *srv = ctx;
 	struct imap_session *s, *next;
 	/* a failed wake closes the session, which may leave the list: hence _SAFE-style */
 	for (s = LIST_FIRST(&srv->imap_sessions); s != NULL; s = next) {
 		next = LIST_NEXT(s, link);
-		if (s->watch != w || session_is_closing(s->ss))
+		if (s->watch != w || s->store == NULL || session_is_closing(s->ss))
 			continue;
 		if (s->idling && session_state(s->ss) == IMAP_S_SELECTED) {
 			if (!idle_wake(s))
@@ -218,6 +221,30 @@ static void notify_cb(void *ctx, struct store_watch *w)
 			idle_sleep(s);
 		}
 	}
+}
+
+static void notify_cb(void *ctx, struct store_watch *w)
+{
+	wake_idlers(ctx, w);
+}
+
+/* Without inotify (the per-user limit of instances or watches reached, say by another
+ * program of the same run user) IDLE would never report anything: those sessions are
+ * polled instead, once a second, by one timer for the worker. */
+#define IMAP_IDLE_POLL_MS 1000
+
+static void idle_poll(evutil_socket_t fd, short what, void *arg)
+{
+	wake_idlers(arg, NULL);
+}
+
+static void idle_poll_start(struct imap_server *srv)
+{
+	if (srv->poll_ev != NULL)
+		return;
+	srv->poll_ev = event_new(srv->base, -1, EV_PERSIST, idle_poll, srv);
+	struct timeval tv = { IMAP_IDLE_POLL_MS / 1000, (IMAP_IDLE_POLL_MS % 1000) * 1000 };
+	event_add(srv->poll_ev, &tv);
 }
 
 /* ---- login ---------------------------------------------------------------------------- */
@@ -234,10 +261,12 @@ static void account_open(struct imap_session *s, const char *user, const char *t
 	}
 	if (s->srv->notifier != NULL &&
 	    store_notifier_watch(s->srv->notifier, s->srv->cfg->data_dir, user, &s->watch, &err) < 0) {
-		log_warnx("%s: watch %s: %s", session_id(s->ss), user, err ? err : "?");
+		log_warnx("%s: watch %s: %s; IDLE polls", session_id(s->ss), user, err ? err : "?");
 		free(err);
 		err = NULL;
 	}
+	if (s->watch == NULL)
+		idle_poll_start(s->srv);
 	s->user = xstrdup(user);
 	imap_account_setup(s);
 	session_set_authenticated(s->ss, true);
@@ -793,8 +822,9 @@ void imap_server_init(struct imap_server *srv, struct event_base *base,
 	char *err = NULL;
 	srv->notifier = store_notifier_new(&err);
 	if (srv->notifier == NULL) {
-		log_warnx("IMAP wake-ups off (sessions learn of changes at their next command): %s",
-			  err ? err : "?");
+		log_warnx("IMAP wake-ups through inotify off (IDLE polls every %d ms; other "
+			  "sessions learn of changes at their next command): %s",
+			  IMAP_IDLE_POLL_MS, err ? err : "?");
 		free(err);
 		return;
 	}
@@ -841,5 +871,7 @@ void imap_server_free(struct imap_server *srv)
 	session_list_free(&srv->sessions);
 	if (srv->notify_ev != NULL)
 		event_free(srv->notify_ev);
+	if (srv->poll_ev != NULL)
+		event_free(srv->poll_ev);
 	store_notifier_free(&srv->notifier);
 }

@@ -26,6 +26,7 @@ struct imap_server {
 	struct login_pool *login;
 	struct store_notifier *notifier;	/* NULL when inotify is unavailable */
 	struct event *notify_ev;
+	struct event *poll_ev;		/* IDLE polling for sessions without a watch */
 	struct session_list sessions;
 	LIST_HEAD(, imap_session) imap_sessions;	/* the same sessions, for wake-ups */
 };

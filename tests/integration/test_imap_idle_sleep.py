@@ -117,3 +117,71 @@ def test_idle_without_selected_mailbox_and_two_accounts(inst):
     b.ok("LOGOUT")
     b.close()
     wait_fds(a.pid, ALICE, want=0)
+
+
+NOINOTIFY_USER = "tern-noinotify"   # a run user of this test's own, whose inotify we use up
+
+HOG = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while libc.inotify_init1(0) >= 0:
+    n += 1
+print(n, ctypes.get_errno(), flush=True)
+sys.stdin.read()                     # hold them until the test closes our stdin
+"""
+
+
+@pytest.fixture
+def inotify_used_up():
+    """Every inotify instance NOINOTIFY_USER may have (fs.inotify.max_user_instances) taken
+    by another process of that user, as a Dovecot of the same run user did to us once."""
+    import pwd
+    import resource
+    import subprocess
+    import sys
+    try:
+        pwd.getpwnam(NOINOTIFY_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        NOINOTIFY_USER], check=True)
+    limit = int(open("/proc/sys/fs/inotify/max_user_instances").read())
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert limit + 64 <= hard, f"max_user_instances {limit} is beyond what one process can hold ({hard})"
+
+    def raise_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    hog = subprocess.Popen([sys.executable, "-c", HOG], user=NOINOTIFY_USER, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, preexec_fn=raise_nofile, text=True)
+    try:
+        n, errno_ = hog.stdout.readline().split()
+        assert int(errno_) == 24, f"inotify_init1 failed with errno {errno_}, not EMFILE"
+        yield int(n)
+    finally:
+        hog.stdin.close()
+        hog.wait(timeout=10)
+
+
+def test_idle_polls_without_inotify(tern_factory, inotify_used_up):
+    """No inotify for the run user: IDLE still reports new mail, flag changes and expunges
+    (a timer polls the sessions that have no watch), within the usual bound."""
+    inst = tern_factory(settings=LOOPBACK_OK, workers=1, user=NOINOTIFY_USER)
+    assert "IDLE polls every" in inst.log_text(), inst.log_text()[-2000:]
+    a = connect_with_pid(inst)
+    b = connect_with_pid(inst)
+    a.ok(append_cmd("Subject: one\r\n\r\nbody\r\n"))
+    a.ok("SELECT INBOX")
+    b.ok("SELECT INBOX")
+    tag = idle_start(b)
+    a.ok(append_cmd("Subject: two\r\n\r\nbody\r\n"))
+    wait_for(b, rb"\* 2 EXISTS$", IDLE_BOUND, "EXISTS")
+    a.ok("STORE 1 +FLAGS (\\Deleted)")
+    wait_for(b, rb"\* 1 FETCH \(.*\\Deleted", IDLE_BOUND, "FETCH FLAGS")
+    a.ok("EXPUNGE")
+    wait_for(b, rb"\* 1 EXPUNGE$", IDLE_BOUND, "EXPUNGE")
+    idle_done(b, tag)
+    u, _ = b.cmd("UID SEARCH ALL")
+    assert nums(u[0], "SEARCH") == [2], u
+    a.close()
+    b.close()
