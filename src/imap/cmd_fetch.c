@@ -313,22 +313,7 @@ struct uid_set_writer {
 	bool open;
 };
 
-static void usw_add(struct uid_set_writer *w, uint32_t uid)
-{
-	if (w->open && w->last + 1 == uid) {
-		w->last = uid;
-		return;
-	}
-	if (w->open) {
-		buf_printf(w->b, "%s%u", w->n++ ? "," : "", w->first);
-		if (w->last > w->first)
-			buf_printf(w->b, ":%u", w->last);
-	}
-	w->first = w->last = uid;
-	w->open = true;
-}
-
-static void usw_end(struct uid_set_writer *w)
+static void usw_flush(struct uid_set_writer *w)
 {
 	if (w->open) {
 		buf_printf(w->b, "%s%u", w->n++ ? "," : "", w->first);
@@ -338,7 +323,72 @@ static void usw_end(struct uid_set_writer *w)
 	w->open = false;
 }
 
-/* send_vanished - "* VANISHED (EARLIER) uids": the UIDs of set expunged since modseq */
+/* usw_add - first..last (ascending calls), joined to the range before when adjacent */
+static void usw_add(struct uid_set_writer *w, uint32_t first, uint32_t last)
+{
+	if (w->open && w->last + 1 == first) {
+		w->last = last;
+		return;
+	}
+	usw_flush(w);
+	w->first = first;
+	w->last = last;
+	w->open = true;
+}
+
+void imap_vanished_earlier(struct imap_session *s, const struct imap_seqset *known,
+			   uint32_t above, uint32_t uidnext, const struct store_changes *ch,
+			   const uint32_t *present, size_t n_present)
+{
+	if (uidnext <= 1 || above >= uidnext - 1)
+		return;
+	buf b;
+	buf_init(&b, 0);
+	buf_puts(&b, "* VANISHED (EARLIER) ");
+	struct uid_set_writer w = { .b = &b };
+	size_t e = 0, k = 0;
+	size_t n_ranges = known != NULL ? known->n : 1;
+	/* known's ranges, ch->expunged and present are ascending: one walk along each */
+	for (size_t i = 0; i < n_ranges; i++) {
+		uint32_t a = known != NULL ? known->ranges[i].first : 1;
+		uint32_t z = known != NULL ? known->ranges[i].last : uidnext - 1;
+		if (a <= above)
+			a = above + 1;
+		if (z > uidnext - 1)
+			z = uidnext - 1;
+		if (a > z)
+			continue;
+		if (!ch->too_old) {
+			while (e < ch->n_expunged && ch->expunged[e] < a)
+				e++;
+			for (; e < ch->n_expunged && ch->expunged[e] <= z; e++)
+				usw_add(&w, ch->expunged[e], ch->expunged[e]);
+			continue;
+		}
+		/* the records since then were pruned: every UID of a..z that is not there, as
+		 * the gaps between the UIDs present (never one UID at a time: a..z may span
+		 * billions) */
+		uint32_t from = a;
+		while (k < n_present && present[k] < a)
+			k++;
+		for (; k < n_present && present[k] <= z; k++) {
+			if (present[k] > from)
+				usw_add(&w, from, present[k] - 1);
+			from = present[k] + 1;
+		}
+		if (from <= z)
+			usw_add(&w, from, z);
+	}
+	usw_flush(&w);
+	if (w.n > 0) {
+		buf_puts(&b, "\r\n");
+		imap_write(s, b.data, b.len);
+	}
+	buf_free(&b);
+}
+
+/* send_vanished - UID FETCH set ... (CHANGEDSINCE since VANISHED): the UIDs of set expunged
+ * since then (RFC 7162 §3.2.6); 0, or <0 with *err */
 static int send_vanished(struct imap_session *s, const char *set, uint64_t since, char **err)
 {
 	struct imap_seqset ss;
@@ -349,46 +399,21 @@ static int send_vanished(struct imap_session *s, const char *set, uint64_t since
 	}
 	struct store_changes ch;
 	int r = store_mailbox_changes(s->view.mb, since, UINT32_MAX, &ch, err);
-	if (r < 0) {
-		imap_seqset_free(&ss);
-		return r;
-	}
-	buf b;
-	buf_init(&b, 0);
-	buf_puts(&b, "* VANISHED (EARLIER) ");
-	size_t start = b.len;
-	struct uid_set_writer w = { .b = &b };
-	uint32_t star = ch.uidnext > 1 ? ch.uidnext - 1 : 1;
-	if (r > 0 && !ch.too_old) {
-		for (size_t i = 0; i < ch.n_expunged; i++)
-			if (imap_seqset_contains(&ss, ch.expunged[i], star))
-				usw_add(&w, ch.expunged[i]);
-	} else if (r > 0) {
-		/* records pruned: every UID of the set below UIDNEXT that is not there */
-		const uint32_t *all;
-		size_t n_all;
-		if (store_mailbox_uids(s->view.mb, &all, &n_all, err) == 0) {
-			size_t k = 0;
-			for (uint32_t u = 1; u < ch.uidnext && u != 0; u++) {
-				while (k < n_all && all[k] < u)
-					k++;
-				if ((k == n_all || all[k] != u) && imap_seqset_contains(&ss, u, star))
-					usw_add(&w, u);
-			}
-		} else {
-			free(*err);
-			*err = NULL;
+	if (r > 0) {
+		const uint32_t *all = NULL;
+		size_t n_all = 0;
+		/* "a mod-sequence smaller than <minmodseq> ... MUST behave as if it was
+		 * requested to report all expunged messages from the provided UID set" */
+		if (ch.too_old)
+			r = store_mailbox_uids(s->view.mb, &all, &n_all, err);
+		if (r >= 0) {
+			imap_seqset_normalize(&ss, ch.uidnext > 1 ? ch.uidnext - 1 : 1);
+			imap_vanished_earlier(s, &ss, 0, ch.uidnext, &ch, all, n_all);
 		}
 	}
-	usw_end(&w);
-	if (b.len > start) {
-		buf_puts(&b, "\r\n");
-		imap_write(s, b.data, b.len);
-	}
-	buf_free(&b);
 	store_changes_free(&ch);
 	imap_seqset_free(&ss);
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 /* ---- the command ---- */

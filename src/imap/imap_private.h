@@ -170,6 +170,14 @@ void imap_cmd_append(void *ctx, const void *req);		/* cmd_append.c */
 /* cmd_fetch.c: continue a FETCH that paused for the client to read; true when it finished */
 bool imap_fetch_resume(struct imap_session *s);
 void imap_fetch_free(struct imap_fetch_job **job);
+/* imap_vanished_earlier - "* VANISHED (EARLIER) uids" (RFC 7162 §3.2.10.1; nothing when
+ * there are none): the UIDs of known (a UID set after imap_seqset_normalize; NULL for all)
+ * above `above` and below uidnext that ch (store_mailbox_changes since the client's
+ * MODSEQ) says were expunged; when ch->too_old (the records were pruned), every such UID
+ * that is not in present[] (ascending) instead. UID FETCH (VANISHED) and SELECT (QRESYNC). */
+void imap_vanished_earlier(struct imap_session *s, const struct imap_seqset *known,
+			   uint32_t above, uint32_t uidnext, const struct store_changes *ch,
+			   const uint32_t *present, size_t n_present);
 /* cmd_append.c: a large APPEND literal arrives (parser result IMAP_PARSE_LITERAL_STREAM) */
 void imap_append_stream_begin(struct imap_session *s);
 /* imap_append_stream_feed - take the literal's bytes from the input; true when it is in */

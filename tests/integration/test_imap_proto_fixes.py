@@ -1,0 +1,146 @@
+"""Protocol details that reviews found wrong, one test (or a few) each: QRESYNC when the
+expunge records the client needs were pruned (RFC 7162 §3.2.5, §3.2.6), SEARCH MODSEQ's
+highest mod-sequence (§3.1.5, §3.1.10), STORE (UNCHANGEDSINCE 0) (§3.1.3), no \\Recent for
+IMAP4rev2 (RFC 9051), BINARY of an unknown Content-Transfer-Encoding (RFC 3516 §4.3), the
+RECENT count of EXAMINE (RFC 3501 §6.3.2), LIST patterns that are too long, and EXPUNGE
+numbers of thousands of messages. Raw sockets, so that exact responses are checked."""
+import os
+import pwd
+import re
+import time
+
+import pytest
+
+import tern_harness as th
+from imap_raw import BOB, LOOPBACK_OK, deliver, raw_login, status_of
+
+# store_settings.expunge_keep's default (src/store/store.h STORE_EXPUNGE_KEEP_DEFAULT): one
+# expunge of more messages than this prunes every record it made
+EXPUNGE_KEEP = 10000
+
+
+@pytest.fixture
+def inst(tern_factory):
+    return tern_factory(settings=LOOPBACK_OK)
+
+
+def drop_messages(inst, count, addr=BOB, tag="drop"):
+    """Write count messages straight into addr's Maildir new/ (as another delivery agent
+    would; the next SELECT indexes them in file name order): much faster than SMTP for
+    thousands. The Maildir must exist (deliver one message first)."""
+    md = inst.maildir(addr)
+    st = os.stat(md)
+    for i in range(count):
+        name = f"1700000000.M{i:07d}P{os.getpid()}.{tag}"
+        tmp = md / "tmp" / name
+        tmp.write_bytes(f"From: <s@example.net>\r\nTo: <{addr}>\r\nSubject: {tag} {i}\r\n"
+                        f"Message-ID: <{tag}.{i}@example.net>\r\n\r\nbody {i}\r\n".encode())
+        os.chown(tmp, st.st_uid, st.st_gid)
+        os.rename(tmp, md / "new" / name)
+
+
+def select_state(lines):
+    text = b"\n".join(lines)
+    uv = int(re.search(rb"\[UIDVALIDITY (\d+)\]", text).group(1))
+    modseq = int(re.search(rb"\[HIGHESTMODSEQ (\d+)\]", text).group(1))
+    return uv, modseq
+
+
+def uid_set(text):
+    """b'1,4:6' -> {1, 4, 5, 6}"""
+    out = set()
+    for part in text.decode().split(","):
+        a, _, b = part.partition(":")
+        lo, hi = sorted((int(a), int(b or a)))
+        out.update(range(lo, hi + 1))
+    return out
+
+
+def vanished_earlier(lines):
+    v = [x for x in lines if x.startswith(b"* VANISHED (EARLIER) ")]
+    assert len(v) <= 1, lines
+    return uid_set(v[0].split()[3]) if v else set()
+
+
+# ---- 1. QRESYNC when the expunge records are gone ----------------------------------------
+
+def test_qresync_after_expunge_records_were_pruned(inst):
+    """UIDs 1-3 over SMTP, 4..EXPUNGE_KEEP+4 dropped in; one EXPUNGE of 1 and 4..N leaves no
+    record (more than expunge_keep in one MODSEQ): a client that knew the mailbox before must
+    still learn of every expunged UID it may know (RFC 7162 §3.2.5.1, §3.2.6 note)."""
+    for _ in range(3):
+        deliver(inst)
+    n_drop = EXPUNGE_KEEP + 1
+    drop_messages(inst, n_drop)
+    last = 3 + n_drop
+    with raw_login(inst, timeout=120) as c:
+        c.ok("ENABLE QRESYNC")
+        uv, known = select_state(c.ok("SELECT INBOX"))
+        c.ok(f"UID STORE 1,4:{last} +FLAGS.SILENT (\\Deleted)", timeout=120)
+        c.ok("UID STORE 2 +FLAGS.SILENT (\\Flagged)")
+        u = c.ok(f"UID EXPUNGE 1,4:{last}", timeout=120)
+        assert vanished_earlier(u) == set()
+        c.ok("UNSELECT")
+        gone = {1} | set(range(4, last + 1))
+
+        # no known UIDs: 1:UIDNEXT-1
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {known}))", timeout=120)
+        assert vanished_earlier(u) == gone, c.text()[-3000:]
+        assert any(re.match(rb"\* 1 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)$", x)
+                   for x in u), c.text()[-3000:]
+        assert not any(b"FETCH (UID 3 " in x for x in u), c.text()[-3000:]
+        c.ok("UNSELECT")
+
+        # known UIDs: only those (and none at or above UIDNEXT); flag changes likewise
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {known} 1,3:5,{last - 1}:{last + 50}))")
+        assert vanished_earlier(u) == {1, 4, 5, last - 1, last}, c.text()[-3000:]
+        assert not any(b" FETCH " in x for x in u), c.text()[-3000:]   # UID 2 not known
+        c.ok("UNSELECT")
+
+        # sequence match data (RFC 7162 §3.2.5.2): seq 1 = UID 2, seq 2 = UID 3 hold, so
+        # the client knows of every expunge up to UID 3
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {known} 1:{last} (1:2 2:3)))")
+        assert vanished_earlier(u) == set(range(4, last + 1)), c.text()[-3000:]
+        c.ok("UNSELECT")
+        # a pair that does not hold (seq 1 is not UID 1) restricts nothing
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {known} 1:{last} (1,2 1,3)))")
+        assert vanished_earlier(u) == gone, c.text()[-3000:]
+
+        # UID FETCH (CHANGEDSINCE VANISHED) in the selected mailbox: the same answer
+        u = c.ok(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {known} VANISHED)")
+        assert vanished_earlier(u) == gone, c.text()[-3000:]
+        u = c.ok(f"UID FETCH 3:6,{last} (FLAGS) (CHANGEDSINCE {known} VANISHED)")
+        assert vanished_earlier(u) == {4, 5, 6, last}, c.text()[-3000:]
+        # many ranges: each odd UID on its own
+        many = ",".join(str(x) for x in range(1, 12001, 2))
+        t0 = time.monotonic()
+        u = c.ok(f"UID FETCH {many} (FLAGS) (CHANGEDSINCE {known} VANISHED)", timeout=60)
+        assert vanished_earlier(u) == {x for x in gone if x % 2 == 1}
+        assert time.monotonic() - t0 < 10
+
+        # syntax is checked before the mailbox is opened
+        for bad in (f"({uv} {known} 1:x)", f"({uv} {known} 1 (1))", f"({uv} {known} (1 x))",
+                    f"({uv} 0)", f"({uv} {known} 1 (1 2) 3)"):
+            _, t = c.cmd(f"SELECT INBOX (QRESYNC {bad})")
+            assert status_of(t) == "BAD", c.text()[-2000:]
+
+
+def test_qresync_known_uids_with_records(inst):
+    """With the records there, known UIDs still restrict VANISHED (EARLIER) and FETCH."""
+    for _ in range(6):
+        deliver(inst)
+    with raw_login(inst) as c:
+        c.ok("ENABLE QRESYNC")
+        uv, known = select_state(c.ok("SELECT INBOX"))
+        c.ok("STORE 1:6 +FLAGS.SILENT (\\Answered)")
+        c.ok("UID STORE 2,5 +FLAGS.SILENT (\\Deleted)")
+        c.ok("EXPUNGE")
+        c.ok("UNSELECT")
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {known} 1:3))")
+        assert vanished_earlier(u) == {2}, c.text()
+        fetched = sorted(int(m.group(1)) for x in u
+                         if (m := re.match(rb"\* \d+ FETCH \(UID (\d+) ", x)))
+        assert fetched == [1, 3], c.text()
+        c.ok("UNSELECT")
+        u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {known}))")
+        assert vanished_earlier(u) == {2, 5}, c.text()
