@@ -41,6 +41,23 @@ static char *read_msg(struct imap_session *s, uint32_t uid, size_t len, size_t *
 	return data;
 }
 
+/* highest_modseq - the MODSEQ a response with return options want reports for the hits'
+ * MODSEQs (n > 0): of the message MIN or MAX returns when that is all it returns, the
+ * higher of the two for MIN and MAX alone, else the highest of all (RFC 4731 §3.2) */
+static uint64_t highest_modseq(const uint64_t *modseq, size_t n, unsigned want)
+{
+	if (!(want & (RET_ALL | RET_COUNT)) && (want & (RET_MIN | RET_MAX))) {
+		uint64_t lo = (want & RET_MIN) ? modseq[0] : 0;
+		uint64_t hi = (want & RET_MAX) ? modseq[n - 1] : 0;
+		return lo > hi ? lo : hi;
+	}
+	uint64_t max = 0;
+	for (size_t k = 0; k < n; k++)
+		if (modseq[k] > max)
+			max = modseq[k];
+	return max;
+}
+
 void imap_cmd_search(void *ctx, const void *req)
 {
 	struct imap_session *s = ctx;
@@ -116,6 +133,11 @@ void imap_cmd_search(void *ctx, const void *req)
 		n++;
 	}
 	unsigned need = imap_search_needs(prog);
+	/* MODSEQ in the keys: the response carries the highest MODSEQ (RFC 7162 §3.1.5), and
+	 * the command enables CONDSTORE (§3.1) */
+	bool with_modseq = imap_search_uses_modseq(prog);
+	if (with_modseq)
+		s->condstore = true;
 	struct imap_search_ctx sctx = {
 		.max_seq = (uint32_t)v->n,
 		.max_uid = v->n ? v->uids[v->n - 1] : 0,
@@ -123,8 +145,8 @@ void imap_cmd_search(void *ctx, const void *req)
 		.n_saved = v->n_saved,
 	};
 	uint32_t *hits = xcalloc(n ? n : 1, sizeof(uint32_t));	/* UIDs */
+	uint64_t *hit_modseq = xcalloc(n ? n : 1, sizeof(uint64_t));
 	size_t n_hits = 0;
-	uint64_t max_modseq = 0;
 	for (size_t b = 0; b < n; b += SEARCH_BATCH) {
 		size_t nb = n - b < SEARCH_BATCH ? n - b : SEARCH_BATCH;
 		struct mime_tree **trees = NULL;
@@ -161,9 +183,8 @@ void imap_cmd_search(void *ctx, const void *req)
 			}
 			if ((need == IMAP_SEARCH_NEED_INDEX || data != NULL) &&
 			    imap_search_match(prog, &sm, &sctx)) {
+				hit_modseq[n_hits] = m->modseq;
 				hits[n_hits++] = m->uid;
-				if (m->modseq > max_modseq)
-					max_modseq = m->modseq;
 			}
 			free(data);
 		}
@@ -196,6 +217,9 @@ void imap_cmd_search(void *ctx, const void *req)
 		buf_puts(&b, "* SEARCH");
 		for (size_t k = 0; k < n_hits; k++)
 			buf_printf(&b, " %u", out[k]);
+		if (with_modseq && n_hits > 0)
+			buf_printf(&b, " (MODSEQ %llu)",
+				   (unsigned long long)highest_modseq(hit_modseq, n_hits, RET_ALL));
 		buf_puts(&b, "\r\n");
 	} else if (ret != RET_SAVE) {
 		unsigned want = ret ? ret : RET_ALL;
@@ -210,18 +234,21 @@ void imap_cmd_search(void *ctx, const void *req)
 			buf_puts(&b, " ALL ");
 			imap_uid_set_out(&b, out, n_hits);
 		}
+		if (with_modseq && n_hits > 0)
+			buf_printf(&b, " MODSEQ %llu",
+				   (unsigned long long)highest_modseq(hit_modseq, n_hits, want));
 		buf_puts(&b, "\r\n");
 	}
 	if (b.len > 0)
 		imap_write(s, b.data, b.len);
 	buf_free(&b);
 	imap_reply(s, "%s OK %sSEARCH completed", r->tag, r->uid ? "UID " : "");
-	(void)max_modseq;
 	for (size_t k = 0; k < n; k++)
 		free(kw[k]);
 	free(kw);
 	free(list);
 	free(hits);
+	free(hit_modseq);
 	free(out);
 	imap_search_free(&prog);
 }

@@ -144,3 +144,60 @@ def test_qresync_known_uids_with_records(inst):
         c.ok("UNSELECT")
         u = c.ok(f"SELECT INBOX (QRESYNC ({uv} {known}))")
         assert vanished_earlier(u) == {2, 5}, c.text()
+
+
+# ---- 2. SEARCH MODSEQ: the highest MODSEQ of what was found ------------------------------
+
+def modseqs(c):
+    """{seq: MODSEQ} of the selected mailbox"""
+    out = {}
+    for x in c.ok("FETCH 1:* (MODSEQ)"):
+        m = re.match(rb"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", x)
+        if m:
+            out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+@pytest.fixture
+def five(inst):
+    """bob's INBOX with five messages (UIDs 1-5)"""
+    for _ in range(5):
+        deliver(inst)
+    return inst
+
+
+def test_search_modseq_reports_highest_modseq(five):
+    with raw_login(five) as c:
+        c.ok("SELECT INBOX")
+        base = max(modseqs(c).values())
+        c.ok("STORE 5 +FLAGS.SILENT (\\Seen)")
+        c.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")       # the later change: the highest
+        ms = modseqs(c)
+        assert base < ms[5] < ms[2], ms
+        u = c.ok(f"SEARCH MODSEQ {base + 1}")
+        assert u == [f"* SEARCH 2 5 (MODSEQ {ms[2]})".encode()], c.text()
+        u = c.ok(f"UID SEARCH MODSEQ \"/flags/\\\\draft\" all {base + 1}")
+        assert u == [f"* SEARCH 2 5 (MODSEQ {ms[2]})".encode()], c.text()
+        # nothing found: no MODSEQ
+        u = c.ok(f"SEARCH MODSEQ {ms[2] + 1}")
+        assert u == [b"* SEARCH"], c.text()
+        # a MODSEQ key anywhere counts (RFC 7162 example 16)
+        u = c.ok(f"SEARCH OR NOT MODSEQ {base + 1} SEEN")
+        assert u == [f"* SEARCH 1 3 4 5 (MODSEQ {max(ms[1], ms[3], ms[4], ms[5])})".encode()]
+        # without MODSEQ in the keys, none
+        assert c.ok("SEARCH FLAGGED") == [b"* SEARCH 2"], c.text()
+        # ESEARCH (RFC 4731 §3.2): the MIN's or MAX's own when alone, else the highest
+        tag = c.n + 1
+        for ret, want in (("ALL", f"ALL 2,5 MODSEQ {ms[2]}"),
+                          ("MIN", f"MIN 2 MODSEQ {ms[2]}"),
+                          ("MAX", f"MAX 5 MODSEQ {ms[5]}"),
+                          ("MIN MAX", f"MIN 2 MAX 5 MODSEQ {ms[2]}"),
+                          ("MAX COUNT", f"MAX 5 COUNT 2 MODSEQ {ms[2]}")):
+            u = c.ok(f"SEARCH RETURN ({ret}) MODSEQ {base + 1}")
+            assert u == [f'* ESEARCH (TAG "t{tag}") {want}'.encode()], c.text()
+            tag += 1
+        u = c.ok(f"UID SEARCH RETURN (MIN) MODSEQ {base + 1}")
+        assert u == [f'* ESEARCH (TAG "t{tag}") UID MIN 2 MODSEQ {ms[2]}'.encode()], c.text()
+        tag += 1
+        u = c.ok(f"SEARCH RETURN (COUNT) MODSEQ {ms[2] + 1}")
+        assert u == [f'* ESEARCH (TAG "t{tag}") COUNT 0'.encode()], c.text()
