@@ -201,3 +201,28 @@ def test_search_modseq_reports_highest_modseq(five):
         tag += 1
         u = c.ok(f"SEARCH RETURN (COUNT) MODSEQ {ms[2] + 1}")
         assert u == [f'* ESEARCH (TAG "t{tag}") COUNT 0'.encode()], c.text()
+
+
+# ---- 3. STORE (UNCHANGEDSINCE 0) ------------------------------------------------------
+
+def test_store_unchangedsince_zero_changes_nothing(five):
+    """Every message has a MODSEQ above 0: every one fails the test, is reported in
+    [MODIFIED ...] (numbers for STORE, UIDs for UID STORE) and is left as it was (RFC 7162
+    §3.1.3 example 8)."""
+    with raw_login(five) as c:
+        c.ok("SELECT INBOX")
+        c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        c.ok("EXPUNGE")                          # numbers 1-4 are UIDs 2-5 now
+        before = modseqs(c)
+        u, t = c.cmd("STORE 1:3 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)")
+        assert status_of(t) == "OK", c.text()
+        assert uid_set(re.search(rb"\[MODIFIED ([0-9:,]+)\]", t).group(1)) == {1, 2, 3}, t
+        assert not any(b" FETCH " in x for x in u), c.text()
+        u, t = c.cmd("UID STORE 3,5 (UNCHANGEDSINCE 0) FLAGS.SILENT ($MDNSent)")
+        assert uid_set(re.search(rb"\[MODIFIED ([0-9:,]+)\]", t).group(1)) == {3, 5}, t
+        assert not any(b" FETCH " in x for x in u), c.text()
+        assert c.ok("SEARCH OR SEEN KEYWORD $MDNSent") == [b"* SEARCH"], c.text()
+        assert modseqs(c) == before, c.text()
+        # a UID that is not there is no failure
+        u, t = c.cmd("UID STORE 99 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)")
+        assert status_of(t) == "OK" and b"MODIFIED" not in t, c.text()
