@@ -788,8 +788,7 @@ static void write_item(struct imap_session *s, struct imap_fetch_job *j, const s
 		break;
 	case FK_FLAGS:
 		buf_puts(line, "FLAGS ");
-		imap_flags_out(line, s->rev2 ? m->flags & ~(uint32_t)STORE_F_RECENT : m->flags,
-			       m->keywords);
+		imap_msg_flags_out(s, line, m->flags, m->keywords);
 		break;
 	case FK_INTERNALDATE:
 		buf_puts(line, "INTERNALDATE ");

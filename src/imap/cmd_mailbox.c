@@ -697,7 +697,7 @@ static void qresync_select(struct imap_session *s, struct qresync *q)
 		buf b;
 		buf_init(&b, 0);
 		buf_printf(&b, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
-		imap_flags_out(&b, m->flags, m->keywords);
+		imap_msg_flags_out(s, &b, m->flags, m->keywords);
 		buf_printf(&b, " MODSEQ (%llu))", (unsigned long long)m->modseq);
 		imap_reply(s, "%s", buf_cstr(&b));
 		buf_free(&b);

@@ -68,7 +68,7 @@ static void store_cb(void *ctx, const struct store_msg *m, enum store_update wha
 	buf_printf(&b, "* %u FETCH (", seq);
 	if (!c->silent) {
 		buf_puts(&b, "FLAGS ");
-		imap_flags_out(&b, m->flags, m->keywords);
+		imap_msg_flags_out(s, &b, m->flags, m->keywords);
 		buf_putc(&b, ' ');
 	}
 	buf_printf(&b, "UID %u", m->uid);

@@ -138,6 +138,10 @@ uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
 void imap_view_own(struct imap_view *v, uint32_t uid, uint64_t modseq);
 /* imap_flags_out - "(\Seen $Junk ...)" */
 void imap_flags_out(buf *out, uint32_t flags, const char *keywords);
+/* imap_msg_flags_out - a message's flags as s's client is shown them in FETCH FLAGS:
+ * imap_flags_out without \Recent for IMAP4rev2 (RFC 9051 has none) */
+void imap_msg_flags_out(const struct imap_session *s, buf *out, uint32_t flags,
+			const char *keywords);
 /* imap_flags_parse - a flag list (or a single flag) into store bits and a keyword string
  * (caller frees); \Recent is refused; -1 with *error_r */
 int imap_flags_parse(const struct imap_arg *a, uint32_t *flags_r, char **keywords_r,

@@ -33,6 +33,13 @@ void imap_flags_out(buf *out, uint32_t flags, const char *keywords)
 	buf_putc(out, ')');
 }
 
+void imap_msg_flags_out(const struct imap_session *s, buf *out, uint32_t flags,
+			const char *keywords)
+{
+	/* RFC 9051 removed \Recent: an IMAP4rev2 client never sees it */
+	imap_flags_out(out, s->rev2 ? flags & ~(uint32_t)STORE_F_RECENT : flags, keywords);
+}
+
 int imap_flags_parse(const struct imap_arg *a, uint32_t *flags_r, char **keywords_r,
 		     const char **error_r)
 {
@@ -266,7 +273,7 @@ static void send_flags(struct imap_session *s, uint32_t seq, const struct store_
 	buf b;
 	buf_init(&b, 0);
 	buf_printf(&b, "* %u FETCH (FLAGS ", seq);
-	imap_flags_out(&b, m->flags, m->keywords);
+	imap_msg_flags_out(s, &b, m->flags, m->keywords);
 	buf_printf(&b, " UID %u", m->uid);
 	if (s->condstore)
 		buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);

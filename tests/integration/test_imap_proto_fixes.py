@@ -226,3 +226,39 @@ def test_store_unchangedsince_zero_changes_nothing(five):
         # a UID that is not there is no failure
         u, t = c.cmd("UID STORE 99 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)")
         assert status_of(t) == "OK" and b"MODIFIED" not in t, c.text()
+
+
+# ---- 4. IMAP4rev2: no \Recent, no RECENT ------------------------------------------------
+
+def test_rev2_never_shows_recent(five):
+    """RFC 9051 has no \\Recent: not in FETCH FLAGS of any kind (FETCH, STORE's answer, an
+    unsolicited update, QRESYNC's changes) and no '* n RECENT', though the session did
+    claim the messages (a rev1 session in its place sees \\Recent)."""
+    inst = five
+    with raw_login(inst) as a, raw_login(inst) as b:
+        a.ok("ENABLE IMAP4rev2 QRESYNC")
+        u = a.ok("SELECT INBOX")
+        uv, known = select_state(u)
+        seen = list(u)
+        seen += a.ok("FETCH 1:* (FLAGS)")
+        seen += a.ok("STORE 1 +FLAGS (\\Seen)")                      # solicited FETCH
+        seen += a.ok("UID STORE 2 +FLAGS.SILENT (\\Answered)")
+        b.ok("SELECT INBOX")
+        b.ok("STORE 3 +FLAGS.SILENT (\\Flagged)")
+        seen += a.ok("NOOP")                                         # unsolicited FETCH
+        assert any(re.match(rb"\* 3 FETCH \(FLAGS \(\\Flagged\)", x) for x in seen), a.text()
+        deliver(inst)
+        seen += a.ok("NOOP")                                         # EXISTS, no RECENT
+        assert b"* 6 EXISTS" in seen, a.text()
+        seen += a.ok("FETCH 6 (FLAGS)")
+        a.ok("UNSELECT")
+        deliver(inst)                          # recent for a's next SELECT, which claims it
+        u = a.ok(f"SELECT INBOX (QRESYNC ({uv} {known}))")
+        assert any(re.match(rb"\* 7 FETCH \(UID 7 FLAGS \(\) MODSEQ", x) for x in u), a.text()
+        seen += u
+        assert not [x for x in seen if b"Recent" in x or b"RECENT" in x], a.text()
+        # the same steps for rev1 do show \Recent (the claim works)
+        deliver(inst)
+        assert b"* 1 RECENT" in b.ok("NOOP"), b.text()
+        u = b.ok("STORE 8 +FLAGS (\\Seen)")
+        assert u == [b"* 8 FETCH (FLAGS (\\Seen \\Recent) UID 8)"], b.text()
