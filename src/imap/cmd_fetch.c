@@ -78,12 +78,14 @@ struct imap_fetch_job {
 	bool add_uid;		/* UID FETCH without UID among the items */
 	bool add_modseq;	/* CHANGEDSINCE without MODSEQ among the items */
 	bool has_flags;
+	bool set_seen;		/* some item sets \Seen (and the mailbox is writable) */
 
 	struct fetch_msg *msgs;
 	size_t n_msgs, next;
 
 	struct mime_tree **trees;	/* batch [batch_start, batch_start + batch_n) */
 	size_t batch_start, batch_n;
+	size_t batch_stop;	/* the message of the batch that cannot be served (n_msgs: none) */
 
 	bool in_msg;
 	size_t cur_item;
@@ -523,20 +525,10 @@ void imap_cmd_fetch(void *ctx, const void *req)
 			j->expunged = true;
 	}
 	free(uids);
+	/* \Seen is set a batch at a time, just before the batch's messages are answered, and
+	 * only on those that will be (see batch_load) */
+	j->set_seen = seen && !s->view.readonly;
 	s->fetch = j;
-	if (seen && !s->view.readonly && j->n_msgs > 0) {
-		size_t nr;
-		struct store_uid_range *ranges = msgs_to_ranges(j->msgs, j->n_msgs, &nr);
-		int rc = store_flags_update(s->view.mb, ranges, nr, STORE_FLAGS_ADD, STORE_F_SEEN,
-					    NULL, 0, seen_cb, s, &err);
-		free(ranges);
-		if (rc < 0) {
-			/* the content can still be sent; \Seen is not set (logged) */
-			log_warnx("%s: FETCH \\Seen: %s", session_id(s->ss), err ? err : "?");
-			free(err);
-			err = NULL;
-		}
-	}
 	/* imap_on_raw resumes the job: the responses go out from there */
 }
 
@@ -634,30 +626,57 @@ static void write_literal(buf *line, const char *data, size_t len)
 	buf_append(line, data, len);
 }
 
-/* binary_decode - the decoded content of range into out (cap FETCH_BINARY_MAX);
- * 0, or -1 with *code_r ("UNKNOWN-CTE", "LIMIT") */
-static int binary_decode(const char *msg, size_t msg_len, const struct imap_section_range *rg,
-			 bool whole, buf *out, const char **code_r)
+/* binary_check - can BINARY[sec] be served for the part rg names: NULL, or the code of the
+ * NO that fails the request (RFC 3516 §4.3): "UNKNOWN-CTE" for a transfer encoding that
+ * cannot be undone, "LIMIT" for a part too large to decode in memory. Only a leaf part
+ * named by number has an encoding to undo. */
+static const char *binary_check(const struct imap_section *sec,
+				const struct imap_section_range *rg)
 {
-	const char *enc = whole ? NULL : rg->encoding;
-	bool base64 = enc != NULL && strcmp(enc, "base64") == 0;
-	bool qp = enc != NULL && strcmp(enc, "quoted-printable") == 0;
-	if (enc != NULL && !base64 && !qp && strcmp(enc, "7bit") != 0 &&
-	    strcmp(enc, "8bit") != 0 && strcmp(enc, "binary") != 0) {
-		*code_r = "UNKNOWN-CTE";
-		return -1;
+	if (rg->kind == IMAP_SECTION_EMPTY)
+		return NULL;
+	const char *enc = sec->n_part == 0 || !rg->leaf ? NULL : rg->encoding;
+	if (enc != NULL && strcmp(enc, "base64") != 0 && strcmp(enc, "quoted-printable") != 0 &&
+	    strcmp(enc, "7bit") != 0 && strcmp(enc, "8bit") != 0 && strcmp(enc, "binary") != 0)
+		return "UNKNOWN-CTE";
+	if (rg->size > FETCH_BINARY_MAX)
+		return "LIMIT";	/* decoding never makes base64 or QP larger */
+	return NULL;
+}
+
+/* items_check - can every BINARY item be served from the message of tree? NULL, or the
+ * code that fails the request (binary_check) */
+static const char *items_check(const struct imap_fetch_job *j, const struct mime_tree *tree)
+{
+	for (size_t i = 0; i < j->n_items; i++) {
+		const struct imap_section *sec = &j->items[i].sec;
+		if (j->items[i].kind != FK_SECTION || sec->item < IMAP_ITEM_BINARY)
+			continue;
+		struct imap_section_range rg;
+		imap_section_resolve(sec, tree, &rg);
+		const char *code = binary_check(sec, &rg);
+		if (code != NULL)
+			return code;
 	}
-	if (rg->size > FETCH_BINARY_MAX || rg->offset > msg_len ||
-	    rg->size > msg_len - rg->offset) {
+	return NULL;
+}
+
+/* binary_decode - the decoded content of range into out (cap FETCH_BINARY_MAX), which
+ * binary_check passed; 0, or -1 with *code_r ("LIMIT": the range is not in the message) */
+static int binary_decode(const char *msg, size_t msg_len, const struct imap_section *sec,
+			 const struct imap_section_range *rg, buf *out, const char **code_r)
+{
+	const char *enc = sec->n_part == 0 || !rg->leaf ? NULL : rg->encoding;
+	if (rg->offset > msg_len || rg->size > msg_len - rg->offset) {
 		*code_r = "LIMIT";
 		return -1;
 	}
 	const char *p = msg + rg->offset;
 	size_t n = (size_t)rg->size;
 	int r;
-	if (base64)
+	if (enc != NULL && strcmp(enc, "base64") == 0)
 		r = mime_base64_decode(p, n, out);
-	else if (qp)
+	else if (enc != NULL && strcmp(enc, "quoted-printable") == 0)
 		r = mime_qp_decode(p, n, false, out);
 	else
 		r = buf_append(out, p, n);
@@ -691,9 +710,9 @@ static void write_section(struct imap_session *s, struct imap_fetch_job *j,
 		const char *msg = md_bytes(md, &len);
 		buf dec;
 		buf_init(&dec, FETCH_BINARY_MAX);
-		const char *code;
-		/* only a leaf part has a transfer encoding to undo */
-		if (binary_decode(msg, len, &rg, sec->n_part == 0 || !rg.leaf, &dec, &code) < 0) {
+		const char *code = binary_check(sec, &rg);
+		/* msg_start checked the items, so this is only a safety net */
+		if (code != NULL || binary_decode(msg, len, sec, &rg, &dec, &code) < 0) {
 			buf_free(&dec);
 			j->stop_code = code;
 			/* the item cannot be given: drop its name again */
@@ -826,31 +845,59 @@ static void write_item(struct imap_session *s, struct imap_fetch_job *j, const s
 	}
 }
 
-/* msg_start - begin the response of message j->next; false when it is skipped */
+/* batch_load - the structures of the batch that starts at j->next; the first message of
+ * it whose BINARY items cannot be served is remembered (batch_stop: the request ends
+ * there), and \Seen is set on the messages before it when the items set it */
+static void batch_load(struct imap_session *s, struct imap_fetch_job *j)
+{
+	batch_free(j);
+	j->batch_start = j->next;
+	size_t nb = j->n_msgs - j->next < FETCH_BATCH ? j->n_msgs - j->next : FETCH_BATCH;
+	uint32_t *bu = xcalloc(nb, sizeof(uint32_t));
+	for (size_t k = 0; k < nb; k++)
+		bu[k] = j->msgs[j->next + k].uid;
+	char *err = NULL;
+	if (store_msg_structures(s->view.mb, bu, nb, &j->trees, &err) < 0) {
+		log_warnx("%s: FETCH structures: %s", session_id(s->ss), err ? err : "?");
+		free(err);
+		err = NULL;
+		j->trees = NULL;	/* parsed per message instead */
+	}
+	j->batch_n = nb;
+	free(bu);
+	size_t stop = nb;
+	for (size_t k = 0; k < nb && j->trees != NULL && stop == nb; k++)
+		if (j->trees[k] != NULL && items_check(j, j->trees[k]) != NULL)
+			stop = k;
+	j->batch_stop = j->batch_start + stop;
+	if (!j->set_seen || stop == 0)
+		return;
+	size_t nr;
+	struct store_uid_range *ranges = msgs_to_ranges(j->msgs + j->batch_start, stop, &nr);
+	int rc = store_flags_update(s->view.mb, ranges, nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0,
+				    seen_cb, s, &err);
+	free(ranges);
+	if (rc < 0) {
+		/* the content can still be sent; \Seen is not set (logged) */
+		log_warnx("%s: FETCH \\Seen: %s", session_id(s->ss), err ? err : "?");
+		free(err);
+	}
+}
+
+/* msg_start - begin the response of message j->next; false when it is skipped, or when the
+ * request ends before it (j->stop_code: nothing of its response has been sent) */
 static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 {
 	const struct fetch_msg *m = &j->msgs[j->next];
 	if (j->need_tree) {
-		if (j->next < j->batch_start || j->next >= j->batch_start + j->batch_n) {
-			batch_free(j);
-			j->batch_start = j->next;
-			size_t nb = j->n_msgs - j->next < FETCH_BATCH ? j->n_msgs - j->next
-								    : FETCH_BATCH;
-			uint32_t *bu = xcalloc(nb, sizeof(uint32_t));
-			for (size_t k = 0; k < nb; k++)
-				bu[k] = j->msgs[j->next + k].uid;
-			char *err = NULL;
-			if (store_msg_structures(s->view.mb, bu, nb, &j->trees, &err) < 0) {
-				log_warnx("%s: FETCH structures: %s", session_id(s->ss),
-					  err ? err : "?");
-				free(err);
-				j->trees = NULL;	/* parsed per message instead */
-			}
-			j->batch_n = nb;
-			free(bu);
-		}
+		if (j->next < j->batch_start || j->next >= j->batch_start + j->batch_n)
+			batch_load(s, j);
 		const struct mime_tree *cached =
 			j->trees != NULL ? j->trees[j->next - j->batch_start] : NULL;
+		if (j->next == j->batch_stop) {
+			j->stop_code = items_check(j, cached);
+			return false;
+		}
 		int rc = md_open(s, j, m, cached);
 		if (rc < 0) {
 			md_close(&j->md);
@@ -860,6 +907,14 @@ static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 				j->stop_code = j->stop_code ? j->stop_code : "LIMIT";
 			else
 				j->failed = true;
+			return false;
+		}
+		/* the tree the items are served from (it may be parsed here): a BINARY item that
+		 * cannot be served fails the request before the response begins */
+		const char *code = items_check(j, j->md.tree);
+		if (code != NULL) {
+			md_close(&j->md);
+			j->stop_code = code;
 			return false;
 		}
 	}

@@ -262,3 +262,46 @@ def test_rev2_never_shows_recent(five):
         assert b"* 1 RECENT" in b.ok("NOOP"), b.text()
         u = b.ok("STORE 8 +FLAGS (\\Seen)")
         assert u == [b"* 8 FETCH (FLAGS (\\Seen \\Recent) UID 8)"], b.text()
+
+
+# ---- 5. BINARY of an unknown Content-Transfer-Encoding ------------------------------------
+
+def two_parts(tok, cte, body):
+    return (f"From: <s@example.net>\r\nTo: <{BOB}>\r\nSubject: {tok}\r\n"
+            f"Message-ID: <{tok}@example.net>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+            f"--b\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
+            f"--b\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n--b--\r\n").encode()
+
+
+def test_binary_unknown_cte_fails_the_fetch(inst):
+    """RFC 3516 §4.3: the request fails with NO [UNKNOWN-CTE]. Messages before the one that
+    cannot be decoded are answered completely; that one gets no (partial) response, none
+    after it is answered, and \\Seen is set only on those whose content was sent."""
+    for tok, cte, body in (("ok1", "base64", "aGVsbG8="), ("bad", "x-uuencode", "begin 644"),
+                           ("ok2", "quoted-printable", "a=3Db")):
+        th_tok = f"{tok}-{os.getpid()}"
+        with inst.smtp() as s:
+            s.sendmail("s@example.net", [BOB], two_parts(th_tok, cte, body))
+        inst.wait_message(BOB, th_tok)
+    with raw_login(inst) as c:
+        c.ok("SELECT INBOX")
+        u, t = c.cmd("FETCH 1:3 (UID BINARY[2])")
+        assert status_of(t) == "NO" and b"[UNKNOWN-CTE]" in t, c.text()
+        fetches = [x for x in u if b" FETCH " in x]
+        assert len(fetches) == 1 and fetches[0].startswith(b"* 1 FETCH (UID 1 BINARY[2] {5}"), \
+            c.text()
+        assert c.ok("SEARCH SEEN") == [b"* SEARCH 1"], c.text()
+        # the item first: still no partial response, and no \Seen
+        u, t = c.cmd("FETCH 2 (BINARY[2] UID)")
+        assert status_of(t) == "NO" and b"[UNKNOWN-CTE]" in t, c.text()
+        assert not any(b" FETCH " in x for x in u), c.text()
+        u, t = c.cmd("FETCH 2 (BINARY.SIZE[2])")
+        assert status_of(t) == "NO" and b"[UNKNOWN-CTE]" in t, c.text()
+        assert c.ok("SEARCH SEEN") == [b"* SEARCH 1"], c.text()
+        # what can be decoded still is; BODY[2] of the same part is served as it is
+        u = c.ok("FETCH 3 (BINARY[2])")
+        assert u[0].startswith(b"* 3 FETCH (BINARY[2] {3}"), c.text()
+        u = c.ok("FETCH 2 (BODY.PEEK[2])")
+        assert u[0].startswith(b"* 2 FETCH (BODY[2] {9}"), c.text()
