@@ -317,6 +317,15 @@ void imap_view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
 	}
 }
 
+/* take_recent - the new messages no session has claimed become \Recent in this view:
+ * claimed by SELECT; only seen by EXAMINE, so that the next SELECT (of any session) still
+ * gets them as \Recent (RFC 3501 §2.3.2, §6.3.2). How many, or <0. */
+static int take_recent(struct imap_view *v, char **error_r)
+{
+	return v->readonly ? store_mailbox_peek_recent(v->mb, error_r)
+			   : store_mailbox_claim_recent(v->mb, error_r);
+}
+
 void imap_view_sync(struct imap_session *s, bool expunges_allowed)
 {
 	struct imap_view *v = &s->view;
@@ -385,14 +394,12 @@ void imap_view_sync(struct imap_session *s, bool expunges_allowed)
 			uids_push(v, ch.added[i].uid);
 	if (v->n != before) {
 		imap_reply(s, "* %zu EXISTS", v->n);
-		if (!v->readonly) {
-			int claimed = store_mailbox_claim_recent(v->mb, &err);
-			if (claimed < 0) {
-				free(err);
-				err = NULL;
-			} else {
-				v->n_recent += (size_t)claimed;
-			}
+		int claimed = take_recent(v, &err);
+		if (claimed < 0) {
+			free(err);
+			err = NULL;
+		} else {
+			v->n_recent += (size_t)claimed;
 		}
 		if (!s->rev2)
 			imap_reply(s, "* %zu RECENT", v->n_recent);
@@ -418,13 +425,8 @@ int imap_view_open(struct imap_session *s, const char *name, bool readonly, uint
 	if ((r = store_mailbox_highestmodseq(v->mb, &v->modseq, error_r)) < 0 ||
 	    (r = store_mailbox_uidnext(v->mb, &v->uidnext, error_r)) < 0)
 		goto fail;
-	if (!readonly) {
-		int claimed = store_mailbox_claim_recent(v->mb, error_r);
-		if (claimed < 0) {
-			r = claimed;
-			goto fail;
-		}
-	}
+	if ((r = take_recent(v, error_r)) < 0)
+		goto fail;
 	const struct store_msg *msgs;
 	size_t n;
 	if ((r = store_mailbox_messages(v->mb, &msgs, &n, error_r)) < 0)

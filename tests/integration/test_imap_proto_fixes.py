@@ -305,3 +305,35 @@ def test_binary_unknown_cte_fails_the_fetch(inst):
         assert u[0].startswith(b"* 3 FETCH (BINARY[2] {3}"), c.text()
         u = c.ok("FETCH 2 (BODY.PEEK[2])")
         assert u[0].startswith(b"* 2 FETCH (BODY[2] {9}"), c.text()
+
+
+# ---- 6. EXAMINE and \Recent ------------------------------------------------------------
+
+def recent_count(lines):
+    found = [int(m.group(1)) for x in lines if (m := re.match(rb"\* (\d+) RECENT$", x))]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def test_examine_reports_recent_without_claiming(inst):
+    """EXAMINE returns what SELECT does (RFC 3501 §6.3.2): the number of messages with
+    \\Recent, which stay \\Recent for the next session that SELECTs (§2.3.2: "if the session
+    is read-only, subsequent sessions will also see \\Recent set")."""
+    for _ in range(3):
+        deliver(inst)
+    with raw_login(inst) as a, raw_login(inst) as b:
+        assert recent_count(a.ok("EXAMINE INBOX")) == 3, a.text()
+        assert a.ok("SEARCH RECENT") == [b"* SEARCH 1 2 3"], a.text()
+        assert all(b"\\Recent" in x for x in a.ok("FETCH 1:3 (FLAGS)")), a.text()
+        assert a.ok("STATUS INBOX (RECENT)") == [b"* STATUS INBOX (RECENT 3)"], a.text()
+        # new mail seen first by the read-only session: recent there, and still unclaimed
+        deliver(inst)
+        u = a.ok("NOOP")
+        assert b"* 4 EXISTS" in u and recent_count(u) == 4, a.text()
+        u = b.ok("SELECT INBOX")
+        assert recent_count(u) == 4, b.text()
+        assert b.ok("SEARCH RECENT") == [b"* SEARCH 1 2 3 4"], b.text()
+        # claimed now: a third session sees none recent, in EXAMINE or SELECT
+    with raw_login(inst) as c:
+        assert recent_count(c.ok("EXAMINE INBOX")) == 0, c.text()
+        assert recent_count(c.ok("SELECT INBOX")) == 0, c.text()
