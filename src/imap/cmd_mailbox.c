@@ -333,6 +333,21 @@ static void do_list(struct imap_session *s, const struct imap_req *r, bool lsub)
 		imap_reply(s, "%s OK LIST completed", r->tag);
 		return;
 	}
+	/* every pattern is matched against every mailbox: bounded, or the command fails */
+	buf joined;
+	buf_init(&joined, 0);
+	struct imap_list_budget used = { 0 };
+	const char *perr = NULL;
+	bool too_much = false;
+	for (size_t k = 0; k < n_pats && !too_much; k++) {
+		imap_list_pattern(ref->str, pats[k].str, '/', &joined);
+		too_much = imap_list_pattern_check(buf_cstr(&joined), &used, &perr) < 0;
+	}
+	buf_free(&joined);
+	if (too_much) {
+		imap_reply(s, "%s NO [LIMIT] %s", r->tag, perr);
+		return;
+	}
 	struct candidate *c;
 	size_t nc;
 	char *err = NULL;
@@ -343,7 +358,7 @@ static void do_list(struct imap_session *s, const struct imap_req *r, bool lsub)
 	}
 	/* patterns in UTF-8 (mUTF-7 decoded for rev1 clients, wildcards pass through) */
 	char **patterns = xcalloc(n_pats, sizeof(char *));
-	buf joined, conv;
+	buf conv;
 	buf_init(&joined, 0);
 	buf_init(&conv, 0);
 	for (size_t k = 0; k < n_pats; k++) {

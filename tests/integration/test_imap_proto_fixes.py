@@ -337,3 +337,26 @@ def test_examine_reports_recent_without_claiming(inst):
     with raw_login(inst) as c:
         assert recent_count(c.ok("EXAMINE INBOX")) == 0, c.text()
         assert recent_count(c.ok("SELECT INBOX")) == 0, c.text()
+
+
+# ---- 7. LIST / LSUB patterns are bounded -------------------------------------------------
+
+def test_list_patterns_are_bounded(inst):
+    """Every pattern is matched against every mailbox: one that is too long (reference
+    included), has too many wildcards, or too many patterns, fails the command at once."""
+    with raw_login(inst) as c:
+        c.ok("CREATE a/b")
+        long_ = "a" * 1100
+        for cmd in (f'LIST "" {long_}', f'LIST {long_} "*"', f'LSUB "" "*{long_}"',
+                    'LIST "" "' + "%a" * 33 + '"', 'LSUB "" "' + "*" * 40 + '"',
+                    'LIST "" (' + " ".join(["x%"] * 40) + ")",
+                    'LIST "" (' + " ".join(["*" * 20] * 2) + ")"):
+            t0 = time.monotonic()
+            u, t = c.cmd(cmd)
+            assert status_of(t) == "NO" and b"[LIMIT]" in t and u == [], c.text()[-1000:]
+            assert time.monotonic() - t0 < 2
+        # what clients send still works, a long reference with an empty pattern too
+        assert b'* LIST (\\HasChildren) "/" a' in c.ok('LIST "" "%"'), c.text()
+        assert c.ok('LIST "" "a/*"') == [b'* LIST (\\HasNoChildren) "/" a/b'], c.text()
+        assert c.ok(f'LIST {long_} ""') == [b'* LIST (\\Noselect) "/" ""'], c.text()
+        c.ok("NOOP")
