@@ -285,36 +285,47 @@ static void send_flags(struct imap_session *s, uint32_t seq, const struct store_
 void imap_view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
 {
 	struct imap_view *v = &s->view;
-	if (n == 0)
+	if (n == 0 || v->n == 0)
 		return;
-	if (s->qresync) {
+	/* one walk along both ascending lists: the sequence numbers of those in the view */
+	uint32_t *seqs = xcalloc(n, sizeof(uint32_t));
+	size_t n_seqs = 0, j = 0;
+	for (size_t i = 0; i < v->n && j < n; i++) {
+		while (j < n && uids[j] < v->uids[i])
+			j++;
+		if (j < n && uids[j] == v->uids[i])
+			seqs[n_seqs++] = (uint32_t)i + 1;
+	}
+	if (n_seqs > 0 && s->qresync) {
 		/* VANISHED (RFC 7162 §3.2.10): those of the UIDs still in the view, as ranges */
-		uint32_t *shown = xcalloc(n, sizeof(uint32_t));
-		size_t n_shown = 0;
-		for (size_t i = 0; i < n; i++)
-			if (imap_view_seq(v, uids[i]) != 0)
-				shown[n_shown++] = uids[i];
-		if (n_shown > 0) {
-			buf b;
-			buf_init(&b, 0);
-			buf_puts(&b, "* VANISHED ");
-			imap_uid_set_out(&b, shown, n_shown);
-			imap_reply(s, "%s", buf_cstr(&b));
-			buf_free(&b);
-		}
+		uint32_t *shown = xcalloc(n_seqs, sizeof(uint32_t));
+		for (size_t k = 0; k < n_seqs; k++)
+			shown[k] = v->uids[seqs[k] - 1];
+		buf b;
+		buf_init(&b, 0);
+		buf_puts(&b, "* VANISHED ");
+		imap_uid_set_out(&b, shown, n_seqs);
+		imap_reply(s, "%s", buf_cstr(&b));
+		buf_free(&b);
 		free(shown);
+	} else {
+		/* highest first, so that each number is still the message's when it is sent
+		 * (RFC 9051 §7.5.1 allows any order, with each number as of the moment it is
+		 * sent) */
+		for (size_t k = n_seqs; k-- > 0;)
+			imap_reply(s, "* %u EXPUNGE", seqs[k]);
 	}
-	/* highest first, so the numbers of those still to report stay valid (RFC 9051 §7.5.1
-	 * allows any order, with each number as of the moment it is sent) */
-	for (size_t i = n; i-- > 0;) {
-		uint32_t seq = imap_view_seq(v, uids[i]);
-		if (seq == 0)
+	/* then the view loses them all in one pass */
+	size_t w = n_seqs > 0 ? seqs[0] - 1 : v->n, k = 0;
+	for (size_t i = w; i < v->n; i++) {
+		if (k < n_seqs && seqs[k] == i + 1) {
+			k++;
 			continue;
-		if (!s->qresync)
-			imap_reply(s, "* %u EXPUNGE", seq);
-		memmove(&v->uids[seq - 1], &v->uids[seq], (v->n - seq) * sizeof(uint32_t));
-		v->n--;
+		}
+		v->uids[w++] = v->uids[i];
 	}
+	v->n = w;
+	free(seqs);
 }
 
 /* take_recent - the new messages no session has claimed become \Recent in this view:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import tern_harness as th
-from imap_raw import BOB, LOOPBACK_OK, deliver, raw_login, status_of
+from imap_raw import BOB, LOOPBACK_OK, deliver, nums, raw_login, status_of
 
 # store_settings.expunge_keep's default (src/store/store.h STORE_EXPUNGE_KEEP_DEFAULT): one
 # expunge of more messages than this prunes every record it made
@@ -360,3 +360,57 @@ def test_list_patterns_are_bounded(inst):
         assert c.ok('LIST "" "a/*"') == [b'* LIST (\\HasNoChildren) "/" a/b'], c.text()
         assert c.ok(f'LIST {long_} ""') == [b'* LIST (\\Noselect) "/" ""'], c.text()
         c.ok("NOOP")
+
+
+# ---- 8. EXPUNGE of thousands of messages ---------------------------------------------------
+
+def expunge_numbers(lines):
+    return [int(x.split()[1]) for x in lines if re.match(rb"\* \d+ EXPUNGE$", x)]
+
+
+def apply_expunges(uids, seqs):
+    """The client's side: each '* n EXPUNGE' removes the message that is number n then."""
+    uids = list(uids)
+    for n in seqs:
+        assert 1 <= n <= len(uids), (n, len(uids))
+        del uids[n - 1]
+    return uids
+
+
+def test_expunge_of_thousands_numbers_exact(inst):
+    """3,000 messages, of which runs and scattered ones are expunged: the session that
+    expunges, a session that learns of it at its next command, and a QRESYNC session each
+    end up with exactly the UIDs that are left, with the numbers sent highest first."""
+    deliver(inst)
+    drop_messages(inst, 2999)
+    total = 3000
+    gone = [u for u in range(1, total + 1)
+            if u % 7 in (0, 3) or 1000 <= u <= 1500 or u in (1, 2, total)]
+    left = [u for u in range(1, total + 1) if u not in set(gone)]
+    with raw_login(inst, timeout=120) as a, raw_login(inst, timeout=120) as b, \
+            raw_login(inst, timeout=120) as q:
+        a.ok("SELECT INBOX", timeout=120)
+        b.ok("SELECT INBOX", timeout=120)
+        q.ok("ENABLE QRESYNC")
+        q.ok("SELECT INBOX", timeout=120)
+        # the \Deleted flags in pieces (one set of that many ranges is one command line)
+        for k in range(0, len(gone), 500):
+            a.ok("UID STORE " + ",".join(map(str, gone[k:k + 500])) + " +FLAGS.SILENT (\\Deleted)")
+        u = a.ok("EXPUNGE", timeout=120)
+        nums_a = expunge_numbers(u)
+        # original numbers (UID = number here), highest first
+        assert nums_a == sorted(gone, reverse=True), a.text()[-2000:]
+        assert apply_expunges(range(1, total + 1), nums_a) == left
+        u = b.ok("NOOP", timeout=120)
+        assert expunge_numbers(u) == nums_a, b.text()[-2000:]
+        assert nums(b.ok("UID SEARCH ALL")[0], "SEARCH") == left, b.text()[-2000:]
+        u = q.ok("NOOP", timeout=120)
+        v = [x for x in u if x.startswith(b"* VANISHED ")]
+        assert len(v) == 1 and uid_set(v[0].split()[2]) == set(gone), q.text()[-2000:]
+        # the views agree with the mailbox: numbers map to the UIDs that are left
+        for c in (a, b, q):
+            u = c.ok(f"FETCH 1,500,{len(left)} (UID)")
+            got = [int(m.group(1)) for x in u if (m := re.search(rb"UID (\d+)", x))]
+            assert got == [left[0], left[499], left[-1]], c.text()[-2000:]
+            _, t = c.cmd(f"FETCH {len(left) + 1} (UID)")
+            assert status_of(t) == "BAD", c.text()[-2000:]
