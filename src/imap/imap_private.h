@@ -53,6 +53,9 @@ struct imap_view {
 struct imap_fetch_job;
 /* An APPEND whose message is being streamed in. */
 struct imap_append_job;
+/* A SEARCH that reads messages, done a slice per event-loop turn (the session reads no
+ * commands meanwhile). */
+struct imap_search_job;
 
 struct imap_session {
 	LIST_ENTRY(imap_session) link;	/* srv->imap_sessions */
@@ -83,6 +86,7 @@ struct imap_session {
 	bool woken;			/* the account changed while a command ran */
 
 	struct imap_fetch_job *fetch;
+	struct imap_search_job *search;
 	struct imap_append_job *append;
 	struct imap_append_job *append_done;	/* its literal is in: awaits the command's end */
 	char *pending_tag;		/* a command that waits (STARTTLS handshake, ...) */
@@ -174,6 +178,8 @@ void imap_cmd_append(void *ctx, const void *req);		/* cmd_append.c */
 /* cmd_fetch.c: continue a FETCH that paused for the client to read; true when it finished */
 bool imap_fetch_resume(struct imap_session *s);
 void imap_fetch_free(struct imap_fetch_job **job);
+/* cmd_search.c: a SEARCH still reading messages (s->search) at the session's end */
+void imap_search_job_free(struct imap_search_job **job);
 /* imap_vanished_earlier - "* VANISHED (EARLIER) uids" (RFC 7162 §3.2.10.1; nothing when
  * there are none): the UIDs of known (a UID set after imap_seqset_normalize; NULL for all)
  * above `above` and below uidnext that ch (store_mailbox_changes since the client's

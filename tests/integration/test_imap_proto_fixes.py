@@ -7,6 +7,7 @@ numbers of thousands of messages. Raw sockets, so that exact responses are check
 import os
 import pwd
 import re
+import select
 import time
 
 import pytest
@@ -24,7 +25,7 @@ def inst(tern_factory):
     return tern_factory(settings=LOOPBACK_OK)
 
 
-def drop_messages(inst, count, addr=BOB, tag="drop"):
+def drop_messages(inst, count, addr=BOB, tag="drop", body=lambda i: f"body {i}\r\n"):
     """Write count messages straight into addr's Maildir new/ (as another delivery agent
     would; the next SELECT indexes them in file name order): much faster than SMTP for
     thousands. The Maildir must exist (deliver one message first)."""
@@ -34,7 +35,7 @@ def drop_messages(inst, count, addr=BOB, tag="drop"):
         name = f"1700000000.M{i:07d}P{os.getpid()}.{tag}"
         tmp = md / "tmp" / name
         tmp.write_bytes(f"From: <s@example.net>\r\nTo: <{addr}>\r\nSubject: {tag} {i}\r\n"
-                        f"Message-ID: <{tag}.{i}@example.net>\r\n\r\nbody {i}\r\n".encode())
+                        f"Message-ID: <{tag}.{i}@example.net>\r\n\r\n{body(i)}".encode())
         os.chown(tmp, st.st_uid, st.st_gid)
         os.rename(tmp, md / "new" / name)
 
@@ -414,3 +415,50 @@ def test_expunge_of_thousands_numbers_exact(inst):
             assert got == [left[0], left[499], left[-1]], c.text()[-2000:]
             _, t = c.cmd(f"FETCH {len(left) + 1} (UID)")
             assert status_of(t) == "BAD", c.text()[-2000:]
+
+
+# ---- 9. SEARCH BODY does not stall the worker ---------------------------------------------
+
+def unread(sock):
+    """Has the server sent something this side has not read yet? (Never waits: a socket
+    with a timeout waits for data even for MSG_DONTWAIT.)"""
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def test_search_body_lets_other_sessions_run(tern_factory):
+    """A SEARCH BODY over 2,000 messages of 24 KB (structures not cached yet) reads them a
+    slice per event-loop turn: another session of the same worker (one worker) is answered
+    meanwhile, the searching session's next command waits for the answer, and the answer
+    gathers hits from every slice."""
+    inst = tern_factory(settings=LOOPBACK_OK, workers=1)
+    deliver(inst)
+    n = 2000
+    needle = {5, 250, 1999}
+    filler = ("lorem ipsum dolor sit amet " * 30 + "\r\n") * 30
+    drop_messages(inst, n - 1, body=lambda i: filler + (
+        "the hidden needle word\r\n" if i + 2 in needle else "nothing here\r\n"))
+    with raw_login(inst, timeout=300) as a, raw_login(inst, timeout=300) as b:
+        a.ok("SELECT INBOX", timeout=300)
+        b.ok("SELECT INBOX", timeout=300)
+        a.send("s1 SEARCH BODY needle\r\ns2 NOOP\r\n")
+        time.sleep(0.05)
+        b.ok("NOOP", timeout=300)
+        # b was answered while a's SEARCH was still reading: nothing of its answer yet
+        assert a.buf == b"" and not unread(a.sock), a.text()
+        u, t = a.read_response("s1", timeout=300)
+        assert status_of(t) == "OK" and u == [b"* SEARCH 5 250 1999"], a.text()
+        _, t = a.read_response("s2")                  # the pipelined command after it
+        assert status_of(t) == "OK", a.text()
+        # a client that goes away in the middle of a SEARCH: the job ends with the session
+        gone = raw_login(inst, timeout=300)
+        gone.ok("SELECT INBOX", timeout=300)
+        gone.send("g1 SEARCH BODY nothing-like-this\r\n")
+        time.sleep(0.05)
+        gone.close()
+        b.ok("NOOP")
+        # the same once the structures are cached, and with the index alone (one go)
+        assert a.ok("UID SEARCH TEXT needle", timeout=300) == [b"* SEARCH 5 250 1999"]
+        assert a.ok("SEARCH RETURN (COUNT) UID 1:*") == [b'* ESEARCH (TAG "t4") COUNT 2000']
+    # the server log has no sanitizer report (checked at teardown) and the worker lived on
+    with raw_login(inst) as c:
+        c.ok("EXAMINE INBOX")
