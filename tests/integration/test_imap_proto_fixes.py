@@ -2,17 +2,16 @@
 expunge records the client needs were pruned (RFC 7162 §3.2.5, §3.2.6), SEARCH MODSEQ's
 highest mod-sequence (§3.1.5, §3.1.10), STORE (UNCHANGEDSINCE 0) (§3.1.3), no \\Recent for
 IMAP4rev2 (RFC 9051), BINARY of an unknown Content-Transfer-Encoding (RFC 3516 §4.3), the
-RECENT count of EXAMINE (RFC 3501 §6.3.2), LIST patterns that are too long, and EXPUNGE
-numbers of thousands of messages. Raw sockets, so that exact responses are checked."""
+RECENT count of EXAMINE (RFC 3501 §6.3.2), LIST patterns that are too long, EXPUNGE
+numbers of thousands of messages, and a SEARCH BODY that lets the worker's other sessions
+run. Raw sockets, so that exact responses are checked."""
 import os
-import pwd
 import re
 import select
 import time
 
 import pytest
 
-import tern_harness as th
 from imap_raw import BOB, LOOPBACK_OK, deliver, nums, raw_login, status_of
 
 # store_settings.expunge_keep's default (src/store/store.h STORE_EXPUNGE_KEEP_DEFAULT): one
