@@ -78,12 +78,14 @@ struct imap_fetch_job {
 	bool add_uid;		/* UID FETCH without UID among the items */
 	bool add_modseq;	/* CHANGEDSINCE without MODSEQ among the items */
 	bool has_flags;
+	bool set_seen;		/* some item sets \Seen (and the mailbox is writable) */
 
 	struct fetch_msg *msgs;
 	size_t n_msgs, next;
 
 	struct mime_tree **trees;	/* batch [batch_start, batch_start + batch_n) */
 	size_t batch_start, batch_n;
+	size_t batch_stop;	/* the message of the batch that cannot be served (n_msgs: none) */
 
 	bool in_msg;
 	size_t cur_item;
@@ -313,22 +315,7 @@ struct uid_set_writer {
 	bool open;
 };
 
-static void usw_add(struct uid_set_writer *w, uint32_t uid)
-{
-	if (w->open && w->last + 1 == uid) {
-		w->last = uid;
-		return;
-	}
-	if (w->open) {
-		buf_printf(w->b, "%s%u", w->n++ ? "," : "", w->first);
-		if (w->last > w->first)
-			buf_printf(w->b, ":%u", w->last);
-	}
-	w->first = w->last = uid;
-	w->open = true;
-}
-
-static void usw_end(struct uid_set_writer *w)
+static void usw_flush(struct uid_set_writer *w)
 {
 	if (w->open) {
 		buf_printf(w->b, "%s%u", w->n++ ? "," : "", w->first);
@@ -338,7 +325,72 @@ static void usw_end(struct uid_set_writer *w)
 	w->open = false;
 }
 
-/* send_vanished - "* VANISHED (EARLIER) uids": the UIDs of set expunged since modseq */
+/* usw_add - first..last (ascending calls), joined to the range before when adjacent */
+static void usw_add(struct uid_set_writer *w, uint32_t first, uint32_t last)
+{
+	if (w->open && w->last + 1 == first) {
+		w->last = last;
+		return;
+	}
+	usw_flush(w);
+	w->first = first;
+	w->last = last;
+	w->open = true;
+}
+
+void imap_vanished_earlier(struct imap_session *s, const struct imap_seqset *known,
+			   uint32_t above, uint32_t uidnext, const struct store_changes *ch,
+			   const uint32_t *present, size_t n_present)
+{
+	if (uidnext <= 1 || above >= uidnext - 1)
+		return;
+	buf b;
+	buf_init(&b, 0);
+	buf_puts(&b, "* VANISHED (EARLIER) ");
+	struct uid_set_writer w = { .b = &b };
+	size_t e = 0, k = 0;
+	size_t n_ranges = known != NULL ? known->n : 1;
+	/* known's ranges, ch->expunged and present are ascending: one walk along each */
+	for (size_t i = 0; i < n_ranges; i++) {
+		uint32_t a = known != NULL ? known->ranges[i].first : 1;
+		uint32_t z = known != NULL ? known->ranges[i].last : uidnext - 1;
+		if (a <= above)
+			a = above + 1;
+		if (z > uidnext - 1)
+			z = uidnext - 1;
+		if (a > z)
+			continue;
+		if (!ch->too_old) {
+			while (e < ch->n_expunged && ch->expunged[e] < a)
+				e++;
+			for (; e < ch->n_expunged && ch->expunged[e] <= z; e++)
+				usw_add(&w, ch->expunged[e], ch->expunged[e]);
+			continue;
+		}
+		/* the records since then were pruned: every UID of a..z that is not there, as
+		 * the gaps between the UIDs present (never one UID at a time: a..z may span
+		 * billions) */
+		uint32_t from = a;
+		while (k < n_present && present[k] < a)
+			k++;
+		for (; k < n_present && present[k] <= z; k++) {
+			if (present[k] > from)
+				usw_add(&w, from, present[k] - 1);
+			from = present[k] + 1;
+		}
+		if (from <= z)
+			usw_add(&w, from, z);
+	}
+	usw_flush(&w);
+	if (w.n > 0) {
+		buf_puts(&b, "\r\n");
+		imap_write(s, b.data, b.len);
+	}
+	buf_free(&b);
+}
+
+/* send_vanished - UID FETCH set ... (CHANGEDSINCE since VANISHED): the UIDs of set expunged
+ * since then (RFC 7162 §3.2.6); 0, or <0 with *err */
 static int send_vanished(struct imap_session *s, const char *set, uint64_t since, char **err)
 {
 	struct imap_seqset ss;
@@ -349,46 +401,21 @@ static int send_vanished(struct imap_session *s, const char *set, uint64_t since
 	}
 	struct store_changes ch;
 	int r = store_mailbox_changes(s->view.mb, since, UINT32_MAX, &ch, err);
-	if (r < 0) {
-		imap_seqset_free(&ss);
-		return r;
-	}
-	buf b;
-	buf_init(&b, 0);
-	buf_puts(&b, "* VANISHED (EARLIER) ");
-	size_t start = b.len;
-	struct uid_set_writer w = { .b = &b };
-	uint32_t star = ch.uidnext > 1 ? ch.uidnext - 1 : 1;
-	if (r > 0 && !ch.too_old) {
-		for (size_t i = 0; i < ch.n_expunged; i++)
-			if (imap_seqset_contains(&ss, ch.expunged[i], star))
-				usw_add(&w, ch.expunged[i]);
-	} else if (r > 0) {
-		/* records pruned: every UID of the set below UIDNEXT that is not there */
-		const uint32_t *all;
-		size_t n_all;
-		if (store_mailbox_uids(s->view.mb, &all, &n_all, err) == 0) {
-			size_t k = 0;
-			for (uint32_t u = 1; u < ch.uidnext && u != 0; u++) {
-				while (k < n_all && all[k] < u)
-					k++;
-				if ((k == n_all || all[k] != u) && imap_seqset_contains(&ss, u, star))
-					usw_add(&w, u);
-			}
-		} else {
-			free(*err);
-			*err = NULL;
+	if (r > 0) {
+		const uint32_t *all = NULL;
+		size_t n_all = 0;
+		/* "a mod-sequence smaller than <minmodseq> ... MUST behave as if it was
+		 * requested to report all expunged messages from the provided UID set" */
+		if (ch.too_old)
+			r = store_mailbox_uids(s->view.mb, &all, &n_all, err);
+		if (r >= 0) {
+			imap_seqset_normalize(&ss, ch.uidnext > 1 ? ch.uidnext - 1 : 1);
+			imap_vanished_earlier(s, &ss, 0, ch.uidnext, &ch, all, n_all);
 		}
 	}
-	usw_end(&w);
-	if (b.len > start) {
-		buf_puts(&b, "\r\n");
-		imap_write(s, b.data, b.len);
-	}
-	buf_free(&b);
 	store_changes_free(&ch);
 	imap_seqset_free(&ss);
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 /* ---- the command ---- */
@@ -498,20 +525,10 @@ void imap_cmd_fetch(void *ctx, const void *req)
 			j->expunged = true;
 	}
 	free(uids);
+	/* \Seen is set a batch at a time, just before the batch's messages are answered, and
+	 * only on those that will be (see batch_load) */
+	j->set_seen = seen && !s->view.readonly;
 	s->fetch = j;
-	if (seen && !s->view.readonly && j->n_msgs > 0) {
-		size_t nr;
-		struct store_uid_range *ranges = msgs_to_ranges(j->msgs, j->n_msgs, &nr);
-		int rc = store_flags_update(s->view.mb, ranges, nr, STORE_FLAGS_ADD, STORE_F_SEEN,
-					    NULL, 0, seen_cb, s, &err);
-		free(ranges);
-		if (rc < 0) {
-			/* the content can still be sent; \Seen is not set (logged) */
-			log_warnx("%s: FETCH \\Seen: %s", session_id(s->ss), err ? err : "?");
-			free(err);
-			err = NULL;
-		}
-	}
 	/* imap_on_raw resumes the job: the responses go out from there */
 }
 
@@ -609,30 +626,57 @@ static void write_literal(buf *line, const char *data, size_t len)
 	buf_append(line, data, len);
 }
 
-/* binary_decode - the decoded content of range into out (cap FETCH_BINARY_MAX);
- * 0, or -1 with *code_r ("UNKNOWN-CTE", "LIMIT") */
-static int binary_decode(const char *msg, size_t msg_len, const struct imap_section_range *rg,
-			 bool whole, buf *out, const char **code_r)
+/* binary_check - can BINARY[sec] be served for the part rg names: NULL, or the code of the
+ * NO that fails the request (RFC 3516 §4.3): "UNKNOWN-CTE" for a transfer encoding that
+ * cannot be undone, "LIMIT" for a part too large to decode in memory. Only a leaf part
+ * named by number has an encoding to undo. */
+static const char *binary_check(const struct imap_section *sec,
+				const struct imap_section_range *rg)
 {
-	const char *enc = whole ? NULL : rg->encoding;
-	bool base64 = enc != NULL && strcmp(enc, "base64") == 0;
-	bool qp = enc != NULL && strcmp(enc, "quoted-printable") == 0;
-	if (enc != NULL && !base64 && !qp && strcmp(enc, "7bit") != 0 &&
-	    strcmp(enc, "8bit") != 0 && strcmp(enc, "binary") != 0) {
-		*code_r = "UNKNOWN-CTE";
-		return -1;
+	if (rg->kind == IMAP_SECTION_EMPTY)
+		return NULL;
+	const char *enc = sec->n_part == 0 || !rg->leaf ? NULL : rg->encoding;
+	if (enc != NULL && strcmp(enc, "base64") != 0 && strcmp(enc, "quoted-printable") != 0 &&
+	    strcmp(enc, "7bit") != 0 && strcmp(enc, "8bit") != 0 && strcmp(enc, "binary") != 0)
+		return "UNKNOWN-CTE";
+	if (rg->size > FETCH_BINARY_MAX)
+		return "LIMIT";	/* decoding never makes base64 or QP larger */
+	return NULL;
+}
+
+/* items_check - can every BINARY item be served from the message of tree? NULL, or the
+ * code that fails the request (binary_check) */
+static const char *items_check(const struct imap_fetch_job *j, const struct mime_tree *tree)
+{
+	for (size_t i = 0; i < j->n_items; i++) {
+		const struct imap_section *sec = &j->items[i].sec;
+		if (j->items[i].kind != FK_SECTION || sec->item < IMAP_ITEM_BINARY)
+			continue;
+		struct imap_section_range rg;
+		imap_section_resolve(sec, tree, &rg);
+		const char *code = binary_check(sec, &rg);
+		if (code != NULL)
+			return code;
 	}
-	if (rg->size > FETCH_BINARY_MAX || rg->offset > msg_len ||
-	    rg->size > msg_len - rg->offset) {
+	return NULL;
+}
+
+/* binary_decode - the decoded content of range into out (cap FETCH_BINARY_MAX), which
+ * binary_check passed; 0, or -1 with *code_r ("LIMIT": the range is not in the message) */
+static int binary_decode(const char *msg, size_t msg_len, const struct imap_section *sec,
+			 const struct imap_section_range *rg, buf *out, const char **code_r)
+{
+	const char *enc = sec->n_part == 0 || !rg->leaf ? NULL : rg->encoding;
+	if (rg->offset > msg_len || rg->size > msg_len - rg->offset) {
 		*code_r = "LIMIT";
 		return -1;
 	}
 	const char *p = msg + rg->offset;
 	size_t n = (size_t)rg->size;
 	int r;
-	if (base64)
+	if (enc != NULL && strcmp(enc, "base64") == 0)
 		r = mime_base64_decode(p, n, out);
-	else if (qp)
+	else if (enc != NULL && strcmp(enc, "quoted-printable") == 0)
 		r = mime_qp_decode(p, n, false, out);
 	else
 		r = buf_append(out, p, n);
@@ -666,9 +710,9 @@ static void write_section(struct imap_session *s, struct imap_fetch_job *j,
 		const char *msg = md_bytes(md, &len);
 		buf dec;
 		buf_init(&dec, FETCH_BINARY_MAX);
-		const char *code;
-		/* only a leaf part has a transfer encoding to undo */
-		if (binary_decode(msg, len, &rg, sec->n_part == 0 || !rg.leaf, &dec, &code) < 0) {
+		const char *code = binary_check(sec, &rg);
+		/* msg_start checked the items, so this is only a safety net */
+		if (code != NULL || binary_decode(msg, len, sec, &rg, &dec, &code) < 0) {
 			buf_free(&dec);
 			j->stop_code = code;
 			/* the item cannot be given: drop its name again */
@@ -763,8 +807,7 @@ static void write_item(struct imap_session *s, struct imap_fetch_job *j, const s
 		break;
 	case FK_FLAGS:
 		buf_puts(line, "FLAGS ");
-		imap_flags_out(line, s->rev2 ? m->flags & ~(uint32_t)STORE_F_RECENT : m->flags,
-			       m->keywords);
+		imap_msg_flags_out(s, line, m->flags, m->keywords);
 		break;
 	case FK_INTERNALDATE:
 		buf_puts(line, "INTERNALDATE ");
@@ -802,31 +845,59 @@ static void write_item(struct imap_session *s, struct imap_fetch_job *j, const s
 	}
 }
 
-/* msg_start - begin the response of message j->next; false when it is skipped */
+/* batch_load - the structures of the batch that starts at j->next; the first message of
+ * it whose BINARY items cannot be served is remembered (batch_stop: the request ends
+ * there), and \Seen is set on the messages before it when the items set it */
+static void batch_load(struct imap_session *s, struct imap_fetch_job *j)
+{
+	batch_free(j);
+	j->batch_start = j->next;
+	size_t nb = j->n_msgs - j->next < FETCH_BATCH ? j->n_msgs - j->next : FETCH_BATCH;
+	uint32_t *bu = xcalloc(nb, sizeof(uint32_t));
+	for (size_t k = 0; k < nb; k++)
+		bu[k] = j->msgs[j->next + k].uid;
+	char *err = NULL;
+	if (store_msg_structures(s->view.mb, bu, nb, &j->trees, &err) < 0) {
+		log_warnx("%s: FETCH structures: %s", session_id(s->ss), err ? err : "?");
+		free(err);
+		err = NULL;
+		j->trees = NULL;	/* parsed per message instead */
+	}
+	j->batch_n = nb;
+	free(bu);
+	size_t stop = nb;
+	for (size_t k = 0; k < nb && j->trees != NULL && stop == nb; k++)
+		if (j->trees[k] != NULL && items_check(j, j->trees[k]) != NULL)
+			stop = k;
+	j->batch_stop = j->batch_start + stop;
+	if (!j->set_seen || stop == 0)
+		return;
+	size_t nr;
+	struct store_uid_range *ranges = msgs_to_ranges(j->msgs + j->batch_start, stop, &nr);
+	int rc = store_flags_update(s->view.mb, ranges, nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0,
+				    seen_cb, s, &err);
+	free(ranges);
+	if (rc < 0) {
+		/* the content can still be sent; \Seen is not set (logged) */
+		log_warnx("%s: FETCH \\Seen: %s", session_id(s->ss), err ? err : "?");
+		free(err);
+	}
+}
+
+/* msg_start - begin the response of message j->next; false when it is skipped, or when the
+ * request ends before it (j->stop_code: nothing of its response has been sent) */
 static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 {
 	const struct fetch_msg *m = &j->msgs[j->next];
 	if (j->need_tree) {
-		if (j->next < j->batch_start || j->next >= j->batch_start + j->batch_n) {
-			batch_free(j);
-			j->batch_start = j->next;
-			size_t nb = j->n_msgs - j->next < FETCH_BATCH ? j->n_msgs - j->next
-								    : FETCH_BATCH;
-			uint32_t *bu = xcalloc(nb, sizeof(uint32_t));
-			for (size_t k = 0; k < nb; k++)
-				bu[k] = j->msgs[j->next + k].uid;
-			char *err = NULL;
-			if (store_msg_structures(s->view.mb, bu, nb, &j->trees, &err) < 0) {
-				log_warnx("%s: FETCH structures: %s", session_id(s->ss),
-					  err ? err : "?");
-				free(err);
-				j->trees = NULL;	/* parsed per message instead */
-			}
-			j->batch_n = nb;
-			free(bu);
-		}
+		if (j->next < j->batch_start || j->next >= j->batch_start + j->batch_n)
+			batch_load(s, j);
 		const struct mime_tree *cached =
 			j->trees != NULL ? j->trees[j->next - j->batch_start] : NULL;
+		if (j->next == j->batch_stop) {
+			j->stop_code = items_check(j, cached);
+			return false;
+		}
 		int rc = md_open(s, j, m, cached);
 		if (rc < 0) {
 			md_close(&j->md);
@@ -836,6 +907,14 @@ static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 				j->stop_code = j->stop_code ? j->stop_code : "LIMIT";
 			else
 				j->failed = true;
+			return false;
+		}
+		/* the tree the items are served from (it may be parsed here): a BINARY item that
+		 * cannot be served fails the request before the response begins */
+		const char *code = items_check(j, j->md.tree);
+		if (code != NULL) {
+			md_close(&j->md);
+			j->stop_code = code;
 			return false;
 		}
 	}

@@ -333,6 +333,21 @@ static void do_list(struct imap_session *s, const struct imap_req *r, bool lsub)
 		imap_reply(s, "%s OK LIST completed", r->tag);
 		return;
 	}
+	/* every pattern is matched against every mailbox: bounded, or the command fails */
+	buf joined;
+	buf_init(&joined, 0);
+	struct imap_list_budget used = { 0 };
+	const char *perr = NULL;
+	bool too_much = false;
+	for (size_t k = 0; k < n_pats && !too_much; k++) {
+		imap_list_pattern(ref->str, pats[k].str, '/', &joined);
+		too_much = imap_list_pattern_check(buf_cstr(&joined), &used, &perr) < 0;
+	}
+	buf_free(&joined);
+	if (too_much) {
+		imap_reply(s, "%s NO [LIMIT] %s", r->tag, perr);
+		return;
+	}
 	struct candidate *c;
 	size_t nc;
 	char *err = NULL;
@@ -343,7 +358,7 @@ static void do_list(struct imap_session *s, const struct imap_req *r, bool lsub)
 	}
 	/* patterns in UTF-8 (mUTF-7 decoded for rev1 clients, wildcards pass through) */
 	char **patterns = xcalloc(n_pats, sizeof(char *));
-	buf joined, conv;
+	buf conv;
 	buf_init(&joined, 0);
 	buf_init(&conv, 0);
 	for (size_t k = 0; k < n_pats; k++) {
@@ -563,35 +578,142 @@ void imap_cmd_status(void *ctx, const void *req)
 	free(name);
 }
 
-/* qresync_select - SELECT ... (QRESYNC (uidvalidity modseq ...)): what changed since */
-static void qresync_select(struct imap_session *s, uint32_t uidvalidity, uint64_t modseq)
+/* the QRESYNC select parameter (RFC 7162 §3.2.5) */
+struct qresync {
+	uint32_t uidvalidity;		/* 0: none given */
+	uint64_t modseq;
+	bool has_known, has_match;
+	struct imap_seqset known;	/* known-uids */
+	struct imap_seqset match_seqs, match_uids;	/* seq-match-data */
+};
+
+static void qresync_free(struct qresync *q)
+{
+	imap_seqset_free(&q->known);
+	imap_seqset_free(&q->match_seqs);
+	imap_seqset_free(&q->match_uids);
+}
+
+/* set_param - a sequence set parameter (no "$"): 0 or -1 */
+static int set_param(const struct imap_arg *a, struct imap_seqset *set_r)
+{
+	const char *err;
+	if (a->type != IMAP_ARG_ATOM || imap_seqset_parse(a->str, 100000, set_r, &err) < 0)
+		return -1;
+	return set_r->saved ? -1 : 0;
+}
+
+/* qresync_parse - "(uidvalidity modseq [known-uids] [(seqs uids)])"; 0 or -1 (BAD) */
+static int qresync_parse(const struct imap_arg *a, struct qresync *q)
+{
+	if (a->type != IMAP_ARG_LIST || a->n_list < 2 || a->n_list > 4)
+		return -1;
+	const struct imap_arg *p = a->list;
+	uint64_t uv;
+	if (p[0].type != IMAP_ARG_ATOM || p[1].type != IMAP_ARG_ATOM ||
+	    strnum_u64z(p[0].str, UINT32_MAX, &uv) < 0 || uv == 0 ||
+	    strnum_u64z(p[1].str, INT64_MAX, &q->modseq) < 0 || q->modseq == 0)
+		return -1;
+	q->uidvalidity = (uint32_t)uv;
+	size_t i = 2;
+	if (i < a->n_list && p[i].type == IMAP_ARG_ATOM) {
+		if (set_param(&p[i++], &q->known) < 0)
+			return -1;
+		q->has_known = true;
+	}
+	if (i < a->n_list) {
+		const struct imap_arg *m = &p[i++];
+		if (m->type != IMAP_ARG_LIST || m->n_list != 2 ||
+		    set_param(&m->list[0], &q->match_seqs) < 0 ||
+		    set_param(&m->list[1], &q->match_uids) < 0)
+			return -1;
+		q->has_match = true;
+	}
+	return i == a->n_list ? 0 : -1;
+}
+
+/* set_walk - step through a sequence set's numbers in the order given: the next one into
+ * *v_r, false at the end */
+struct set_walk {
+	const struct imap_seqset *set;
+	size_t range;
+	uint64_t next;
+};
+
+static bool set_walk_next(struct set_walk *w, uint32_t *v_r)
+{
+	while (w->range < w->set->n) {
+		if (w->next == 0)
+			w->next = w->set->ranges[w->range].first;
+		if (w->next <= w->set->ranges[w->range].last) {
+			*v_r = (uint32_t)w->next++;
+			return true;
+		}
+		w->range++;
+		w->next = 0;
+	}
+	return false;
+}
+
+/* seq_match_floor - RFC 7162 §3.2.5.2: the client knows of every expunge up to the UID of
+ * each (sequence number, UID) pair that holds in the view; the UID of the last pair that
+ * holds before the first that does not (0: none). At most v->n + 1 pairs are looked at. */
+static uint32_t seq_match_floor(const struct imap_view *v, const struct qresync *q)
+{
+	struct set_walk ws = { .set = &q->match_seqs }, wu = { .set = &q->match_uids };
+	uint32_t floor = 0, seq, uid;
+	while (set_walk_next(&ws, &seq) && set_walk_next(&wu, &uid)) {
+		if (seq > v->n || v->uids[seq - 1] != uid)
+			break;
+		floor = uid;
+	}
+	return floor;
+}
+
+/* qresync_select - SELECT ... (QRESYNC (...)) once the mailbox is open: what changed since
+ * the client's MODSEQ, for the UIDs it knows - VANISHED (EARLIER), then FETCH of the
+ * flags that changed (RFC 7162 §3.2.5.1: as UID FETCH known-uids (FLAGS) (CHANGEDSINCE
+ * modseq VANISHED) would) */
+static void qresync_select(struct imap_session *s, struct qresync *q)
 {
 	struct imap_view *v = &s->view;
-	if (uidvalidity != v->uidvalidity || modseq == 0)
-		return;
+	if (q->uidvalidity != v->uidvalidity)
+		return;		/* "as if no dynamic message data changed" */
 	struct store_changes ch;
 	char *err = NULL;
-	if (store_mailbox_changes(v->mb, modseq, v->uidnext, &ch, &err) < 0) {
+	int r = store_mailbox_changes(v->mb, q->modseq, v->uidnext, &ch, &err);
+	if (r <= 0) {
+		if (r < 0)
+			log_warnx("%s: QRESYNC: %s", session_id(s->ss), err ? err : "?");
 		free(err);
+		store_changes_free(&ch);
 		return;
 	}
-	if (ch.n_expunged > 0) {
-		buf b;
-		buf_init(&b, 0);
-		buf_puts(&b, "* VANISHED (EARLIER) ");
-		imap_uid_set_out(&b, ch.expunged, ch.n_expunged);
-		imap_reply(s, "%s", buf_cstr(&b));
-		buf_free(&b);
-	}
+	if (q->has_known)
+		imap_seqset_normalize(&q->known, v->uidnext > 1 ? v->uidnext - 1 : 1);
+	const struct imap_seqset *known = q->has_known ? &q->known : NULL;
+	uint32_t above = q->has_match ? seq_match_floor(v, q) : 0;
+	/* the view is the mailbox below UIDNEXT as of now: what the client may know of and
+	 * is not in it has gone */
+	imap_vanished_earlier(s, known, above, v->uidnext, &ch, v->uids, v->n);
+	size_t kr = 0;
 	for (size_t i = 0; i < ch.n_changed; i++) {
-		uint32_t seq = imap_view_seq(v, ch.changed[i].uid);
+		const struct store_msg *m = &ch.changed[i];
+		uint32_t seq = imap_view_seq(v, m->uid);
 		if (seq == 0)
 			continue;
+		if (known != NULL) {
+			/* changed[] is ascending: one walk along the known ranges */
+			while (kr < known->n && known->ranges[kr].last < m->uid)
+				kr++;
+			if (kr == known->n || known->ranges[kr].first > m->uid)
+				continue;
+		}
 		buf b;
 		buf_init(&b, 0);
-		buf_printf(&b, "* %u FETCH (UID %u FLAGS ", seq, ch.changed[i].uid);
-		imap_flags_out(&b, ch.changed[i].flags, ch.changed[i].keywords);
-		buf_printf(&b, " MODSEQ (%llu))", (unsigned long long)ch.changed[i].modseq);
+		buf_printf(&b, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
+		imap_msg_flags_out(s, &b, m->flags, m->keywords);
+		buf_printf(&b, " MODSEQ (%llu))", (unsigned long long)m->modseq);
 		imap_reply(s, "%s", buf_cstr(&b));
 		buf_free(&b);
 	}
@@ -600,8 +722,7 @@ static void qresync_select(struct imap_session *s, uint32_t uidvalidity, uint64_
 
 static void do_select(struct imap_session *s, const struct imap_req *r, bool readonly)
 {
-	uint32_t q_uidvalidity = 0;
-	uint64_t q_modseq = 0;
+	struct qresync q = { 0 };
 	if (r->n < 1 || r->n > 2) {
 		imap_bad(s, r, "Usage: SELECT mailbox [(params)]");
 		return;
@@ -616,27 +737,25 @@ static void do_select(struct imap_session *s, const struct imap_req *r, bool rea
 			if (imap_arg_is_atom(&p->list[k], "CONDSTORE")) {
 				s->condstore = true;
 			} else if (imap_arg_is_atom(&p->list[k], "QRESYNC") && s->qresync &&
-				   k + 1 < p->n_list && p->list[k + 1].type == IMAP_ARG_LIST &&
-				   p->list[k + 1].n_list >= 2) {
-				const struct imap_arg *q = p->list[k + 1].list;
-				uint64_t uv;
-				if (q[0].type != IMAP_ARG_ATOM || q[1].type != IMAP_ARG_ATOM ||
-				    strnum_u64z(q[0].str, UINT32_MAX, &uv) < 0 ||
-				    strnum_u64z(q[1].str, INT64_MAX, &q_modseq) < 0) {
+				   k + 1 < p->n_list && q.uidvalidity == 0) {
+				if (qresync_parse(&p->list[k + 1], &q) < 0) {
+					qresync_free(&q);
 					imap_bad(s, r, "Bad QRESYNC parameters");
 					return;
 				}
-				q_uidvalidity = (uint32_t)uv;
 				k++;
 			} else {
+				qresync_free(&q);
 				imap_bad(s, r, "Unknown SELECT parameter");
 				return;
 			}
 		}
 	}
 	char *name = imap_mailbox_arg(s, r, 0);
-	if (name == NULL)
+	if (name == NULL) {
+		qresync_free(&q);
 		return;
+	}
 	if (session_state(s->ss) == IMAP_S_SELECTED && (s->qresync || s->rev2))
 		imap_reply(s, "* OK [CLOSED] Previous mailbox closed");
 	session_set_selected(s->ss, false);
@@ -646,11 +765,13 @@ static void do_select(struct imap_session *s, const struct imap_req *r, bool rea
 	int rc = imap_view_open(s, name, readonly, &modseq, &err);
 	if (rc < 0) {
 		imap_store_error(s, r, rc, err);
+		qresync_free(&q);
 		free(name);
 		return;
 	}
-	if (q_uidvalidity != 0)
-		qresync_select(s, q_uidvalidity, q_modseq);
+	if (q.uidvalidity != 0)
+		qresync_select(s, &q);
+	qresync_free(&q);
 	session_set_selected(s->ss, true);
 	session_set_state(s->ss, IMAP_S_SELECTED);
 	imap_reply(s, "%s OK [%s] %s completed", r->tag, readonly ? "READ-ONLY" : "READ-WRITE",

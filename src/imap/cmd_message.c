@@ -39,7 +39,7 @@ struct store_ctx {
 	struct imap_session *s;
 	bool silent;
 	bool uid;
-	buf modified;		/* UIDs not changed for UNCHANGEDSINCE */
+	uint32_t *modified;	/* not changed for UNCHANGEDSINCE: numbers or UIDs, ascending */
 	size_t n_modified;
 };
 
@@ -51,7 +51,7 @@ static void store_cb(void *ctx, const struct store_msg *m, enum store_update wha
 		/* RFC 7162 §3.1.3: sequence numbers for STORE, UIDs for UID STORE */
 		uint32_t num = c->uid ? m->uid : imap_view_seq(&s->view, m->uid);
 		if (num != 0)
-			buf_printf(&c->modified, "%s%u", c->n_modified++ ? "," : "", num);
+			c->modified[c->n_modified++] = num;
 		return;
 	}
 	if (what == STORE_UPDATE_CHANGED)
@@ -68,7 +68,7 @@ static void store_cb(void *ctx, const struct store_msg *m, enum store_update wha
 	buf_printf(&b, "* %u FETCH (", seq);
 	if (!c->silent) {
 		buf_puts(&b, "FLAGS ");
-		imap_flags_out(&b, m->flags, m->keywords);
+		imap_msg_flags_out(s, &b, m->flags, m->keywords);
 		buf_putc(&b, ' ');
 	}
 	buf_printf(&b, "UID %u", m->uid);
@@ -89,6 +89,7 @@ void imap_cmd_store(void *ctx, const void *req)
 		return;
 	size_t i = 1;
 	uint64_t unchangedsince = 0;
+	bool conditional = false;
 	if (i < r->n && r->args[i].type == IMAP_ARG_LIST) {
 		const struct imap_arg *m = &r->args[i++];
 		if (m->n_list != 2 || !imap_arg_is_atom(&m->list[0], "UNCHANGEDSINCE") ||
@@ -99,8 +100,7 @@ void imap_cmd_store(void *ctx, const void *req)
 			return;
 		}
 		s->condstore = true;
-		if (unchangedsince == 0)
-			unchangedsince = 0;	/* "0": nothing is unchanged since 0 */
+		conditional = true;
 	}
 	if (i + 1 >= r->n + 1 || i >= r->n || r->args[i].type != IMAP_ARG_ATOM) {
 		free(uids);
@@ -143,20 +143,31 @@ void imap_cmd_store(void *ctx, const void *req)
 	size_t nr;
 	struct store_uid_range *ranges = imap_uid_ranges(uids, n, &nr);
 	struct store_ctx c = { .s = s, .silent = silent, .uid = r->uid };
-	buf_init(&c.modified, 0);
+	c.modified = xcalloc(n ? n : 1, sizeof(uint32_t));
 	char *err = NULL;
-	int rc = n == 0 ? 0
-			: store_flags_update(s->view.mb, ranges, nr, op, flags, keywords,
-					     unchangedsince, store_cb, &c, &err);
+	int rc = 0;
+	if (conditional && unchangedsince == 0) {
+		/* every message has a MODSEQ above 0, so every one fails the test and none is
+		 * changed (RFC 7162 §3.1.3; the store reads 0 as "unconditional") */
+		for (size_t k = 0; k < n; k++)
+			c.modified[c.n_modified++] = r->uid ? uids[k] : imap_view_seq(&s->view, uids[k]);
+	} else if (n > 0) {
+		rc = store_flags_update(s->view.mb, ranges, nr, op, flags, keywords, unchangedsince,
+					store_cb, &c, &err);
+	}
 	if (rc < 0) {
 		imap_store_error(s, r, rc, err);
 	} else if (c.n_modified > 0) {
+		buf set;
+		buf_init(&set, 0);
+		imap_uid_set_out(&set, c.modified, c.n_modified);
 		imap_reply(s, "%s OK [MODIFIED %s] Conditional STORE failed for some", r->tag,
-			   buf_cstr(&c.modified));
+			   buf_cstr(&set));
+		buf_free(&set);
 	} else {
 		imap_reply(s, "%s OK STORE completed", r->tag);
 	}
-	buf_free(&c.modified);
+	free(c.modified);
 	free(ranges);
 	free(keywords);
 	free(uids);

@@ -53,6 +53,9 @@ struct imap_view {
 struct imap_fetch_job;
 /* An APPEND whose message is being streamed in. */
 struct imap_append_job;
+/* A SEARCH that reads messages, done a slice per event-loop turn (the session reads no
+ * commands meanwhile). */
+struct imap_search_job;
 
 struct imap_session {
 	LIST_ENTRY(imap_session) link;	/* srv->imap_sessions */
@@ -83,6 +86,7 @@ struct imap_session {
 	bool woken;			/* the account changed while a command ran */
 
 	struct imap_fetch_job *fetch;
+	struct imap_search_job *search;
 	struct imap_append_job *append;
 	struct imap_append_job *append_done;	/* its literal is in: awaits the command's end */
 	char *pending_tag;		/* a command that waits (STARTTLS handshake, ...) */
@@ -138,6 +142,10 @@ uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
 void imap_view_own(struct imap_view *v, uint32_t uid, uint64_t modseq);
 /* imap_flags_out - "(\Seen $Junk ...)" */
 void imap_flags_out(buf *out, uint32_t flags, const char *keywords);
+/* imap_msg_flags_out - a message's flags as s's client is shown them in FETCH FLAGS:
+ * imap_flags_out without \Recent for IMAP4rev2 (RFC 9051 has none) */
+void imap_msg_flags_out(const struct imap_session *s, buf *out, uint32_t flags,
+			const char *keywords);
 /* imap_flags_parse - a flag list (or a single flag) into store bits and a keyword string
  * (caller frees); \Recent is refused; -1 with *error_r */
 int imap_flags_parse(const struct imap_arg *a, uint32_t *flags_r, char **keywords_r,
@@ -170,6 +178,16 @@ void imap_cmd_append(void *ctx, const void *req);		/* cmd_append.c */
 /* cmd_fetch.c: continue a FETCH that paused for the client to read; true when it finished */
 bool imap_fetch_resume(struct imap_session *s);
 void imap_fetch_free(struct imap_fetch_job **job);
+/* cmd_search.c: a SEARCH still reading messages (s->search) at the session's end */
+void imap_search_job_free(struct imap_search_job **job);
+/* imap_vanished_earlier - "* VANISHED (EARLIER) uids" (RFC 7162 §3.2.10.1; nothing when
+ * there are none): the UIDs of known (a UID set after imap_seqset_normalize; NULL for all)
+ * above `above` and below uidnext that ch (store_mailbox_changes since the client's
+ * MODSEQ) says were expunged; when ch->too_old (the records were pruned), every such UID
+ * that is not in present[] (ascending) instead. UID FETCH (VANISHED) and SELECT (QRESYNC). */
+void imap_vanished_earlier(struct imap_session *s, const struct imap_seqset *known,
+			   uint32_t above, uint32_t uidnext, const struct store_changes *ch,
+			   const uint32_t *present, size_t n_present);
 /* cmd_append.c: a large APPEND literal arrives (parser result IMAP_PARSE_LITERAL_STREAM) */
 void imap_append_stream_begin(struct imap_session *s);
 /* imap_append_stream_feed - take the literal's bytes from the input; true when it is in */

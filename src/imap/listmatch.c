@@ -19,12 +19,40 @@ void imap_list_pattern(const char *reference, const char *pattern, char delim, b
 		memcpy(out->data, "INBOX", 5);
 }
 
+int imap_list_pattern_check(const char *pattern, struct imap_list_budget *used,
+			    const char **error_r)
+{
+	size_t len = strlen(pattern), wild = 0;
+	for (const char *p = pattern; *p != '\0'; p++)
+		wild += *p == '*' || *p == '%';
+	used->bytes += len;
+	used->wildcards += wild;
+	used->patterns++;
+	if (used->patterns > IMAP_LIST_MAX_PATTERNS) {
+		*error_r = "Too many mailbox patterns";
+		return -1;
+	}
+	if (used->bytes > IMAP_LIST_MAX_PATTERN) {
+		*error_r = "Mailbox pattern too long";
+		return -1;
+	}
+	if (used->wildcards > IMAP_LIST_MAX_WILDCARDS) {
+		*error_r = "Too many wildcards in the mailbox pattern";
+		return -1;
+	}
+	return 0;
+}
+
 /* match_from - dynamic programming over (pattern position, name position), from the ends:
  * O(|pattern| * |name|) whatever the wildcards, with two rows of |name| + 1 flags */
 static bool match_from(const char *p, const char *n, char delim)
 {
-	size_t pl = strlen(p), nl = strlen(n);
-	if (nl > IMAP_LIST_MAX_NAME)
+	size_t pl = strlen(p), nl = strlen(n), literal = 0;
+	for (size_t i = 0; i < pl; i++)
+		literal += p[i] != '*' && p[i] != '%';
+	/* each character that is not a wildcard matches one of the name's; a pattern that
+	 * passed imap_list_pattern_check may have grown in mUTF-7 decoding, but not twofold */
+	if (nl > IMAP_LIST_MAX_NAME || literal > nl || pl > 2 * IMAP_LIST_MAX_PATTERN)
 		return false;
 	bool row[IMAP_LIST_MAX_NAME + 2], next[IMAP_LIST_MAX_NAME + 2];
 	/* next = row for pattern position pl: only the empty rest of the name matches */

@@ -776,6 +776,36 @@ bool imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t st
 	return false;
 }
 
+/* cmp_range - ranges by their first end (the first member) */
+static int cmp_range(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void imap_seqset_normalize(struct imap_seqset *set, uint32_t star)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		uint32_t a = set->ranges[i].first == IMAP_SEQ_STAR ? star : set->ranges[i].first;
+		uint32_t b = set->ranges[i].last == IMAP_SEQ_STAR ? star : set->ranges[i].last;
+		set->ranges[i].first = a < b ? a : b;
+		set->ranges[i].last = a < b ? b : a;
+	}
+	/* sorted, then merged */
+	if (set->n > 1)
+		qsort(set->ranges, set->n, sizeof(*set->ranges), cmp_range);
+	size_t m = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		if (m > 0 && set->ranges[i].first <= set->ranges[m - 1].last + (uint64_t)1) {
+			if (set->ranges[i].last > set->ranges[m - 1].last)
+				set->ranges[m - 1].last = set->ranges[i].last;
+			continue;
+		}
+		set->ranges[m++] = set->ranges[i];
+	}
+	set->n = m;
+}
+
 void imap_seqset_free(struct imap_seqset *set)
 {
 	free(set->ranges);

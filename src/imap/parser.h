@@ -149,5 +149,9 @@ int imap_seqset_parse(const char *s, size_t max_ranges, struct imap_seqset *set,
 void imap_seqset_free(struct imap_seqset *set);
 /* imap_seqset_contains - is v in set, "*" standing for star (a range's ends in any order)? */
 bool imap_seqset_contains(const struct imap_seqset *set, uint32_t v, uint32_t star);
+/* imap_seqset_normalize - "*" replaced by star, each range's ends ordered, the ranges sorted
+ * and overlapping or adjacent ones merged: afterwards set->ranges are ascending and disjoint
+ * (what walks alongside another ascending list need). A "$" set is left alone. */
+void imap_seqset_normalize(struct imap_seqset *set, uint32_t star);
 
 #endif

@@ -403,14 +403,35 @@ unsigned imap_search_needs(const struct imap_search_key *k)
 	return need;
 }
 
-bool imap_search_uses_saved(const struct imap_search_key *k)
+/* any_key - does some key of the tree satisfy pred? */
+static bool any_key(const struct imap_search_key *k, bool (*pred)(const struct imap_search_key *))
 {
-	if ((k->op == IMAP_SK_SEQSET || k->op == IMAP_SK_UIDSET) && k->set.saved)
+	if (pred(k))
 		return true;
 	for (size_t i = 0; i < k->n_children; i++)
-		if (imap_search_uses_saved(&k->children[i]))
+		if (any_key(&k->children[i], pred))
 			return true;
 	return false;
+}
+
+static bool is_saved_set(const struct imap_search_key *k)
+{
+	return (k->op == IMAP_SK_SEQSET || k->op == IMAP_SK_UIDSET) && k->set.saved;
+}
+
+static bool is_modseq(const struct imap_search_key *k)
+{
+	return k->op == IMAP_SK_MODSEQ;
+}
+
+bool imap_search_uses_saved(const struct imap_search_key *k)
+{
+	return any_key(k, is_saved_set);
+}
+
+bool imap_search_uses_modseq(const struct imap_search_key *k)
+{
+	return any_key(k, is_modseq);
 }
 
 /* ---- matching ---- */

@@ -77,6 +77,9 @@ enum imap_search_need {
 unsigned imap_search_needs(const struct imap_search_key *root);
 /* imap_search_uses_saved - the tree refers to "$" (SEARCHRES). */
 bool imap_search_uses_saved(const struct imap_search_key *root);
+/* imap_search_uses_modseq - the tree has a MODSEQ key (anywhere, NOT MODSEQ too): the
+ * response then carries the highest MODSEQ found (RFC 7162 §3.1.5). */
+bool imap_search_uses_modseq(const struct imap_search_key *root);
 
 struct imap_search_msg {
 	uint32_t seq, uid;

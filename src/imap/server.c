@@ -685,6 +685,8 @@ static void imap_on_raw(void *ctx)
 			return;
 		if (s->login != NULL)
 			return;		/* a password check is in flight: login_done resumes */
+		if (s->search != NULL)
+			return;		/* a SEARCH reads messages: it resumes when it is done */
 		if (s->fetch != NULL) {
 			if (!imap_fetch_resume(s))
 				return;		/* waits for the client to read */
@@ -776,7 +778,7 @@ static void imap_on_line(void *ctx, char *line, size_t len)
 static bool imap_can_drain(void *ctx)
 {
 	struct imap_session *s = ctx;
-	return s->fetch == NULL && s->append == NULL && s->login == NULL;
+	return s->fetch == NULL && s->append == NULL && s->login == NULL && s->search == NULL;
 }
 
 static void imap_on_end(void *ctx)
@@ -786,6 +788,7 @@ static void imap_on_end(void *ctx)
 	if (s->sasl_active)
 		sasl_free(&s->sasl);
 	imap_fetch_free(&s->fetch);
+	imap_search_job_free(&s->search);
 	imap_append_free(&s->append);
 	imap_append_free(&s->append_done);
 	imap_view_close(s);

@@ -33,6 +33,13 @@ void imap_flags_out(buf *out, uint32_t flags, const char *keywords)
 	buf_putc(out, ')');
 }
 
+void imap_msg_flags_out(const struct imap_session *s, buf *out, uint32_t flags,
+			const char *keywords)
+{
+	/* RFC 9051 removed \Recent: an IMAP4rev2 client never sees it */
+	imap_flags_out(out, s->rev2 ? flags & ~(uint32_t)STORE_F_RECENT : flags, keywords);
+}
+
 int imap_flags_parse(const struct imap_arg *a, uint32_t *flags_r, char **keywords_r,
 		     const char **error_r)
 {
@@ -266,7 +273,7 @@ static void send_flags(struct imap_session *s, uint32_t seq, const struct store_
 	buf b;
 	buf_init(&b, 0);
 	buf_printf(&b, "* %u FETCH (FLAGS ", seq);
-	imap_flags_out(&b, m->flags, m->keywords);
+	imap_msg_flags_out(s, &b, m->flags, m->keywords);
 	buf_printf(&b, " UID %u", m->uid);
 	if (s->condstore)
 		buf_printf(&b, " MODSEQ (%llu)", (unsigned long long)m->modseq);
@@ -278,36 +285,56 @@ static void send_flags(struct imap_session *s, uint32_t seq, const struct store_
 void imap_view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
 {
 	struct imap_view *v = &s->view;
-	if (n == 0)
+	if (n == 0 || v->n == 0)
 		return;
-	if (s->qresync) {
+	/* one walk along both ascending lists: the sequence numbers of those in the view */
+	uint32_t *seqs = xcalloc(n, sizeof(uint32_t));
+	size_t n_seqs = 0, j = 0;
+	for (size_t i = 0; i < v->n && j < n; i++) {
+		while (j < n && uids[j] < v->uids[i])
+			j++;
+		if (j < n && uids[j] == v->uids[i])
+			seqs[n_seqs++] = (uint32_t)i + 1;
+	}
+	if (n_seqs > 0 && s->qresync) {
 		/* VANISHED (RFC 7162 §3.2.10): those of the UIDs still in the view, as ranges */
-		uint32_t *shown = xcalloc(n, sizeof(uint32_t));
-		size_t n_shown = 0;
-		for (size_t i = 0; i < n; i++)
-			if (imap_view_seq(v, uids[i]) != 0)
-				shown[n_shown++] = uids[i];
-		if (n_shown > 0) {
-			buf b;
-			buf_init(&b, 0);
-			buf_puts(&b, "* VANISHED ");
-			imap_uid_set_out(&b, shown, n_shown);
-			imap_reply(s, "%s", buf_cstr(&b));
-			buf_free(&b);
-		}
+		uint32_t *shown = xcalloc(n_seqs, sizeof(uint32_t));
+		for (size_t k = 0; k < n_seqs; k++)
+			shown[k] = v->uids[seqs[k] - 1];
+		buf b;
+		buf_init(&b, 0);
+		buf_puts(&b, "* VANISHED ");
+		imap_uid_set_out(&b, shown, n_seqs);
+		imap_reply(s, "%s", buf_cstr(&b));
+		buf_free(&b);
 		free(shown);
+	} else {
+		/* highest first, so that each number is still the message's when it is sent
+		 * (RFC 9051 §7.5.1 allows any order, with each number as of the moment it is
+		 * sent) */
+		for (size_t k = n_seqs; k-- > 0;)
+			imap_reply(s, "* %u EXPUNGE", seqs[k]);
 	}
-	/* highest first, so the numbers of those still to report stay valid (RFC 9051 §7.5.1
-	 * allows any order, with each number as of the moment it is sent) */
-	for (size_t i = n; i-- > 0;) {
-		uint32_t seq = imap_view_seq(v, uids[i]);
-		if (seq == 0)
+	/* then the view loses them all in one pass */
+	size_t w = n_seqs > 0 ? seqs[0] - 1 : v->n, k = 0;
+	for (size_t i = w; i < v->n; i++) {
+		if (k < n_seqs && seqs[k] == i + 1) {
+			k++;
 			continue;
-		if (!s->qresync)
-			imap_reply(s, "* %u EXPUNGE", seq);
-		memmove(&v->uids[seq - 1], &v->uids[seq], (v->n - seq) * sizeof(uint32_t));
-		v->n--;
+		}
+		v->uids[w++] = v->uids[i];
 	}
+	v->n = w;
+	free(seqs);
+}
+
+/* take_recent - the new messages no session has claimed become \Recent in this view:
+ * claimed by SELECT; only seen by EXAMINE, so that the next SELECT (of any session) still
+ * gets them as \Recent (RFC 3501 §2.3.2, §6.3.2). How many, or <0. */
+static int take_recent(struct imap_view *v, char **error_r)
+{
+	return v->readonly ? store_mailbox_peek_recent(v->mb, error_r)
+			   : store_mailbox_claim_recent(v->mb, error_r);
 }
 
 void imap_view_sync(struct imap_session *s, bool expunges_allowed)
@@ -378,14 +405,12 @@ void imap_view_sync(struct imap_session *s, bool expunges_allowed)
 			uids_push(v, ch.added[i].uid);
 	if (v->n != before) {
 		imap_reply(s, "* %zu EXISTS", v->n);
-		if (!v->readonly) {
-			int claimed = store_mailbox_claim_recent(v->mb, &err);
-			if (claimed < 0) {
-				free(err);
-				err = NULL;
-			} else {
-				v->n_recent += (size_t)claimed;
-			}
+		int claimed = take_recent(v, &err);
+		if (claimed < 0) {
+			free(err);
+			err = NULL;
+		} else {
+			v->n_recent += (size_t)claimed;
 		}
 		if (!s->rev2)
 			imap_reply(s, "* %zu RECENT", v->n_recent);
@@ -411,13 +436,8 @@ int imap_view_open(struct imap_session *s, const char *name, bool readonly, uint
 	if ((r = store_mailbox_highestmodseq(v->mb, &v->modseq, error_r)) < 0 ||
 	    (r = store_mailbox_uidnext(v->mb, &v->uidnext, error_r)) < 0)
 		goto fail;
-	if (!readonly) {
-		int claimed = store_mailbox_claim_recent(v->mb, error_r);
-		if (claimed < 0) {
-			r = claimed;
-			goto fail;
-		}
-	}
+	if ((r = take_recent(v, error_r)) < 0)
+		goto fail;
 	const struct store_msg *msgs;
 	size_t n;
 	if ((r = store_mailbox_messages(v->mb, &msgs, &n, error_r)) < 0)

@@ -251,33 +251,44 @@ int store_mailbox_changed(struct store_mailbox *mb, char **error_r)
 	return changed ? 1 : 0;
 }
 
-int store_mailbox_claim_recent(struct store_mailbox *mb, char **error_r)
+/* take_recent - the messages from the first UID no session has claimed (and this handle has
+ * not taken yet) to UIDNEXT - 1 become recent for this handle; with claim, for no other
+ * session after it (recent_uid moves on, in a write transaction). Without, nothing is
+ * written: a read-only session sees them \Recent and so do the sessions after it. */
+static int take_recent(struct store_mailbox *mb, bool claim, char **error_r)
 {
 	struct store *s = mb->s;
-	int r = db_begin(s, false, error_r);
+	int r = claim ? db_begin(s, false, error_r) : 0;
 	if (r < 0)
 		return r;
 	struct mbrow row;
 	int k = idx_mb_current(mb, &row, error_r);
 	if (k < 0) {
-		db_rollback(s);
+		if (claim)
+			db_rollback(s);
 		return k;
 	}
 	uint32_t first = row.recent_uid, next = row.uidnext;
 	mbrow_free(&row);
+	if (mb->n_recent > 0 && mb->recent[mb->n_recent - 1].last >= first)
+		first = mb->recent[mb->n_recent - 1].last + 1;
 	if (first >= next) {
-		db_rollback(s);
+		if (claim)
+			db_rollback(s);
 		return 0;
 	}
-	sqlite3_stmt *st = db_st(s, ST_MB_SET_RECENT);
-	sqlite3_bind_int64(st, 1, mb->id);
-	sqlite3_bind_int64(st, 2, next);
-	int64_t count = 0;
-	if (db_exec(st) < 0) {
-		db_set_error(s, error_r, "claim recent");
-		db_rollback(s);
-		return STORE_ERROR;
+	sqlite3_stmt *st;
+	if (claim) {
+		st = db_st(s, ST_MB_SET_RECENT);
+		sqlite3_bind_int64(st, 1, mb->id);
+		sqlite3_bind_int64(st, 2, next);
+		if (db_exec(st) < 0) {
+			db_set_error(s, error_r, "claim recent");
+			db_rollback(s);
+			return STORE_ERROR;
+		}
 	}
+	int64_t count = 0;
 	st = db_st(s, ST_MSG_COUNT_FROM);
 	sqlite3_bind_int64(st, 1, mb->id);
 	sqlite3_bind_int64(st, 2, first);
@@ -285,13 +296,22 @@ int store_mailbox_claim_recent(struct store_mailbox *mb, char **error_r)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		count = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
-	r = db_commit(s, error_r);
-	if (r < 0)
+	if (claim && (r = db_commit(s, error_r)) < 0)
 		return r;
 	mb->recent = xreallocarray(mb->recent, mb->n_recent + 1, sizeof(*mb->recent));
 	mb->recent[mb->n_recent].first = first;
 	mb->recent[mb->n_recent++].last = next - 1;
 	return (int)(count > INT32_MAX ? INT32_MAX : count);
+}
+
+int store_mailbox_claim_recent(struct store_mailbox *mb, char **error_r)
+{
+	return take_recent(mb, true, error_r);
+}
+
+int store_mailbox_peek_recent(struct store_mailbox *mb, char **error_r)
+{
+	return take_recent(mb, false, error_r);
 }
 
 int store_lock_exclusive(struct store_mailbox *mb, char **error_r)

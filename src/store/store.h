@@ -252,9 +252,13 @@ int store_mailbox_sync(struct store_mailbox *mb, char **error_r);
 int store_mailbox_changed(struct store_mailbox *mb, char **error_r);
 /* store_mailbox_claim_recent - take \Recent (RFC 3501) for this handle: the messages no
  * session has claimed yet become recent for this handle only (STORE_F_RECENT in its
- * snapshots). IMAP SELECT calls it (EXAMINE does not), and again after it sees new mail.
+ * snapshots). IMAP SELECT calls it (EXAMINE peeks instead), and again after it sees new mail.
  * Returns the number of messages claimed, or <0. */
 int store_mailbox_claim_recent(struct store_mailbox *mb, char **error_r);
+/* store_mailbox_peek_recent - the same for a read-only session (IMAP EXAMINE): the messages
+ * no session has claimed yet become recent for this handle too, but stay unclaimed (a
+ * later claim by any session gets them). Returns the number of messages newly taken. */
+int store_mailbox_peek_recent(struct store_mailbox *mb, char **error_r);
 
 /* UID ranges: first..last inclusive (first <= last); UINT32_MAX stands for "*". */
 struct store_uid_range {

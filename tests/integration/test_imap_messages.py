@@ -136,7 +136,7 @@ def test_store_unchangedsince_modified(five):
         assert search(c, "SEARCH ANSWERED") == [2], c.text()
         u, t = c.cmd(f"UID STORE 2:3 (UNCHANGEDSINCE {modseq}) -FLAGS (\\Seen)")
         code = re.search(rb"\[MODIFIED ([0-9:,]+)\]", t)
-        assert code and code.group(1) == b"2,3", c.text()   # both changed after modseq
+        assert code and code.group(1) in (b"2,3", b"2:3"), c.text()   # both changed after modseq
         u, t = c.cmd("STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)")
         assert status_of(t) == "BAD", c.text()
 

@@ -315,6 +315,35 @@ static void test_seqset(void)
 	CHECK(imap_seqset_parse("1,2,3", 2, &s, &err) == -1);
 }
 
+static void test_seqset_normalize(void)
+{
+	struct imap_seqset s;
+	const char *err;
+	/* "*" resolved, ends ordered, sorted, overlapping and adjacent ranges merged */
+	CHECK(imap_seqset_parse("9:*,1,3:4,2,20:30,25,11,13", 100, &s, &err) == 0);
+	imap_seqset_normalize(&s, 10);
+	CHECK(s.n == 4);
+	CHECK(s.ranges[0].first == 1 && s.ranges[0].last == 4);
+	CHECK(s.ranges[1].first == 9 && s.ranges[1].last == 11);
+	CHECK(s.ranges[2].first == 13 && s.ranges[2].last == 13);
+	CHECK(s.ranges[3].first == 20 && s.ranges[3].last == 30);
+	imap_seqset_free(&s);
+	/* "*" below the other end: the range turns round */
+	CHECK(imap_seqset_parse("7:*", 100, &s, &err) == 0);
+	imap_seqset_normalize(&s, 3);
+	CHECK(s.n == 1 && s.ranges[0].first == 3 && s.ranges[0].last == 7);
+	imap_seqset_free(&s);
+	/* the top of the UID space: no overflow when merging */
+	CHECK(imap_seqset_parse("4294967294,1:4294967293", 100, &s, &err) == 0);
+	imap_seqset_normalize(&s, 5);
+	CHECK(s.n == 1 && s.ranges[0].first == 1 && s.ranges[0].last == 4294967294u);
+	imap_seqset_free(&s);
+	CHECK(imap_seqset_parse("$", 100, &s, &err) == 0);
+	imap_seqset_normalize(&s, 5);
+	CHECK(s.saved && s.n == 0);
+	imap_seqset_free(&s);
+}
+
 static void test_helpers(void)
 {
 	struct imap_parser *p = imap_parser_new(NULL);
@@ -337,4 +366,5 @@ static void test_helpers(void)
 
 TEST_MAIN(TEST(test_simple), TEST(test_tokens), TEST(test_literals),
 	  TEST(test_streamed_literal), TEST(test_errors), TEST(test_limits),
-	  TEST(test_never_ending_line), TEST(test_seqset), TEST(test_helpers))
+	  TEST(test_never_ending_line), TEST(test_seqset), TEST(test_seqset_normalize),
+	  TEST(test_helpers))

@@ -199,6 +199,12 @@ static void test_errors(void)
 	k = program("NOT (SEEN BODY x) $", &err);
 	CHECK(k != NULL && imap_search_needs(k) == IMAP_SEARCH_NEED_BODY && imap_search_uses_saved(k));
 	imap_search_free(&k);
+	CHECK(!imap_search_uses_modseq(k = program("SEEN UID 1:5", &err)));
+	imap_search_free(&k);
+	CHECK(imap_search_uses_modseq(k = program("MODSEQ 5", &err)));
+	imap_search_free(&k);
+	CHECK(imap_search_uses_modseq(k = program("OR NOT MODSEQ 5 LARGER 50000", &err)));
+	imap_search_free(&k);
 	int64_t day;
 	CHECK(imap_date_parse("1-Jan-1970", &day) == 0 && day == 0);
 	CHECK(imap_date_parse("29-Feb-2024", &day) == 0);

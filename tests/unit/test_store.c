@@ -582,7 +582,18 @@ static void test_counts_recent(void)
 	struct store_uid_range r12 = { 1, 2 };
 	CHECK(store_flags_update(mb, &r12, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, NULL, NULL,
 				 NULL) == 0);
+	/* a read-only handle sees them recent (once) and leaves them unclaimed */
+	struct store_mailbox *ro = open_mb(s, "INBOX");
+	CHECK(store_mailbox_peek_recent(ro, NULL) == 4);
+	CHECK(store_mailbox_peek_recent(ro, NULL) == 0);
+	const struct store_msg *rm;
+	size_t rn;
+	CHECK(store_mailbox_messages(ro, &rm, &rn, NULL) == 0 && rn == 4 &&
+	      (rm[0].flags & STORE_F_RECENT) && (rm[3].flags & STORE_F_RECENT));
+	CHECK(store_mailbox_status(s, "INBOX", &st, NULL) == 0 && st.recent == 4);
 	CHECK(store_mailbox_claim_recent(mb, NULL) == 4);
+	CHECK(store_mailbox_peek_recent(ro, NULL) == 0);
+	store_mailbox_close(&ro);
 	CHECK(store_mailbox_claim_recent(mb, NULL) == 0);
 	CHECK(store_mailbox_status(s, "INBOX", &st, NULL) == 0);
 	CHECK(st.messages == 4 && st.unseen == 2 && st.recent == 0 && st.first_unseen_uid == 3);
