@@ -2,7 +2,8 @@
 # bench/imap.sh - IMAP benchmark, tern side by side with a private Dovecot instance serving
 # the same message files: a mixed client load (bench/imap_load.c: SELECT, FETCH, STORE,
 # SEARCH, APPEND, EXPUNGE, NOOP) with 10 and 50 clients, runs alternating tern / dovecot;
-# the memory one more idle connection (logged in, INBOX selected, in IDLE) costs each server;
+# the memory one more idle connection (logged in, INBOX selected, in IDLE) costs each server,
+# over plain TCP and over implicit TLS (tern's imaps port, Dovecot's imaps listener);
 # and, when both servers take APPEND, the delay from an APPEND on one connection to the
 # "* n EXISTS" on another connection idling on the same INBOX.
 # A benchmark, not a test: it fails (exit 1) only when something is broken (a NO/BAD, a lost
@@ -16,6 +17,7 @@
 #   BENCH_RUNS=2           runs per server and client count (alternating); the best counts
 #   BENCH_IDLE=2000        idle connections for the memory figure (0: skip it)
 #   BENCH_IDLE_HOLD=2      seconds from the last connection entering IDLE to the measure
+#   BENCH_IDLE_TLS=1       1: measure idle memory over TLS too (0: plaintext only)
 #   BENCH_WAKE=50          APPEND -> EXISTS wake-ups measured per server (0: skip)
 #   BENCH_WORKERS=2        tern worker processes
 #   BENCH_TIMEOUT=600      seconds allowed for one client run (the 2,000 logins included)
@@ -34,6 +36,7 @@ SECONDS_RUN=${BENCH_SECONDS:-10}
 RUNS=${BENCH_RUNS:-2}
 IDLE=${BENCH_IDLE:-2000}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-2}
+IDLE_TLS=${BENCH_IDLE_TLS:-1}
 WAKE=${BENCH_WAKE:-50}
 WORKERS=${BENCH_WORKERS:-2}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-600}
@@ -53,6 +56,10 @@ die() {
 [ -x "$TERN" ] || die "$TERN missing: run 'make bench-imap' (or 'make tern') first"
 command -v python3 >/dev/null || die "python3 missing"
 command -v cc >/dev/null || die "cc missing"
+[ "$IDLE" -gt 0 ] || IDLE_TLS=0
+if [ "$IDLE_TLS" = 1 ]; then
+	command -v openssl >/dev/null || die "openssl missing (BENCH_IDLE_TLS=0 skips the TLS measure)"
+fi
 [ "$MSGS" -ge 50 ] || die "BENCH_MSGS must be at least 50 (the mixed load fetches 1:50)"
 
 # users bench1 .. benchN: N is the largest client count (the idle connections included)
@@ -185,8 +192,9 @@ wait_greeting() {
 	return 1
 }
 
-# mem_tree PID - "RSS PSS N IMAP": VmRSS and Pss (/proc/PID/smaps_rollup) in kB summed over
-# PID and every process below it, N of them, IMAP of them named "imap" (Dovecot's sessions).
+# mem_tree PID - "RSS PSS N IMAP LOGIN": VmRSS and Pss (/proc/PID/smaps_rollup) in kB summed
+# over PID and every process below it, N of them, IMAP of them named "imap" (Dovecot's
+# sessions), LOGIN named "imap-login" (Dovecot's login processes, which stay to proxy TLS).
 # One python3 process: with Dovecot's process per connection there are thousands.
 mem_tree() {
 	python3 - "$1" <<'EOF'
@@ -205,7 +213,7 @@ while todo:
     p = todo.pop()
     seen.append(p)
     todo.extend(kids.get(p, []))
-rss = pss = n = imap = 0
+rss = pss = n = imap = login = 0
 for p in seen:
     try:
         r = next(int(l.split()[1]) for l in open(f"/proc/{p}/status") if l.startswith("VmRSS:"))
@@ -215,7 +223,8 @@ for p in seen:
         continue
     rss, pss, n = rss + r, pss + s, n + 1
     imap += c == "imap"
-print(rss, pss, n, imap)
+    login += c == "imap-login"
+print(rss, pss, n, imap, login)
 EOF
 }
 
@@ -227,7 +236,16 @@ say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the 
 
 # --- the load generator -----------------------------------------------------------------------
 LOAD=$TMP/imap_load
-cc -O2 -pthread -o "$LOAD" "$ROOT/bench/imap_load.c" || die "building bench/imap_load.c failed"
+cc -O2 -pthread -o "$LOAD" "$ROOT/bench/imap_load.c" -lssl -lcrypto || die "building bench/imap_load.c failed"
+
+# --- one certificate for both servers' TLS listeners: self-signed P-256, as tern makes its own
+if [ "$IDLE_TLS" = 1 ]; then
+	mkdir -p "$TMP/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+		-subj /CN=bench.example.test -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" \
+		>"$TMP/tls/openssl.out" 2>&1 || { cat "$TMP/tls/openssl.out" >&2; die "making the TLS certificate failed"; }
+	chmod 600 "$TMP/tls/key.pem"
+fi
 
 # --- the messages: MSGS files, one set per server, hard-linked into every user's new/ --------
 # Realistic headers, a text/plain body of lines of words, CRLF line ends (as tern stores mail).
@@ -321,17 +339,18 @@ warm() {
 	say "$1: warm-up: $NUSERS users logged in and selected INBOX once ($((SECONDS - t0)) s)"
 }
 
-IDLE_LINES=()	# "impl|before: RSS PSS N|after: RSS PSS N|seconds to log in|extra"
-# idle_measure IMPL PORT MEMCMD - IDLE connections in IDLE; MEMCMD prints "RSS PSS N" for all
-# of the server's processes
+IDLE_LINES=()	# "impl|plain or tls|before: RSS PSS N ..|after: RSS PSS N ..|seconds to log in|extra"
+# idle_measure IMPL PORT MEMCMD [plain|tls] - IDLE connections in IDLE; MEMCMD prints
+# "RSS PSS N IMAP LOGIN" for all of the server's processes
 idle_measure() {
-	local impl=$1 port=$2 memcmd=$3 b a out=$TMP/$1-idle.out t0 ok=0 deadline extra=""
+	local impl=$1 port=$2 memcmd=$3 tls=${4:-plain} b a out=$TMP/$1-idle-${4:-plain}.out t0 ok=0 deadline
+	local extra=""
 	[ "$IDLE" -gt 0 ] || return 0
 	sleep 1
 	b=$($memcmd)
 	t0=$(date +%s.%N)
 	# held far longer than needed: stopped (SIGTERM) once measured
-	"$LOAD" 127.0.0.1 "$port" "$USERFMT" "$PASS" "$IDLE" "$RUN_TIMEOUT" idle >"$out" 2>&1 &
+	"$LOAD" 127.0.0.1 "$port" "$USERFMT" "$PASS" "$IDLE" "$RUN_TIMEOUT" idle "$tls" >"$out" 2>&1 &
 	IDLE_PID=$!
 	deadline=$(($(date +%s) + RUN_TIMEOUT))
 	while [ "$(date +%s)" -lt "$deadline" ]; do
@@ -347,8 +366,8 @@ idle_measure() {
 	if [ "$ok" -ne 1 ] || ! grep -q "^idle $IDLE\$" "$out"; then
 		stop_idle
 		sort "$out" | uniq -c | sort -rn | head -n 5 >&2
-		FAILURES+=("$impl idle: $IDLE connections did not all reach IDLE: $(grep -m1 -v '^idle' "$out" || true)")
-		warn "$impl: $IDLE connections did not all reach IDLE"
+		FAILURES+=("$impl idle ($tls): $IDLE connections did not all reach IDLE: $(grep -m1 -v '^idle' "$out" || true)")
+		warn "$impl: $IDLE connections ($tls) did not all reach IDLE"
 		return 1
 	fi
 	sleep "$IDLE_HOLD"	# let the server finish whatever follows the last login
@@ -356,15 +375,15 @@ idle_measure() {
 	if ! kill -0 "$IDLE_PID" 2>/dev/null || grep -v '^idle ' "$out" | grep -q .; then
 		wait "$IDLE_PID" 2>/dev/null || true
 		IDLE_PID=""
-		FAILURES+=("$impl idle: connections failed while idling: $(grep -m1 -v '^idle' "$out" || true)")
+		FAILURES+=("$impl idle ($tls): connections failed while idling: $(grep -m1 -v '^idle' "$out" || true)")
 		return 1
 	fi
 	stop_idle
 	read -r _ _ _ extra <<<"$a"
 	[ "$impl" = dovecot ] || extra=""
-	say "$impl: $IDLE connections idling after ${took}s; memory of the server's processes before:" \
-		"$b, while idling: $a (RSS kB, PSS kB, processes, imap processes)"
-	IDLE_LINES+=("$impl|$b|$a|$took|$extra")
+	say "$impl: $IDLE connections ($tls) idling after ${took}s; memory of the server's processes before:" \
+		"$b, while idling: $a (RSS kB, PSS kB, processes, imap processes, imap-login processes)"
+	IDLE_LINES+=("$impl|$tls|$b|$a|$took|$extra")
 }
 
 # wake IMPL PORT - BENCH_WAKE APPENDs on one connection, the EXISTS seen on another in IDLE
@@ -384,6 +403,11 @@ wake() {
 
 # --- tern -------------------------------------------------------------------------------------
 TERN_IMAP=$(free_port)
+TERN_IMAPS=""
+if [ "$IDLE_TLS" = 1 ]; then
+	TERN_IMAPS=$(free_port)
+	while [ "$TERN_IMAPS" = "$TERN_IMAP" ]; do TERN_IMAPS=$(free_port); done
+fi
 TERN_CONF=$TMP/tern.conf
 TERN_LOG=$TMP/tern.log
 TERN_DATA=$TMP/tern-data
@@ -400,6 +424,12 @@ TERN_DATA=$TMP/tern-data
 	[ "$IS_ROOT" -eq 1 ] && echo "user = nobody"
 	echo "[listen]"
 	echo "imap = 127.0.0.1:$TERN_IMAP"
+	if [ -n "$TERN_IMAPS" ]; then
+		echo "imaps = 127.0.0.1:$TERN_IMAPS"
+		echo "[tls]"
+		echo "cert = $TMP/tls/cert.pem"
+		echo "key = $TMP/tls/key.pem"
+	fi
 } >"$TERN_CONF"
 
 echo "$PASS" | "$TERN" user add bench1@example.test -c "$TERN_CONF" >"$TMP/user-add.log" 2>&1 ||
@@ -419,13 +449,17 @@ mkdir -p "$TERN_DATA/mail/example.test"
 fill_maildirs "$TMP/msgs" "$TERN_DATA/mail/example.test" || die "filling tern's Maildirs failed"
 say "tern: $NUSERS users, $MSGS messages each in new/ ($(du -sh "$TMP/msgs" | cut -f1) of mail, hard-linked)"
 
-"$TERN" serve -c "$TERN_CONF" </dev/null >"$TMP/tern.stdout" 2>"$TERN_LOG" &
-TERN_PID=$!
-if ! wait_greeting "$TERN_IMAP" "* OK" 20 "$TERN_PID"; then
-	tail -n 30 "$TERN_LOG" >&2 || true
-	die "tern did not greet on 127.0.0.1:$TERN_IMAP (IMAP) within 20 s"
-fi
-say "tern: pid $TERN_PID, $WORKERS workers, IMAP 127.0.0.1:$TERN_IMAP"
+# start_tern - tern serve in the background (its log appended to TERN_LOG), up to its greeting
+start_tern() {
+	"$TERN" serve -c "$TERN_CONF" </dev/null >>"$TMP/tern.stdout" 2>>"$TERN_LOG" &
+	TERN_PID=$!
+	if ! wait_greeting "$TERN_IMAP" "* OK" 20 "$TERN_PID"; then
+		tail -n 30 "$TERN_LOG" >&2 || true
+		die "tern did not greet on 127.0.0.1:$TERN_IMAP (IMAP) within 20 s"
+	fi
+}
+start_tern
+say "tern: pid $TERN_PID, $WORKERS workers, IMAP 127.0.0.1:$TERN_IMAP${TERN_IMAPS:+, IMAPS 127.0.0.1:$TERN_IMAPS}"
 
 tern_check_log() {	# print any warning/error lines tern logged
 	local bad
@@ -456,10 +490,23 @@ DV_CONF=$DV/dovecot.conf
 DV_LOG=$DV/dovecot.log
 DV_MAIL=$TMP/dv-mail
 DV_PORT=""
+DV_IMAPS=""
 dv_setup() {
 	DV_VERSION=$(dovecot --version 2>/dev/null | awk '{ print $1 }')
 	DV_PORT=$(free_port)
-	while [ "$DV_PORT" = "$TERN_IMAP" ]; do DV_PORT=$(free_port); done
+	while [ "$DV_PORT" = "$TERN_IMAP" ] || [ "$DV_PORT" = "$TERN_IMAPS" ]; do DV_PORT=$(free_port); done
+	local ssl="ssl = no" imaps="port = 0"
+	if [ "$IDLE_TLS" = 1 ]; then
+		DV_IMAPS=$(free_port)
+		while [ "$DV_IMAPS" = "$TERN_IMAP" ] || [ "$DV_IMAPS" = "$TERN_IMAPS" ] ||
+			[ "$DV_IMAPS" = "$DV_PORT" ]; do DV_IMAPS=$(free_port); done
+		# the TLS measure needs it; the plaintext listener then offers STARTTLS too
+		ssl="ssl = yes
+	ssl_cert = <$TMP/tls/cert.pem
+	ssl_key = <$TMP/tls/key.pem"
+		imaps="address = 127.0.0.1
+	    port = $DV_IMAPS"
+	fi
 	mkdir -p "$DV/run" "$DV/state" "$DV_MAIL"
 	local cleartext="disable_plaintext_auth = no"
 	case $DV_VERSION in
@@ -482,7 +529,7 @@ dv_setup() {
 	log_path = $DV_LOG
 	protocols = imap
 	listen = 127.0.0.1
-	ssl = no
+	$ssl
 	$cleartext
 	auth_mechanisms = plain login
 	default_login_user = dovenull
@@ -506,7 +553,7 @@ dv_setup() {
 	    port = $DV_PORT
 	  }
 	  inet_listener imaps {
-	    port = 0
+	    $imaps
 	  }
 	  process_limit = $lim
 	  client_limit = $((lim * 3))
@@ -520,7 +567,12 @@ dv_setup() {
 		DV_SKIP="doveconf rejects the config: $(tail -n 3 "$DV/doveconf.out" | tr '\n' ' ')"
 		return 1
 	fi
-	dovecot -c "$DV_CONF" -F </dev/null >"$DV/stdout" 2>&1 &
+	start_dovecot
+}
+# start_dovecot - the private instance in the foreground of a background job, up to its
+# greeting; 1 (DV_SKIP set) when it does not start
+start_dovecot() {
+	dovecot -c "$DV_CONF" -F </dev/null >>"$DV/stdout" 2>&1 &
 	DV_PID=$!
 	if ! wait_greeting "$DV_PORT" "* OK" 20 "$DV_PID"; then
 		DV_SKIP="private instance did not start: $(cat "$DV/stdout" 2>/dev/null; tail -n 3 "$DV_LOG" 2>/dev/null | tr '\n' ' ')"
@@ -530,7 +582,7 @@ dv_setup() {
 	return 0
 }
 if [ -z "$DV_SKIP" ] && dv_setup; then
-	say "dovecot: private instance $DV_VERSION, pid $DV_PID, config $DV_CONF, IMAP 127.0.0.1:$DV_PORT"
+	say "dovecot: private instance $DV_VERSION, pid $DV_PID, config $DV_CONF, IMAP 127.0.0.1:$DV_PORT${DV_IMAPS:+, IMAPS 127.0.0.1:$DV_IMAPS}"
 else
 	say "dovecot: skipped ($DV_SKIP)"
 fi
@@ -558,12 +610,29 @@ say ""
 tern_mem() { mem_tree "$TERN_PID"; }
 dv_mem() { mem_tree "$DV_PID"; }
 if [ "$IDLE" -gt 0 ]; then
-	idle_measure tern "$TERN_IMAP" tern_mem || true
-	say "tern over TLS: skipped (imap_load speaks plain TCP only; no TLS figure)"
-	[ -n "$DV_PID" ] && { idle_measure dovecot "$DV_PORT" dv_mem || true; }
+	idle_measure tern "$TERN_IMAP" tern_mem plain || true
+	[ -n "$DV_PID" ] && { idle_measure dovecot "$DV_PORT" dv_mem plain || true; }
+	if [ "$IDLE_TLS" = 1 ]; then
+		# each server restarted first: tern's workers keep the heap the plaintext sessions
+		# freed, and sessions reusing it would show no growth
+		stop_tern
+		start_tern
+		say "tern: restarted for the TLS measure (pid $TERN_PID)"
+		idle_measure tern "$TERN_IMAPS" tern_mem tls || true
+		if [ -n "$DV_PID" ]; then
+			stop_dovecot
+			if start_dovecot; then
+				say "dovecot: restarted for the TLS measure (pid $DV_PID)"
+				idle_measure dovecot "$DV_IMAPS" dv_mem tls || true
+			else
+				FAILURES+=("dovecot did not start again for the TLS measure: $DV_SKIP")
+			fi
+		fi
+	fi
 	say ""
 fi
 
+[ -n "$DV_PID" ] || SERVERS="tern"	# (when it did not start again for the TLS measure)
 for impl in $SERVERS; do wake "$impl" "$(port_of "$impl")"; done
 
 kill -0 "$TERN_PID" 2>/dev/null || FAILURES+=("tern master died during the benchmark")
@@ -637,21 +706,24 @@ if [ "$IDLE" -gt 0 ]; then
 	say ""
 	say "memory per idle connection ($IDLE connections logged in, INBOX of $MSGS messages selected, in IDLE;" \
 		"growth of the sum over all the server's processes, before vs. while idling)"
-	printf '%-16s %12s %12s %10s  %s\n' server "PSS kB/conn" "RSS kB/conn" "login s" "processes before -> while idling"
+	printf '%-17s %12s %12s %10s  %s\n' server "PSS kB/conn" "RSS kB/conn" "login s" "processes before -> while idling"
 	per() { awk -v a="$1" -v b="$2" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }'; }
 	for l in "${IDLE_LINES[@]}"; do
-		IFS='|' read -r impl b a took extra <<<"$l"
+		IFS='|' read -r impl tls b a took extra <<<"$l"
 		read -r brss bpss bn _ <<<"$b"
 		read -r arss apss an _ <<<"$a"
-		name=$impl
-		[ "$impl" = tern ] && name="tern plaintext"
-		[ "$impl" = dovecot ] && name="dovecot default"
+		name="$impl $tls"
+		[ "$tls" = plain ] && name="$impl plaintext"
+		[ "$tls" = tls ] && name="$impl TLS"
 		more=""
-		[ -n "$extra" ] && more=" ($extra imap)"
-		printf '%-16s %12s %12s %10s  %s\n' "$name" "$(per "$bpss" "$apss")" "$(per "$brss" "$arss")" "$took" \
+		if [ -n "$extra" ]; then
+			read -r ni nl <<<"$extra"
+			more=" ($ni imap, ${nl:-0} imap-login)"
+		fi
+		printf '%-17s %12s %12s %10s  %s\n' "$name" "$(per "$bpss" "$apss")" "$(per "$brss" "$arss")" "$took" \
 			"$bn -> $an$more; PSS $bpss -> $apss kB"
 	done
-	printf '%-16s %12s\n' "tern TLS" "skipped (imap_load has no TLS)"
+	[ "$IDLE_TLS" = 1 ] || printf '%-17s %12s\n' "TLS" "skipped (BENCH_IDLE_TLS=$IDLE_TLS)"
 fi
 if [ "${#WAKE_LINES[@]}" -gt 0 ]; then
 	say ""
