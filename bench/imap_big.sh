@@ -182,7 +182,6 @@ pid_of() { case $1 in tern) echo "$TERN_PID" ;; dovecot) echo "$DV_PID" ;; esac;
 say ""
 
 # --- the runs ---------------------------------------------------------------------------------
-FAILURES=()
 declare -A T=()	# T[impl|measure|round] = seconds
 declare -A CPU=()	# the client's CPU seconds, same keys
 declare -A SCPU=()	# the server's CPU seconds (all its processes), same keys
@@ -256,16 +255,8 @@ for ((r = 1; r <= RUNS; r++)); do
 	done
 done
 
-kill -0 "$TERN_PID" 2>/dev/null || FAILURES+=("tern master died during the benchmark")
-[ -z "$DV_PID" ] || kill -0 "$DV_PID" 2>/dev/null || FAILURES+=("dovecot master died during the benchmark")
-stop_tern
-TERN_PROBLEMS=0
-tern_check_log || TERN_PROBLEMS=1
-if [ -n "$DV_PID" ]; then
-	stop_dovecot
-	bad=$(grep -Eai 'error|fatal|panic|warning' "$DV_LOG" | grep -Ev 'ssl = no|Killed with signal 15' || true)
-	[ -z "$bad" ] || { warn "dovecot logged problems (first 10 lines):"; printf '%s\n' "$bad" | head -n 10 >&2; }
-fi
+servers_stop
+dovecot_check_log
 
 # --- report -----------------------------------------------------------------------------------
 # best IMPL MEASURE - "SECONDS SERVER_CPU" of the round with the shortest time (the cold
@@ -309,13 +300,4 @@ done
 maxcpu=$(printf '%s\n' "${CPU[@]}" | sort -g | tail -n 1)
 say ""
 say "the client's CPU time per command was at most ${maxcpu}s (the rest of each wall time is the server and the socket)"
-if [ "$TERN_PROBLEMS" -eq 1 ]; then
-	say ""
-	say "NOTE: tern logged warnings or errors during the benchmark; see above (log kept in $TMP)."
-	KEEP=1
-fi
-if [ "${#FAILURES[@]}" -gt 0 ]; then
-	say ""
-	for f in "${FAILURES[@]}"; do warn "broken: $f"; done
-	die "${#FAILURES[@]} part(s) of the benchmark failed (see above)"
-fi
+bench_finish

@@ -58,6 +58,35 @@ bench_cleanup() {
 	exit "$rc"
 }
 
+# stop_idle - stop the background client IDLE_PID (when there is one) and reap it
+IDLE_PID=""
+stop_idle() {
+	[ -n "$IDLE_PID" ] || return 0
+	kill -TERM "$IDLE_PID" 2>/dev/null || true
+	wait "$IDLE_PID" 2>/dev/null || true
+	IDLE_PID=""
+}
+
+# bench_finish - the end of a report: a note when tern logged problems (TERN_PROBLEMS=1; the
+# temporary directory is then kept), and each of FAILURES ("what: how"), then exit 1 when
+# there are any
+FAILURES=()
+TERN_PROBLEMS=0
+bench_finish() {
+	local f
+	if [ "$TERN_PROBLEMS" -eq 1 ]; then
+		say ""
+		say "NOTE: tern logged warnings or errors during the benchmark; see above (log kept in $TMP)."
+		KEEP=1
+	fi
+	if [ "${#FAILURES[@]}" -gt 0 ]; then
+		say ""
+		for f in "${FAILURES[@]}"; do warn "broken: $f"; done
+		die "${#FAILURES[@]} part(s) of the benchmark failed (see above)"
+	fi
+	return 0
+}
+
 # bench_header - the machine, the temporary directory's file system, the load average
 bench_header() {
 	say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
@@ -105,6 +134,18 @@ wait_greeting() {
 			case $line in "$want"*) return 0 ;; esac
 		fi
 		sleep 0.05
+	done
+	return 1
+}
+
+# wait_for_line FILE REGEX PID TIMEOUT_S - poll (every 0.1 s) until a line of FILE matches
+# REGEX (grep -E); 1 when PID has gone first, or after TIMEOUT_S seconds
+wait_for_line() {
+	local deadline=$(($(date +%s) + $4))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		grep -Eq "$2" "$1" 2>/dev/null && return 0
+		kill -0 "$3" 2>/dev/null || return 1
+		sleep 0.1
 	done
 	return 1
 }
@@ -256,6 +297,17 @@ tern_check_log() {
 	return 0
 }
 
+# servers_stop - at the end of the runs: a master (tern's, Dovecot's when it runs) that died
+# meanwhile goes to FAILURES; tern is stopped and its log checked (TERN_PROBLEMS=1 when it
+# logged problems), Dovecot stopped (its log stays, see dovecot_check_log)
+servers_stop() {
+	kill -0 "$TERN_PID" 2>/dev/null || FAILURES+=("tern master died during the benchmark")
+	[ -z "$DV_PID" ] || kill -0 "$DV_PID" 2>/dev/null || FAILURES+=("dovecot master died during the benchmark")
+	stop_tern
+	tern_check_log || TERN_PROBLEMS=1
+	stop_dovecot
+}
+
 # --- a private Dovecot instance ----------------------------------------------------------------
 # Globals: DV, DV_CONF, DV_LOG, DV_MAIL (set by dovecot_vars), DV_VERSION, DV_PID, DV_SKIP.
 DV_PID=""
@@ -359,6 +411,17 @@ dovecot_started() {
 		say "dovecot: skipped ($DV_SKIP)"
 		SERVERS="tern"
 	fi
+}
+
+# dovecot_check_log [REGEX] - print the errors and warnings of DV_LOG but for the expected
+# ones ("ssl = no", the SIGTERM that stopped it, and those matching REGEX)
+dovecot_check_log() {
+	local bad
+	[ -f "$DV_LOG" ] || return 0
+	bad=$(grep -Eai 'error|fatal|panic|warning' "$DV_LOG" |
+		grep -Ev "ssl = no|Killed with signal 15${1:+|$1}" || true)
+	[ -z "$bad" ] || { warn "dovecot logged problems (first 10 lines):"; printf '%s\n' "$bad" | head -n 10 >&2; }
+	return 0
 }
 
 stop_dovecot() {
