@@ -5,6 +5,7 @@
 # make fuzz     build libFuzzer targets (clang)
 # make bench-smtp  SMTP delivery benchmark against Postfix
 # make bench-imap  IMAP benchmark against Dovecot
+# make bench-imap-big  IMAP on one 100,000-message mailbox against Dovecot
 
 # Two stages, so that the first `make` on a machine without the -dev packages works: the
 # pkg-config calls below are expanded when a makefile is read, which must happen after
@@ -53,7 +54,7 @@ OBJ_A  := $(LIBSRC:%.c=build/asan/%.o)
 UNIT_A := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap asan
+.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap bench-imap-big asan
 all: tern
 
 # The outer make already ran scripts/deps.sh.
@@ -120,6 +121,9 @@ bench-relay: tern
 
 bench-imap: tern
 	./bench/imap.sh
+
+bench-imap-big: tern
+	./bench/imap_big.sh
 
 lint:
 	clang-format --dry-run $(SRC) $(UNIT_SRC)

@@ -2,7 +2,8 @@
 # bench/imap.sh - IMAP benchmark, tern side by side with a private Dovecot instance serving
 # the same message files: a mixed client load (bench/imap_load.c: SELECT, FETCH, STORE,
 # SEARCH, APPEND, EXPUNGE, NOOP) with 10 and 50 clients, runs alternating tern / dovecot;
-# the memory one more idle connection (logged in, INBOX selected, in IDLE) costs each server;
+# the memory one more idle connection (logged in, INBOX selected, in IDLE) costs each server,
+# over plain TCP and over implicit TLS (tern's imaps port, Dovecot's imaps listener);
 # and, when both servers take APPEND, the delay from an APPEND on one connection to the
 # "* n EXISTS" on another connection idling on the same INBOX.
 # A benchmark, not a test: it fails (exit 1) only when something is broken (a NO/BAD, a lost
@@ -16,6 +17,7 @@
 #   BENCH_RUNS=2           runs per server and client count (alternating); the best counts
 #   BENCH_IDLE=2000        idle connections for the memory figure (0: skip it)
 #   BENCH_IDLE_HOLD=2      seconds from the last connection entering IDLE to the measure
+#   BENCH_IDLE_TLS=1       1: measure idle memory over TLS too (0: plaintext only)
 #   BENCH_WAKE=50          APPEND -> EXISTS wake-ups measured per server (0: skip)
 #   BENCH_WORKERS=2        tern worker processes
 #   BENCH_TIMEOUT=600      seconds allowed for one client run (the 2,000 logins included)
@@ -34,6 +36,7 @@ SECONDS_RUN=${BENCH_SECONDS:-10}
 RUNS=${BENCH_RUNS:-2}
 IDLE=${BENCH_IDLE:-2000}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-2}
+IDLE_TLS=${BENCH_IDLE_TLS:-1}
 WAKE=${BENCH_WAKE:-50}
 WORKERS=${BENCH_WORKERS:-2}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-600}
@@ -41,18 +44,17 @@ DO_DOVECOT=${BENCH_DOVECOT:-1}
 KEEP=${BENCH_KEEP:-0}
 PASS=bench-pw
 USERFMT='bench%d@example.test'
-
-say() { printf '%s\n' "$*"; }
-warn() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	warn "FAILED: $*"
-	exit 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 "$ROOT/scripts/bench-deps.sh"
 [ -x "$TERN" ] || die "$TERN missing: run 'make bench-imap' (or 'make tern') first"
 command -v python3 >/dev/null || die "python3 missing"
 command -v cc >/dev/null || die "cc missing"
+[ "$IDLE" -gt 0 ] || IDLE_TLS=0
+if [ "$IDLE_TLS" = 1 ]; then
+	command -v openssl >/dev/null || die "openssl missing (BENCH_IDLE_TLS=0 skips the TLS measure)"
+fi
 [ "$MSGS" -ge 50 ] || die "BENCH_MSGS must be at least 50 (the mixed load fetches 1:50)"
 
 # users bench1 .. benchN: N is the largest client count (the idle connections included)
@@ -67,167 +69,31 @@ if [ "$(ulimit -n)" -lt "$need_fd" ]; then
 fi
 [ "$(ulimit -n)" -ge $((NUSERS + 256)) ] || die "ulimit -n is $(ulimit -n), too low for $NUSERS connections (hard limit $(ulimit -Hn))"
 
-IS_ROOT=0
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
-RUN_USER=$(id -un)
-RUN_GROUP=$(id -gn)
-if [ "$IS_ROOT" -eq 1 ]; then
-	RUN_USER=nobody
-	RUN_GROUP=$(id -gn nobody)
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tern-bench-imap.XXXXXX")
-chmod 755 "$TMP"	# the unprivileged server processes must reach their data below it
-
-TERN_PID=""
-DV_PID=""
-IDLE_PID=""
-
-# --- cleanup: everything started here is stopped by pid -------------------------------------
-# descendants PID - every process below PID (children, grandchildren, ...), in one pass over
-# /proc (Dovecot runs one process per connection: thousands)
-descendants() {
-	local st s ppid pid
-	declare -A kids=()
-	for st in /proc/[0-9]*/stat; do
-		{ s=$(<"$st"); } 2>/dev/null || continue
-		pid=${s%% *}
-		s=${s##*) }	# past "(comm)", which may hold blanks
-		read -r _ ppid _ <<<"$s"
-		kids[$ppid]+="$pid "
-	done
-	local todo=("$1") p i=0
-	while [ "$i" -lt "${#todo[@]}" ]; do
-		p=${todo[$i]}
-		i=$((i + 1))
-		for pid in ${kids[$p]:-}; do
-			printf '%s ' "$pid"
-			todo+=("$pid")
-		done
-	done
-	return 0
-}
-
-# stop_pid PID NAME - SIGTERM, wait up to 10 s, SIGKILL; then SIGKILL what was below it
-stop_pid() {
-	local pid=$1 name=$2 kids k i
-	kids=$(descendants "$pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			warn "$name $pid did not exit on SIGTERM within 10 s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	wait "$pid" 2>/dev/null || true
-	for k in $kids; do
-		kill -KILL "$k" 2>/dev/null || true
-	done
-}
-
-stop_idle() {
-	[ -n "$IDLE_PID" ] || return 0
-	kill -TERM "$IDLE_PID" 2>/dev/null || true
-	wait "$IDLE_PID" 2>/dev/null || true
-	IDLE_PID=""
-}
-stop_tern() {
-	[ -n "$TERN_PID" ] || return 0
-	stop_pid "$TERN_PID" "tern master"
-	TERN_PID=""
-}
-stop_dovecot() {
-	[ -n "$DV_PID" ] || return 0
-	stop_pid "$DV_PID" "dovecot master"
-	DV_PID=""
-}
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	stop_idle
-	stop_tern
-	stop_dovecot
-	if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
-		warn "kept $TMP (configs, logs, client outputs)"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_identity
+bench_tmp bench-imap stop_idle stop_tern stop_dovecot
 
 # --- helpers ----------------------------------------------------------------------------------
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_greeting PORT PREFIX TIMEOUT_S PID_TO_WATCH - poll until the port greets with PREFIX
-wait_greeting() {
-	local port=$1 want=$2 deadline=$(($(date +%s) + $3)) pid=$4 line
-	while [ "$(date +%s)" -lt "$deadline" ]; do
-		kill -0 "$pid" 2>/dev/null || return 1
-		if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-			line=""
-			read -r -t 2 line <&3 || true
-			printf 'z LOGOUT\r\n' >&3 2>/dev/null || true
-			exec 3<&- 3>&-
-			case $line in "$want"*) return 0 ;; esac
-		fi
-		sleep 0.05
-	done
-	return 1
-}
-
-# mem_tree PID - "RSS PSS N IMAP": VmRSS and Pss (/proc/PID/smaps_rollup) in kB summed over
-# PID and every process below it, N of them, IMAP of them named "imap" (Dovecot's sessions).
-# One python3 process: with Dovecot's process per connection there are thousands.
-mem_tree() {
-	python3 - "$1" <<'EOF'
-import os, sys
-kids = {}
-for p in os.listdir("/proc"):
-    if not p.isdigit():
-        continue
-    try:
-        st = open(f"/proc/{p}/stat").read()
-    except OSError:
-        continue
-    kids.setdefault(int(st.rsplit(")", 1)[1].split()[1]), []).append(int(p))
-todo, seen = [int(sys.argv[1])], []
-while todo:
-    p = todo.pop()
-    seen.append(p)
-    todo.extend(kids.get(p, []))
-rss = pss = n = imap = 0
-for p in seen:
-    try:
-        r = next(int(l.split()[1]) for l in open(f"/proc/{p}/status") if l.startswith("VmRSS:"))
-        s = next((int(l.split()[1]) for l in open(f"/proc/{p}/smaps_rollup") if l.startswith("Pss:")), 0)
-        c = open(f"/proc/{p}/comm").read().strip()
-    except (OSError, StopIteration):
-        continue
-    rss, pss, n = rss + r, pss + s, n + 1
-    imap += c == "imap"
-print(rss, pss, n, imap)
-EOF
-}
+# tern_mem, dv_mem - "RSS PSS N IMAP LOGIN" over all of the server's processes (lib.sh's
+# mem_tree): the sums, the count of them, of Dovecot's "imap" and "imap-login" processes
+tern_mem() { mem_tree "$TERN_PID" | awk '{ print $1, $2, $3, 0, 0 }'; }
+dv_mem() { mem_tree "$DV_PID" imap imap-login | awk '{ print $1, $2, $3, $6, $9 }'; }
 
 say "IMAP benchmark: mixed load (clients: $CLIENTS; ${SECONDS_RUN}s per run, $RUNS runs per server," \
 	"alternating), $IDLE idle connections, $NUSERS users with $MSGS messages of ~$SIZE bytes each"
-say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
-	"temp dir $TMP on $(df -T "$TMP" | awk 'NR == 2 { print $2 " (" $1 ")" }'), ulimit -n $(ulimit -n)"
-say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
+bench_header "ulimit -n $(ulimit -n)"
 
 # --- the load generator -----------------------------------------------------------------------
 LOAD=$TMP/imap_load
-cc -O2 -pthread -o "$LOAD" "$ROOT/bench/imap_load.c" || die "building bench/imap_load.c failed"
+cc -O2 -pthread -o "$LOAD" "$ROOT/bench/imap_load.c" -lssl -lcrypto || die "building bench/imap_load.c failed"
+
+# --- one certificate for both servers' TLS listeners: self-signed P-256, as tern makes its own
+if [ "$IDLE_TLS" = 1 ]; then
+	mkdir -p "$TMP/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+		-subj /CN=bench.example.test -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" \
+		>"$TMP/tls/openssl.out" 2>&1 || { cat "$TMP/tls/openssl.out" >&2; die "making the TLS certificate failed"; }
+	chmod 600 "$TMP/tls/key.pem"
+fi
 
 # --- the messages: MSGS files, one set per server, hard-linked into every user's new/ --------
 # Realistic headers, a text/plain body of lines of words, CRLF line ends (as tern stores mail).
@@ -321,34 +187,27 @@ warm() {
 	say "$1: warm-up: $NUSERS users logged in and selected INBOX once ($((SECONDS - t0)) s)"
 }
 
-IDLE_LINES=()	# "impl|before: RSS PSS N|after: RSS PSS N|seconds to log in|extra"
-# idle_measure IMPL PORT MEMCMD - IDLE connections in IDLE; MEMCMD prints "RSS PSS N" for all
-# of the server's processes
+IDLE_LINES=()	# "impl|plain or tls|before: RSS PSS N ..|after: RSS PSS N ..|seconds to log in|extra"
+# idle_measure IMPL PORT MEMCMD [plain|tls] - IDLE connections in IDLE; MEMCMD prints
+# "RSS PSS N IMAP LOGIN" for all of the server's processes
 idle_measure() {
-	local impl=$1 port=$2 memcmd=$3 b a out=$TMP/$1-idle.out t0 ok=0 deadline extra=""
+	local impl=$1 port=$2 memcmd=$3 tls=${4:-plain} b a out=$TMP/$1-idle-${4:-plain}.out t0 ok=0
+	local extra=""
 	[ "$IDLE" -gt 0 ] || return 0
 	sleep 1
 	b=$($memcmd)
 	t0=$(date +%s.%N)
 	# held far longer than needed: stopped (SIGTERM) once measured
-	"$LOAD" 127.0.0.1 "$port" "$USERFMT" "$PASS" "$IDLE" "$RUN_TIMEOUT" idle >"$out" 2>&1 &
+	"$LOAD" 127.0.0.1 "$port" "$USERFMT" "$PASS" "$IDLE" "$RUN_TIMEOUT" idle "$tls" >"$out" 2>&1 &
 	IDLE_PID=$!
-	deadline=$(($(date +%s) + RUN_TIMEOUT))
-	while [ "$(date +%s)" -lt "$deadline" ]; do
-		if grep -q '^idle ' "$out" 2>/dev/null; then
-			ok=1
-			break
-		fi
-		kill -0 "$IDLE_PID" 2>/dev/null || break
-		sleep 0.1
-	done
+	wait_for_line "$out" '^idle ' "$IDLE_PID" "$RUN_TIMEOUT" && ok=1
 	local took
 	took=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 	if [ "$ok" -ne 1 ] || ! grep -q "^idle $IDLE\$" "$out"; then
 		stop_idle
 		sort "$out" | uniq -c | sort -rn | head -n 5 >&2
-		FAILURES+=("$impl idle: $IDLE connections did not all reach IDLE: $(grep -m1 -v '^idle' "$out" || true)")
-		warn "$impl: $IDLE connections did not all reach IDLE"
+		FAILURES+=("$impl idle ($tls): $IDLE connections did not all reach IDLE: $(grep -m1 -v '^idle' "$out" || true)")
+		warn "$impl: $IDLE connections ($tls) did not all reach IDLE"
 		return 1
 	fi
 	sleep "$IDLE_HOLD"	# let the server finish whatever follows the last login
@@ -356,15 +215,15 @@ idle_measure() {
 	if ! kill -0 "$IDLE_PID" 2>/dev/null || grep -v '^idle ' "$out" | grep -q .; then
 		wait "$IDLE_PID" 2>/dev/null || true
 		IDLE_PID=""
-		FAILURES+=("$impl idle: connections failed while idling: $(grep -m1 -v '^idle' "$out" || true)")
+		FAILURES+=("$impl idle ($tls): connections failed while idling: $(grep -m1 -v '^idle' "$out" || true)")
 		return 1
 	fi
 	stop_idle
 	read -r _ _ _ extra <<<"$a"
 	[ "$impl" = dovecot ] || extra=""
-	say "$impl: $IDLE connections idling after ${took}s; memory of the server's processes before:" \
-		"$b, while idling: $a (RSS kB, PSS kB, processes, imap processes)"
-	IDLE_LINES+=("$impl|$b|$a|$took|$extra")
+	say "$impl: $IDLE connections ($tls) idling after ${took}s; memory of the server's processes before:" \
+		"$b, while idling: $a (RSS kB, PSS kB, processes, imap processes, imap-login processes)"
+	IDLE_LINES+=("$impl|$tls|$b|$a|$took|$extra")
 }
 
 # wake IMPL PORT - BENCH_WAKE APPENDs on one connection, the EXISTS seen on another in IDLE
@@ -384,26 +243,29 @@ wake() {
 
 # --- tern -------------------------------------------------------------------------------------
 TERN_IMAP=$(free_port)
+TERN_IMAPS=""
+[ "$IDLE_TLS" = 1 ] && TERN_IMAPS=$(free_port "$TERN_IMAP")
 TERN_CONF=$TMP/tern.conf
 TERN_LOG=$TMP/tern.log
 TERN_DATA=$TMP/tern-data
 {
-	echo "hostname = bench.example.test"
-	echo "data_dir = $TERN_DATA"
-	echo "domains = example.test"
-	echo "workers = $WORKERS"
+	tern_conf_head "$TERN_DATA"
 	echo "max_connections_per_ip = $((NUSERS + 100))"
 	# 2,000 logins at once: the default queue of 64 password checks per worker would
 	# answer the rest "try again later"
 	echo "login_queue = $((NUSERS + 100))"
 	echo "allow_plaintext_auth_loopback = yes"
-	[ "$IS_ROOT" -eq 1 ] && echo "user = nobody"
 	echo "[listen]"
 	echo "imap = 127.0.0.1:$TERN_IMAP"
+	if [ -n "$TERN_IMAPS" ]; then
+		echo "imaps = 127.0.0.1:$TERN_IMAPS"
+		echo "[tls]"
+		echo "cert = $TMP/tls/cert.pem"
+		echo "key = $TMP/tls/key.pem"
+	fi
 } >"$TERN_CONF"
 
-echo "$PASS" | "$TERN" user add bench1@example.test -c "$TERN_CONF" >"$TMP/user-add.log" 2>&1 ||
-	{ cat "$TMP/user-add.log" >&2; die "tern user add bench1@example.test failed"; }
+tern_user_add bench1@example.test "$PASS"
 # bench2..N get bench1's row with its hash (the same password, the same salt): one `tern user
 # add` each would spend a yescrypt hash (~0.1 s of CPU) and a process per user
 python3 - "$TERN_DATA/tern.db" "$NUSERS" <<'EOF' || die "adding the users to tern.db failed"
@@ -419,94 +281,42 @@ mkdir -p "$TERN_DATA/mail/example.test"
 fill_maildirs "$TMP/msgs" "$TERN_DATA/mail/example.test" || die "filling tern's Maildirs failed"
 say "tern: $NUSERS users, $MSGS messages each in new/ ($(du -sh "$TMP/msgs" | cut -f1) of mail, hard-linked)"
 
-"$TERN" serve -c "$TERN_CONF" </dev/null >"$TMP/tern.stdout" 2>"$TERN_LOG" &
-TERN_PID=$!
-if ! wait_greeting "$TERN_IMAP" "* OK" 20 "$TERN_PID"; then
-	tail -n 30 "$TERN_LOG" >&2 || true
-	die "tern did not greet on 127.0.0.1:$TERN_IMAP (IMAP) within 20 s"
-fi
-say "tern: pid $TERN_PID, $WORKERS workers, IMAP 127.0.0.1:$TERN_IMAP"
-
-tern_check_log() {	# print any warning/error lines tern logged
-	local bad
-	bad=$(grep -Eai 'warn|error|fatal|crit|exited|abort|assert|sanitizer' "$TERN_LOG" || true)
-	if [ -n "$bad" ]; then
-		warn "tern logged problems (first 20 lines):"
-		printf '%s\n' "$bad" | head -n 20 >&2
-		return 1
-	fi
-	return 0
-}
+tern_start "$TERN_IMAP" "* OK"
+say "tern: pid $TERN_PID, $WORKERS workers, IMAP 127.0.0.1:$TERN_IMAP${TERN_IMAPS:+, IMAPS 127.0.0.1:$TERN_IMAPS}"
 
 # --- Dovecot ----------------------------------------------------------------------------------
-DV_SKIP=""
-DV_VERSION=""
-if [ "$DO_DOVECOT" != 1 ]; then
-	DV_SKIP="BENCH_DOVECOT=$DO_DOVECOT"
-elif [ "$IS_ROOT" -ne 1 ]; then
-	DV_SKIP="needs root (its master runs as root and switches to the mail user)"
-elif ! command -v dovecot >/dev/null || [ ! -x /usr/lib/dovecot/imap ]; then
-	DV_SKIP="dovecot-imapd not installed (scripts/bench-deps.sh installs it)"
-elif ! id dovenull >/dev/null 2>&1 || ! id dovecot >/dev/null 2>&1; then
-	DV_SKIP="users dovenull and dovecot missing (the package creates them)"
-fi
-
-DV=$TMP/dv
-DV_CONF=$DV/dovecot.conf
-DV_LOG=$DV/dovecot.log
-DV_MAIL=$TMP/dv-mail
+dovecot_vars
 DV_PORT=""
+DV_IMAPS=""
 dv_setup() {
-	DV_VERSION=$(dovecot --version 2>/dev/null | awk '{ print $1 }')
-	DV_PORT=$(free_port)
-	while [ "$DV_PORT" = "$TERN_IMAP" ]; do DV_PORT=$(free_port); done
-	mkdir -p "$DV/run" "$DV/state" "$DV_MAIL"
-	local cleartext="disable_plaintext_auth = no"
-	case $DV_VERSION in
-	2.[0-3].*) ;;
-	*) cleartext="auth_allow_cleartext = yes" ;;	# 2.4 renamed the setting
-	esac
+	DV_PORT=$(free_port "$TERN_IMAP" "$TERN_IMAPS")
+	local ssl="ssl = no" imaps="port = 0"
+	if [ "$IDLE_TLS" = 1 ]; then
+		DV_IMAPS=$(free_port "$TERN_IMAP" "$TERN_IMAPS" "$DV_PORT")
+		# the TLS measure needs it; the plaintext listener then offers STARTTLS too
+		ssl="ssl = yes
+	ssl_cert = <$TMP/tls/cert.pem
+	ssl_key = <$TMP/tls/key.pem"
+		imaps="address = 127.0.0.1
+	    port = $DV_IMAPS"
+	fi
+	mkdir -p "$DV_MAIL"
 	fill_maildirs "$TMP/msgs" "$DV_MAIL/example.test" || { DV_SKIP="filling its Maildirs failed"; return 1; }
-	python3 - "$DV/passwd" "$NUSERS" "$PASS" <<-'EOF'
-	import sys
-	with open(sys.argv[1], "w") as f:
-	    for k in range(1, int(sys.argv[2]) + 1):
-	        f.write(f"bench{k}@example.test:{{PLAIN}}{sys.argv[3]}::::::\n")
-	EOF
-	chmod 644 "$DV/passwd"
+	dovecot_passwd $(seq -f 'bench%.0f@example.test' 1 "$NUSERS")
 	local lim=$((NUSERS + 100))
-	cat >"$DV_CONF" <<-EOF
-	# private instance for bench/imap.sh; everything else is Dovecot's default
-	base_dir = $DV/run
-	state_dir = $DV/state
-	log_path = $DV_LOG
-	protocols = imap
-	listen = 127.0.0.1
-	ssl = no
-	$cleartext
-	auth_mechanisms = plain login
-	default_login_user = dovenull
-	default_internal_user = dovecot
-	mail_location = maildir:$DV_MAIL/%d/%n
+	dovecot_conf_head imap imap.sh "$ssl" >"$DV_CONF"
+	cat >>"$DV_CONF" <<-EOF
 	# $NUSERS connections at once: the default limits (100 processes per service, 1000
 	# clients per process) are raised, nothing else
 	default_process_limit = $lim
 	default_client_limit = $((lim * 3))
-	passdb {
-	  driver = passwd-file
-	  args = scheme=PLAIN username_format=%u $DV/passwd
-	}
-	userdb {
-	  driver = static
-	  args = uid=$RUN_USER gid=$RUN_GROUP home=$DV_MAIL/%d/%n
-	}
 	service imap-login {
 	  inet_listener imap {
 	    address = 127.0.0.1
 	    port = $DV_PORT
 	  }
 	  inet_listener imaps {
-	    port = 0
+	    $imaps
 	  }
 	  process_limit = $lim
 	  client_limit = $((lim * 3))
@@ -516,26 +326,10 @@ dv_setup() {
 	  client_limit = 1
 	}
 	EOF
-	if ! doveconf -n -c "$DV_CONF" >"$DV/doveconf.out" 2>&1; then
-		DV_SKIP="doveconf rejects the config: $(tail -n 3 "$DV/doveconf.out" | tr '\n' ' ')"
-		return 1
-	fi
-	dovecot -c "$DV_CONF" -F </dev/null >"$DV/stdout" 2>&1 &
-	DV_PID=$!
-	if ! wait_greeting "$DV_PORT" "* OK" 20 "$DV_PID"; then
-		DV_SKIP="private instance did not start: $(cat "$DV/stdout" 2>/dev/null; tail -n 3 "$DV_LOG" 2>/dev/null | tr '\n' ' ')"
-		stop_dovecot
-		return 1
-	fi
-	return 0
+	dovecot_start "$DV_PORT" "* OK"
 }
-if [ -z "$DV_SKIP" ] && dv_setup; then
-	say "dovecot: private instance $DV_VERSION, pid $DV_PID, config $DV_CONF, IMAP 127.0.0.1:$DV_PORT"
-else
-	say "dovecot: skipped ($DV_SKIP)"
-fi
-SERVERS="tern"
-[ -n "$DV_PID" ] && SERVERS="tern dovecot"
+dovecot_usable imap && dv_setup || true
+dovecot_started "IMAP 127.0.0.1:$DV_PORT${DV_IMAPS:+, IMAPS 127.0.0.1:$DV_IMAPS}"
 port_of() { case $1 in tern) echo "$TERN_IMAP" ;; dovecot) echo "$DV_PORT" ;; esac; }
 say ""
 
@@ -555,32 +349,41 @@ for n in $CLIENTS; do
 done
 say ""
 
-tern_mem() { mem_tree "$TERN_PID"; }
-dv_mem() { mem_tree "$DV_PID"; }
 if [ "$IDLE" -gt 0 ]; then
-	idle_measure tern "$TERN_IMAP" tern_mem || true
-	say "tern over TLS: skipped (imap_load speaks plain TCP only; no TLS figure)"
-	[ -n "$DV_PID" ] && { idle_measure dovecot "$DV_PORT" dv_mem || true; }
+	idle_measure tern "$TERN_IMAP" tern_mem plain || true
+	[ -n "$DV_PID" ] && { idle_measure dovecot "$DV_PORT" dv_mem plain || true; }
+	if [ "$IDLE_TLS" = 1 ]; then
+		# each server restarted first: tern's workers keep the heap the plaintext sessions
+		# freed, and sessions reusing it would show no growth
+		stop_tern
+		tern_start "$TERN_IMAP" "* OK"
+		say "tern: restarted for the TLS measure (pid $TERN_PID)"
+		idle_measure tern "$TERN_IMAPS" tern_mem tls || true
+		if [ -n "$DV_PID" ]; then
+			stop_dovecot
+			if dovecot_start "$DV_PORT" "* OK"; then
+				say "dovecot: restarted for the TLS measure (pid $DV_PID)"
+				idle_measure dovecot "$DV_IMAPS" dv_mem tls || true
+			else
+				FAILURES+=("dovecot did not start again for the TLS measure: $DV_SKIP")
+			fi
+		fi
+	fi
 	say ""
 fi
 
+[ -n "$DV_PID" ] || SERVERS="tern"	# (when it did not start again for the TLS measure)
 for impl in $SERVERS; do wake "$impl" "$(port_of "$impl")"; done
 
-kill -0 "$TERN_PID" 2>/dev/null || FAILURES+=("tern master died during the benchmark")
-[ -z "$DV_PID" ] || kill -0 "$DV_PID" 2>/dev/null || FAILURES+=("dovecot master died during the benchmark")
-stop_tern
-TERN_PROBLEMS=0
-tern_check_log || TERN_PROBLEMS=1
-if [ -n "$DV_PID" ]; then
-	stop_dovecot
+DV_RAN=$DV_PID
+servers_stop
+if [ -n "$DV_RAN" ]; then
 	# expected: the limit of 128 inotify instances per user (its imap processes then poll),
 	# and the SIGTERM that stopped it
 	ino=$(grep -c 'Inotify instance limit' "$DV_LOG" || true)
 	[ "$ino" -eq 0 ] || say "dovecot: $ino imap processes logged 'Inotify instance limit for user 65534 exceeded'" \
 		"(fs.inotify.max_user_instances = $(cat /proc/sys/fs/inotify/max_user_instances); they poll instead)"
-	bad=$(grep -Eai 'error|fatal|panic|warning' "$DV_LOG" |
-		grep -Ev 'ssl = no|Inotify instance limit|Killed with signal 15' || true)
-	[ -z "$bad" ] || { warn "dovecot logged problems (first 10 lines):"; printf '%s\n' "$bad" | head -n 10 >&2; }
+	dovecot_check_log 'Inotify instance limit'
 fi
 
 # --- report -----------------------------------------------------------------------------------
@@ -637,21 +440,24 @@ if [ "$IDLE" -gt 0 ]; then
 	say ""
 	say "memory per idle connection ($IDLE connections logged in, INBOX of $MSGS messages selected, in IDLE;" \
 		"growth of the sum over all the server's processes, before vs. while idling)"
-	printf '%-16s %12s %12s %10s  %s\n' server "PSS kB/conn" "RSS kB/conn" "login s" "processes before -> while idling"
+	printf '%-17s %12s %12s %10s  %s\n' server "PSS kB/conn" "RSS kB/conn" "login s" "processes before -> while idling"
 	per() { awk -v a="$1" -v b="$2" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }'; }
 	for l in "${IDLE_LINES[@]}"; do
-		IFS='|' read -r impl b a took extra <<<"$l"
+		IFS='|' read -r impl tls b a took extra <<<"$l"
 		read -r brss bpss bn _ <<<"$b"
 		read -r arss apss an _ <<<"$a"
-		name=$impl
-		[ "$impl" = tern ] && name="tern plaintext"
-		[ "$impl" = dovecot ] && name="dovecot default"
+		name="$impl $tls"
+		[ "$tls" = plain ] && name="$impl plaintext"
+		[ "$tls" = tls ] && name="$impl TLS"
 		more=""
-		[ -n "$extra" ] && more=" ($extra imap)"
-		printf '%-16s %12s %12s %10s  %s\n' "$name" "$(per "$bpss" "$apss")" "$(per "$brss" "$arss")" "$took" \
+		if [ -n "$extra" ]; then
+			read -r ni nl <<<"$extra"
+			more=" ($ni imap, ${nl:-0} imap-login)"
+		fi
+		printf '%-17s %12s %12s %10s  %s\n' "$name" "$(per "$bpss" "$apss")" "$(per "$brss" "$arss")" "$took" \
 			"$bn -> $an$more; PSS $bpss -> $apss kB"
 	done
-	printf '%-16s %12s\n' "tern TLS" "skipped (imap_load has no TLS)"
+	[ "$IDLE_TLS" = 1 ] || printf '%-17s %12s\n' "TLS" "skipped (BENCH_IDLE_TLS=$IDLE_TLS)"
 fi
 if [ "${#WAKE_LINES[@]}" -gt 0 ]; then
 	say ""
@@ -661,13 +467,4 @@ if [ "${#WAKE_LINES[@]}" -gt 0 ]; then
 		printf '%-8s %s\n' "$impl" "$rest"
 	done
 fi
-if [ "$TERN_PROBLEMS" -eq 1 ]; then
-	say ""
-	say "NOTE: tern logged warnings or errors during the benchmark; see above (log kept in $TMP)."
-	KEEP=1
-fi
-if [ "${#FAILURES[@]}" -gt 0 ]; then
-	say ""
-	for f in "${FAILURES[@]}"; do warn "broken: $f"; done
-	die "${#FAILURES[@]} part(s) of the benchmark failed (see above)"
-fi
+bench_finish

@@ -1,9 +1,14 @@
 /* imap_load - an IMAP load generator in C (Python would be the bottleneck): N clients, each
  * logged in as its own user, repeat a mixed cycle of what mail clients do and count the
- * operations per second. Plain TCP with LOGIN (the servers allow it on loopback).
+ * operations per second. LOGIN over plain TCP (the servers allow it on loopback), or over
+ * implicit TLS (OpenSSL; the server's certificate is not verified).
  *
- *   imap_load HOST PORT USERFMT PASSWORD CLIENTS SECONDS [mixed|idle]
+ *   imap_load HOST PORT USERFMT PASSWORD CLIENTS SECONDS [mixed|idle|warm] [plain|tls]
  *
+ * One thread and one connection per client. Plain connections use blocking sockets; TLS
+ * connections are non-blocking: SSL_connect/SSL_read/SSL_write that answer
+ * SSL_ERROR_WANT_READ or SSL_ERROR_WANT_WRITE wait in poll(2) for that direction and retry
+ * (a TLS 1.3 read may need a write, e.g. to answer a key update, and a write a read).
  * USERFMT is a printf format with one %d (1..CLIENTS), e.g. "bench%d@example.test".
  * mixed: per cycle SELECT INBOX, FETCH 1:50 (FLAGS ENVELOPE), FETCH one BODY.PEEK[],
  *   STORE +FLAGS \Flagged and -FLAGS, SEARCH SUBJECT, APPEND a small message, UID STORE it
@@ -20,8 +25,12 @@
  * nothing. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +45,7 @@
 static const char *host, *userfmt, *password;
 static int port, seconds;
 static int idle_mode, warm_mode;
+static SSL_CTX *tls_ctx;	/* NULL: plain TCP */
 #define WARM_THREADS 4
 static int n_clients;
 static atomic_long total_ops;
@@ -55,6 +65,7 @@ static atomic_long kind_max_us[N_KINDS];
 
 struct client {
 	int id, fd;
+	SSL *ssl;		/* NULL on a plain connection */
 	char in[1 << 16];
 	size_t len, off;
 	int tagn;
@@ -75,8 +86,103 @@ static void fail(struct client *c, const char *what)
 {
 	fprintf(stderr, "client %d: %s\n", c->id, what);
 	atomic_store(&failed, 1);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 	close(c->fd);
 	pthread_exit(NULL);
+}
+
+/* tls_wait - after an SSL call returned r: wait in poll(2) for what it wants and return 1
+ * (call it again), or return 0 on EOF / -1 on an error */
+static int tls_wait(struct client *c, int r)
+{
+	short ev;
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		ev = POLLIN;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		ev = POLLOUT;
+		break;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0 && (r == 0 || errno == 0))
+			return 0;	/* EOF without close_notify */
+		return -1;
+	default:
+		return -1;
+	}
+	struct pollfd p = { .fd = c->fd, .events = ev };
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR)
+			return -1;
+	return 1;
+}
+
+/* conn_read - up to n bytes into p: >0, 0 at EOF, -1 on an error */
+static ssize_t conn_read(struct client *c, char *p, size_t n)
+{
+	if (c->ssl == NULL)
+		return read(c->fd, p, n);
+	for (;;) {
+		ERR_clear_error();
+		int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+		if (r > 0)
+			return r;
+		int w = tls_wait(c, r);
+		if (w <= 0)
+			return w;
+	}
+}
+
+/* conn_write - up to n bytes of p: >0 written, -1 on an error. A TLS write that had to wait
+ * is retried with the same arguments, as OpenSSL requires. */
+static ssize_t conn_write(struct client *c, const char *p, size_t n)
+{
+	if (c->ssl == NULL)
+		return write(c->fd, p, n);
+	for (;;) {
+		ERR_clear_error();
+		int r = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+		if (r > 0)
+			return r;
+		if (tls_wait(c, r) <= 0)
+			return -1;
+	}
+}
+
+/* tls_start - make the socket non-blocking and do the TLS handshake (no verification) */
+static void tls_start(struct client *c)
+{
+	int fl = fcntl(c->fd, F_GETFL);
+	if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		fail(c, "fcntl O_NONBLOCK failed");
+	c->ssl = SSL_new(tls_ctx);
+	if (c->ssl == NULL || !SSL_set_fd(c->ssl, c->fd))
+		fail(c, "SSL_new failed");
+	for (;;) {
+		ERR_clear_error();
+		int r = SSL_connect(c->ssl);
+		if (r == 1)
+			return;
+		if (tls_wait(c, r) <= 0) {
+			char msg[300], err[256] = "connection closed";
+			unsigned long e = ERR_peek_error();
+			if (e != 0)
+				ERR_error_string_n(e, err, sizeof(err));
+			snprintf(msg, sizeof(msg), "TLS handshake failed: %s", err);
+			fail(c, msg);
+		}
+	}
+}
+
+/* conn_close - end the connection (no close_notify: the benchmark does not wait for it) */
+static void conn_close(struct client *c)
+{
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	close(c->fd);
 }
 
 /* fill - more input; 0 at EOF */
@@ -89,7 +195,7 @@ static size_t fill(struct client *c)
 	}
 	if (c->len == sizeof(c->in))
 		fail(c, "line too long");
-	ssize_t n = read(c->fd, c->in + c->len, sizeof(c->in) - c->len);
+	ssize_t n = conn_read(c, c->in + c->len, sizeof(c->in) - c->len);
 	if (n <= 0)
 		fail(c, n == 0 ? "connection closed" : strerror(errno));
 	c->len += (size_t)n;
@@ -130,7 +236,7 @@ static void read_line(struct client *c, char *out, size_t max)
 static void send_all(struct client *c, const char *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(c->fd, p, n);
+		ssize_t w = conn_write(c, p, n);
 		if (w <= 0)
 			fail(c, "write failed");
 		p += w;
@@ -214,6 +320,8 @@ static void session(struct client *c)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		fail(c, "connect failed");
+	if (tls_ctx != NULL)
+		tls_start(c);
 	char line[4096], cmd[512], user[256];
 	read_line(c, line, sizeof(line));	/* greeting */
 	snprintf(user, sizeof(user), userfmt, c->id);
@@ -232,12 +340,12 @@ static void session(struct client *c)
 			usleep(100000);
 		sleep((unsigned)seconds);
 		send_all(c, "DONE\r\n", 6);
-		close(c->fd);
+		conn_close(c);
 		return;
 	}
 	if (warm_mode) {
 		command(c, "LOGOUT", NULL, 0, NULL, NULL);
-		close(c->fd);
+		conn_close(c);
 		atomic_fetch_add(&idling, 1);
 		return;
 	}
@@ -278,7 +386,7 @@ static void session(struct client *c)
 	c->t_end = now();
 	c->measuring = 0;
 	command(c, "LOGOUT", NULL, 0, NULL, NULL);
-	close(c->fd);
+	conn_close(c);
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -291,7 +399,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 7) {
 		fprintf(stderr, "usage: imap_load HOST PORT USERFMT PASSWORD CLIENTS SECONDS "
-				"[mixed|idle|warm]\n");
+				"[mixed|idle|warm] [plain|tls]\n");
 		return 2;
 	}
 	host = argv[1];
@@ -302,6 +410,19 @@ int main(int argc, char **argv)
 	seconds = atoi(argv[6]);
 	idle_mode = argc > 7 && strcmp(argv[7], "idle") == 0;
 	warm_mode = argc > 7 && strcmp(argv[7], "warm") == 0;
+	if (argc > 8 && strcmp(argv[8], "tls") == 0) {
+		tls_ctx = SSL_CTX_new(TLS_client_method());
+		if (tls_ctx == NULL) {
+			fprintf(stderr, "SSL_CTX_new failed\n");
+			return 1;
+		}
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+		/* a write may return after part of the buffer (non-blocking): send_all goes on */
+		SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+	} else if (argc > 8 && strcmp(argv[8], "plain") != 0) {
+		fprintf(stderr, "imap_load: '%s': plain or tls\n", argv[8]);
+		return 2;
+	}
 	n_clients = n;
 	lat = calloc(MAX_LAT, sizeof(double));
 	if (warm_mode) {

@@ -37,13 +37,8 @@ SENDER=sender@example.org
 USER_ADDR=bench@example.test
 PASS=pw
 MODES="one pipe"
-
-say() { printf '%s\n' "$*"; }
-warn() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	warn "FAILED: $*"
-	exit 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 "$ROOT/scripts/bench-deps.sh"
 SMTP_SOURCE=/usr/sbin/smtp-source
@@ -52,117 +47,10 @@ SMTP_SOURCE=/usr/sbin/smtp-source
 command -v python3 >/dev/null || die "python3 missing"
 [ "$IDLE_MSGS" -le "$MSGS" ] || die "BENCH_IDLE_MSGS ($IDLE_MSGS) > BENCH_MSGS ($MSGS)"
 
-IS_ROOT=0
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
-RUN_USER=$(id -un)
-[ "$IS_ROOT" -eq 1 ] && RUN_USER=nobody
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tern-bench-pop3.XXXXXX")
-chmod 755 "$TMP"	# the unprivileged server processes must reach their data below it
-
-TERN_PID=""
-DV_PID=""
-IDLE_PID=""
-
-# --- cleanup: everything started here is stopped by pid -------------------------------------
-# descendants PID - every process below PID (children, grandchildren, ...)
-descendants() {
-	local st s ppid pid
-	declare -A parent=()
-	for st in /proc/[0-9]*/stat; do
-		{ s=$(<"$st"); } 2>/dev/null || continue
-		pid=${s%% *}
-		s=${s##*) }	# past "(comm)", which may hold blanks
-		read -r _ ppid _ <<<"$s"
-		parent[$pid]=$ppid
-	done
-	local todo=("$1") p
-	while [ "${#todo[@]}" -gt 0 ]; do
-		p=${todo[0]}
-		todo=("${todo[@]:1}")
-		for pid in "${!parent[@]}"; do
-			if [ "${parent[$pid]}" = "$p" ]; then
-				printf '%s ' "$pid"
-				todo+=("$pid")
-			fi
-		done
-	done
-	return 0
-}
-
-# stop_pid PID NAME - SIGTERM, wait up to 10 s, SIGKILL; then SIGKILL what was below it
-stop_pid() {
-	local pid=$1 name=$2 kids k i
-	kids=$(descendants "$pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			warn "$name $pid did not exit on SIGTERM within 10 s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	wait "$pid" 2>/dev/null || true
-	for k in $kids; do
-		kill -KILL "$k" 2>/dev/null || true
-	done
-}
-
-stop_idle() {
-	[ -n "$IDLE_PID" ] || return 0
-	kill -TERM "$IDLE_PID" 2>/dev/null || true
-	wait "$IDLE_PID" 2>/dev/null || true
-	IDLE_PID=""
-}
-stop_tern() {
-	[ -n "$TERN_PID" ] || return 0
-	stop_pid "$TERN_PID" "tern master"
-	TERN_PID=""
-}
-stop_dovecot() {
-	[ -n "$DV_PID" ] || return 0
-	stop_pid "$DV_PID" "dovecot master"
-	DV_PID=""
-}
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	stop_idle
-	stop_tern
-	stop_dovecot
-	if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
-		warn "kept $TMP (configs, logs, mail)"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_identity
+bench_tmp bench-pop3 stop_idle stop_tern stop_dovecot
 
 # --- helpers ----------------------------------------------------------------------------------
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
-json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-count_files() {
-	local f n=0
-	shopt -s nullglob dotglob
-	for f in "$1"/*; do
-		[ -f "$f" ] && n=$((n + 1))
-	done
-	shopt -u nullglob dotglob
-	echo "$n"
-}
-
 # first_files DIR N - the paths of the first N files of DIR (by name)
 first_files() {
 	local f n=0
@@ -173,50 +61,6 @@ first_files() {
 		n=$((n + 1))
 	done
 	shopt -u nullglob
-}
-
-# wait_greeting PORT PREFIX TIMEOUT_S PID_TO_WATCH - poll until the port greets with PREFIX
-wait_greeting() {
-	local port=$1 want=$2 deadline=$(($(date +%s) + $3)) pid=$4 line quit=QUIT
-	while [ "$(date +%s)" -lt "$deadline" ]; do
-		kill -0 "$pid" 2>/dev/null || return 1
-		if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-			line=""
-			read -r -t 2 line <&3 || true
-			printf '%s\r\n' "$quit" >&3 2>/dev/null || true
-			exec 3<&- 3>&-
-			case $line in "$want"*) return 0 ;; esac
-		fi
-		sleep 0.05
-	done
-	return 1
-}
-
-# mem_sum [comm=NAME] PID... - "RSS PSS N": VmRSS and Pss in kB summed over the PIDs (only
-# those whose comm is NAME when the first argument is comm=NAME), N of them; no fork
-mem_sum() {
-	local want="" pid comm k v rss pss trss=0 tpss=0 n=0
-	case ${1:-} in comm=*) want=${1#comm=}; shift ;; esac
-	for pid in "$@"; do
-		if [ -n "$want" ]; then
-			comm=""
-			{ read -r comm <"/proc/$pid/comm"; } 2>/dev/null || continue
-			[ "$comm" = "$want" ] || continue
-		fi
-		rss=""
-		pss=0
-		{ while read -r k v _; do
-			[ "$k" = "VmRSS:" ] && rss=$v
-		done <"/proc/$pid/status"; } 2>/dev/null || true
-		{ while read -r k v _; do
-			[ "$k" = "Pss:" ] && pss=$v
-		done <"/proc/$pid/smaps_rollup"; } 2>/dev/null || true
-		[ -n "$rss" ] || continue
-		trss=$((trss + rss))
-		tpss=$((tpss + pss))
-		n=$((n + 1))
-	done
-	echo "$trss $tpss $n"
 }
 
 # retr_run PORT MODE OUTFILE - one client run, bounded; returns its status
@@ -247,15 +91,8 @@ idle_measure() {
 		--password "$PASS" <"$TMP/idle-in" >"$TMP/idle-$impl.out" 2>&1 &
 	IDLE_PID=$!
 	exec 4>"$TMP/idle-in"	# the client's stdin stays open until we close this
-	local deadline=$(($(date +%s) + RUN_TIMEOUT)) ok=0
-	while [ "$(date +%s)" -lt "$deadline" ]; do
-		if grep -q '^READY' "$TMP/idle-$impl.out" 2>/dev/null; then
-			ok=1
-			break
-		fi
-		kill -0 "$IDLE_PID" 2>/dev/null || break
-		sleep 0.1
-	done
+	local ok=0
+	wait_for_line "$TMP/idle-$impl.out" '^READY' "$IDLE_PID" "$RUN_TIMEOUT" && ok=1
 	if [ "$ok" -ne 1 ]; then
 		exec 4>&-
 		cat "$TMP/idle-$impl.out" >&2
@@ -306,9 +143,7 @@ mode_name() { case $1 in one) echo "one-at-a-time" ;; pipe) echo "pipelined/$BAT
 
 say "POP3 retrieval benchmark: RETR 1..$MSGS of a $MSGS-message maildrop ($SIZE-byte payloads)," \
 	"one at a time and pipelined in batches of $BATCH, best of $RUNS runs"
-say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
-	"temp dir $TMP on $(df -T "$TMP" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
-say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
+bench_header
 say "client: bench/pop3_client.py (python $(python3 -c 'import platform; print(platform.python_version())')), one connection, plain POP3 on loopback"
 say ""
 
@@ -320,35 +155,24 @@ done
 
 # --- tern -------------------------------------------------------------------------------------
 TERN_SMTP=$(free_port)
-TERN_POP3=$(free_port)
-while [ "$TERN_POP3" = "$TERN_SMTP" ]; do TERN_POP3=$(free_port); done
+TERN_POP3=$(free_port "$TERN_SMTP")
 TERN_CONF=$TMP/tern.conf
 TERN_LOG=$TMP/tern.log
 TERN_MAIL=$TMP/tern-data/mail/example.test
 {
-	echo "hostname = bench.example.test"
-	echo "data_dir = $TMP/tern-data"
-	echo "domains = example.test"
-	echo "workers = $WORKERS"
+	tern_conf_head "$TMP/tern-data"
 	echo "max_connections_per_ip = 1000"
 	echo "allow_plaintext_auth_loopback = yes"
-	[ "$IS_ROOT" -eq 1 ] && echo "user = nobody"
 	echo "[listen]"
 	echo "smtp = 127.0.0.1:$TERN_SMTP"
 	echo "pop3 = 127.0.0.1:$TERN_POP3"
 } >"$TERN_CONF"
 
 for u in "$USER_ADDR" $(cat "$TMP/idle-users"); do
-	echo "$PASS" | "$TERN" user add "$u" -c "$TERN_CONF" >>"$TMP/user-add.log" 2>&1 ||
-		{ cat "$TMP/user-add.log" >&2; die "tern user add $u failed"; }
+	tern_user_add "$u" "$PASS"
 done
 
-"$TERN" serve -c "$TERN_CONF" </dev/null >"$TMP/tern.stdout" 2>"$TERN_LOG" &
-TERN_PID=$!
-if ! wait_greeting "$TERN_SMTP" 220 20 "$TERN_PID" || ! wait_greeting "$TERN_POP3" "+OK" 20 "$TERN_PID"; then
-	tail -n 30 "$TERN_LOG" >&2 || true
-	die "tern did not greet on 127.0.0.1:$TERN_SMTP (SMTP) and $TERN_POP3 (POP3) within 20 s"
-fi
+tern_start "$TERN_SMTP" 220 "$TERN_POP3" "+OK"
 say "tern: pid $TERN_PID, $WORKERS workers, SMTP 127.0.0.1:$TERN_SMTP, POP3 127.0.0.1:$TERN_POP3"
 
 # the maildrop: MSGS messages over SMTP
@@ -370,53 +194,20 @@ while read -r u; do
 	chmod 700 "$d" "$d/new" "$d/cur" "$d/tmp"
 done <"$TMP/idle-users"
 
-tern_check_log() {	# print any warning/error lines tern logged from line $1 on
-	local from=$1 bad
-	bad=$(tail -n +"$from" "$TERN_LOG" | grep -Eai 'warn|error|fatal|crit|exited|abort|assert|sanitizer' || true)
-	if [ -n "$bad" ]; then
-		warn "tern logged problems (first 20 lines):"
-		printf '%s\n' "$bad" | head -n 20 >&2
-		return 1
-	fi
-	return 0
-}
-
 bench_server tern "$TERN_POP3"
 kill -0 "$TERN_PID" 2>/dev/null || die "tern master died during the runs"
 idle_warm "$TERN_POP3" || { cat "$TMP/idle-warm.out" >&2; die "tern: first login of the idle accounts failed"; }
-tern_mem() { mem_sum $(descendants "$TERN_PID"); }	# the workers and the queue runner
+tern_mem() { mem_tree --below "$TERN_PID"; }	# the workers and the queue runner
 idle_measure tern "$TERN_POP3" tern_mem tern_mem
 stop_tern
-TERN_PROBLEMS=0
 tern_check_log 1 || TERN_PROBLEMS=1
 
 # --- Dovecot ----------------------------------------------------------------------------------
-DV_SKIP=""
-DV_VERSION=""
-if [ "$DO_DOVECOT" != 1 ]; then
-	DV_SKIP="BENCH_DOVECOT=$DO_DOVECOT"
-elif [ "$IS_ROOT" -ne 1 ]; then
-	DV_SKIP="needs root (its master runs as root and switches to the mail user)"
-elif ! command -v dovecot >/dev/null || [ ! -x /usr/lib/dovecot/pop3 ]; then
-	DV_SKIP="dovecot-pop3d not installed (scripts/bench-deps.sh installs it)"
-elif ! id dovenull >/dev/null 2>&1 || ! id dovecot >/dev/null 2>&1; then
-	DV_SKIP="users dovenull and dovecot missing (the package creates them)"
-fi
-
-DV=$TMP/dv
-DV_CONF=$DV/dovecot.conf
-DV_LOG=$DV/dovecot.log
-DV_MAIL=$TMP/dv-mail
+dovecot_vars
 DV_PORT=""
 dv_setup() {
-	DV_VERSION=$(dovecot --version 2>/dev/null | awk '{ print $1 }')
 	DV_PORT=$(free_port)
-	mkdir -p "$DV/run" "$DV/state" "$DV_MAIL/example.test"
-	local cleartext="disable_plaintext_auth = no"
-	case $DV_VERSION in
-	2.[0-3].*) ;;
-	*) cleartext="auth_allow_cleartext = yes" ;;	# 2.4 renamed the setting
-	esac
+	mkdir -p "$DV_MAIL/example.test"
 	# the same files, copied byte for byte, with any ":2,..." info stripped from the name
 	local u d f
 	d=$DV_MAIL/example.test/bench
@@ -433,37 +224,15 @@ dv_setup() {
 	[ "${#plain[@]}" -eq 0 ] || cp -p -- "${plain[@]}" "$d/new/"
 	[ "$(count_files "$d/new")" -eq "$MSGS" ] || { DV_SKIP="could not copy the $MSGS messages"; return 1; }
 	mapfile -t MSG_FILES < <(first_files "$d/new" "$IDLE_MSGS")
-	: >"$DV/passwd"
-	for u in "$USER_ADDR" $(cat "$TMP/idle-users"); do
-		echo "$u:{PLAIN}$PASS::::::" >>"$DV/passwd"
-		[ "$u" = "$USER_ADDR" ] && continue
+	dovecot_passwd "$USER_ADDR" $(cat "$TMP/idle-users")
+	for u in $(cat "$TMP/idle-users"); do
 		mkdir -p "$DV_MAIL/example.test/${u%@*}/"{new,cur,tmp}
 		[ "${#MSG_FILES[@]}" -eq 0 ] || ln -- "${MSG_FILES[@]}" "$DV_MAIL/example.test/${u%@*}/new/"
 	done
 	chown -R nobody:nogroup "$DV_MAIL"
 	find "$DV_MAIL" -type d -exec chmod 700 {} +
-	chmod 644 "$DV/passwd"
-	cat >"$DV_CONF" <<-EOF
-	# private instance for bench/pop3.sh; everything else is Dovecot's default
-	base_dir = $DV/run
-	state_dir = $DV/state
-	log_path = $DV_LOG
-	protocols = pop3
-	listen = 127.0.0.1
-	ssl = no
-	$cleartext
-	auth_mechanisms = plain login
-	default_login_user = dovenull
-	default_internal_user = dovecot
-	mail_location = maildir:$DV_MAIL/%d/%n
-	passdb {
-	  driver = passwd-file
-	  args = scheme=PLAIN username_format=%u $DV/passwd
-	}
-	userdb {
-	  driver = static
-	  args = uid=nobody gid=nogroup home=$DV_MAIL/%d/%n
-	}
+	dovecot_conf_head pop3 pop3.sh >"$DV_CONF"
+	cat >>"$DV_CONF" <<-EOF
 	service pop3-login {
 	  inet_listener pop3 {
 	    address = 127.0.0.1
@@ -471,33 +240,19 @@ dv_setup() {
 	  }
 	}
 	EOF
-	if ! doveconf -n -c "$DV_CONF" >"$DV/doveconf.out" 2>&1; then
-		DV_SKIP="doveconf rejects the config: $(tail -n 3 "$DV/doveconf.out" | tr '\n' ' ')"
-		return 1
-	fi
-	dovecot -c "$DV_CONF" -F </dev/null >"$DV/stdout" 2>&1 &
-	DV_PID=$!
-	if ! wait_greeting "$DV_PORT" "+OK" 20 "$DV_PID"; then
-		DV_SKIP="private instance did not start: $(cat "$DV/stdout" 2>/dev/null; tail -n 3 "$DV_LOG" 2>/dev/null | tr '\n' ' ')"
-		stop_dovecot
-		return 1
-	fi
-	return 0
+	dovecot_start "$DV_PORT" "+OK"
 }
 
-if [ -z "$DV_SKIP" ] && dv_setup; then
+if dovecot_usable pop3 && dv_setup; then
 	say ""
 	say "dovecot: private instance $DV_VERSION, pid $DV_PID, config $DV_CONF, POP3 127.0.0.1:$DV_PORT"
 	bench_server dovecot "$DV_PORT"
 	kill -0 "$DV_PID" 2>/dev/null || die "dovecot master died during the runs"
 	idle_warm "$DV_PORT" || { cat "$TMP/idle-warm.out" >&2; die "dovecot: first login of the idle accounts failed"; }
 	sleep 0.5	# the pop3 processes of the warm-up logins exit after QUIT
-	dv_mem_all() { mem_sum $(descendants "$DV_PID"); }
-	dv_mem_pop3() { mem_sum comm=pop3 $(descendants "$DV_PID"); }
-	dv_mem() { echo "$(dv_mem_all) $(dv_mem_pop3)"; }
+	dv_mem() { mem_tree --below "$DV_PID" pop3; }	# all of them, then the pop3 ones
 	idle_measure dovecot "$DV_PORT" dv_mem dv_mem
-	bad=$(grep -Eai 'error|fatal|panic|warning' "$DV_LOG" | grep -v 'ssl = no' || true)
-	[ -z "$bad" ] || { warn "dovecot logged problems (first 10 lines):"; printf '%s\n' "$bad" | head -n 10 >&2; }
+	dovecot_check_log
 	stop_dovecot
 fi
 [ -n "$DV_SKIP" ] && { say ""; say "dovecot: skipped ($DV_SKIP)"; }
@@ -546,8 +301,4 @@ if [ "$IDLE" -gt 0 ]; then
 		esac
 	done
 fi
-if [ "$TERN_PROBLEMS" -eq 1 ]; then
-	say ""
-	say "NOTE: tern logged warnings or errors during the benchmark; see above (log kept in $TMP)."
-	KEEP=1
-fi
+bench_finish

@@ -39,13 +39,8 @@ KEEP=${BENCH_KEEP:-0}
 USER_ADDR=bench@example.test	# the authenticated sender
 PASS=pw
 RCPT=someone@sink.test	# the remote recipient, routed to smtp-sink
-
-say() { printf '%s\n' "$*"; }
-warn() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	warn "FAILED: $*"
-	exit 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 "$ROOT/scripts/bench-deps.sh"
 SMTP_SINK=/usr/sbin/smtp-sink
@@ -56,113 +51,17 @@ for m in $MODES; do
 	case $m in plain | tls) ;; *) die "BENCH_MODES: unknown mode '$m' (plain, tls)" ;; esac
 done
 
-IS_ROOT=0
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tern-bench-relay.XXXXXX")
-chmod 755 "$TMP"	# the unprivileged server processes must reach their data below it
-
-TERN_PID=""
+bench_identity
 SINK_PID=""
-
-# --- cleanup: everything started here is stopped by pid -------------------------------------
-# child_pids PID - the processes whose parent is PID
-child_pids() {
-	local st s ppid pid
-	for st in /proc/[0-9]*/stat; do
-		{ s=$(<"$st"); } 2>/dev/null || continue
-		pid=${s%% *}
-		s=${s##*) }	# past "(comm)", which may hold blanks
-		read -r _ ppid _ <<<"$s"
-		[ "$ppid" = "$1" ] && printf '%s ' "$pid"
-	done
-	return 0
-}
-
-# stop_pid PID NAME - SIGTERM, wait up to 10 s, SIGKILL; then SIGKILL its children
-stop_pid() {
-	local pid=$1 name=$2 kids k i
-	kids=$(child_pids "$pid")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do	# 10 s
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			warn "$name $pid did not exit on SIGTERM within 10 s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	wait "$pid" 2>/dev/null || true
-	for k in $kids; do	# tern's children die with the master (PDEATHSIG); make sure
-		kill -KILL "$k" 2>/dev/null || true
-	done
-}
-stop_tern() {
-	[ -n "$TERN_PID" ] || return 0
-	stop_pid "$TERN_PID" "tern master"
-	TERN_PID=""
-}
 stop_sink() {
 	[ -n "$SINK_PID" ] || return 0
 	stop_pid "$SINK_PID" "smtp-sink"
 	SINK_PID=""
 }
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	stop_tern
-	stop_sink
-	if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
-		warn "kept $TMP (config, logs, mail)"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_tmp bench-relay stop_tern stop_sink
 
 # --- helpers ----------------------------------------------------------------------------------
-now_ns() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
-json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-count_files() {
-	local f n=0
-	shopt -s nullglob dotglob
-	for f in "$1"/*; do
-		[ -f "$f" ] && n=$((n + 1))
-	done
-	shopt -u nullglob dotglob
-	echo "$n"
-}
-
-# wait_220 PORT TIMEOUT_S PID_TO_WATCH - poll until the port answers a 220 greeting
-wait_220() {
-	local port=$1 deadline=$(($(date +%s) + $2)) pid=$3 line
-	while [ "$(date +%s)" -lt "$deadline" ]; do
-		kill -0 "$pid" 2>/dev/null || return 1
-		if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-			line=""
-			read -r -t 2 line <&3 || true
-			printf 'QUIT\r\n' >&3 2>/dev/null || true
-			exec 3<&- 3>&-
-			case $line in 220*) return 0 ;; esac
-		fi
-		sleep 0.05
-	done
-	return 1
-}
-
 # sink_count - messages smtp-sink has received so far: the last "mesg=N" of its -c counters
 # (one "sess=.. quit=.. mesg=N" record, ended by a CR, each time a session ends or a "." or QUIT
 # arrives)
@@ -213,25 +112,12 @@ wait_sink_count() {
 	return 1
 }
 
-tern_check_log() {	# print the warning/error lines tern logged from line $1 on
-	local from=$1 bad
-	bad=$(tail -n +"$from" "$TERN_LOG" | grep -Eai 'warn|error|fatal|crit|exited|abort|assert|sanitizer' || true)
-	if [ -n "$bad" ]; then
-		warn "tern logged problems during the run (first 20 lines):"
-		printf '%s\n' "$bad" | head -n 20 >&2
-		return 1
-	fi
-	return 0
-}
-
 # log_count FROM REGEX - lines of tern's log from line FROM on that match REGEX
 log_count() { tail -n +"$1" "$TERN_LOG" | grep -Ec "$2" || true; }
 
 say "tern relay benchmark: $MSGS messages of $SIZE bytes per run over $SESSIONS authenticated" \
 	"submission sessions, relayed to smtp-sink; modes: $MODES"
-say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
-	"temp dir $TMP on $(df -T "$TMP" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
-say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
+bench_header
 say "client: bench/relay_client.py (python $(python3 -c 'import platform; print(platform.python_version())')," \
 	"asyncio, PIPELINING); sink: smtp-sink ($(dpkg-query -W -f='postfix ${Version}' postfix 2>/dev/null || echo '?'))"
 say ""
@@ -243,27 +129,22 @@ sink_args=(-c)
 [ "$IS_ROOT" -eq 1 ] && sink_args+=(-u nobody)	# it refuses to run as root without -u
 "$SMTP_SINK" "${sink_args[@]}" "127.0.0.1:$SINK_PORT" 1000 </dev/null >"$SINK_OUT" 2>"$TMP/sink.err" &
 SINK_PID=$!
-if ! wait_220 "$SINK_PORT" 20 "$SINK_PID"; then
+if ! wait_greeting "$SINK_PORT" 220 20 "$SINK_PID"; then
 	cat "$TMP/sink.err" >&2 || true
 	die "smtp-sink did not answer 220 on 127.0.0.1:$SINK_PORT within 20 s"
 fi
 say "smtp-sink: pid $SINK_PID, 127.0.0.1:$SINK_PORT (answers 250 to everything, counts messages)"
 
 # --- tern -------------------------------------------------------------------------------------
-SMTP_PORT=$(free_port)
-SUB_PORT=$(free_port)
-while [ "$SUB_PORT" = "$SMTP_PORT" ] || [ "$SUB_PORT" = "$SINK_PORT" ]; do SUB_PORT=$(free_port); done
+SMTP_PORT=$(free_port "$SINK_PORT")
+SUB_PORT=$(free_port "$SMTP_PORT" "$SINK_PORT")
 TERN_CONF=$TMP/tern.conf
 TERN_LOG=$TMP/tern.log
 TERN_INBOX=$TMP/tern-data/mail/example.test/bench/new	# bounces to the sender would land here
 {
-	echo "hostname = relay.example.test"
-	echo "data_dir = $TMP/tern-data"
-	echo "domains = example.test"
-	echo "workers = $WORKERS"
+	tern_conf_head "$TMP/tern-data" relay.example.test
 	echo "max_connections_per_ip = 1000"
 	echo "allow_plaintext_auth_loopback = yes"
-	[ "$IS_ROOT" -eq 1 ] && echo "user = nobody"
 	echo "[listen]"
 	echo "smtp = 127.0.0.1:$SMTP_PORT"
 	echo "submission = 127.0.0.1:$SUB_PORT"
@@ -274,15 +155,9 @@ TERN_INBOX=$TMP/tern-data/mail/example.test/bench/new	# bounces to the sender wo
 	echo "concurrency_per_domain = $PER_DOMAIN"
 } >"$TERN_CONF"
 
-echo "$PASS" | "$TERN" user add "$USER_ADDR" -c "$TERN_CONF" >"$TMP/user-add.log" 2>&1 ||
-	{ cat "$TMP/user-add.log" >&2; die "tern user add failed"; }
+tern_user_add "$USER_ADDR" "$PASS"
 
-"$TERN" serve -c "$TERN_CONF" </dev/null >"$TMP/tern.stdout" 2>"$TERN_LOG" &
-TERN_PID=$!
-if ! wait_220 "$SMTP_PORT" 20 "$TERN_PID" || ! wait_220 "$SUB_PORT" 20 "$TERN_PID"; then
-	tail -n 30 "$TERN_LOG" >&2 || true
-	die "tern did not answer 220 on 127.0.0.1:$SMTP_PORT and $SUB_PORT within 20 s"
-fi
+tern_start "$SMTP_PORT" 220 "$SUB_PORT" 220
 say "tern: pid $TERN_PID, $WORKERS workers, submission 127.0.0.1:$SUB_PORT, [queue] concurrency" \
 	"$CONCURRENCY ($PER_DOMAIN per domain), [routes] sink.test = 127.0.0.1:$SINK_PORT"
 

@@ -28,51 +28,17 @@ DO_POSTFIX=${BENCH_POSTFIX:-1}
 KEEP=${BENCH_KEEP:-0}
 SENDER=sender@example.org
 RCPT=bench@example.test
-
-say() { printf '%s\n' "$*"; }
-warn() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	warn "FAILED: $*"
-	exit 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 "$ROOT/scripts/bench-deps.sh"
 SMTP_SOURCE=/usr/sbin/smtp-source
 [ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE missing (scripts/bench-deps.sh installs postfix)"
 [ -x "$TERN" ] || die "$TERN missing: run 'make bench-smtp' (or 'make tern') first"
 
-IS_ROOT=0
-[ "$(id -u)" -eq 0 ] && IS_ROOT=1
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tern-bench.XXXXXX")
-chmod 755 "$TMP"	# the unprivileged server processes must reach their data below it
-
-TERN_PID=""
+bench_identity
 PF_CONF=""
 PF_STARTED=0
-
-# --- cleanup: everything started here is stopped by pid -------------------------------------
-stop_tern() {
-	[ -n "$TERN_PID" ] || return 0
-	local kids pid i
-	kids=$(child_pids "$TERN_PID")
-	if kill -0 "$TERN_PID" 2>/dev/null; then
-		kill -TERM "$TERN_PID" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do	# 10 s
-			kill -0 "$TERN_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$TERN_PID" 2>/dev/null; then
-			warn "tern master $TERN_PID did not exit on SIGTERM within 10 s; killing it"
-			kill -KILL "$TERN_PID" 2>/dev/null || true
-		fi
-	fi
-	wait "$TERN_PID" 2>/dev/null || true
-	for pid in $kids; do	# children die with the master (PDEATHSIG); make sure
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	TERN_PID=""
-}
 
 stop_postfix() {
 	[ "$PF_STARTED" -eq 1 ] || return 0
@@ -90,81 +56,16 @@ stop_postfix() {
 	fi
 }
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	stop_tern
-	stop_postfix
-	if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
-		warn "kept $TMP (configs, logs, mail)"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_tmp bench stop_tern stop_postfix
 
 # --- helpers ----------------------------------------------------------------------------------
-now_ns() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# child_pids PID - the processes whose parent is PID
-child_pids() {
-	local st s ppid pid
-	for st in /proc/[0-9]*/stat; do
-		s=$(<"$st") 2>/dev/null || continue
-		pid=${s%% *}
-		s=${s##*) }	# past "(comm)", which may hold blanks
-		read -r _ ppid _ <<<"$s"
-		[ "$ppid" = "$1" ] && printf '%s ' "$pid"
-	done
-	return 0
-}
-
-# count_files DIR - regular files in DIR (0 when DIR does not exist yet); no fork
-count_files() {
-	local f n=0
-	shopt -s nullglob dotglob
-	for f in "$1"/*; do
-		[ -f "$f" ] && n=$((n + 1))
-	done
-	shopt -u nullglob dotglob
-	echo "$n"
-}
-
 clear_dir() { [ -d "$1" ] && find "$1" -mindepth 1 -maxdepth 1 -type f -delete; return 0; }
 
-# wait_220 PORT TIMEOUT_S PID_TO_WATCH - poll until the port answers a 220 greeting
-wait_220() {
-	local port=$1 deadline=$(($(date +%s) + $2)) pid=${3:-} line
-	while [ "$(date +%s)" -lt "$deadline" ]; do
-		if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-			return 1
-		fi
-		if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-			line=""
-			read -r -t 2 line <&3 || true
-			printf 'QUIT\r\n' >&3 2>/dev/null || true
-			exec 3<&- 3>&-
-			case $line in 220*) return 0 ;; esac
-		fi
-		sleep 0.05
-	done
-	return 1
-}
-
-# rss_report LABEL - VmRSS / VmHWM of every child of the tern master
+# rss_report LABEL - VmRSS / VmHWM of every process below the tern master (its children)
 TERN_RSS_LINES=()
 rss_report() {
 	local label=$1 pid rss hwm total=0 parts=""
-	for pid in $(child_pids "$TERN_PID"); do
+	for pid in $(descendants "$TERN_PID"); do
 		rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
 		hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
 		[ -n "$rss" ] || continue
@@ -184,9 +85,7 @@ RESULTS=()	# "impl|sessions|messages|seconds|rate"
 add_result() { RESULTS+=("$1|$2|$3|$4|$5"); }
 
 say "tern SMTP benchmark: $MSGS messages of $SIZE bytes per run, sessions: $SESSIONS_LIST"
-say "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
-	"temp dir $TMP on $(df -T "$TMP" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
-say "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the numbers)"
+bench_header
 say "smtp-source: $(dpkg-query -W -f='postfix ${Version}' postfix 2>/dev/null || echo '?'); one connection per message"
 say ""
 
@@ -196,37 +95,16 @@ TERN_CONF=$TMP/tern.conf
 TERN_LOG=$TMP/tern.log
 TERN_NEW=$TMP/tern-data/mail/example.test/bench/new
 {
-	echo "hostname = bench.example.test"
-	echo "data_dir = $TMP/tern-data"
-	echo "domains = example.test"
-	echo "workers = $WORKERS"
+	tern_conf_head "$TMP/tern-data"
 	echo "max_connections_per_ip = 1000"
-	[ "$IS_ROOT" -eq 1 ] && echo "user = nobody"
 	echo "[listen]"
 	echo "smtp = 127.0.0.1:$TERN_PORT"
 } >"$TERN_CONF"
 
-echo pw | "$TERN" user add "$RCPT" -c "$TERN_CONF" >"$TMP/user-add.log" 2>&1 ||
-	{ cat "$TMP/user-add.log" >&2; die "tern user add failed"; }
+tern_user_add "$RCPT" pw
 
-"$TERN" serve -c "$TERN_CONF" </dev/null >"$TMP/tern.stdout" 2>"$TERN_LOG" &
-TERN_PID=$!
-if ! wait_220 "$TERN_PORT" 20 "$TERN_PID"; then
-	tail -n 30 "$TERN_LOG" >&2 || true
-	die "tern did not answer 220 on 127.0.0.1:$TERN_PORT within 20 s"
-fi
+tern_start "$TERN_PORT" 220
 say "tern: pid $TERN_PID, $WORKERS workers, listening on 127.0.0.1:$TERN_PORT"
-
-tern_check_log() {	# print any warning/error lines tern logged during the last run
-	local from=$1 bad
-	bad=$(tail -n +"$from" "$TERN_LOG" | grep -Eai 'warn|error|fatal|crit|exited|abort|assert|sanitizer' || true)
-	if [ -n "$bad" ]; then
-		warn "tern logged problems during the run (first 20 lines):"
-		printf '%s\n' "$bad" | head -n 20 >&2
-		return 1
-	fi
-	return 0
-}
 
 if [ "$WARMUP" -gt 0 ]; then
 	run_source 20 "$WARMUP" "$TERN_PORT" "$TMP/tern-warmup.out" ||
@@ -234,7 +112,6 @@ if [ "$WARMUP" -gt 0 ]; then
 	clear_dir "$TERN_NEW"
 fi
 rss_report before
-TERN_PROBLEMS=0
 for s in $SESSIONS_LIST; do
 	clear_dir "$TERN_NEW"
 	log_from=$(($(wc -l <"$TERN_LOG") + 1))
@@ -282,7 +159,7 @@ PF_NEW=$TMP/pf-mail/example.test/bench/new
 pf_setup() {
 	local pf=$TMP/pf
 	PF_CONF=$pf/etc
-	PF_PORT=$(free_port)
+	PF_PORT=$(free_port "$TERN_PORT")
 	mkdir -p "$PF_CONF" "$pf/spool" "$pf/data" "$TMP/pf-mail"
 	chown postfix "$pf/data"
 	chown nobody:nogroup "$TMP/pf-mail"
@@ -333,7 +210,7 @@ pf_setup() {
 	fi
 	PF_STARTED=1
 	if ! postfix -c "$PF_CONF" start >"$TMP/pf-start.out" 2>&1 ||
-		! wait_220 "$PF_PORT" 20 ""; then
+		! wait_greeting "$PF_PORT" 220 20; then
 		PF_SKIP="private instance did not start: $(grep -E 'fatal|error' "$pf/maillog" 2>/dev/null | tail -n 3 | tr '\n' ' ')"
 		return 1
 	fi
@@ -423,8 +300,4 @@ if [ -z "$PF_SKIP" ]; then
 fi
 say "tern child processes (workers + queue runner), resident memory:"
 for l in "${TERN_RSS_LINES[@]}"; do say "  $l"; done
-if [ "$TERN_PROBLEMS" -eq 1 ]; then
-	say ""
-	say "NOTE: tern logged warnings or errors during the benchmark; see above (log kept in $TMP)."
-	KEEP=1
-fi
+bench_finish
