@@ -74,7 +74,10 @@ struct imap_fetch_job {
 	bool uid_cmd;
 	struct fetch_item *items;
 	size_t n_items;
-	bool need_tree;		/* some item needs the MIME tree and the bytes */
+	bool need_tree;		/* some item needs the MIME tree */
+	bool need_bytes;	/* some item needs the message's bytes (a section, BODY,
+				   BODYSTRUCTURE): ENVELOPE alone is made from the tree's
+				   summary when it has one */
 	bool add_uid;		/* UID FETCH without UID among the items */
 	bool add_modseq;	/* CHANGEDSINCE without MODSEQ among the items */
 	bool has_flags;
@@ -150,6 +153,10 @@ static void add_item(struct imap_fetch_job *j, enum fetch_kind k)
 	j->items = xreallocarray(j->items, j->n_items + 1, sizeof(*j->items));
 	memset(&j->items[j->n_items], 0, sizeof(j->items[0]));
 	j->items[j->n_items++].kind = k;
+	if (k == FK_ENVELOPE || k == FK_BODYSTRUCTURE || k == FK_BODY || k == FK_SECTION)
+		j->need_tree = true;
+	if (k == FK_BODYSTRUCTURE || k == FK_BODY || k == FK_SECTION)
+		j->need_bytes = true;
 }
 
 /* add_section - a section item from text (BODY[...] syntax), shown under alias if set */
@@ -162,7 +169,6 @@ static int add_section(struct imap_fetch_job *j, const char *text, const char *a
 	add_item(j, FK_SECTION);
 	j->items[j->n_items - 1].sec = sec;
 	j->items[j->n_items - 1].alias = alias;
-	j->need_tree = true;
 	return 0;
 }
 
@@ -190,9 +196,6 @@ static int parse_item(struct imap_session *s, struct imap_fetch_job *j, const st
 			s->condstore = true;
 		if (simple[k].kind == FK_FLAGS)
 			j->has_flags = true;
-		if (simple[k].kind == FK_ENVELOPE || simple[k].kind == FK_BODYSTRUCTURE ||
-		    simple[k].kind == FK_BODY)
-			j->need_tree = true;
 		return 0;
 	}
 	if (strcasecmp(a->str, "RFC822") == 0)
@@ -210,7 +213,6 @@ static int parse_item(struct imap_session *s, struct imap_fetch_job *j, const st
 	}
 	add_item(j, FK_SECTION);
 	j->items[j->n_items - 1].sec = sec;
-	j->need_tree = true;
 	return 0;
 }
 
@@ -253,7 +255,6 @@ static int parse_items(struct imap_session *s, struct imap_fetch_job *j, const s
 		add_item(j, FK_ENVELOPE);
 	if (n_macro == 5)
 		add_item(j, FK_BODY);
-	j->need_tree = n_macro >= 4;
 	return 0;
 }
 
@@ -777,6 +778,12 @@ static void write_item(struct imap_session *s, struct imap_fetch_job *j, const s
 		buf_printf(line, "MODSEQ (%llu)", (unsigned long long)m->modseq);
 		break;
 	case FK_ENVELOPE: {
+		if (j->md.tree->summary != NULL) {	/* the fields it is made of, at hand */
+			buf_puts(line, "ENVELOPE ");
+			imap_envelope_write(line, j->md.tree->summary, j->md.tree->summary_len,
+					    s->utf8);
+			break;
+		}
 		msg = md_bytes(&j->md, &len);
 		size_t hl = j->md.tree->count > 0 ? (size_t)j->md.tree->parts[0].header_size : 0;
 		if (hl > len)
@@ -827,7 +834,15 @@ static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 		}
 		const struct mime_tree *cached =
 			j->trees != NULL ? j->trees[j->next - j->batch_start] : NULL;
-		int rc = md_open(s, j, m, cached);
+		/* A cached tree of the file's own size describes the message as served (no
+		 * bare LF: the served size is the file's). When no item needs the bytes and
+		 * ENVELOPE can come from its summary, the file is not even opened. */
+		int rc = 0;
+		if (cached != NULL && cached->msg_size == m->size && !j->need_bytes &&
+		    cached->summary != NULL)
+			j->md.tree = cached;
+		else
+			rc = md_open(s, j, m, cached);
 		if (rc < 0) {
 			md_close(&j->md);
 			if (rc == STORE_NOTFOUND)

@@ -116,6 +116,10 @@ void imap_cmd_search(void *ctx, const void *req)
 		n++;
 	}
 	unsigned need = imap_search_needs(prog);
+	/* keys on ENVELOPE's fields (FROM, SUBJECT, SENTSINCE, ...) are matched against the
+	 * cached trees' summaries: no message file is read */
+	bool summary_only = need == IMAP_SEARCH_NEED_HEADER &&
+			    imap_search_headers_within(prog, mime_summary_field);
 	struct imap_search_ctx sctx = {
 		.max_seq = (uint32_t)v->n,
 		.max_uid = v->n ? v->uids[v->n - 1] : 0,
@@ -148,7 +152,12 @@ void imap_cmd_search(void *ctx, const void *req)
 				.internal_date = m->internal_date, .modseq = m->modseq,
 			};
 			char *data = NULL;
-			if (trees != NULL && trees[k] != NULL) {
+			if (trees != NULL && trees[k] != NULL && summary_only &&
+			    trees[k]->summary != NULL) {
+				sm.data = trees[k]->summary;
+				sm.len = trees[k]->summary_len;
+				sm.tree = trees[k];
+			} else if (trees != NULL && trees[k] != NULL) {
 				const struct mime_tree *t = trees[k];
 				uint64_t want = need == IMAP_SEARCH_NEED_HEADER && t->count > 0
 							? t->parts[0].header_size
@@ -159,7 +168,7 @@ void imap_cmd_search(void *ctx, const void *req)
 				sm.data = data;
 				sm.tree = t;
 			}
-			if ((need == IMAP_SEARCH_NEED_INDEX || data != NULL) &&
+			if ((need == IMAP_SEARCH_NEED_INDEX || sm.data != NULL) &&
 			    imap_search_match(prog, &sm, &sctx)) {
 				hits[n_hits++] = m->uid;
 				if (m->modseq > max_modseq)

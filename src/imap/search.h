@@ -77,6 +77,12 @@ enum imap_search_need {
 unsigned imap_search_needs(const struct imap_search_key *root);
 /* imap_search_uses_saved - the tree refers to "$" (SEARCHRES). */
 bool imap_search_uses_saved(const struct imap_search_key *root);
+/* imap_search_headers_within - every header field the tree's keys look at (HEADER and
+ * FROM, SUBJECT, ...: their field; SENTBEFORE/ON/SINCE: Date) is one for which
+ * field(name, len) is true, so that a header block holding just those fields (a MIME
+ * tree's summary) matches as the whole header would. */
+bool imap_search_headers_within(const struct imap_search_key *root,
+				bool (*field)(const char *name, size_t len));
 
 struct imap_search_msg {
 	uint32_t seq, uid;

@@ -1146,13 +1146,36 @@ static void test_structures(void)
 	CHECK(t == NULL);
 	CHECK(db_count("SELECT count(*) FROM messages WHERE structure IS NOT NULL") == 2);
 
-	/* the second time from the cache: no write, the same tree */
+	/* the second time from the cache: no write, the same tree, with the summary that
+	 * ENVELOPE and SEARCH use instead of the file */
 	CHECK(store_msg_structures(mb, uids, 2, &t, NULL) == 0);
 	CHECK(commits_since_reset() == 0);
 	got = t && t[0] ? describe(t[0]) : NULL;
 	CHECK_STREQ(got, want);
 	free(got);
+	CHECK(t && t[0] && t[0]->summary != NULL &&
+	      strcmp(t[0]->summary, "From: A <a@example.test>\r\nTo: b@example.test\r\n"
+				    "Subject: parts\r\n") == 0);
 	store_structures_free(&t, 2);
+
+	/* a blob of the encoding before the summary (version 1) is parsed again and
+	 * replaced: caches written by an older tern upgrade themselves at first use */
+	void *old;
+	size_t old_len;
+	CHECK(store_msg_cache_get(mb, 2, &old, &old_len, NULL) == 1 && old_len > 12);
+	if (old_len > 12) {
+		CHECK(memcmp((char *)old + 8, "TMT\2", 4) == 0);
+		((char *)old)[11] = 1;
+		CHECK(store_msg_cache_set(mb, 2, old, old_len, NULL) == 0);
+		CHECK(store_msg_structures(mb, uids, 1, &t, NULL) == 0);
+		CHECK(commits_since_reset() == 1);
+		CHECK(t && t[0] && t[0]->summary != NULL);
+		store_structures_free(&t, 1);
+		free(old);
+		CHECK(store_msg_cache_get(mb, 2, &old, &old_len, NULL) == 1 && old_len > 12 &&
+		      memcmp((char *)old + 8, "TMT\2", 4) == 0);
+	}
+	free(old);
 
 	/* a blob it cannot decode is parsed again and replaced */
 	CHECK(store_msg_cache_set(mb, 2, "junk", 4, NULL) == 0);
