@@ -24,6 +24,7 @@
 #include "mime/tree.h"
 #include "store/notify.h"
 #include "store/store.h"
+#include "sqltrace.h"
 #include "test.h"
 
 #define ADDR "carol@example.test"
@@ -1113,6 +1114,7 @@ static uint64_t commits_since_reset(void)
 
 static void test_structures(void)
 {
+	sqltrace_install();	/* connections opened from now on */
 	setup();
 	CHECK(deliver() == 0);
 	struct store *s = open_store();
@@ -1147,9 +1149,14 @@ static void test_structures(void)
 	CHECK(db_count("SELECT count(*) FROM messages WHERE structure IS NOT NULL") == 2);
 
 	/* the second time from the cache: no write, the same tree, with the summary that
-	 * ENVELOPE and SEARCH use instead of the file */
+	 * ENVELOPE and SEARCH use instead of the file; every read in one read transaction */
+	sqltrace_reset();
 	CHECK(store_msg_structures(mb, uids, 2, &t, NULL) == 0);
 	CHECK(commits_since_reset() == 0);
+	CHECK(sqltrace_count("BEGIN") == 1 && sqltrace_count("COMMIT") == 1);
+	CHECK(strncmp(sqltrace_log, "BEGIN\n", 6) == 0 && sqltrace_len > 7 &&
+	      strcmp(sqltrace_log + sqltrace_len - 7, "COMMIT\n") == 0);
+	CHECK(sqltrace_count("SELECT") == 3);	/* the mailbox, then each message */
 	got = t && t[0] ? describe(t[0]) : NULL;
 	CHECK_STREQ(got, want);
 	free(got);
