@@ -592,6 +592,54 @@ static void test_notifier_local(void)
 	CHECK(store_append(s, "Box", msg1, strlen(msg1), 0, NULL, 0, NULL, NULL, NULL) == 0);
 	CHECK(readable_within(store_notifier_fd(n), 100));
 	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && l.calls == before + 2);
+	/* store_notifier_poll counts the events for the "nothing changed" shortcut and leaves
+	 * their callbacks to dispatch: no wake-up is lost */
+	unsigned long long e0 = store_watch_events(w3);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) == e0);
+	CHECK(store_mailbox_create(s, "Box2", NULL) == 0);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) > e0);
+	unsigned long long e1 = store_watch_events(w3);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) == e1);	/* nothing new */
+	CHECK(readable_within(store_notifier_fd(n), 0));	/* the callback is still due */
+	before = l.calls;
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && l.calls == before + 1);
+	CHECK(!readable_within(store_notifier_fd(n), 0));
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 0 && l.calls == before + 1);
+	CHECK(store_watch_events(w3) == e1);	/* read once, counted once */
+	/* events read by dispatch count too */
+	CHECK(store_mailbox_delete(s, "Box2", NULL) == 0);
+	CHECK(readable_within(store_notifier_fd(n), 100));
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && store_watch_events(w3) > e1);
+	/* the change file replaced: the shortcut's count moves, and the new file is watched
+	 * at once (by poll, before any dispatch) */
+	e1 = store_watch_events(w3);
+	store_close(&s);
+	store_deliver_cache_close();
+	CHECK(unlink(cf) == 0);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) > e1);
+	e1 = store_watch_events(w3);
+	s = open_store();
+	CHECK(store_append(s, "Box", msg1, strlen(msg1), 0, NULL, 0, NULL, NULL, NULL) == 0);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) > e1);
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1);
+	/* a watch whose file cannot be watched again (the account's directory removed) never
+	 * looks quiet */
+	struct store *sd = NULL;
+	CHECK(store_open(datadir, "dave@example.test", &sd, NULL) == 0);
+	struct store_watch *wd = NULL;
+	CHECK(store_notifier_watch(n, datadir, "dave@example.test", &wd, NULL) == 0);
+	store_close(&sd);
+	store_deliver_cache_close();
+	char *droot = store_maildir_path(datadir, "dave@example.test");
+	CHECK(nftw(droot, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+	free(droot);
+	unsigned long long g0 = store_watch_events(wd);
+	CHECK(readable_within(store_notifier_fd(n), 100));
+	CHECK(store_notifier_poll(n) == 0);
+	unsigned long long g1 = store_watch_events(wd);
+	CHECK(g1 > g0 && store_watch_events(wd) > g1);
+	CHECK(store_notifier_dispatch(n, on_wake, &l) >= 1);
+	store_notifier_unwatch(n, &wd);
 	/* a watch of an account that was never opened fails cleanly */
 	struct store_watch *wx = NULL;
 	char *err = NULL;
