@@ -28,6 +28,7 @@
 #define FETCH_BATCH 256				/* structures fetched from the store at once */
 #define FETCH_CHUNK (64 * 1024)			/* bytes of a streamed literal per write */
 #define FETCH_BINARY_MAX (16u * 1024 * 1024)	/* BINARY decodes in memory up to this */
+#define FETCH_READ_MAX (1024 * 1024)		/* CRLF files read rather than mapped */
 
 enum fetch_kind {
 	FK_UID,
@@ -61,9 +62,10 @@ struct fetch_msg {
 struct msg_data {
 	int fd;
 	bool crlf;		/* the file is served as it is */
-	char *map;		/* crlf: the file mapped read-only (lazily), else NULL */
+	char *map;		/* crlf: a large file mapped read-only (lazily), else NULL */
 	size_t map_len;
-	char *mem;		/* !crlf: the message converted to CRLF */
+	char *mem;		/* !crlf: the message converted to CRLF; crlf: a small file
+				   read (lazily) */
 	size_t mem_len;
 	struct mime_tree *own_tree;	/* parsed here (LF file, or no cached tree) */
 	const struct mime_tree *tree;
@@ -518,9 +520,27 @@ void imap_cmd_fetch(void *ctx, const void *req)
 
 /* ---- the responses ---- */
 
-/* md_bytes - the message's bytes as served: the mapping (crlf) or the converted copy */
+/* md_bytes - the message's bytes as served: a copy in memory (a converted LF file, or a
+ * CRLF file up to FETCH_READ_MAX: cheaper than a mapping, whose unmapping interrupts every
+ * CPU that ran one of the worker's threads), or the mapping of a larger CRLF file */
 static const char *md_bytes(struct msg_data *md, size_t *len_r)
 {
+	if (md->mem == NULL && md->crlf && md->map == NULL && md->map_len == 0) {
+		struct stat st;
+		if (fstat(md->fd, &st) == 0 && st.st_size > 0 && st.st_size <= FETCH_READ_MAX) {
+			size_t len = (size_t)st.st_size, got = 0;
+			md->mem = xmalloc(len);
+			while (got < len) {
+				ssize_t k = pread(md->fd, md->mem + got, len - got, (off_t)got);
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k <= 0)
+					break;
+				got += (size_t)k;
+			}
+			md->mem_len = got;
+		}
+	}
 	if (md->mem != NULL || !md->crlf) {
 		*len_r = md->mem_len;
 		return md->mem != NULL ? md->mem : "";
