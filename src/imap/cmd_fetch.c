@@ -28,6 +28,7 @@
 #define FETCH_BATCH 256				/* structures fetched from the store at once */
 #define FETCH_CHUNK (64 * 1024)			/* bytes of a streamed literal per write */
 #define FETCH_BINARY_MAX (16u * 1024 * 1024)	/* BINARY decodes in memory up to this */
+#define FETCH_READ_MAX (1024 * 1024)		/* CRLF files read rather than mapped */
 
 enum fetch_kind {
 	FK_UID,
@@ -61,9 +62,10 @@ struct fetch_msg {
 struct msg_data {
 	int fd;
 	bool crlf;		/* the file is served as it is */
-	char *map;		/* crlf: the file mapped read-only (lazily), else NULL */
+	char *map;		/* crlf: a large file mapped read-only (lazily), else NULL */
 	size_t map_len;
-	char *mem;		/* !crlf: the message converted to CRLF */
+	char *mem;		/* !crlf: the message converted to CRLF; crlf: a small file
+				   read (lazily) */
 	size_t mem_len;
 	struct mime_tree *own_tree;	/* parsed here (LF file, or no cached tree) */
 	const struct mime_tree *tree;
@@ -74,7 +76,10 @@ struct imap_fetch_job {
 	bool uid_cmd;
 	struct fetch_item *items;
 	size_t n_items;
-	bool need_tree;		/* some item needs the MIME tree and the bytes */
+	bool need_tree;		/* some item needs the MIME tree */
+	bool need_bytes;	/* some item needs the message's bytes (a section, BODY,
+				   BODYSTRUCTURE): ENVELOPE alone is made from the tree's
+				   summary when it has one */
 	bool add_uid;		/* UID FETCH without UID among the items */
 	bool add_modseq;	/* CHANGEDSINCE without MODSEQ among the items */
 	bool has_flags;
@@ -152,6 +157,10 @@ static void add_item(struct imap_fetch_job *j, enum fetch_kind k)
 	j->items = xreallocarray(j->items, j->n_items + 1, sizeof(*j->items));
 	memset(&j->items[j->n_items], 0, sizeof(j->items[0]));
 	j->items[j->n_items++].kind = k;
+	if (k == FK_ENVELOPE || k == FK_BODYSTRUCTURE || k == FK_BODY || k == FK_SECTION)
+		j->need_tree = true;
+	if (k == FK_BODYSTRUCTURE || k == FK_BODY || k == FK_SECTION)
+		j->need_bytes = true;
 }
 
 /* add_section - a section item from text (BODY[...] syntax), shown under alias if set */
@@ -164,7 +173,6 @@ static int add_section(struct imap_fetch_job *j, const char *text, const char *a
 	add_item(j, FK_SECTION);
 	j->items[j->n_items - 1].sec = sec;
 	j->items[j->n_items - 1].alias = alias;
-	j->need_tree = true;
 	return 0;
 }
 
@@ -192,9 +200,6 @@ static int parse_item(struct imap_session *s, struct imap_fetch_job *j, const st
 			s->condstore = true;
 		if (simple[k].kind == FK_FLAGS)
 			j->has_flags = true;
-		if (simple[k].kind == FK_ENVELOPE || simple[k].kind == FK_BODYSTRUCTURE ||
-		    simple[k].kind == FK_BODY)
-			j->need_tree = true;
 		return 0;
 	}
 	if (strcasecmp(a->str, "RFC822") == 0)
@@ -212,7 +217,6 @@ static int parse_item(struct imap_session *s, struct imap_fetch_job *j, const st
 	}
 	add_item(j, FK_SECTION);
 	j->items[j->n_items - 1].sec = sec;
-	j->need_tree = true;
 	return 0;
 }
 
@@ -255,7 +259,6 @@ static int parse_items(struct imap_session *s, struct imap_fetch_job *j, const s
 		add_item(j, FK_ENVELOPE);
 	if (n_macro == 5)
 		add_item(j, FK_BODY);
-	j->need_tree = n_macro >= 4;
 	return 0;
 }
 
@@ -534,9 +537,27 @@ void imap_cmd_fetch(void *ctx, const void *req)
 
 /* ---- the responses ---- */
 
-/* md_bytes - the message's bytes as served: the mapping (crlf) or the converted copy */
+/* md_bytes - the message's bytes as served: a copy in memory (a converted LF file, or a
+ * CRLF file up to FETCH_READ_MAX: cheaper than a mapping, whose unmapping interrupts every
+ * CPU that ran one of the worker's threads), or the mapping of a larger CRLF file */
 static const char *md_bytes(struct msg_data *md, size_t *len_r)
 {
+	if (md->mem == NULL && md->crlf && md->map == NULL && md->map_len == 0) {
+		struct stat st;
+		if (fstat(md->fd, &st) == 0 && st.st_size > 0 && st.st_size <= FETCH_READ_MAX) {
+			size_t len = (size_t)st.st_size, got = 0;
+			md->mem = xmalloc(len);
+			while (got < len) {
+				ssize_t k = pread(md->fd, md->mem + got, len - got, (off_t)got);
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k <= 0)
+					break;
+				got += (size_t)k;
+			}
+			md->mem_len = got;
+		}
+	}
 	if (md->mem != NULL || !md->crlf) {
 		*len_r = md->mem_len;
 		return md->mem != NULL ? md->mem : "";
@@ -820,6 +841,12 @@ static void write_item(struct imap_session *s, struct imap_fetch_job *j, const s
 		buf_printf(line, "MODSEQ (%llu)", (unsigned long long)m->modseq);
 		break;
 	case FK_ENVELOPE: {
+		if (j->md.tree->summary != NULL) {	/* the fields it is made of, at hand */
+			buf_puts(line, "ENVELOPE ");
+			imap_envelope_write(line, j->md.tree->summary, j->md.tree->summary_len,
+					    s->utf8);
+			break;
+		}
 		msg = md_bytes(&j->md, &len);
 		size_t hl = j->md.tree->count > 0 ? (size_t)j->md.tree->parts[0].header_size : 0;
 		if (hl > len)
@@ -898,7 +925,15 @@ static bool msg_start(struct imap_session *s, struct imap_fetch_job *j)
 			j->stop_code = items_check(j, cached);
 			return false;
 		}
-		int rc = md_open(s, j, m, cached);
+		/* A cached tree of the file's own size describes the message as served (no
+		 * bare LF: the served size is the file's). When no item needs the bytes and
+		 * ENVELOPE can come from its summary, the file is not even opened. */
+		int rc = 0;
+		if (cached != NULL && cached->msg_size == m->size && !j->need_bytes &&
+		    cached->summary != NULL)
+			j->md.tree = cached;
+		else
+			rc = md_open(s, j, m, cached);
 		if (rc < 0) {
 			md_close(&j->md);
 			if (rc == STORE_NOTFOUND)

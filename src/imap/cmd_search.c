@@ -12,6 +12,7 @@
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 #include "mime/tree.h"
+#include "mime/tree.h"
 
 #define SEARCH_BATCH 256		/* structures fetched from the store at once */
 #define SEARCH_MAX_MESSAGE (64u * 1024 * 1024)
@@ -55,6 +56,7 @@ struct imap_search_job {
 	bool uid, esearch, with_modseq;
 	unsigned ret;
 	unsigned need;			/* imap_search_needs */
+	bool summary_only;		/* header keys the cached summaries hold */
 	struct imap_search_key *prog;
 	struct imap_search_ctx sctx;
 	struct store_msg *list;		/* the messages of the view (keywords copied) */
@@ -118,7 +120,12 @@ static bool search_slice(struct imap_session *s, struct imap_search_job *j)
 				.internal_date = m->internal_date, .modseq = m->modseq,
 			};
 			char *data = NULL;
-			if (trees != NULL && trees[k] != NULL) {
+			if (trees != NULL && trees[k] != NULL && j->summary_only &&
+			    trees[k]->summary != NULL) {
+				sm.data = trees[k]->summary;
+				sm.len = trees[k]->summary_len;
+				sm.tree = trees[k];
+			} else if (trees != NULL && trees[k] != NULL) {
 				const struct mime_tree *t = trees[k];
 				uint64_t want = j->need == IMAP_SEARCH_NEED_HEADER && t->count > 0
 							? t->parts[0].header_size
@@ -130,7 +137,7 @@ static bool search_slice(struct imap_session *s, struct imap_search_job *j)
 				sm.tree = t;
 				bytes += sm.len;
 			}
-			if ((j->need == IMAP_SEARCH_NEED_INDEX || data != NULL) &&
+			if ((j->need == IMAP_SEARCH_NEED_INDEX || sm.data != NULL) &&
 			    imap_search_match(j->prog, &sm, &j->sctx)) {
 				j->hit_modseq[j->n_hits] = m->modseq;
 				j->hits[j->n_hits++] = m->uid;
@@ -325,6 +332,10 @@ void imap_cmd_search(void *ctx, const void *req)
 		j->list[j->n].keywords = j->kw[j->n];
 		j->n++;
 	}
+	/* keys on ENVELOPE's fields (FROM, SUBJECT, SENTSINCE, ...) are matched against the
+	 * cached trees' summaries: no message file is read */
+	j->summary_only = j->need == IMAP_SEARCH_NEED_HEADER &&
+			  imap_search_headers_within(prog, mime_summary_field);
 	j->sctx = (struct imap_search_ctx){
 		.max_seq = (uint32_t)v->n,
 		.max_uid = v->n ? v->uids[v->n - 1] : 0,

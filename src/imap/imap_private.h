@@ -46,6 +46,12 @@ struct imap_view {
 	size_t n_own, cap_own;
 	uint32_t *saved;		/* SEARCHRES "$" (ascending UIDs) */
 	size_t n_saved;
+	/* imap_view_sync's last complete sync: the counters it left, and the account's
+	 * change count (store_watch_events) taken before it read the index */
+	bool synced;
+	uint64_t synced_modseq;
+	uint32_t synced_uidnext;
+	unsigned long long synced_events;
 };
 
 /* A FETCH in progress: resumed when the client has read what was sent (a large literal or

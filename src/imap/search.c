@@ -434,6 +434,29 @@ bool imap_search_uses_modseq(const struct imap_search_key *k)
 	return any_key(k, is_modseq);
 }
 
+bool imap_search_headers_within(const struct imap_search_key *k,
+				bool (*field)(const char *name, size_t len))
+{
+	switch (k->op) {
+	case IMAP_SK_HEADER:
+		if (!field(k->header, strlen(k->header)))
+			return false;
+		break;
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+		if (!field("Date", 4))
+			return false;
+		break;
+	default:
+		break;
+	}
+	for (size_t i = 0; i < k->n_children; i++)
+		if (!imap_search_headers_within(&k->children[i], field))
+			return false;
+	return true;
+}
+
 /* ---- matching ---- */
 
 struct match_ctx {

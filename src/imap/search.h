@@ -81,6 +81,13 @@ bool imap_search_uses_saved(const struct imap_search_key *root);
  * response then carries the highest MODSEQ found (RFC 7162 §3.1.5). */
 bool imap_search_uses_modseq(const struct imap_search_key *root);
 
+/* imap_search_headers_within - every header field the tree's keys look at (HEADER and
+ * FROM, SUBJECT, ...: their field; SENTBEFORE/ON/SINCE: Date) is one for which
+ * field(name, len) is true, so that a header block holding just those fields (a MIME
+ * tree's summary) matches as the whole header would. */
+bool imap_search_headers_within(const struct imap_search_key *root,
+				bool (*field)(const char *name, size_t len));
+
 struct imap_search_msg {
 	uint32_t seq, uid;
 	uint32_t flags;			/* store_flag bits, STORE_F_RECENT included */

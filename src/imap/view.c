@@ -8,6 +8,7 @@
 #include "imap/write.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
+#include "store/notify.h"
 
 static const struct {
 	const char *name;
@@ -337,11 +338,32 @@ static int take_recent(struct imap_view *v, char **error_r)
 			   : store_mailbox_claim_recent(v->mb, error_r);
 }
 
+/* sync_done - the view is now what the index held when the account's change count was
+ * events: remember it for the next sync's shortcut */
+static void sync_done(struct imap_view *v, bool watched, unsigned long long events)
+{
+	v->synced = watched;
+	v->synced_modseq = v->modseq;
+	v->synced_uidnext = v->uidnext;
+	v->synced_events = events;
+}
+
 void imap_view_sync(struct imap_session *s, bool expunges_allowed)
 {
 	struct imap_view *v = &s->view;
 	if (v->mb == NULL)
 		return;
+	/* No event read for the account since the last complete sync read the index, once
+	 * the waiting ones are read: nothing was committed since (store/notify.h), so the view
+	 * is current without asking the index. Only from the counters that sync left: a view
+	 * whose counters came from elsewhere is synced in full. */
+	struct store_notifier *n = s->srv->notifier;
+	bool watched = n != NULL && s->watch != NULL && store_notifier_poll(n) == 0;
+	unsigned long long events = watched ? store_watch_events(s->watch) : 0;
+	if (watched && v->synced && v->synced_modseq == v->modseq &&
+	    v->synced_uidnext == v->uidnext && v->synced_events == events)
+		return;
+	v->synced = false;
 	struct store_changes ch;
 	char *err = NULL;
 	int r = store_mailbox_changes(v->mb, v->modseq, v->uidnext, &ch, &err);
@@ -362,6 +384,7 @@ void imap_view_sync(struct imap_session *s, bool expunges_allowed)
 	}
 	if (r == 0) {
 		store_changes_free(&ch);
+		sync_done(v, watched, events);
 		return;
 	}
 	bool has_expunges = ch.n_expunged > 0 || ch.too_old;
@@ -419,6 +442,7 @@ void imap_view_sync(struct imap_session *s, bool expunges_allowed)
 	v->uidnext = ch.uidnext;
 	v->n_own = 0;
 	store_changes_free(&ch);
+	sync_done(v, watched, events);
 }
 
 int imap_view_open(struct imap_session *s, const char *name, bool readonly, uint64_t *modseq_r,

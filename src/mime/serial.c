@@ -1,17 +1,20 @@
 /* mime_serial - the tree as a compact byte string (cached by the store) and back.
- * Layout (version 1): "TMT" 0x01, varint msg_size, varint count, then per part in
+ * Layout (version 2): "TMT" 0x02, varint msg_size, varint count, then per part in
  * pre-order: varint parent+1 (0 for the root), flags, header_offset, header_size,
  * body_size, header_bare_lf, body_bare_lf, body_lines, str type, str subtype, params,
  * nstr id, description, encoding, location, md5, disposition, params, varint nlanguage +
- * str each. varint = LEB128 (at most 10 bytes); str = varint len + bytes; nstr = varint
- * (len + 1, 0 for NULL) + bytes; params = varint n + (str name, str value) each. */
+ * str each; after the parts, nbytes summary. varint = LEB128 (at most 10 bytes); str =
+ * varint len + bytes (no NUL); nstr = varint (len + 1, 0 for NULL) + bytes; nbytes = nstr
+ * that may hold NULs; params = varint n + (str name, str value) each. Version 1 (no
+ * summary) is refused like any other unknown version: the store parses such a message
+ * again and caches it anew. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/xmalloc.h"
 #include "mime/tree.h"
 
-#define SERIAL_VERSION 1
+#define SERIAL_VERSION 2
 #define MAX_STRING (1u << 20)
 
 static int put_varint(buf *out, uint64_t v)
@@ -83,7 +86,11 @@ int mime_tree_serialize(const struct mime_tree *t, buf *out)
 			if (put_str(out, p->language[k]) < 0)
 				return -1;
 	}
-	return 0;
+	if (t->summary == NULL)
+		return put_varint(out, 0);
+	if (put_varint(out, (uint64_t)t->summary_len + 1) < 0)
+		return -1;
+	return buf_append(out, t->summary, t->summary_len);
 }
 
 struct reader {
@@ -293,6 +300,22 @@ struct mime_tree *mime_tree_deserialize(const void *blob, size_t len, uint64_t m
 		}
 		if (!check_structure(&r, t, last_child, i, parent1))
 			goto bad;
+	}
+	/* the summary: raw header bytes (NULs allowed), never more than the header */
+	uint64_t sl;
+	if (!get_varint(&r, &sl))
+		goto bad;
+	if (sl > 0) {
+		sl--;
+		if (sl > t->parts[0].header_size || sl > (uint64_t)(r.end - r.p)) {
+			fail(&r, "bad summary length");
+			goto bad;
+		}
+		t->summary = xmalloc((size_t)sl + 1);
+		memcpy(t->summary, r.p, (size_t)sl);
+		t->summary[sl] = '\0';
+		t->summary_len = (size_t)sl;
+		r.p += sl;
 	}
 	if (r.p != r.end) {
 		fail(&r, "trailing bytes");

@@ -130,6 +130,40 @@ static void split_language(struct mime_part *p, const char *v)
 	}
 }
 
+bool mime_summary_field(const char *name, size_t len)
+{
+	static const char *const fields[] = { "Date", "Subject", "From", "Sender", "Reply-To",
+					      "To", "Cc", "Bcc", "In-Reply-To", "Message-ID" };
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (strlen(fields[i]) == len && strncasecmp(fields[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+/* make_summary - the summary (tree.h) of the root header d[0..hsize), whose fields are
+ * c->hdr; left NULL when it could not be faithful */
+static void make_summary(struct parse_ctx *c, const char *d, size_t hsize)
+{
+	if (hsize > MIME_SUMMARY_MAX_HEADER || c->hdr.count > MIME_SUMMARY_MAX_FIELDS)
+		return;
+	buf sum;
+	buf_init(&sum, 0);
+	for (unsigned k = 0; k < c->hdr.count; k++) {
+		const struct mime_header_field *f = &c->hdr.fields[k];
+		if (!mime_summary_field(d + f->offset, f->name_len))
+			continue;
+		/* the last field of a header cut off at the end of the message may lack its
+		 * line end: another field after it would run into it */
+		if (f->size == 0 || d[f->offset + f->size - 1] != '\n') {
+			buf_free(&sum);
+			return;
+		}
+		buf_append(&sum, d + f->offset, f->size);
+	}
+	c->tree->summary_len = sum.len;
+	c->tree->summary = sum.data != NULL ? sum.data : xstrdup("");	/* NUL-terminated */
+}
+
 /* part_headers - parse the header at data[start..end) of part i and fill in its fields;
  * returns the header size. */
 static size_t part_headers(struct parse_ctx *c, uint32_t i, size_t start, size_t end,
@@ -148,6 +182,8 @@ static size_t part_headers(struct parse_ctx *c, uint32_t i, size_t start, size_t
 	} else {
 		hsize = c->hdr.size;
 		bare = c->hdr.bare_lf;
+		if (i == 0)
+			make_summary(c, d, hsize);
 	}
 	bool blank = hsize > 0 && d[hsize - 1] == '\n' &&
 		     (hsize == 1 || d[hsize - 2] == '\n' ||
@@ -417,6 +453,7 @@ void mime_tree_free(struct mime_tree **tree)
 		free(p->language);
 	}
 	free(t->parts);
+	free(t->summary);
 	free(t);
 	*tree = NULL;
 }

@@ -85,10 +85,31 @@ struct mime_part {
 	uint32_t nlanguage;
 };
 
+/* The summary of a message: the fields of its own header (part 0) that IMAP ENVELOPE is
+ * made of (RFC 9051 7.5.2) and that header searches usually look at - Date, Subject, From,
+ * Sender, Reply-To, To, Cc, Bcc, In-Reply-To, Message-ID - copied byte for byte, in their
+ * order, each with its folded lines and its line end. Parsed as a header block
+ * (mime_headers_parse) it gives exactly the fields of those names, with the same values,
+ * that the whole header gives, so a cached tree can answer ENVELOPE and SEARCH FROM/SUBJECT/
+ * ... without the message file. It is made only when that is certain: the header was parsed
+ * whole within the tree's limits and within MIME_SUMMARY_MAX_HEADER bytes and
+ * MIME_SUMMARY_MAX_FIELDS fields (below the limits ENVELOPE and SEARCH parse a header
+ * with), and every summary field ends with a line end. */
+#define MIME_SUMMARY_MAX_HEADER (64 * 1024)
+#define MIME_SUMMARY_MAX_FIELDS 1000
+
+/* mime_summary_field - is the field name[0..len) one of the summary's (ASCII
+ * case-insensitive)? */
+bool mime_summary_field(const char *name, size_t len);
+
 struct mime_tree {
 	struct mime_part *parts;	/* count entries, pre-order; owned by the tree */
 	uint32_t count;
 	uint64_t msg_size;		/* length of the message the tree describes */
+	char *summary;			/* summary_len bytes (NUL-terminated, may hold NULs) of
+					   the summary fields, see above; NULL when none could be
+					   made; "" when the header has none of them */
+	size_t summary_len;
 };
 
 /* mime_tree_parse - the tree of data[0..len). Never fails (limits only cut the tree and

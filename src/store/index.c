@@ -1178,6 +1178,7 @@ int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **err
 	if (k < 0)
 		goto fail;
 	exists = dir_is_maildir(s, k == 1 ? r->dir : dir);
+	bool changed = (k == 1) != exists;
 	if (k == 1 && !exists) {
 		/* its directory was deleted (or a delete was cut short): the mailbox is gone */
 		if (idx_mb_drop(s, r->id) < 0) {
@@ -1201,6 +1202,11 @@ int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **err
 		free(dir);
 		return -1;
 	}
+	/* a mailbox dropped or adopted is a change like any other: a session that shows the
+	 * dropped one learns at its next sync (imap_view_sync asks the index only after a
+	 * change was announced) */
+	if (changed)
+		store_notify(s, norm, STORE_CHANGE_MAILBOXES);
 	free(dir);
 	return k;
 fail:

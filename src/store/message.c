@@ -200,10 +200,17 @@ static int msg_locate(struct store_mailbox *mb, uint32_t uid, int *fd_r, uint64_
 		      char **error_r)
 {
 	struct store *s = mb->s;
+	/* both reads in one read transaction: one WAL read lock, not two */
+	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		db_set_error(s, error_r, "begin");
+		return STORE_ERROR;
+	}
 	struct mbrow row;
 	int k = idx_mb_current(mb, &row, error_r);
-	if (k < 0)
+	if (k < 0) {
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 		return k;
+	}
 	sqlite3_stmt *st = db_st(s, ST_MSG_BY_UID);
 	sqlite3_bind_int64(st, 1, mb->id);
 	sqlite3_bind_int64(st, 2, uid);
@@ -214,13 +221,15 @@ static int msg_locate(struct store_mailbox *mb, uint32_t uid, int *fd_r, uint64_
 		file = xstrdup((const char *)sqlite3_column_text(st, 1));
 		*size_r = (uint64_t)sqlite3_column_int64(st, 2);
 	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		db_set_error(s, error_r, "read message");
 	sqlite3_reset(st);
+	sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
 	int r;
 	if (rc == SQLITE_DONE) {
 		store_set_error(error_r, "message %u is not in %s", uid, mb->name);
 		r = STORE_NOTFOUND;
 	} else if (rc != SQLITE_ROW) {
-		db_set_error(s, error_r, "read message");
 		r = STORE_ERROR;
 	} else {
 		r = maildir_open_msg(s, row.dir, name, file, fd_r);

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,25 +27,48 @@ struct store_watch {
 	dev_t dev;		/* the file watched: a replaced file is watched again */
 	ino_t ino;
 	unsigned refs;
-	bool fired;		/* in this dispatch */
+	unsigned long long events;	/* store_watch_events */
+	bool fired;		/* read, its callback not yet made */
 	bool recheck;		/* IN_ATTRIB: maybe unlinked or replaced */
 };
 
+/* The descriptor the caller polls is an epoll set of two: the inotify descriptor, and an
+ * eventfd that store_notifier_poll() signals when it has read events whose callbacks are
+ * still to be made - so that reading events outside dispatch never loses a wake-up. */
 struct store_notifier {
-	int fd;
+	int fd;			/* epoll: ino and pending */
+	int ino;		/* inotify */
+	int pending;		/* eventfd: events read by store_notifier_poll */
+	bool all;		/* a queue overflow read, its callbacks not yet made */
 	struct store_watch *watches;
 };
 
 struct store_notifier *store_notifier_new(char **error_r)
 {
-	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd < 0) {
-		store_set_error(error_r, "inotify_init1: %s", strerror(errno));
-		return NULL;
-	}
 	struct store_notifier *n = xcalloc(1, sizeof(*n));
-	n->fd = fd;
-	return n;
+	n->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	n->pending = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	n->fd = epoll_create1(EPOLL_CLOEXEC);
+	const char *what = n->ino < 0 ? "inotify_init1" : n->pending < 0 ? "eventfd" : "epoll_create1";
+	if (n->ino >= 0 && n->pending >= 0 && n->fd >= 0) {
+		struct epoll_event ev = { .events = EPOLLIN };
+		ev.data.fd = n->ino;
+		if (epoll_ctl(n->fd, EPOLL_CTL_ADD, n->ino, &ev) == 0) {
+			ev.data.fd = n->pending;
+			if (epoll_ctl(n->fd, EPOLL_CTL_ADD, n->pending, &ev) == 0)
+				return n;
+		}
+		what = "epoll_ctl";
+	}
+	store_set_error(error_r, "%s: %s", what, strerror(errno));
+	if (n->ino >= 0)
+		close(n->ino);
+	if (n->pending >= 0)
+		close(n->pending);
+	if (n->fd >= 0)
+		close(n->fd);
+	free(n);
+	return NULL;
 }
 
 static void watch_free(struct store_watch *w)
@@ -65,6 +90,8 @@ void store_notifier_free(struct store_notifier **np)
 		watch_free(w);
 	}
 	close(n->fd);
+	close(n->ino);
+	close(n->pending);
 	free(n);
 	*np = NULL;
 }
@@ -97,12 +124,12 @@ static int watch_add(struct store_notifier *n, struct store_watch *w, char **err
 	}
 	close(fd);
 	if (w->wd >= 0)
-		inotify_rm_watch(n->fd, w->wd);
+		inotify_rm_watch(n->ino, w->wd);
 	w->wd = -1;
 	w->dev = st.st_dev;
 	w->ino = st.st_ino;
 	/* IN_MODIFY: every bump; IN_ATTRIB: a rename or unlink of the file (link count) */
-	int wd = inotify_add_watch(n->fd, w->path, IN_MODIFY | IN_ATTRIB);
+	int wd = inotify_add_watch(n->ino, w->path, IN_MODIFY | IN_ATTRIB);
 	if (wd < 0) {
 		store_set_error(error_r, "inotify_add_watch %s: %s", w->path, strerror(errno));
 		return -1;
@@ -160,17 +187,20 @@ void store_notifier_unwatch(struct store_notifier *n, struct store_watch **wp)
 		}
 	}
 	if (w->wd >= 0)
-		inotify_rm_watch(n->fd, w->wd);
+		inotify_rm_watch(n->ino, w->wd);
 	watch_free(w);
 }
 
-int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, void *ctx)
+/* read_events - read every queued event (never blocks): count and mark the watches that
+ * fired (n->all on a queue overflow). 1 when some watch was marked, 0 none, -1 read error
+ * (errno set). */
+static int read_events(struct store_notifier *n)
 {
 	/* aligned as inotify_event needs; room for many events per read */
 	char evbuf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool all = false, any = false;
+	bool any = false;
 	for (;;) {
-		ssize_t len = read(n->fd, evbuf, sizeof(evbuf));
+		ssize_t len = read(n->ino, evbuf, sizeof(evbuf));
 		if (len < 0 && errno == EINTR)
 			continue;
 		if (len < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -181,12 +211,17 @@ int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, voi
 			const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
 			p += sizeof(*ev) + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW) {
-				all = true;
+				/* events were lost: any account may have changed */
+				n->all = true;
+				any = true;
+				for (struct store_watch *w = n->watches; w != NULL; w = w->next)
+					w->events++;
 				continue;
 			}
 			for (struct store_watch *w = n->watches; w != NULL; w = w->next) {
 				if (w->wd != ev->wd)
 					continue;
+				w->events++;
 				w->fired = true;
 				any = true;
 				if (ev->mask & IN_IGNORED)
@@ -196,11 +231,61 @@ int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, voi
 			}
 		}
 	}
+	/* A watch whose file went away (account deleted, or the file removed by hand) is made
+	 * again at once, so that a recreated account is still heard - before anyone relies on
+	 * the counts; it fired, as something did change. */
+	for (struct store_watch *w = n->watches; w != NULL && any; w = w->next) {
+		if (!w->fired)
+			continue;
+		if (w->recheck) {
+			/* unlinked or replaced (the account deleted and made again): the writers
+			 * of the new file must be heard too */
+			struct stat st;
+			w->recheck = false;
+			if (stat(w->path, &st) < 0 || st.st_dev != w->dev || st.st_ino != w->ino)
+				watch_add(n, w, NULL);
+		}
+		if (w->wd < 0)
+			watch_add(n, w, NULL);
+	}
+	return any ? 1 : 0;
+}
+
+int store_notifier_poll(struct store_notifier *n)
+{
+	int r = read_events(n);
+	if (r > 0) {
+		/* the callbacks are dispatch's: make the polled descriptor readable for it */
+		uint64_t one = 1;
+		if (write(n->pending, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			return -1;
+	}
+	return r < 0 ? -1 : 0;
+}
+
+unsigned long long store_watch_events(struct store_watch *w)
+{
+	/* not in place (its file could not be watched again): changes would go unheard, so
+	 * it must never look quiet */
+	if (w->wd < 0)
+		w->events++;
+	return w->events;
+}
+
+int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, void *ctx)
+{
+	uint64_t count_pending;
+	if (read(n->pending, &count_pending, sizeof(count_pending)) < 0 && errno != EAGAIN)
+		return -1;
+	if (read_events(n) < 0)
+		return -1;
+	bool all = n->all, any = all;
+	n->all = false;
+	for (struct store_watch *w = n->watches; w != NULL && !any; w = w->next)
+		any = w->fired;
 	if (!any && !all)
 		return 0;
-	/* Mark first, then call back: cb may watch or unwatch. A watch whose file went away
-	 * (account deleted, or the file removed by hand) is made again, so that a recreated
-	 * account is still seen; it fires too, as something did change. */
+	/* Mark first, then call back: cb may watch or unwatch. */
 	int count = 0;
 	for (;;) {
 		struct store_watch *w = n->watches;
@@ -216,16 +301,6 @@ int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, voi
 			w->fired = false;
 			all = false;
 		}
-		if (w->recheck) {
-			/* unlinked or replaced (the account deleted and made again): the writers
-			 * of the new file must be heard too */
-			struct stat st;
-			w->recheck = false;
-			if (stat(w->path, &st) < 0 || st.st_dev != w->dev || st.st_ino != w->ino)
-				watch_add(n, w, NULL);
-		}
-		if (w->wd < 0)
-			watch_add(n, w, NULL);
 		count++;
 		w->refs++;	/* cb may unwatch it: keep it alive through the call */
 		cb(ctx, w);

@@ -3,8 +3,9 @@
  * Every store call that commits a change to a mailbox (delivery, append, copy, move, flags,
  * expunge, pick-up of foreign files, mailbox create/delete/rename) ends with one pwrite(2) to
  * the account's change file, <Maildir root>/tern.changes (no fsync: it is a hint, not data).
- * A process that serves sessions keeps one notifier: one inotify descriptor, with one watch
- * (IN_MODIFY) per account that some of its sessions have open, whichever process made the
+ * A process that serves sessions keeps one notifier: one inotify descriptor (polled through
+ * an epoll set, see store_notifier_poll), with one watch (IN_MODIFY) per account that some
+ * of its sessions have open, whichever process made the
  * change (a worker, the queue runner's bounce, another worker's IMAP or POP3 session, the tern
  * CLI) and including itself. The worker adds store_notifier_fd() to its event loop (the store
  * does not depend on libevent); when it is readable, store_notifier_dispatch() names the
@@ -55,5 +56,21 @@ typedef void store_notifier_fn(void *ctx, struct store_watch *w);
  * account that changed. Returns the number of accounts reported (0 when nothing was
  * pending), or -1 (read error, errno set). */
 int store_notifier_dispatch(struct store_notifier *n, store_notifier_fn *cb, void *ctx);
+
+/* "Nothing changed" without asking the index. Every commit writes the change file before
+ * the committing call returns (so before its writer answers anyone), and the kernel queues
+ * the event within that write. So a session that takes store_watch_events() before it reads
+ * the index, and later finds it the same right after store_notifier_poll(), knows that no
+ * change was committed and announced in between - by this process or any other - and need
+ * not call store_mailbox_changes(). (A change committed but not yet announced is one that
+ * happens "after" the check: its writer has not answered anyone yet.) */
+/* store_notifier_poll - read the events waiting (never blocks) and count them in
+ * store_watch_events; their callbacks are left to the next dispatch, for which the polled
+ * descriptor stays readable. 0, or -1 (errno set: the counts may be behind). */
+int store_notifier_poll(struct store_notifier *n);
+/* store_watch_events - how many events have been read for w's account (by dispatch or
+ * poll); a queue overflow counts for every watch, and a watch that is not in place (its
+ * file could not be watched again) counts one more at every call. */
+unsigned long long store_watch_events(struct store_watch *w);
 
 #endif

@@ -1,5 +1,6 @@
 /* fuzz_mime - libFuzzer target for mime/: the full tree parse (default and tiny limits)
- * with its structural promises checked, the serialise -> deserialise -> serialise round
+ * with its structural promises checked (the summary gives every summary field the values
+ * the whole header gives), the serialise -> deserialise -> serialise round
  * trip (bytes must agree), the deserialiser on the raw input as a corrupt blob, and every
  * field parser (headers whole vs. byte at a time, addresses, dates, encoded words,
  * Content-Type, base64, quoted-printable). Any broken promise aborts. */
@@ -10,6 +11,7 @@
 
 #include "lib/buf.h"
 #include "mime/mime.h"
+#include "../unit/summary_check.h"
 
 #define FUZZ_ASSERT(cond)                                                               \
 	do {                                                                            \
@@ -136,6 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mime_limits def;
 	mime_limits_default(&def);
 	check_tree(t, size, &def);
+	FUZZ_ASSERT(summary_faithful(t, s));
 	round_trip(t);
 	mime_tree_free(&t);
 
@@ -145,6 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					   1 + (data[0] & 15), 1 + (data[0] >> 4) };
 		t = mime_tree_parse(s + 1, size - 1, &lim);
 		check_tree(t, size - 1, &lim);
+		FUZZ_ASSERT(summary_faithful(t, s + 1));
 		round_trip(t);
 		mime_tree_free(&t);
 	}

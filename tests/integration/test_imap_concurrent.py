@@ -138,6 +138,52 @@ def test_new_mail_seen_at_noop(inst):
         b.close()
 
 
+def test_changes_seen_after_quiet_commands(inst):
+    """A session's sync asks the index only after a change was announced (store/notify.h):
+    commands that find nothing announced answer from the view. Every kind of change, made in
+    the same worker, in the other worker or by SMTP delivery, must still show at the next
+    command after any number of quiet ones."""
+    for _ in range(3):
+        deliver(inst)
+    a, b, c = sessions_in_two_workers(inst, want=3)
+    print(f"workers: a={a.pid} b={b.pid} c={c.pid}")
+    watchers = [s for s in (b, c) if s.pid != a.pid] + [s for s in (b, c) if s.pid == a.pid]
+    try:
+        for s in (a, b, c):
+            assert b"* 3 EXISTS" in s.ok("SELECT INBOX"), s.text()
+
+        def quiet(s):
+            for cmd in ("NOOP", "FETCH 1:* (FLAGS)", "SEARCH ALL", "NOOP"):
+                u = s.ok(cmd)
+                assert not any(re.match(rb"\* \d+ (EXISTS|EXPUNGE)|\* \d+ FETCH \(FLAGS", x)
+                               for x in u if not cmd.startswith("FETCH")), s.text()
+
+        for s in watchers:
+            quiet(s)
+        a.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
+        for s in watchers:
+            u = s.ok("NOOP")
+            assert any(re.match(rb"\* 2 FETCH \(.*FLAGS \(.*\\Flagged", x) for x in u), s.text()
+            quiet(s)
+        deliver(inst)
+        for s in watchers:
+            assert b"* 4 EXISTS" in s.ok("NOOP"), s.text()
+            quiet(s)
+        a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        a.ok("EXPUNGE")
+        for s in watchers:
+            assert expunge_numbers(s.ok("NOOP")) == [1], s.text()
+            quiet(s)
+        # a change made by one of the watchers reaches the other one and the changer
+        watchers[0].ok("STORE 1 +FLAGS.SILENT (\\Seen)")
+        for s in (a, watchers[1]):
+            u = s.ok("NOOP")
+            assert any(re.match(rb"\* 1 FETCH \(.*FLAGS \(.*\\Seen", x) for x in u), s.text()
+    finally:
+        for s in (a, b, c):
+            s.close()
+
+
 def idle_start(c):
     tag = c.tag()
     c.send(f"{tag} IDLE\r\n")

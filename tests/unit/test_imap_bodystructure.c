@@ -18,11 +18,30 @@
 
 #define CORPUS "tests/mime-corpus"
 
+/* check_summary_envelope - ENVELOPE made from the tree's summary (what FETCH does with a
+ * cached tree) is ENVELOPE made from the whole header, with and without UTF-8 */
+static void check_summary_envelope(const struct mime_tree *t, const char *msg, size_t hlen)
+{
+	if (t->summary == NULL)
+		return;
+	for (int utf8 = 0; utf8 <= 1; utf8++) {
+		buf a, b;
+		buf_init(&a, 0);
+		buf_init(&b, 0);
+		CHECK(imap_envelope_write(&a, msg, hlen, utf8) == 0);
+		CHECK(imap_envelope_write(&b, t->summary, t->summary_len, utf8) == 0);
+		CHECK_STREQ(buf_cstr(&a), buf_cstr(&b));
+		buf_free(&a);
+		buf_free(&b);
+	}
+}
+
 /* describe - the three lines for message msg[0..len) */
 static void describe(const char *msg, size_t len, buf *out)
 {
 	struct mime_tree *t = mime_tree_parse(msg, len, NULL);
 	size_t hlen = t->count > 0 ? (size_t)t->parts[0].header_size : len;
+	check_summary_envelope(t, msg, hlen);
 	buf_puts(out, "ENVELOPE ");
 	CHECK(imap_envelope_write(out, msg, hlen, false) == 0);
 	buf_puts(out, "\nBODYSTRUCTURE ");
@@ -136,6 +155,13 @@ static void check_envelope(const char *hdr, const char *want)
 	CHECK(imap_envelope_write(&b, hdr, strlen(hdr), false) == 0);
 	CHECK_STREQ(buf_cstr(&b), want);
 	buf_free(&b);
+	/* the same from the summary of the message's tree */
+	char *msg = xasprintf("%sbody\r\n", hdr);
+	struct mime_tree *t = mime_tree_parse(msg, strlen(msg), NULL);
+	CHECK(t->summary != NULL);
+	check_summary_envelope(t, msg, (size_t)t->parts[0].header_size);
+	mime_tree_free(&t);
+	free(msg);
 }
 
 static void test_envelope(void)
@@ -154,6 +180,13 @@ static void test_envelope(void)
 		       "Message-ID: <m@x>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n",
 		       "(\"Mon, 1 Jan 2024 10:00:00 +0000\" \"=?utf-8?q?x?=\" NIL NIL NIL NIL NIL "
 		       "NIL \"<p@x>\" \"<m@x>\")");
+	/* fields among others, folded, without colon, 8-bit, bare LF */
+	check_envelope("Received: from x\r\n by y\r\nFrom x Mon\r\nFrom: =?utf-8?q?J?= <j@x>\r\n"
+		       "X-Spam: 1\r\nTo: a@x,\r\n\tb@y\r\nSubject: caf\xc3\xa9\r\nreply-to : r@z\r\n\r\n",
+		       "(NIL {5}\r\ncaf\xc3\xa9 ((\"=?utf-8?q?J?=\" NIL \"j\" \"x\")) ((\"=?utf-8?q?J?=\" NIL \"j\" \"x\")) "
+		       "((NIL NIL \"r\" \"z\")) ((NIL NIL \"a\" \"x\")(NIL NIL \"b\" \"y\")) NIL NIL NIL NIL)");
+	check_envelope("Subject: lf\nMessage-ID: <a@b>\n\n",
+		       "(NIL \"lf\" NIL NIL NIL NIL NIL NIL NIL \"<a@b>\")");
 }
 
 TEST_MAIN(TEST(test_corpus), TEST(test_strings), TEST(test_envelope))

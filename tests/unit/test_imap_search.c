@@ -36,6 +36,8 @@ struct msgfile {
 	struct mime_tree *tree;
 };
 
+static unsigned summary_checks;
+
 static bool matches(const char *text, const struct imap_search_msg *m)
 {
 	const char *err = NULL;
@@ -49,6 +51,19 @@ static bool matches(const char *text, const struct imap_search_msg *m)
 	struct imap_search_ctx ctx = { .max_seq = 10, .max_uid = 20, .saved_uids = saved,
 				       .n_saved = 2 };
 	bool r = imap_search_match(k, m, &ctx);
+	/* what SEARCH does with a cached tree: header keys on summary fields are matched
+	 * against the summary alone, with the same result */
+	if (imap_search_needs(k) == IMAP_SEARCH_NEED_HEADER && m->tree != NULL &&
+	    m->tree->summary != NULL && imap_search_headers_within(k, mime_summary_field)) {
+		struct imap_search_msg sm = *m;
+		sm.data = m->tree->summary;
+		sm.len = m->tree->summary_len;
+		summary_checks++;
+		if (imap_search_match(k, &sm, &ctx) != r) {
+			fprintf(stderr, "the summary answers otherwise: %s\n", text);
+			CHECK(0);
+		}
+	}
 	imap_search_free(&k);
 	return r;
 }
@@ -166,6 +181,29 @@ static void test_text_keys(void)
 				      .len = strlen(msg), .tree = t };
 	YES("SENTON 1-Jan-2024", &m);
 	mime_tree_free(&t);
+	CHECK(summary_checks >= 15);	/* the summary was tried on most keys above */
+
+	/* which programs a summary can answer */
+	static const struct {
+		const char *text;
+		bool within;
+	} w[] = {
+		{ "SEEN", true }, { "FROM x SUBJECT y TO z CC a BCC b", true },
+		{ "SENTSINCE 1-Jan-2024", true }, { "HEADER Message-ID x", true },
+		{ "HEADER in-reply-to x", true }, { "OR SUBJECT x NOT HEADER Sender y", true },
+		{ "HEADER References x", false }, { "OR SUBJECT x HEADER X-Spam y", false },
+		{ "NOT (SEEN HEADER Received x)", false },
+	};
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+		const char *err;
+		struct imap_search_key *k = program(w[i].text, &err);
+		CHECK(k != NULL);
+		if (k != NULL && imap_search_headers_within(k, mime_summary_field) != w[i].within) {
+			fprintf(stderr, "headers_within wrong: %s\n", w[i].text);
+			CHECK(0);
+		}
+		imap_search_free(&k);
+	}
 }
 
 static void test_errors(void)

@@ -11,6 +11,7 @@
 #include "lib/fs.h"
 #include "lib/xmalloc.h"
 #include "mime/mime.h"
+#include "summary_check.h"
 #include "test.h"
 
 #define CORPUS "tests/mime-corpus"
@@ -55,6 +56,13 @@ static void check_tree(const struct mime_tree *t, size_t len)
 	}
 }
 
+/* check_summary - the promise of tree.h about the summary (summary_check.h) */
+static void check_summary(const struct mime_tree *t, const char *data)
+{
+	if (t != NULL)
+		CHECK(summary_faithful(t, data));
+}
+
 /* round_trip - serialise, deserialise, serialise again: identical bytes and dump. */
 static void round_trip(const struct mime_tree *t)
 {
@@ -93,6 +101,7 @@ static struct mime_tree *parse_str(const char *s, const struct mime_limits *lim)
 {
 	struct mime_tree *t = mime_tree_parse(s, strlen(s), lim);
 	check_tree(t, strlen(s));
+	check_summary(t, s);
 	return t;
 }
 
@@ -131,6 +140,7 @@ static void test_corpus(void)
 			exp[elen] = '\0';
 			struct mime_tree *t = mime_tree_parse(msg, mlen, NULL);
 			check_tree(t, mlen);
+			check_summary(t, msg);
 			buf dump;
 			buf_init(&dump, 0);
 			mime_tree_describe(t, &dump);
@@ -142,6 +152,7 @@ static void test_corpus(void)
 			for (size_t k = 0; k < mlen; k += step) {
 				t = mime_tree_parse(msg, k, NULL);
 				check_tree(t, k);
+				check_summary(t, msg);
 				mime_tree_free(&t);
 			}
 			buf_free(&dump);
@@ -301,6 +312,7 @@ static void test_limits(void)
 		buf_puts(&deep, "Content-Type: message/rfc822\n\n");
 	t = mime_tree_parse(deep.data, deep.len, &lim);
 	check_tree(t, deep.len);
+	check_summary(t, deep.data);
 	CHECK(t->count == MIME_MAX_DEPTH_CEILING + 1);
 	round_trip(t);
 	mime_tree_free(&t);
@@ -331,6 +343,7 @@ static void test_limits(void)
 	mime_limits_default(&lim);
 	t = mime_tree_parse(many.data, many.len, &lim);
 	check_tree(t, many.len);
+	check_summary(t, many.data);
 	CHECK(t->count == lim.max_parts);
 	mime_tree_free(&t);
 	buf_free(&many);
@@ -345,6 +358,7 @@ static void test_limits(void)
 	lim.max_header_size = 500;
 	t = mime_tree_parse(h.data, h.len, &lim);
 	check_tree(t, h.len);
+	check_summary(t, h.data);
 	CHECK(t->parts[0].flags & MIME_PART_HEADER_LIMIT);
 	CHECK_STREQ(t->parts[0].subtype, "plain");	/* Content-Type was past the limit */
 	CHECK(t->parts[0].body_size == 4);
@@ -434,6 +448,7 @@ static void test_nasty(void)
 			m[rng() % len] = alphabet[rng() % (sizeof(alphabet) - 1)];
 		t = mime_tree_parse(m, len, NULL);
 		check_tree(t, len);
+		check_summary(t, m);
 		round_trip(t);
 		mime_tree_free(&t);
 	}
@@ -443,6 +458,7 @@ static void test_nasty(void)
 			m[k % len] = (char)rng();
 		t = mime_tree_parse(m, n < len ? n : len, NULL);
 		check_tree(t, n < len ? n : len);
+		check_summary(t, m);
 		mime_tree_free(&t);
 	}
 	free(m);
@@ -472,11 +488,15 @@ static void test_serial_corrupt(void)
 	CHECK(mime_tree_deserialize(longer, a.len + 1, len, 0, &err) == NULL);
 	CHECK_STREQ(err, "trailing bytes");
 	free(longer);
-	/* version and magic */
-	a.data[3] = 2;
+	/* version and magic; version 1 (before the summary) is refused: the store parses the
+	 * message again */
+	a.data[3] = 3;
 	CHECK(mime_tree_deserialize(a.data, a.len, len, 0, &err) == NULL);
 	CHECK_STREQ(err, "unknown MIME tree version");
 	a.data[3] = 1;
+	CHECK(mime_tree_deserialize(a.data, a.len, len, 0, &err) == NULL);
+	CHECK_STREQ(err, "unknown MIME tree version");
+	a.data[3] = 2;
 	/* part limit */
 	CHECK(mime_tree_deserialize(a.data, a.len, len, 3, &err) == NULL);
 	CHECK_STREQ(err, "bad part count");
@@ -507,11 +527,14 @@ static void test_serial_corrupt(void)
 		size_t len;
 		const char *err;
 	} bad[] = {
-		{ "XYZ\1", 4, "not a MIME tree" },
-		{ "TMT\1\x05\xff\xff\xff\xff\x0f", 10, "bad count" },
-		{ "TMT\1\x05\x00", 6, "bad part count" },
-		{ "TMT\1\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 15, "number too long" },
-		{ "TMT\1\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 14, "number overflow" },
+		{ "XYZ\2", 4, "not a MIME tree" },
+		{ "TMT\2\x05\xff\xff\xff\xff\x0f", 10, "bad count" },
+		{ "TMT\2\x05\x00", 6, "bad part count" },
+		{ "TMT\2\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 15, "number too long" },
+		{ "TMT\2\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 14, "number overflow" },
+		/* a one-part tree of a 5-byte message whose 1-byte header holds a 2-byte summary */
+		{ "TMT\2\x05\x01\x00\x00\x00\x01\x04\x00\x00\x01\x04text\x05plain\x00"
+		  "\x00\x00\x00\x00\x00\x00\x00\x00\x03" "ab", 37, "bad summary length" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err = NULL;
@@ -523,5 +546,100 @@ static void test_serial_corrupt(void)
 	free(msg);
 }
 
+/* test_summary - the fields kept for ENVELOPE and SEARCH without the file (tree.h) */
+static void test_summary(void)
+{
+	for (size_t i = 0; i < sizeof(summary_names) / sizeof(summary_names[0]); i++) {
+		CHECK(mime_summary_field(summary_names[i], strlen(summary_names[i])));
+		char *lower = xstrdup(summary_names[i]);
+		for (char *q = lower; *q; q++)
+			*q = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
+		CHECK(mime_summary_field(lower, strlen(lower)));
+		free(lower);
+	}
+	static const char *const not[] = { "Received", "X-Subject", "Subjec", "Subjects",
+					   "Content-Type", "References", "" };
+	for (size_t i = 0; i < sizeof(not) / sizeof(not[0]); i++)
+		CHECK(!mime_summary_field(not[i], strlen(not[i])));
+	CHECK(mime_summary_field("Date: x", 4));	/* the length counts, not a NUL */
+
+	static const struct {
+		const char *msg;
+		const char *summary;	/* NULL: none */
+	} cases[] = {
+		{ "Received: x\r\nFrom: a@b\r\nSubject: hi\r\n there\r\nX-A: 1\r\nTo: c@d\r\n\r\nbody\r\n",
+		  "From: a@b\r\nSubject: hi\r\n there\r\nTo: c@d\r\n" },
+		/* repeated fields, odd case, blanks before the colon: all kept, in order */
+		{ "SUBJECT: one\r\nsubject : two\r\nCC: x\r\n\r\n",
+		  "SUBJECT: one\r\nsubject : two\r\nCC: x\r\n" },
+		/* a line without a colon (an mbox From_ line) is not a field */
+		{ "From someone Mon Jan  1\r\nDate: 1 Jan 2024\r\n\r\n", "Date: 1 Jan 2024\r\n" },
+		{ "From: a\nTo: b\n\nbody", "From: a\nTo: b\n" },
+		{ "X-Only: 1\r\n\r\nbody", "" },
+		{ "", "" },
+		/* all header: the last field has no line end */
+		{ "Subject: x", NULL },
+		{ "Subject: x\r", NULL },
+		{ "From: a\r\nX-B: y", "From: a\r\n" },
+		/* an enclosed message's header is not the message's */
+		{ "Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nx\r\n", "" },
+		{ "Message-ID: <1@x>\r\nIn-Reply-To: <0@x>\r\nReply-To: r@x\r\nSender: s@x\r\nBcc: b@x\r\n\r\n",
+		  "Message-ID: <1@x>\r\nIn-Reply-To: <0@x>\r\nReply-To: r@x\r\nSender: s@x\r\nBcc: b@x\r\n" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mime_tree *t = parse_str(cases[i].msg, NULL);
+		if (cases[i].summary == NULL) {
+			CHECK(t->summary == NULL);
+		} else {
+			CHECK(t->summary != NULL);
+			if (t->summary != NULL)
+				CHECK_STREQ(t->summary, cases[i].summary);
+			CHECK(t->summary_len == strlen(cases[i].summary));
+		}
+		round_trip(t);
+		mime_tree_free(&t);
+	}
+	/* NULs are kept (the serialised form carries them) */
+	static const char nul[] = "Subject: a\0b\r\nX: y\r\n\r\nbody";
+	struct mime_tree *t = mime_tree_parse(nul, sizeof(nul) - 1, NULL);
+	CHECK(t->summary != NULL && t->summary_len == 14 && memcmp(t->summary, nul, 14) == 0);
+	check_summary(t, nul);
+	round_trip(t);
+	mime_tree_free(&t);
+	/* a header over MIME_SUMMARY_MAX_HEADER bytes or MIME_SUMMARY_MAX_FIELDS fields, or
+	 * one cut by the tree's limits: no summary */
+	buf big;
+	buf_init(&big, 0);
+	buf_puts(&big, "Subject: s\r\nX-Pad: ");
+	while (big.len < MIME_SUMMARY_MAX_HEADER)
+		buf_puts(&big, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	buf_puts(&big, "\r\n\r\nbody");
+	t = mime_tree_parse(big.data, big.len, NULL);
+	CHECK(t->summary == NULL);
+	mime_tree_free(&t);
+	buf_reset(&big);
+	for (int i = 0; i <= MIME_SUMMARY_MAX_FIELDS; i++)
+		buf_printf(&big, "X-%d: 1\r\n", i);
+	buf_puts(&big, "Subject: s\r\n\r\n");
+	t = mime_tree_parse(big.data, big.len, NULL);
+	CHECK(t->summary == NULL && !(t->parts[0].flags & MIME_PART_HEADER_LIMIT));
+	mime_tree_free(&t);
+	buf_reset(&big);
+	for (int i = 0; i < MIME_SUMMARY_MAX_FIELDS - 1; i++)
+		buf_printf(&big, "X-%d: 1\r\n", i);
+	buf_puts(&big, "Subject: s\r\n\r\n");
+	t = mime_tree_parse(big.data, big.len, NULL);
+	CHECK(t->summary != NULL && t->summary != NULL && strcmp(t->summary, "Subject: s\r\n") == 0);
+	check_summary(t, big.data);
+	mime_tree_free(&t);
+	buf_free(&big);
+	struct mime_limits lim;
+	mime_limits_default(&lim);
+	lim.max_header_fields = 2;
+	t = parse_str("From: a\r\nTo: b\r\nSubject: c\r\n\r\n", &lim);
+	CHECK((t->parts[0].flags & MIME_PART_HEADER_LIMIT) && t->summary == NULL);
+	mime_tree_free(&t);
+}
+
 TEST_MAIN(TEST(test_corpus), TEST(test_fields), TEST(test_boundaries), TEST(test_limits),
-	  TEST(test_nasty), TEST(test_serial_corrupt))
+	  TEST(test_nasty), TEST(test_serial_corrupt), TEST(test_summary))

@@ -24,6 +24,7 @@
 #include "mime/tree.h"
 #include "store/notify.h"
 #include "store/store.h"
+#include "sqltrace.h"
 #include "test.h"
 
 #define ADDR "carol@example.test"
@@ -591,6 +592,54 @@ static void test_notifier_local(void)
 	CHECK(store_append(s, "Box", msg1, strlen(msg1), 0, NULL, 0, NULL, NULL, NULL) == 0);
 	CHECK(readable_within(store_notifier_fd(n), 100));
 	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && l.calls == before + 2);
+	/* store_notifier_poll counts the events for the "nothing changed" shortcut and leaves
+	 * their callbacks to dispatch: no wake-up is lost */
+	unsigned long long e0 = store_watch_events(w3);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) == e0);
+	CHECK(store_mailbox_create(s, "Box2", NULL) == 0);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) > e0);
+	unsigned long long e1 = store_watch_events(w3);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) == e1);	/* nothing new */
+	CHECK(readable_within(store_notifier_fd(n), 0));	/* the callback is still due */
+	before = l.calls;
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && l.calls == before + 1);
+	CHECK(!readable_within(store_notifier_fd(n), 0));
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 0 && l.calls == before + 1);
+	CHECK(store_watch_events(w3) == e1);	/* read once, counted once */
+	/* events read by dispatch count too */
+	CHECK(store_mailbox_delete(s, "Box2", NULL) == 0);
+	CHECK(readable_within(store_notifier_fd(n), 100));
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1 && store_watch_events(w3) > e1);
+	/* the change file replaced: the shortcut's count moves, and the new file is watched
+	 * at once (by poll, before any dispatch) */
+	e1 = store_watch_events(w3);
+	store_close(&s);
+	store_deliver_cache_close();
+	CHECK(unlink(cf) == 0);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) > e1);
+	e1 = store_watch_events(w3);
+	s = open_store();
+	CHECK(store_append(s, "Box", msg1, strlen(msg1), 0, NULL, 0, NULL, NULL, NULL) == 0);
+	CHECK(store_notifier_poll(n) == 0 && store_watch_events(w3) > e1);
+	CHECK(store_notifier_dispatch(n, on_wake, &l) == 1);
+	/* a watch whose file cannot be watched again (the account's directory removed) never
+	 * looks quiet */
+	struct store *sd = NULL;
+	CHECK(store_open(datadir, "dave@example.test", &sd, NULL) == 0);
+	struct store_watch *wd = NULL;
+	CHECK(store_notifier_watch(n, datadir, "dave@example.test", &wd, NULL) == 0);
+	store_close(&sd);
+	store_deliver_cache_close();
+	char *droot = store_maildir_path(datadir, "dave@example.test");
+	CHECK(nftw(droot, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+	free(droot);
+	unsigned long long g0 = store_watch_events(wd);
+	CHECK(readable_within(store_notifier_fd(n), 100));
+	CHECK(store_notifier_poll(n) == 0);
+	unsigned long long g1 = store_watch_events(wd);
+	CHECK(g1 > g0 && store_watch_events(wd) > g1);
+	CHECK(store_notifier_dispatch(n, on_wake, &l) >= 1);
+	store_notifier_unwatch(n, &wd);
 	/* a watch of an account that was never opened fails cleanly */
 	struct store_watch *wx = NULL;
 	char *err = NULL;
@@ -1168,6 +1217,7 @@ static uint64_t commits_since_reset(void)
 
 static void test_structures(void)
 {
+	sqltrace_install();	/* connections opened from now on */
 	setup();
 	CHECK(deliver() == 0);
 	struct store *s = open_store();
@@ -1201,13 +1251,41 @@ static void test_structures(void)
 	CHECK(t == NULL);
 	CHECK(db_count("SELECT count(*) FROM messages WHERE structure IS NOT NULL") == 2);
 
-	/* the second time from the cache: no write, the same tree */
+	/* the second time from the cache: no write, the same tree, with the summary that
+	 * ENVELOPE and SEARCH use instead of the file; every read in one read transaction */
+	sqltrace_reset();
 	CHECK(store_msg_structures(mb, uids, 2, &t, NULL) == 0);
 	CHECK(commits_since_reset() == 0);
+	CHECK(sqltrace_count("BEGIN") == 1 && sqltrace_count("COMMIT") == 1);
+	CHECK(strncmp(sqltrace_log, "BEGIN\n", 6) == 0 && sqltrace_len > 7 &&
+	      strcmp(sqltrace_log + sqltrace_len - 7, "COMMIT\n") == 0);
+	CHECK(sqltrace_count("SELECT") == 3);	/* the mailbox, then each message */
 	got = t && t[0] ? describe(t[0]) : NULL;
 	CHECK_STREQ(got, want);
 	free(got);
+	CHECK(t && t[0] && t[0]->summary != NULL &&
+	      strcmp(t[0]->summary, "From: A <a@example.test>\r\nTo: b@example.test\r\n"
+				    "Subject: parts\r\n") == 0);
 	store_structures_free(&t, 2);
+
+	/* a blob of the encoding before the summary (version 1) is parsed again and
+	 * replaced: caches written by an older tern upgrade themselves at first use */
+	void *old;
+	size_t old_len;
+	CHECK(store_msg_cache_get(mb, 2, &old, &old_len, NULL) == 1 && old_len > 12);
+	if (old_len > 12) {
+		CHECK(memcmp((char *)old + 8, "TMT\2", 4) == 0);
+		((char *)old)[11] = 1;
+		CHECK(store_msg_cache_set(mb, 2, old, old_len, NULL) == 0);
+		CHECK(store_msg_structures(mb, uids, 1, &t, NULL) == 0);
+		CHECK(commits_since_reset() == 1);
+		CHECK(t && t[0] && t[0]->summary != NULL);
+		store_structures_free(&t, 1);
+		free(old);
+		CHECK(store_msg_cache_get(mb, 2, &old, &old_len, NULL) == 1 && old_len > 12 &&
+		      memcmp((char *)old + 8, "TMT\2", 4) == 0);
+	}
+	free(old);
 
 	/* a blob it cannot decode is parsed again and replaced */
 	CHECK(store_msg_cache_set(mb, 2, "junk", 4, NULL) == 0);
