@@ -118,8 +118,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 			      " AND uid BETWEEN ?2 AND ?3",
 	[ST_MSG_CACHE_GET] = "SELECT structure FROM messages WHERE mailbox_id=?1 AND uid=?2",
 	[ST_MSG_CACHE_SET] = "UPDATE messages SET structure=?3 WHERE mailbox_id=?1 AND uid=?2",
-	[ST_MSG_STRUCTURE] = "SELECT structure, name, file FROM messages"
-			     " WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_STRUCTURE] = "SELECT uid, structure, name, file FROM messages"
+			     " WHERE mailbox_id=?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
 	[ST_UNLINK_ADD] = "INSERT INTO unlinks(mailbox_id, name, file) VALUES(?1, ?2, ?3)",
 	[ST_UNLINK_HAS] = "SELECT 1 FROM unlinks WHERE mailbox_id=?1 AND name=?2",
 	[ST_UNLINK_LIST] = "SELECT u.id, u.name, u.file, b.dir FROM unlinks u"
