@@ -436,6 +436,15 @@ void store_notify(struct store *s, const char *mailbox, unsigned changes)
 		return;
 	if (s->hook != NULL)
 		s->hook(s->hook_ctx, mailbox, changes);
+	/* A change file that could not be opened (say, out of descriptors) is tried again, at
+	 * most once a second in this process: a commit that is not announced is missed by
+	 * the IDLE sessions of every process, and by every other session until the next
+	 * announced change (imap_view_sync asks the index only after one). */
+	static time_t last_retry;
+	if (s->conn->changes_fd == -2 && time(NULL) != last_retry) {
+		last_retry = time(NULL);
+		s->conn->changes_fd = -1;
+	}
 	maildir_changes_bump(s->root, &s->conn->changes_fd);
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -649,6 +650,43 @@ static void test_notifier_local(void)
 	store_notifier_unwatch(n, &w3);
 	store_notifier_free(&n);
 	CHECK(n == NULL);
+	teardown();
+}
+
+/* test_change_file_retry - a change file that could not be opened (out of descriptors)
+ * is opened again at a later commit, so that changes are announced again */
+static void test_change_file_retry(void)
+{
+	setup();
+	CHECK(deliver() == 0);
+	store_deliver_cache_close();	/* a fresh connection: its change file not yet open */
+	struct store *s = open_store();
+	struct store_mailbox *mb = open_mb(s, "INBOX");
+	struct store_notifier *n = store_notifier_new(NULL);
+	struct store_watch *w = NULL;
+	CHECK(n != NULL && store_notifier_watch(n, datadir, ADDR, &w, NULL) == 0);
+	struct store_uid_range one = { 1, 1 };
+	/* no descriptor left: the commit succeeds, its announcement cannot be made */
+	struct rlimit old;
+	CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+	int probe = dup(0);
+	CHECK(probe >= 0);
+	close(probe);
+	struct rlimit low = { (rlim_t)probe, old.rlim_max };
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	int r = store_flags_update(mb, &one, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, NULL, NULL,
+				   NULL);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	CHECK(r == 0);
+	CHECK(!readable_within(store_notifier_fd(n), 50));
+	/* the next commit tries the file again */
+	CHECK(store_flags_update(mb, &one, 1, STORE_FLAGS_ADD, STORE_F_FLAGGED, NULL, 0, NULL,
+				 NULL, NULL) == 0);
+	CHECK(readable_within(store_notifier_fd(n), 100));
+	store_notifier_unwatch(n, &w);
+	store_notifier_free(&n);
+	store_mailbox_close(&mb);
+	store_close(&s);
 	teardown();
 }
 
@@ -1340,6 +1378,7 @@ static void test_structure_cost_at_delivery(void)
 
 TEST_MAIN(TEST(test_changes_basic), TEST(test_changes_own), TEST(test_changes_too_old),
 	  TEST(test_changes_move_delete), TEST(test_schema_v1_migrates), TEST(test_notifier_local),
+	  TEST(test_change_file_retry),
 	  TEST(test_two_processes_sync), TEST(test_three_processes_sync),
 	  TEST(test_wakeup_latency), TEST(test_handles_share_connection),
 	  TEST(test_busy_timeout), TEST(test_write_transactions), TEST(test_structures),
