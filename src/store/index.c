@@ -118,8 +118,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 			      " AND uid BETWEEN ?2 AND ?3",
 	[ST_MSG_CACHE_GET] = "SELECT structure FROM messages WHERE mailbox_id=?1 AND uid=?2",
 	[ST_MSG_CACHE_SET] = "UPDATE messages SET structure=?3 WHERE mailbox_id=?1 AND uid=?2",
-	[ST_MSG_STRUCTURE] = "SELECT structure, name, file FROM messages"
-			     " WHERE mailbox_id=?1 AND uid=?2",
+	[ST_MSG_STRUCTURE] = "SELECT uid, structure, name, file FROM messages"
+			     " WHERE mailbox_id=?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid",
 	[ST_UNLINK_ADD] = "INSERT INTO unlinks(mailbox_id, name, file) VALUES(?1, ?2, ?3)",
 	[ST_UNLINK_HAS] = "SELECT 1 FROM unlinks WHERE mailbox_id=?1 AND name=?2",
 	[ST_UNLINK_LIST] = "SELECT u.id, u.name, u.file, b.dir FROM unlinks u"
@@ -439,6 +439,15 @@ void store_notify(struct store *s, const char *mailbox, unsigned changes)
 		return;
 	if (s->hook != NULL)
 		s->hook(s->hook_ctx, mailbox, changes);
+	/* A change file that could not be opened (say, out of descriptors) is tried again, at
+	 * most once a second in this process: a commit that is not announced is missed by
+	 * the IDLE sessions of every process, and by every other session until the next
+	 * announced change (imap_view_sync asks the index only after one). */
+	static time_t last_retry;
+	if (s->conn->changes_fd == -2 && time(NULL) != last_retry) {
+		last_retry = time(NULL);
+		s->conn->changes_fd = -1;
+	}
 	maildir_changes_bump(s->root, &s->conn->changes_fd);
 }
 

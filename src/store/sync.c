@@ -63,22 +63,27 @@ int store_mailbox_changes(struct store_mailbox *mb, uint64_t since_modseq, uint3
 {
 	struct store *s = mb->s;
 	memset(ch, 0, sizeof(*ch));
-	/* the cheap path: the counters alone, one primary-key read outside a transaction */
-	struct mbrow row;
-	int k = idx_mb_current(mb, &row, error_r);
-	if (k < 0)
-		return k;
-	ch->highestmodseq = row.highestmodseq;
-	ch->uidnext = row.uidnext;
-	mbrow_free(&row);
-	if (ch->highestmodseq == since_modseq && ch->uidnext == since_uidnext)
-		return 0;
-
-	/* something changed: the counters again and the lists, in one read transaction */
+	/* One read transaction: the counters (the cheap path ends there: one primary-key
+	 * read) and, when something changed, the lists - one WAL read lock either way */
 	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		db_set_error(s, error_r, "begin");
 		return STORE_ERROR;
 	}
+	struct mbrow row;
+	int k = idx_mb_current(mb, &row, error_r);
+	if (k < 0) {
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+		return k;
+	}
+	ch->highestmodseq = row.highestmodseq;
+	ch->uidnext = row.uidnext;
+	uint64_t floor = row.expunge_floor;
+	mbrow_free(&row);
+	if (ch->highestmodseq == since_modseq && ch->uidnext == since_uidnext) {
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+		return 0;
+	}
+	ch->too_old = since_modseq < floor;
 	struct msglist added = { 0 }, changed = { 0 };
 	uint32_t *exp = NULL;
 	size_t n_exp = 0, cap_exp = 0;
@@ -86,15 +91,6 @@ int store_mailbox_changes(struct store_mailbox *mb, uint64_t since_modseq, uint3
 	buf_init(&arena, 0);
 	buf_putc(&arena, '\0');		/* offset 0: "" */
 	int r = STORE_ERROR;
-	k = idx_mb_current(mb, &row, error_r);
-	if (k < 0) {
-		r = k;
-		goto fail;
-	}
-	ch->highestmodseq = row.highestmodseq;
-	ch->uidnext = row.uidnext;
-	ch->too_old = since_modseq < row.expunge_floor;
-	mbrow_free(&row);
 
 	sqlite3_stmt *st = db_st(s, ST_MSG_RANGE);
 	sqlite3_bind_int64(st, 1, mb->id);
@@ -133,7 +129,6 @@ int store_mailbox_changes(struct store_mailbox *mb, uint64_t since_modseq, uint3
 	return 1;
 dberr:
 	db_set_error(s, error_r, "changes");
-fail:
 	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 	free(added.v);
 	free(added.kwoff);
