@@ -57,7 +57,9 @@ struct dns_lookup {
 	bool is_mx;
 	bool implicit_mx;
 	dns_mx_cb *cb;
+	dns_query_cb *qcb;		/* a dns_query instead of a routing lookup */
 	void *ctx;
+	struct dns_answer answer;	/* dns_query: what it found (abuf ours) */
 	unsigned pending;		/* c-ares queries whose callback has not run yet */
 	bool finished;			/* res is built; delivery is scheduled */
 	bool failed;			/* fail_status/fail_error decided before any host */
@@ -222,6 +224,8 @@ static void lookup_free(struct dns_lookup *l)
 	}
 	free(l->res.hosts);	/* the names were the lookup hosts' */
 	free(l->res.error);
+	free((char *)l->answer.error);
+	free((unsigned char *)l->answer.abuf);
 	free(l->fail_error);
 	free(l->name);
 	if (l->done_ev != NULL)
@@ -241,6 +245,15 @@ static void lookup_unlink(struct dns_lookup *l)
 	l->prev = l->next = NULL;
 }
 
+/* lookup_callback - hand a lookup's result to its callback. */
+static void lookup_callback(struct dns_lookup *l)
+{
+	if (l->qcb != NULL)
+		l->qcb(l->ctx, &l->answer);
+	else
+		l->cb(l->ctx, &l->res);
+}
+
 /* lookup_deliver - run the callback of a finished lookup from the event loop. */
 static void lookup_deliver(evutil_socket_t fd, short what, void *arg)
 {
@@ -249,7 +262,7 @@ static void lookup_deliver(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	/* off the list first: the callback may call dns_free(), which must not see it */
 	lookup_unlink(l);
-	l->cb(l->ctx, &l->res);
+	lookup_callback(l);
 	lookup_free(l);
 }
 
@@ -567,7 +580,8 @@ static void lookup_result(struct dns_lookup *l)
 /* lookup_finish - all queries of l are done: build its result and schedule the callback. */
 static void lookup_finish(struct dns_lookup *l)
 {
-	lookup_result(l);
+	if (l->qcb == NULL)
+		lookup_result(l);
 	l->finished = true;
 	if (!l->d->destroying)
 		event_active(l->done_ev, EV_TIMEOUT, 0);
@@ -660,6 +674,119 @@ void dns_lookup_host(struct dns *d, const char *host, uint16_t port, dns_mx_cb *
 	lookup_start(d, host, port, false, cb, ctx);
 }
 
+/* query_done - the answer of a dns_query. */
+static void query_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_lookup *l = arg;
+	char name[256];
+	(void)timeouts;
+	l->pending--;
+	if (l->d->destroying || status == ARES_EDESTRUCTION)
+		return;	/* dns_free() delivers "cancelled" */
+	clean_name(name, sizeof(name), l->name);
+	switch (answer_of(status)) {
+	case ANSWER_ADDRS:
+		if (alen > 0 && abuf != NULL) {
+			unsigned char *copy = xmalloc((size_t)alen);
+			memcpy(copy, abuf, (size_t)alen);
+			l->answer.status = DNS_ANSWER_OK;
+			l->answer.abuf = copy;
+			l->answer.alen = alen;
+		} else {
+			l->answer.status = DNS_ANSWER_TEMPFAIL;
+			l->answer.error = xasprintf("%s: empty answer", name);
+		}
+		break;
+	case ANSWER_NODATA:
+		l->answer.status = DNS_ANSWER_NODATA;
+		l->answer.error = xasprintf("%s: no records of that type", name);
+		break;
+	case ANSWER_NXDOMAIN:
+		l->answer.status = DNS_ANSWER_NXDOMAIN;
+		l->answer.error = xasprintf("%s: no such domain", name);
+		break;
+	default:
+		l->answer.status = DNS_ANSWER_TEMPFAIL;
+		l->answer.error = xasprintf("%s: %s", name, ares_strerror(status));
+		break;
+	}
+	if (l->pending == 0)
+		lookup_finish(l);
+}
+
+void dns_query(struct dns *d, const char *name, int type, dns_query_cb *cb, void *ctx)
+{
+	struct dns_lookup *l = lookup_new(d, name, 0, false, NULL, ctx);
+	l->qcb = cb;
+	if (*name == '\0' || strlen(name) > 253) {
+		l->answer.status = DNS_ANSWER_NXDOMAIN;
+		l->answer.error = xstrdup(*name == '\0' ? "empty domain name" : "name too long");
+		lookup_finish(l);
+		return;
+	}
+	l->pending++;
+	ares_query(d->channel, name, ns_c_in, type, query_done, l);
+	dns_reschedule(d);
+}
+
+#define DNS_MAX_TXT 64
+
+/* A dns_lookup_txt in flight. */
+struct txt_req {
+	dns_txt_cb *cb;
+	void *ctx;
+};
+
+/* txt_done - parse a TXT answer and hand its records to the caller. */
+static void txt_done(void *arg, const struct dns_answer *a)
+{
+	struct txt_req *t = arg;
+	struct dns_txt_result r = { .status = a->status, .error = a->error };
+	struct ares_txt_ext *txt = NULL;
+	char *err = NULL;
+	if (a->status == DNS_ANSWER_OK) {
+		int st = ares_parse_txt_reply_ext(a->abuf, a->alen, &txt);
+		if (st != ARES_SUCCESS && st != ARES_ENODATA) {
+			r.status = DNS_ANSWER_TEMPFAIL;
+			r.error = err = xasprintf("malformed TXT answer: %s", ares_strerror(st));
+		} else if (txt == NULL) {
+			r.status = DNS_ANSWER_NODATA;	/* e.g. a CNAME to a name without TXT */
+			r.error = "no TXT records";
+		}
+	}
+	r.txts = xcalloc(DNS_MAX_TXT, sizeof(char *));
+	for (struct ares_txt_ext *p = txt; p != NULL; p = p->next) {
+		if (p->record_start) {
+			if (r.n == DNS_MAX_TXT)
+				break;
+			r.txts[r.n++] = xstrdup("");
+		} else if (r.n == 0) {
+			continue;
+		}
+		char **cur = &r.txts[r.n - 1];
+		size_t have = strlen(*cur), add = strnlen((const char *)p->txt, p->length);
+		*cur = xrealloc(*cur, have + add + 1);
+		memcpy(*cur + have, p->txt, add);
+		(*cur)[have + add] = '\0';
+	}
+	if (txt != NULL)
+		ares_free_data(txt);
+	t->cb(t->ctx, &r);
+	for (size_t i = 0; i < r.n; i++)
+		free(r.txts[i]);
+	free(r.txts);
+	free(err);
+	free(t);
+}
+
+void dns_lookup_txt(struct dns *d, const char *name, dns_txt_cb *cb, void *ctx)
+{
+	struct txt_req *t = xmalloc(sizeof(*t));
+	t->cb = cb;
+	t->ctx = ctx;
+	dns_query(d, name, ns_t_txt, txt_done, t);
+}
+
 void dns_free(struct dns **dns)
 {
 	struct dns *d = *dns;
@@ -684,8 +811,10 @@ void dns_free(struct dns **dns)
 		if (!l->finished) {
 			l->res.status = DNS_TEMPFAIL;
 			l->res.error = xstrdup("cancelled");
+			l->answer.status = DNS_ANSWER_TEMPFAIL;
+			l->answer.error = xstrdup("cancelled");
 		}
-		l->cb(l->ctx, &l->res);
+		lookup_callback(l);
 		lookup_free(l);
 	}
 	free(d);

@@ -90,4 +90,43 @@ void dns_lookup_mx(struct dns *d, const char *domain, uint16_t port, dns_mx_cb *
  * dns_lookup_mx. host is copied. */
 void dns_lookup_host(struct dns *d, const char *host, uint16_t port, dns_mx_cb *cb, void *ctx);
 
+/* ---- any record type (SPF, DKIM, DMARC) --------------------------------------------------- */
+
+/* What a query of one name and type found. */
+enum dns_answer_status {
+	DNS_ANSWER_OK,		/* the answer holds records of the type asked for (abuf) */
+	DNS_ANSWER_NODATA,	/* the name exists, no records of that type */
+	DNS_ANSWER_NXDOMAIN,	/* the name does not exist (or cannot be a DNS name) */
+	DNS_ANSWER_TEMPFAIL,	/* SERVFAIL, timeout, malformed, cancelled: try later */
+};
+
+/* The answer of dns_query, valid during the callback only. */
+struct dns_answer {
+	enum dns_answer_status status;
+	const char *error;		/* human text; NULL when DNS_ANSWER_OK */
+	const unsigned char *abuf;	/* the whole DNS reply (parse it with ares_parse_*_reply) */
+	int alen;			/* 0 unless DNS_ANSWER_OK */
+};
+typedef void dns_query_cb(void *ctx, const struct dns_answer *a);
+
+/* dns_query - one query of name (copied) for type (ns_t_a, ns_t_txt, ...; class IN). cb is
+ * called exactly once, from the loop, never from inside dns_query; dns_free cancels with
+ * DNS_ANSWER_TEMPFAIL "cancelled". Same timeouts as every lookup here. */
+void dns_query(struct dns *d, const char *name, int type, dns_query_cb *cb, void *ctx);
+
+/* The TXT records of a name: each record's character-strings joined into one string
+ * (RFC 7208 §3.3, RFC 6376 §3.6.2.2), NUL-terminated (a record holding a NUL byte is cut
+ * there: no TXT record we read may hold one). Valid during the callback only. */
+struct dns_txt_result {
+	enum dns_answer_status status;
+	const char *error;	/* NULL when DNS_ANSWER_OK */
+	char **txts;		/* n records, in the order of the answer */
+	size_t n;		/* 0 unless DNS_ANSWER_OK; at most 64 records are kept */
+};
+typedef void dns_txt_cb(void *ctx, const struct dns_txt_result *r);
+
+/* dns_lookup_txt - the TXT records of name; same rules as dns_query. An answer of the right
+ * status whose records cannot be parsed is DNS_ANSWER_TEMPFAIL. */
+void dns_lookup_txt(struct dns *d, const char *name, dns_txt_cb *cb, void *ctx);
+
 #endif

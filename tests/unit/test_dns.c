@@ -1,10 +1,13 @@
 /* test_dns - MX and host lookups against a real dnsmasq on 127.0.0.1 (MX order, addresses and
  * ports, implicit MX, null MX, NXDOMAIN, caps), failures against fake servers in-process
  * (SERVFAIL, refused, timeout), address literals, deferred callbacks, dns_free. */
+#include <ares.h>
 #include <arpa/inet.h>
+#include <arpa/nameser.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -39,6 +42,9 @@ static const char *const zone[] = {
 	"mx-host=noaddr.test,gone.test,5",
 	"mx-host=noaddr.test,gone2.test,10",
 	"txt-record=txtonly.test,no addresses here",
+	"txt-record=split.txt.test,\"v=spf1 \",\"ip4:127.0.0.1 \",\"-all\"",
+	"txt-record=two.txt.test,first",
+	"txt-record=two.txt.test,second",
 	"cname=alias.test,implicit.test",
 	"mx-host=eq.test,a.eq.test,5",
 	"mx-host=eq.test,b.eq.test,5",
@@ -700,18 +706,31 @@ static void test_tempfail(void)
 	fixture_close(&sf);
 }
 
+/* open_silent - a fixture whose server never answers; its socket, or -1 (after a CHECK). */
+static int open_silent(struct fixture *fx)
+{
+	int port;
+	int silent_fd = udp_socket(&port);
+	char servers[64];
+	CHECK(silent_fd >= 0);
+	if (silent_fd < 0)
+		return -1;
+	snprintf(servers, sizeof(servers), "127.0.0.1:%d", port);
+	if (!fixture_open(fx, servers)) {
+		close(silent_fd);
+		return -1;
+	}
+	return silent_fd;
+}
+
 /* dns_free with lookups in flight: the pending one is cancelled, the finished-but-undelivered
  * one gets its result, both from inside dns_free */
 static void test_free_pending(void)
 {
 	struct fixture fx;
 	struct got pending = { 0 }, host = { 0 }, literal = { 0 };
-	int port;
-	int silent_fd = udp_socket(&port);
-	char servers[64];
-	CHECK(silent_fd >= 0);
-	snprintf(servers, sizeof(servers), "127.0.0.1:%d", port);
-	if (silent_fd < 0 || !fixture_open(&fx, servers))
+	int silent_fd = open_silent(&fx);
+	if (silent_fd < 0)
 		return;
 	dns_lookup_mx(fx.dns, "example.test", 25, got_cb, &pending);
 	dns_lookup_host(fx.dns, "mx.example.test", 25, got_cb, &host);
@@ -751,12 +770,8 @@ static void test_free_from_callback(void)
 {
 	struct fixture fx;
 	struct got pending = { 0 };
-	int port;
-	int silent_fd = udp_socket(&port);
-	char servers[64];
-	CHECK(silent_fd >= 0);
-	snprintf(servers, sizeof(servers), "127.0.0.1:%d", port);
-	if (silent_fd < 0 || !fixture_open(&fx, servers))
+	int silent_fd = open_silent(&fx);
+	if (silent_fd < 0)
 		return;
 	struct free_inside fi = { &fx.dns, &pending, 0, 0 };
 	dns_lookup_mx(fx.dns, "example.test", 25, got_cb, &pending);
@@ -804,8 +819,99 @@ static void test_lookup_from_callback(void)
 	fixture_close(&fx);
 }
 
+/* ---- dns_query and dns_lookup_txt ---- */
+
+#define TXT_MAX 4
+struct got_txt {
+	int calls;
+	enum dns_answer_status status;
+	size_t n;
+	char txts[TXT_MAX][128];
+};
+
+static void got_txt_cb(void *ctx, const struct dns_txt_result *r)
+{
+	struct got_txt *g = ctx;
+	g->calls++;
+	total_calls++;
+	g->status = r->status;
+	g->n = r->n;
+	CHECK((r->status == DNS_ANSWER_OK) == (r->error == NULL));
+	for (size_t i = 0; i < r->n && i < TXT_MAX; i++)
+		snprintf(g->txts[i], sizeof(g->txts[i]), "%s", r->txts[i]);
+}
+
+struct got_answer {
+	int calls;
+	enum dns_answer_status status;
+	char addr[64];
+};
+
+static void got_answer_cb(void *ctx, const struct dns_answer *a)
+{
+	struct got_answer *g = ctx;
+	g->calls++;
+	total_calls++;
+	g->status = a->status;
+	struct hostent *he = NULL;
+	if (a->status == DNS_ANSWER_OK && ares_parse_a_reply(a->abuf, a->alen, &he, NULL, NULL) ==
+						       ARES_SUCCESS) {
+		inet_ntop(AF_INET, he->h_addr_list[0], g->addr, sizeof(g->addr));
+		ares_free_hostent(he);
+	}
+}
+
+/* TXT: strings of one record joined, several records, NODATA, NXDOMAIN; a raw A query */
+static void test_txt_and_query(void)
+{
+	struct fixture fx;
+	struct got_txt one = { 0 }, split = { 0 }, two = { 0 }, nodata = { 0 }, nx = { 0 },
+		       empty = { 0 };
+	struct got_answer a = { 0 };
+	if (!need_dnsmasq(__func__) || !fixture_open(&fx, dnsmasq_servers))
+		return;
+	dns_lookup_txt(fx.dns, "txtonly.test", got_txt_cb, &one);
+	dns_lookup_txt(fx.dns, "split.txt.test", got_txt_cb, &split);
+	dns_lookup_txt(fx.dns, "two.txt.test", got_txt_cb, &two);
+	dns_lookup_txt(fx.dns, "implicit.test", got_txt_cb, &nodata);
+	dns_lookup_txt(fx.dns, "nothing.test", got_txt_cb, &nx);
+	dns_lookup_txt(fx.dns, "", got_txt_cb, &empty);
+	dns_query(fx.dns, "implicit.test", ns_t_a, got_answer_cb, &a);
+	CHECK(total_calls == 0);	/* never synchronously */
+	run_until(fx.base, 7, 20);
+	CHECK(one.calls == 1 && one.status == DNS_ANSWER_OK && one.n == 1);
+	CHECK_STREQ(one.txts[0], "no addresses here");
+	CHECK(split.calls == 1 && split.status == DNS_ANSWER_OK && split.n == 1);
+	CHECK_STREQ(split.txts[0], "v=spf1 ip4:127.0.0.1 -all");
+	CHECK(two.calls == 1 && two.status == DNS_ANSWER_OK && two.n == 2);
+	CHECK((strcmp(two.txts[0], "first") == 0 && strcmp(two.txts[1], "second") == 0) ||
+	      (strcmp(two.txts[0], "second") == 0 && strcmp(two.txts[1], "first") == 0));
+	CHECK(nodata.calls == 1 && nodata.status == DNS_ANSWER_NODATA && nodata.n == 0);
+	CHECK(nx.calls == 1 && nx.status == DNS_ANSWER_NXDOMAIN && nx.n == 0);
+	CHECK(empty.calls == 1 && empty.status == DNS_ANSWER_NXDOMAIN);
+	CHECK(a.calls == 1 && a.status == DNS_ANSWER_OK);
+	CHECK_STREQ(a.addr, "127.0.0.4");
+	fixture_close(&fx);
+}
+
+/* a TXT lookup in flight when the resolver is freed: cancelled, from inside dns_free */
+static void test_txt_cancelled(void)
+{
+	struct fixture fx;
+	struct got_txt t = { 0 };
+	int silent_fd = open_silent(&fx);
+	if (silent_fd < 0)
+		return;
+	dns_lookup_txt(fx.dns, "example.test", got_txt_cb, &t);
+	dns_free(&fx.dns);
+	CHECK(t.calls == 1 && t.status == DNS_ANSWER_TEMPFAIL && t.n == 0);
+	event_base_free(fx.base);
+	close(silent_fd);
+}
+
 TEST_MAIN(TEST(start_dnsmasq), TEST(test_init_errors), TEST(test_mx_order_addresses_ports),
 	  TEST(test_implicit_mx), TEST(test_null_mx_and_nxdomain), TEST(test_no_address),
 	  TEST(test_caps), TEST(test_equal_preference_shuffled), TEST(test_lookup_host),
 	  TEST(test_address_literals), TEST(test_tempfail), TEST(test_free_pending),
-	  TEST(test_free_from_callback), TEST(test_lookup_from_callback), TEST(stop_dnsmasq))
+	  TEST(test_free_from_callback), TEST(test_lookup_from_callback), TEST(test_txt_and_query),
+	  TEST(test_txt_cancelled), TEST(stop_dnsmasq))
