@@ -293,22 +293,6 @@ static void seen_cb(void *ctx, const struct store_msg *m, enum store_update what
 	fm->seen_changed = true;
 }
 
-static struct store_uid_range *msgs_to_ranges(const struct fetch_msg *m, size_t n, size_t *n_r)
-{
-	struct store_uid_range *r = xcalloc(n ? n : 1, sizeof(*r));
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k > 0 && r[k - 1].last + 1 == m[i].uid) {
-			r[k - 1].last = m[i].uid;
-			continue;
-		}
-		r[k].first = r[k].last = m[i].uid;
-		k++;
-	}
-	*n_r = k;
-	return r;
-}
-
 /* ---- VANISHED (EARLIER) ---- */
 
 struct uid_set_writer {
@@ -900,7 +884,11 @@ static void batch_load(struct imap_session *s, struct imap_fetch_job *j)
 	if (!j->set_seen || stop == 0)
 		return;
 	size_t nr;
-	struct store_uid_range *ranges = msgs_to_ranges(j->msgs + j->batch_start, stop, &nr);
+	uint32_t *uids = xcalloc(stop, sizeof(*uids));
+	for (size_t k = 0; k < stop; k++)
+		uids[k] = j->msgs[j->batch_start + k].uid;
+	struct store_uid_range *ranges = imap_uid_ranges(uids, stop, &nr);
+	free(uids);
 	int rc = store_flags_update(s->view.mb, ranges, nr, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0,
 				    seen_cb, s, &err);
 	free(ranges);

@@ -90,19 +90,25 @@ void store_close(struct store **sp)
 	*sp = NULL;
 }
 
+/* mb_snapshot_free - drop a mailbox's cached message list and UID snapshot; they are
+ * read again when next needed. */
+static void mb_snapshot_free(struct store_mailbox *mb)
+{
+	free(mb->msgs);
+	free(mb->kw_arena);
+	free(mb->uids);
+	mb->msgs = NULL;
+	mb->kw_arena = NULL;
+	mb->uids = NULL;
+	mb->n_msgs = mb->n_uids = 0;
+}
+
 void store_sleep(struct store *s)
 {
 	if (s->asleep)
 		return;
-	for (struct store_mailbox *mb = s->mailboxes; mb != NULL; mb = mb->next) {
-		free(mb->msgs);
-		free(mb->kw_arena);
-		free(mb->uids);
-		mb->msgs = NULL;
-		mb->kw_arena = NULL;
-		mb->uids = NULL;
-		mb->n_msgs = mb->n_uids = 0;
-	}
+	for (struct store_mailbox *mb = s->mailboxes; mb != NULL; mb = mb->next)
+		mb_snapshot_free(mb);
 	db_close(s);
 	s->asleep = true;
 }
@@ -171,9 +177,7 @@ void store_mailbox_close(struct store_mailbox **mbp)
 	}
 	free(mb->name);
 	free(mb->recent);
-	free(mb->msgs);
-	free(mb->kw_arena);
-	free(mb->uids);
+	mb_snapshot_free(mb);
 	free(mb);
 	*mbp = NULL;
 }
