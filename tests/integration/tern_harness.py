@@ -206,6 +206,23 @@ class TernInstance:
 
     # -- process control ----------------------------------------------------------------
     def start(self, timeout=READY_TIMEOUT):
+        """Start and wait until every listener answers. free_port() cannot reserve a port:
+        when another process (a parallel test run) took one before our first start, pick
+        new ports and try again rather than fail."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except TernError:
+                fresh = self.starts == attempt + 1  # never started successfully before
+                if not (fresh and attempt < 2 and self.running() is False
+                        and "Address already in use" in self.log_tail(5)):
+                    raise
+                for role in self.ports:
+                    self.ports[role] = free_port()
+                self.write_config()
+        raise AssertionError("not reached")
+
+    def _start_once(self, timeout):
         if not os.path.exists(TERN_BIN):
             raise TernError(f"tern binary not found at {TERN_BIN} (set TERN_BIN)")
         self.starts += 1
