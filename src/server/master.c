@@ -101,8 +101,11 @@ static void own(struct master *m, const char *path)
 		log_fatal("chown %s", path);
 }
 
-/* own_in - chown name inside the real directory dir (never through a symlink anywhere
- * below data_dir, which the run user controls) */
+/* own_in - give the file name inside the directory dir to the run user: a database a command
+ * run as root may have created. The run user controls dir, so nothing is done by name: the
+ * file is opened without following a symlink (O_NONBLOCK: a planted FIFO must not block us)
+ * and changed through its descriptor only when it is a regular file with one link and root's
+ * (a hard link to a file of root's, where fs.protected_hardlinks is off, is left alone). */
 static void own_in(struct master *m, const char *dir, const char *name)
 {
 	if (!m->drop)
@@ -110,8 +113,17 @@ static void own_in(struct master *m, const char *dir, const char *name)
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return;
-	if (fchownat(dfd, name, m->uid, m->gid, AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
-		log_warn("chown %s/%s", dir, name);
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == 0) {
+		if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+			log_warnx("%s/%s: not a plain file of its own (type or links): left as it is",
+				  dir, name);
+		else if (fchown(fd, m->uid, m->gid) < 0)
+			log_warn("chown %s/%s", dir, name);
+	}
+	if (fd >= 0)
+		close(fd);
 	close(dfd);
 }
 

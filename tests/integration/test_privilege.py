@@ -289,3 +289,29 @@ def test_modes_private_after_start_and_use(root_tern):
     assert loose_modes(inst.data_dir) == []
     inst.stop()
     assert loose_modes(inst.data_dir) == []
+
+
+def test_start_does_not_chown_a_hard_link_to_roots_file(root_tern):
+    """At start the master gives databases made by root's commands to the run user. A name
+    there that is a hard link to a file of root's (plantable where fs.protected_hardlinks is
+    0; root makes it here) must not hand that file over."""
+    inst = stopped_instance(root_tern)
+    secret_dir = Path(tempfile.mkdtemp(prefix="tern-secret-", dir=str(inst.data_dir.parent)))
+    try:
+        secret = secret_dir / "shadow"
+        secret.write_text("root's\n")
+        os.chmod(secret, 0o600)
+        wal = inst.data_dir / "tern.db-wal"
+        if wal.exists():
+            wal.unlink()
+        os.link(secret, wal)
+        try:    # the workers cannot use a WAL of root's: no banner; the master is what counts
+            inst.start(timeout=5)
+        except th.TernError:
+            pass
+        wait_log(inst, r"ready: 2 workers")
+        st = os.stat(secret)
+        assert st.st_uid == 0, f"the master gave root's file to uid {st.st_uid}"
+        assert "not a plain file of its own" in inst.log_text()
+    finally:
+        shutil.rmtree(secret_dir, ignore_errors=True)
