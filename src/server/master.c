@@ -230,8 +230,7 @@ static size_t listen_addresses(const struct tern_config *cfg, char ***list_r)
 					: fam == AF_INET6 && any6
 						? (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr
 						: NULL;
-			if (a != NULL && inet_ntop(fam, a, text, sizeof(text)) != NULL &&
-			    strchr(text, '%') == NULL)
+			if (a != NULL && inet_ntop(fam, a, text, sizeof(text)) != NULL)
 				add_addr(&list, &n, text);
 		}
 		freeifaddrs(ifs);
