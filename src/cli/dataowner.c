@@ -52,6 +52,12 @@ int cli_enter_data_dir(const struct tern_config *cfg)
 			(long)st.st_uid);
 		return 1;
 	}
+	if (access(cfg->data_dir, R_OK | W_OK | X_OK) < 0) {
+		fprintf(stderr, "tern: %s is not usable by its owner, uid %ld: %s (check the "
+				"permissions of it and its parent directories)\n",
+			cfg->data_dir, (long)st.st_uid, strerror(errno));
+		return 1;
+	}
 	return 0;
 }
 
