@@ -1,5 +1,6 @@
 /* cmd_user - "tern user" and "tern alias" */
 #include "cli/cmd_user.h"
+#include "cli/dataowner.h"
 #include "cli/devdata.h"
 
 #include <errno.h>
@@ -128,29 +129,6 @@ static int not_ours(const char *address)
 	return EX_DATAERR;
 }
 
-/* fix_owner - when root edits the database of a server that runs as another user, give the
- * files back to the owner of the data dir so the server can still write them. fchownat
- * with AT_SYMLINK_NOFOLLOW: that user could have planted a symlink to a root-owned file. */
-static void fix_owner(const struct tern_config *cfg)
-{
-	if (geteuid() != 0)
-		return;
-	int dfd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return;
-	struct stat st;
-	if (fstat(dfd, &st) == 0 && st.st_uid != geteuid()) {
-		static const char *const names[] = { "tern.db", "tern.db-wal", "tern.db-shm" };
-		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-			if (fchownat(dfd, names[i], st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 &&
-			    errno != ENOENT)
-				fprintf(stderr, "tern: warning: chown %s/%s: %s\n", cfg->data_dir,
-					names[i], strerror(errno));
-		}
-	}
-	close(dfd);
-}
-
 /* precheck_domain - refuse an address outside our domains before the data dir or the
  * database is created: always for add and passwd; for del only when there is no database
  * (with one, a user left over from a removed domain can still be deleted). 0 or EX_DATAERR. */
@@ -181,14 +159,14 @@ static int open_config(const struct cli_args *args, struct tern_config **cfg_r)
 	return 0;
 }
 
-/* open_accounts - create the data dir if needed and open tern.db. 0 or 1. */
+/* open_accounts - create the data dir if needed, become its owner when root (a symlink
+ * planted there then cannot lead root anywhere), refuse planted links, open tern.db. 0 or 1. */
 static int open_accounts(const struct tern_config *cfg, struct accounts **acc_r)
 {
-	if (fs_mkdirs(cfg->data_dir, 0700) < 0) {
-		fprintf(stderr, "tern: cannot create data directory %s: %s\n", cfg->data_dir,
-			strerror(errno));
+	static const char *const names[] = { "tern.db", "tern.db-wal", "tern.db-shm",
+					     "tern.db-journal", NULL };
+	if (cli_enter_data_dir(cfg) != 0 || cli_refuse_symlinks(cfg, "", names) != 0)
 		return 1;
-	}
 	char *path = config_path_in_data(cfg, "tern.db"), *err = NULL;
 	int r = accounts_open(path, acc_r, &err);
 	free(path);
@@ -427,11 +405,9 @@ int cmd_user(int argc, char **argv)
 	if ((ret = open_config(&args, &cfg)) != 0 ||
 	    (ret = precheck_domain(cfg, sub, address)) != 0)
 		goto out;
-	/* from here on files may be created: fix their owner even when opening fails */
 	if ((ret = open_accounts(cfg, &acc)) == 0)
 		ret = user_run(sub, address, cfg, acc);
 	accounts_close(&acc);
-	fix_owner(cfg);
 out:
 	config_free(&cfg);
 	free(args.words);
@@ -537,7 +513,6 @@ int cmd_alias(int argc, char **argv)
 	if ((ret = open_accounts(cfg, &acc)) == 0)
 		ret = alias_run(&args, cfg, acc);
 	accounts_close(&acc);
-	fix_owner(cfg);
 out:
 	config_free(&cfg);
 	free(args.words);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,10 +40,30 @@ static bool dev_user_can_reach(const char *dir)
 	return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* flatten - "/var/lib/tern-dev/" + path with '/' as '_' and '_' doubled, so that no two
+ * paths share a name */
+static char *flatten(const char *path, const char *suffix)
+{
+	buf flat;
+	buf_init(&flat, 0);
+	buf_puts(&flat, "/var/lib/tern-dev/");
+	for (const char *p = path + 1; *p != '\0'; p++) {
+		if (*p == '_')
+			buf_putc(&flat, '_');
+		buf_putc(&flat, *p == '/' ? '_' : *p);
+	}
+	buf_puts(&flat, suffix);
+	char *r = xstrdup(buf_cstr(&flat));
+	buf_free(&flat);
+	return r;
+}
+
 /* cli_dev_place_data - root's development instance drops to an unprivileged user, who cannot
  * reach ./tern-data when a parent directory is closed to others (a clone in /root, mode
  * 0700): its data then goes to /var/lib/tern-dev/<the clone's path, flattened>, which it
- * can reach, and the banner says where. Without root nothing changes. */
+ * can reach, and the banner says where. Its TLS pair goes to root's
+ * /var/lib/tern-dev/<the clone's path, flattened>.tls in any case: never into the data dir,
+ * which the run user owns. Without root nothing changes. */
 void cli_dev_place_data(struct tern_config *cfg, bool announce)
 {
 	if (geteuid() != 0)
@@ -51,30 +72,23 @@ void cli_dev_place_data(struct tern_config *cfg, bool announce)
 	char *slash = strrchr(parent, '/');
 	if (slash != NULL && slash != parent)
 		*slash = '\0';
-	bool ok = dev_user_can_reach(parent);
-	if (!ok) {
-		buf flat;
-		buf_init(&flat, 0);
-		buf_puts(&flat, "/var/lib/tern-dev/");
-		/* '/' becomes '_' and '_' doubles, so that no two paths share a name */
-		for (const char *p = parent + 1; *p != '\0'; p++) {
-			if (*p == '_')
-				buf_putc(&flat, '_');
-			buf_putc(&flat, *p == '/' ? '_' : *p);
-		}
-		if (fs_mkdirs("/var/lib/tern-dev", 0755) < 0) {
-			fprintf(stderr, "tern: /var/lib/tern-dev: %s\n", strerror(errno));
-			exit(1);
-		}
+	/* 0755 whatever the umask: the run user must reach a data dir in it */
+	if (fs_mkdirs("/var/lib/tern-dev", 0755) < 0 || chmod("/var/lib/tern-dev", 0755) < 0) {
+		fprintf(stderr, "tern: /var/lib/tern-dev: %s\n", strerror(errno));
+		exit(1);
+	}
+	free(cfg->tls_dir);
+	cfg->tls_dir = flatten(parent, ".tls");
+	if (!dev_user_can_reach(parent)) {
+		char *flat = flatten(parent, "");
 		if (announce)
 			fprintf(stderr,
 				"tern: %s cannot reach %s (a parent directory is closed to "
 				"others):\n      the development instance keeps its data in %s "
 				"instead\n",
-				master_dev_user(), cfg->data_dir, buf_cstr(&flat));
+				master_dev_user(), cfg->data_dir, flat);
 		free(cfg->data_dir);
-		cfg->data_dir = xstrdup(buf_cstr(&flat));
-		buf_free(&flat);
+		cfg->data_dir = flat;
 	}
 	free(parent);
 }

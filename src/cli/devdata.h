@@ -9,7 +9,8 @@ struct tern_config;
  * unprivileged user (master_dev_user); when that user cannot reach ./tern-data (a clone in
  * /root, mode 0700), its data goes to /var/lib/tern-dev/<the clone's path with '/' as '_'>
  * instead, for serve and for the user/alias commands alike. announce: say so on stderr.
- * Without root, or when the user can reach it, nothing changes. */
+ * Started by root, its TLS pair lives in /var/lib/tern-dev/<the same>.tls (root's).
+ * Without root nothing changes: data and TLS pair in ./tern-data. */
 void cli_dev_place_data(struct tern_config *cfg, bool announce);
 
 #endif

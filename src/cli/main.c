@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "cli/cmd_send.h"
 #include "cli/cmd_read.h"
 #include "cli/cmd_user.h"
+#include "cli/dataowner.h"
 #include "cli/devdata.h"
 #include "lib/buf.h"
 #include "lib/fs.h"
@@ -96,8 +98,9 @@ static struct tern_config *load_config(const char *path, bool announce)
 	return cfg;
 }
 
-/* dev_setup - the development instance's demo account; returns the banner to print */
-static char *dev_setup(struct tern_config *cfg)
+/* dev_account - the development instance's demo account: created (or its password made
+ * anew when the password file is lost); returns the password. Exits on failure. */
+static char *dev_account(struct tern_config *cfg)
 {
 	char *err = NULL;
 	char *pwfile = config_path_in_data(cfg, "demo-password");
@@ -105,11 +108,11 @@ static char *dev_setup(struct tern_config *cfg)
 	char *password = NULL;
 	size_t len;
 	struct accounts *a;
+	static const char *const names[] = { "tern.db", "tern.db-wal", "tern.db-shm",
+					     "tern.db-journal", NULL };
 
-	if (fs_mkdirs(cfg->data_dir, 0700) < 0) {
-		fprintf(stderr, "tern: %s: %s\n", cfg->data_dir, strerror(errno));
+	if (cli_enter_data_dir(cfg) != 0 || cli_refuse_symlinks(cfg, "", names) != 0)
 		exit(1);
-	}
 	if (accounts_open(db, &a, &err) < 0) {
 		fprintf(stderr, "tern: %s\n", err);
 		exit(1);
@@ -135,6 +138,58 @@ static char *dev_setup(struct tern_config *cfg)
 		}
 	}
 	accounts_close(&a);
+	free(pwfile);
+	free(db);
+	return password;
+}
+
+/* dev_password - dev_account, as the data dir's owner when root started us: in a child
+ * that drops root for good (the master must keep it), the password coming back on a pipe */
+static char *dev_password(struct tern_config *cfg)
+{
+	if (geteuid() != 0)
+		return dev_account(cfg);
+	int p[2];
+	if (pipe(p) < 0) {
+		perror("tern: pipe");
+		exit(1);
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("tern: fork");
+		exit(1);
+	}
+	if (pid == 0) {
+		close(p[0]);
+		char *pw = dev_account(cfg);
+		int r = fs_write_all(p[1], pw, strlen(pw));
+		explicit_bzero(pw, strlen(pw));
+		free(pw);
+		_exit(r == 0 ? 0 : 1);
+	}
+	close(p[1]);
+	char got[257];
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(got) - 1 &&
+	       ((r = read(p[0], got + n, sizeof(got) - 1 - n)) > 0 || (r < 0 && errno == EINTR)))
+		if (r > 0)
+			n += (size_t)r;
+	close(p[0]);
+	got[n] = '\0';
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || n == 0)
+		exit(1);	/* the child said why */
+	return xstrdup(got);
+}
+
+/* dev_setup - the development instance's demo account; returns the banner to print */
+static char *dev_setup(struct tern_config *cfg)
+{
+	char *password = dev_password(cfg);
 	char *banner = xasprintf(
 		"\n"
 		"Tern development instance is running (Ctrl-C stops it). Data: %s\n"
@@ -155,8 +210,6 @@ static char *dev_setup(struct tern_config *cfg)
 		cfg->data_dir, password, password, password, password, password, password, password,
 		cfg->data_dir);
 	free(password);
-	free(pwfile);
-	free(db);
 	return banner;
 }
 
@@ -239,7 +292,11 @@ static int cmd_queue(int argc, char **argv)
 	struct queue *q = NULL;
 	char *spool = config_path_in_data(cfg, "spool");
 	unsigned n = 0;
-	if (queue_open(spool, &q, &err) < 0) {
+	static const char *const names[] = { "queue", "queue.db", "queue.db-wal", "queue.db-shm",
+					     "queue.db-journal", NULL };
+	if (cli_enter_data_dir(cfg) != 0 || cli_refuse_symlinks(cfg, "spool", names) != 0) {
+		r = 1;
+	} else if (queue_open(spool, &q, &err) < 0) {
 		fprintf(stderr, "tern: %s\n", err);
 		r = 1;
 	} else if (is_list) {
@@ -275,6 +332,11 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		return usage_error("missing command");
 	const char *cmd = argv[1];
+	/* the server's files (password hashes, mail, queue) are for the server alone: made 0600
+	 * and 0700 whatever the caller's umask; send and read keep the user's */
+	if (!strcmp(cmd, "serve") || !strcmp(cmd, "user") || !strcmp(cmd, "alias") ||
+	    !strcmp(cmd, "queue"))
+		umask(077);
 	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
 		fputs(usage_text, stdout);
 		return 0;

@@ -301,7 +301,8 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 	if (!strcmp(section, "listen"))
 		return set_listen(c, key, value, error_r);
 	if (!strcmp(section, "tls")) {
-		char **f = !strcmp(key, "cert") ? &c->tls_cert : !strcmp(key, "key") ? &c->tls_key : NULL;
+		char **f = !strcmp(key, "cert") ? &c->tls_cert : !strcmp(key, "key") ? &c->tls_key
+			   : !strcmp(key, "dir") ? &c->tls_dir : NULL;
 		if (f == NULL) {
 			*error_r = xstrdup("unknown key");
 			return -1;
@@ -343,6 +344,34 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 	return -1;
 }
 
+/* tls_dir_finish - make [tls] dir absolute; by default the config file's directory + "/tls"
+ * (e.g. /etc/tern/tls): root's, never data_dir's, whose owner could swap it for a symlink to
+ * a key root can read. A relative dir is taken from the current directory. 0 or -1. */
+static int tls_dir_finish(struct tern_config *c, const char *name, char **error_r)
+{
+	char cwd[PATH_MAX];
+	char *rel = c->tls_dir;
+	if (rel == NULL) {
+		const char *slash = strrchr(c->path, '/');
+		rel = slash == NULL ? xstrdup("tls")
+		      : slash == c->path ? xstrdup("/tls")
+					 : xasprintf("%.*s/tls", (int)(slash - c->path), c->path);
+	}
+	if (rel[0] == '/') {
+		c->tls_dir = rel;
+		return 0;
+	}
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		*error_r = xasprintf("%s: getcwd: %s", name, strerror(errno));
+		if (rel != c->tls_dir)
+			free(rel);
+		return -1;
+	}
+	c->tls_dir = xasprintf("%s/%s", cwd, rel);
+	free(rel);
+	return 0;
+}
+
 /* config_finish - checks that span keys, and derived values */
 static int config_finish(struct tern_config *c, const char *name, char **error_r)
 {
@@ -372,6 +401,8 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 		*error_r = xasprintf("%s: [tls] cert and key go together", name);
 		return -1;
 	}
+	if (tls_dir_finish(c, name, error_r) < 0)
+		return -1;
 	/* the limits of every session core, by protocol */
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		struct session_limits *l = &c->session_limits[r];
@@ -456,6 +487,9 @@ struct tern_config *config_dev(void)
 		abort();	/* the built-in text is fixed: a failure is a bug */
 	free(c->path);
 	c->path = NULL;
+	/* no config file: keep the pair in the data dir (a root start moves it, devdata.c) */
+	free(c->tls_dir);
+	c->tls_dir = config_path_in_data(c, "tls");
 	for (int r = ROLE_SMTP; r < ROLE_COUNT; r++) {
 		if (set_listen(c, role_names[r], dev_listen[r], &err) < 0)
 			abort();
@@ -497,6 +531,7 @@ void config_free(struct tern_config **cp)
 		free(c->listen[r].text);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->tls_dir);
 	free(c->dns_servers);
 	free(c->queue_source_ip);
 	for (size_t i = 0; i < c->n_queue_require_tls; i++)

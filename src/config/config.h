@@ -79,8 +79,10 @@ struct tern_config {
 	struct listen_spec listen[ROLE_COUNT];
 	struct session_limits session_limits[ROLE_COUNT]; /* derived from the keys above */
 
-	char *tls_cert;			/* NULL: data_dir/tls/cert.pem, self-signed on first start */
+	char *tls_cert;			/* NULL: tls_dir/cert.pem, self-signed on first start */
 	char *tls_key;
+	char *tls_dir;			/* absolute; default: the config file's directory + "/tls"
+					 * (never inside data_dir, which the run user owns) */
 
 	char *dns_servers;		/* NULL: /etc/resolv.conf; else "addr:port,addr:port" */
 

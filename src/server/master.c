@@ -1,9 +1,12 @@
 /* master - `tern serve`: data dir, TLS, listening sockets, privilege drop, children */
 #include "server/master.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -98,8 +101,11 @@ static void own(struct master *m, const char *path)
 		log_fatal("chown %s", path);
 }
 
-/* own_in - chown name inside the real directory dir (never through a symlink anywhere
- * below data_dir, which the run user controls) */
+/* own_in - give the file name inside the directory dir to the run user: a database a command
+ * run as root may have created. The run user controls dir, so nothing is done by name: the
+ * file is opened without following a symlink (O_NONBLOCK: a planted FIFO must not block us)
+ * and changed through its descriptor only when it is a regular file with one link and root's
+ * (a hard link to a file of root's, where fs.protected_hardlinks is off, is left alone). */
 static void own_in(struct master *m, const char *dir, const char *name)
 {
 	if (!m->drop)
@@ -107,15 +113,40 @@ static void own_in(struct master *m, const char *dir, const char *name)
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return;
-	if (fchownat(dfd, name, m->uid, m->gid, AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT)
-		log_warn("chown %s/%s", dir, name);
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == 0) {
+		if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+			log_warnx("%s/%s: not a plain file of its own (type or links): left as it is",
+				  dir, name);
+		else if (fchown(fd, m->uid, m->gid) < 0)
+			log_warn("chown %s/%s", dir, name);
+	}
+	if (fd >= 0)
+		close(fd);
 	close(dfd);
 }
 
-/* prepare_data_dir - the root part: the data dir itself (given to the run user), tls/
- * (kept by root: the master reads the key, children inherit the loaded context), and
- * databases a command run as root may have created. Everything else is made by
- * prepare_as_user, without root. */
+/* tighten_data_dir - the data dir holds password hashes and mail: nobody but its owner may
+ * read it. One that others can enter (made by hand, or by an older tern) is made 0700. */
+static void tighten_data_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		log_fatal("data_dir %s", dir);
+	if ((st.st_mode & 077) != 0) {
+		if (fchmod(fd, 0700) < 0)
+			log_fatal("data_dir %s: chmod 0700", dir);
+		log_info("data_dir %s was mode %04o (open to others): now 0700", dir,
+			 (unsigned)(st.st_mode & 07777));
+	}
+	close(fd);
+}
+
+/* prepare_data_dir - the root part: the data dir itself (given to the run user, mode 0700)
+ * and databases a command run as root may have created. Everything else is made by
+ * prepare_as_user, without root. TLS files are not here (see load_tls). */
 static void prepare_data_dir(struct master *m)
 {
 	static const char *const top[] = { "tern.db", "tern.db-wal", "tern.db-shm" };
@@ -123,10 +154,7 @@ static void prepare_data_dir(struct master *m)
 	if (fs_mkdirs(m->cfg->data_dir, 0700) < 0)
 		log_fatal("mkdir %s", m->cfg->data_dir);
 	own(m, m->cfg->data_dir);
-	char *tls = config_path_in_data(m->cfg, "tls");
-	if (mkdir(tls, 0700) < 0 && errno != EEXIST)
-		log_fatal("mkdir %s", tls);
-	free(tls);
+	tighten_data_dir(m->cfg->data_dir);
 	for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
 		own_in(m, m->cfg->data_dir, top[i]);
 	char *sp = config_path_in_data(m->cfg, "spool");
@@ -155,7 +183,118 @@ static int prepare_as_user(const struct tern_config *cfg)
 	return 0;
 }
 
-/* load_tls - the configured pair, or a self-signed one made on first start */
+/* add_addr - append the text of one address to the list, once */
+static void add_addr(char ***list, size_t *n, const char *text)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*list)[i], text) == 0)
+			return;
+	*list = xreallocarray(*list, *n + 1, sizeof(char *));
+	(*list)[(*n)++] = xstrdup(text);
+}
+
+/* listen_addresses - the addresses clients reach us at, for the self-signed certificate: each
+ * listener's address, and for a wildcard one every address of the host in that family */
+static size_t listen_addresses(const struct tern_config *cfg, char ***list_r)
+{
+	char text[INET6_ADDRSTRLEN];
+	char **list = NULL;
+	size_t n = 0;
+	bool any4 = false, any6 = false;
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		const struct listen_spec *l = &cfg->listen[r];
+		if (!l->enabled)
+			continue;
+		if (l->addr.ss_family == AF_INET) {
+			const struct in_addr *a = &((const struct sockaddr_in *)&l->addr)->sin_addr;
+			if (a->s_addr == htonl(INADDR_ANY))
+				any4 = true;
+			else if (inet_ntop(AF_INET, a, text, sizeof(text)) != NULL)
+				add_addr(&list, &n, text);
+		} else if (l->addr.ss_family == AF_INET6) {
+			const struct in6_addr *a = &((const struct sockaddr_in6 *)&l->addr)->sin6_addr;
+			if (IN6_IS_ADDR_UNSPECIFIED(a))
+				any6 = true;
+			else if (inet_ntop(AF_INET6, a, text, sizeof(text)) != NULL)
+				add_addr(&list, &n, text);
+		}
+	}
+	struct ifaddrs *ifs = NULL;
+	if ((any4 || any6) && getifaddrs(&ifs) == 0) {
+		for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
+			if (i->ifa_addr == NULL)
+				continue;
+			int fam = i->ifa_addr->sa_family;
+			const void *a = fam == AF_INET && any4
+						? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+					: fam == AF_INET6 && any6
+						? (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr
+						: NULL;
+			if (a != NULL && inet_ntop(fam, a, text, sizeof(text)) != NULL)
+				add_addr(&list, &n, text);
+		}
+		freeifaddrs(ifs);
+	}
+	*list_r = list;
+	return n;
+}
+
+/* tls_open - open a TLS file for the master. As root only through directories and links
+ * that root alone controls (fs_open_trusted): the master would otherwise load whatever key a
+ * user who can rename one directory on the way points it at, and serve it from the workers.
+ * Without root there is no boundary to keep. -1 with *error_r. */
+static int tls_open(const char *path, char **error_r)
+{
+	if (geteuid() != 0) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			*error_r = xasprintf("%s: %s", path, strerror(errno));
+		return fd;
+	}
+	char *why = NULL;
+	int fd = fs_open_trusted(path, O_RDONLY, &why);
+	if (fd < 0) {
+		*error_r = xasprintf("refusing %s: %s (TLS files must be reached only through "
+				     "root's directories; see [tls] in docs/configuration.md)",
+				     path, why);
+		free(why);
+	}
+	return fd;
+}
+
+/* make_tls_dir - the directory of the self-signed pair: created 0700 by root inside a parent
+ * only root controls, and checked to be root's. 0 or -1 with *error_r. */
+static int make_tls_dir(const char *dir, char **error_r)
+{
+	if (geteuid() != 0) {
+		if (fs_mkdirs(dir, 0700) < 0) {
+			*error_r = xasprintf("mkdir %s: %s", dir, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	const char *slash = strrchr(dir, '/');
+	char *parent = slash == dir ? xstrdup("/") : xstrndup(dir, (size_t)(slash - dir));
+	char *why = NULL;
+	int pfd = fs_open_trusted(parent, O_PATH | O_DIRECTORY, &why);
+	free(parent);
+	if (pfd >= 0) {
+		if (mkdirat(pfd, slash + 1, 0700) < 0 && errno != EEXIST)
+			why = xasprintf("mkdir %s: %s", dir, strerror(errno));
+		close(pfd);
+	}
+	int dfd = why == NULL ? fs_open_trusted(dir, O_PATH | O_DIRECTORY, &why) : -1;
+	if (dfd < 0) {
+		*error_r = xasprintf("directory %s: %s (set [tls] dir to a directory of "
+				     "root's)", dir, why);
+		free(why);
+		return -1;
+	}
+	close(dfd);
+	return 0;
+}
+
+/* load_tls - the configured pair, or a self-signed one in tls_dir made on first start */
 static SSL_CTX *load_tls(struct master *m, char **error_r)
 {
 	if (m->cert_path == NULL) {
@@ -163,18 +302,40 @@ static SSL_CTX *load_tls(struct master *m, char **error_r)
 			m->cert_path = xstrdup(m->cfg->tls_cert);
 			m->key_path = xstrdup(m->cfg->tls_key);
 		} else {
-			m->cert_path = config_path_in_data(m->cfg, "tls/cert.pem");
-			m->key_path = config_path_in_data(m->cfg, "tls/key.pem");
-			if (access(m->cert_path, F_OK) < 0 || access(m->key_path, F_OK) < 0) {
-				log_info("generating a self-signed certificate for %s in %s",
-					 m->cfg->hostname, m->cert_path);
-				if (tls_make_selfsigned(m->cert_path, m->key_path, m->cfg->hostname,
-							error_r) < 0)
-					return NULL;
-			}
+			m->cert_path = xasprintf("%s/cert.pem", m->cfg->tls_dir);
+			m->key_path = xasprintf("%s/key.pem", m->cfg->tls_dir);
 		}
 	}
-	return tls_server_ctx(m->cert_path, m->key_path, error_r);
+	if (m->cfg->tls_cert == NULL) {
+		if (make_tls_dir(m->cfg->tls_dir, error_r) < 0)
+			return NULL;
+		/* the directory is root's now: names in it stay what they are */
+		if (access(m->cert_path, F_OK) < 0 || access(m->key_path, F_OK) < 0) {
+			char **addrs = NULL;
+			size_t n = listen_addresses(m->cfg, &addrs);
+			log_info("generating a self-signed certificate for %s and %zu address(es) in %s",
+				 m->cfg->hostname, n, m->cert_path);
+			int r = tls_make_selfsigned_for(m->cert_path, m->key_path, m->cfg->hostname,
+							(const char *const *)addrs, n, error_r);
+			for (size_t i = 0; i < n; i++)
+				free(addrs[i]);
+			free(addrs);
+			if (r < 0)
+				return NULL;
+		}
+	}
+	int cfd = tls_open(m->cert_path, error_r);
+	if (cfd < 0)
+		return NULL;
+	int kfd = tls_open(m->key_path, error_r);
+	if (kfd < 0) {
+		close(cfd);
+		return NULL;
+	}
+	SSL_CTX *ctx = tls_server_ctx_fd(cfd, m->cert_path, kfd, m->key_path, error_r);
+	close(cfd);
+	close(kfd);
+	return ctx;
 }
 
 static void open_listeners(struct master *m)

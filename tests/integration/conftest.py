@@ -7,6 +7,9 @@ whose log shows a sanitizer report fails the test that owned it at teardown.
 """
 import itertools
 import os
+import pwd
+import subprocess
+import time
 
 import pytest
 
@@ -97,6 +100,52 @@ def tern_factory(tmp_path):
             errors.append(e)
     if errors:
         raise errors[0]
+
+
+# A child that switched user cannot be inspected by LeakSanitizer (it is no longer
+# dumpable): tests that run tern as root with a run user turn leak checks off.
+NO_LEAKS_ENV = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"}
+
+
+@pytest.fixture
+def root_tern(tern_factory):
+    """start(**kw) -> (instance, children): tern started as root with `user = nobody`, once
+    its two workers and the queue runner are forked. Root only."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+
+    def start(**kw):
+        env = dict(NO_LEAKS_ENV)
+        env.update(kw.pop("env", {}) or {})
+        inst = tern_factory(user="nobody", env=env, **kw)
+        if not kw.get("start", True):
+            return inst, []
+        deadline = time.monotonic() + 20
+        while True:
+            kids = th.children_of(inst.proc.pid)
+            if len(kids) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(kids) >= 3, f"expected >= 3 children (2 workers + queue runner), got {kids}"
+        return inst, kids
+
+    return start
+
+
+@pytest.fixture
+def as_run_user():
+    """run(argv, user="nobody") -> CompletedProcess: a command as an unprivileged user with
+    no supplementary groups, to do what a compromised worker could. Root only."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+
+    def run(argv, user="nobody", check=True):
+        pw = pwd.getpwnam(user)
+        return subprocess.run(argv, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              check=check, timeout=30)
+
+    return run
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -126,6 +126,8 @@ class TernInstance:
             self.data_dir = self.base / "data"
         self.user = user
         self.conf = self.base / "tern.conf"
+        # the self-signed pair: [tls] dir defaults to the config file's directory + /tls
+        self.tls_dir = self.base / "tls"
         self.log_path = self.base / "tern.log"
         self.ports = {
             "smtp": free_port(),
@@ -177,7 +179,7 @@ class TernInstance:
         for role, port in self.ports.items():
             lines.append(f"{role} = 127.0.0.1:{port}")
         lines.append("[tls]")
-        lines.append("# no cert/key: self-signed pair generated under data_dir/tls/")
+        lines.append("# no cert/key: self-signed pair generated in tls/ next to this file")
         lines.append("[dns]")
         lines.append(f"servers = 127.0.0.1:{self.dns_port}")
         lines.append("[queue]")

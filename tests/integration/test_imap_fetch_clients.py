@@ -79,7 +79,7 @@ def mbsyncrc(inst, tmp_path, sync):
         "IMAPAccount tern\nHost 127.0.0.1\n"
         f"Port {inst.ports['imaps']}\nUser {BOB}\nPass {BOB_PW}\n"
         # the server's own self-signed certificate, trusted as itself
-        f"SSLType IMAPS\nCertificateFile {inst.data_dir}/tls/cert.pem\nSystemCertificates no\n\n"
+        f"SSLType IMAPS\nCertificateFile {inst.tls_dir}/cert.pem\nSystemCertificates no\n\n"
         "IMAPStore tern-remote\nAccount tern\n\n"
         f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
         f"Channel tern\nFar :tern-remote:\nNear :local:\nPatterns *\nCreate Near\nSync {sync}\n"

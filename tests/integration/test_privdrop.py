@@ -21,26 +21,9 @@ def status_ids(pid, field):
     raise AssertionError(f"no {field} line for {pid}")
 
 
-def start_as_nobody(tern_factory):
-    # The harness puts the data dir in a world-traversable place when a user is set.
-    inst = tern_factory(user="nobody",
-                        # LeakSanitizer cannot inspect a process after setuid; not our test.
-                        env={"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "")
-                             + ":detect_leaks=0"})
-    # Workers and the queue runner: wait until all are forked (workers = 2, + 1 runner).
-    deadline = time.monotonic() + 20
-    while True:
-        kids = th.children_of(inst.proc.pid)
-        if len(kids) >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert len(kids) >= 3, f"expected >= 3 children (2 workers + queue runner), got {kids}"
-    return inst, kids
-
-
-def test_children_run_as_nobody(tern_factory):
+def test_children_run_as_nobody(root_tern):
     nobody = pwd.getpwnam("nobody")
-    inst, kids = start_as_nobody(tern_factory)
+    inst, kids = root_tern()
     for pid in kids:
         uids = status_ids(pid, "Uid")
         gids = status_ids(pid, "Gid")
@@ -61,10 +44,10 @@ def test_children_run_as_nobody(tern_factory):
     assert os.stat(f).st_uid == nobody.pw_uid
 
 
-def test_restarted_child_runs_as_nobody(tern_factory):
+def test_restarted_child_runs_as_nobody(root_tern):
     """Children forked later (the master restarts one that died) drop as well."""
     nobody = pwd.getpwnam("nobody")
-    inst, kids = start_as_nobody(tern_factory)
+    inst, kids = root_tern()
     master = inst.proc.pid
     victim = kids[0]
     os.kill(victim, 9)

@@ -324,7 +324,7 @@ def test_mutt_message_shown_and_saved(server, home, tmp_path):
     tok = th.token()
     mhome = tmp_path / "mutthome"
     mhome.mkdir()
-    cert = server.data_dir / "tls" / "cert.pem"
+    cert = server.tls_dir / "cert.pem"
     muttrc = tmp_path / "muttrc"
     muttrc.write_text(
         f'set smtp_url="smtp://alice%40example.test@127.0.0.1:{server.ports["submission"]}/"\n'
