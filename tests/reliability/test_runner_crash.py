@@ -18,10 +18,10 @@ def test_runner_killed_mid_delivery(tern_factory, sink, capsys, target, moment):
                         extra_config=rely.relay_config(sink))
     sink.slow = True
     if moment == "receiving":
-        sink.read_delay = 0.05          # 200 lines: about 10 s of transfer
+        sink.read_delay = 0.03          # 200 lines: about 6 s of transfer
         sink.drop_if_peer_gone = True
     else:
-        sink.delay_reply = 5.0
+        sink.delay_reply = 3.0
     tok = th.token()
     rcpt = f"slow@{rely.REMOTE_DOMAIN}"
     with inst.submission_login() as s:
