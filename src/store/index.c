@@ -586,17 +586,24 @@ int idx_mb_insert(struct store *s, const char *name, const char *dir, int64_t *i
 		  char **error_r)
 {
 	/* UIDVALIDITY: the time, but always above any value this index gave before, so a
-	 * mailbox deleted and created again within a second still gets a new one. */
+	 * mailbox deleted and created again within a second still gets a new one ... */
 	int64_t last = 0;
 	if (meta_get(s, "last_uidvalidity", &last) < 0) {
 		db_set_error(s, error_r, "read meta");
 		return -1;
 	}
+	/* ... and above any value given before this index existed (a lost or damaged one):
+	 * the floor is saved before the row commits, so it is never below a committed value */
+	int64_t floor = maildir_uidvalidity_floor(s->root);
+	if (floor > last)
+		last = floor;
 	int64_t v = (int64_t)time(NULL);
 	if (v <= last)
 		v = last + 1;
 	if (v > UINT32_MAX)
 		v = 1;		/* after 2106; reuse is harmless across so long */
+	if (maildir_uidvalidity_save(s->root, (uint32_t)v) < 0)
+		log_warn("%s/%s: write", s->root, STORE_UIDVALIDITY_NAME);
 	sqlite3_stmt *st = db_st(s, ST_MB_INSERT);
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, dir, -1, SQLITE_TRANSIENT);

@@ -285,7 +285,8 @@ def restart(inst, attempts=3):
 
 class Killer(threading.Thread):
     """Kills at progress thresholds: `plan` is a list of (threshold, action) with action
-    'group' (SIGKILL the process group, restart, wait until ready), 'worker' or 'runner'
+    'group' (SIGKILL the process group, restart, wait until ready), 'master' (SIGKILL the
+    master alone, wait for its children to finish and exit, restart), 'worker' or 'runner'
     (SIGKILL one child; the master restarts it). progress() returns the current count."""
 
     def __init__(self, inst, plan, progress, rng, lock=None):
@@ -296,7 +297,7 @@ class Killer(threading.Thread):
         self.rng = rng
         self.done = threading.Event()
         self.stop_now = threading.Event()
-        self.counts = {"group": 0, "worker": 0, "runner": 0}
+        self.counts = {"group": 0, "master": 0, "worker": 0, "runner": 0}
         self.error = None
         self.downtime = 0.0
         self.lock = lock or threading.Lock()
@@ -321,6 +322,18 @@ class Killer(threading.Thread):
                 self.inst.kill()
                 restart(self.inst)
                 self.downtime += time.monotonic() - t0
+            elif action == "master":
+                # The master alone: its children get SIGTERM (PR_SET_PDEATHSIG), finish
+                # the transactions in flight and exit; then a new master starts.
+                t0 = time.monotonic()
+                kill_pid(self.inst.pid)
+                self.inst.proc.wait(10)
+                self.inst.proc = None
+                self.inst.wait_group_gone(timeout=20)
+                self.inst.signal_group(9)       # stragglers past shutdown_timeout
+                self.inst.wait_group_gone()
+                restart(self.inst)
+                self.downtime += time.monotonic() - t0
             else:
                 pid = runner_pid(self.inst) if action == "runner" else None
                 if action == "worker":
@@ -331,15 +344,18 @@ class Killer(threading.Thread):
             self.counts[action] += 1
 
 
-def make_plan(rng, total, groups=6, workers=2, runners=2, lo=0.05, hi=0.9):
+def make_plan(rng, total, groups=6, masters=0, workers=2, runners=2, lo=0.05, hi=0.9):
     """Kill thresholds spread at random over [lo, hi] of the total progress."""
-    acts = ["group"] * groups + ["worker"] * workers + ["runner"] * runners
+    acts = (["group"] * groups + ["master"] * masters + ["worker"] * workers +
+            ["runner"] * runners)
     return [(int(total * rng.uniform(lo, hi)), a) for a in acts]
 
 
 def run_load(threads, killer, stats, timeout=240):
     """Start the load threads and the killer; wait for the threads (each must end without
-    an error of its own), then stop the killer and check that it had no error either."""
+    an error of its own), then stop the killer and check that it had no error either. On a
+    failure the threads are told to stop (stats["stop"]) and the killer is waited for, so
+    that nothing keeps restarting or connecting while the fixtures clean up."""
     for t in threads:
         t.start()
     killer.start()
@@ -353,7 +369,17 @@ def run_load(threads, killer, stats, timeout=240):
         assert killer.error is None, killer.error
         assert not killer.is_alive(), "the killer is stuck"
     finally:
+        stats["stop"].set()
         killer.stop_now.set()
+        killer.join(timeout=60)
+        for t in threads:
+            t.join(timeout=10)
+
+
+def new_stats(**counters):
+    """Shared counters of a load: a lock, a stop event, failures and the last error."""
+    return dict(lock=threading.Lock(), stop=threading.Event(), failures=0, last_error=None,
+                **counters)
 
 
 def wait_until(pred, timeout, what, interval=0.1):

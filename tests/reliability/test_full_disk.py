@@ -7,7 +7,6 @@ import imaplib
 import smtplib
 import time
 
-import pytest
 
 import rely
 from rely import th
@@ -172,6 +171,6 @@ def test_imap_append_full_disk(tmpfs_factory, tern_factory, capsys):
         except (imaplib.IMAP4.error, OSError):
             pass
     with capsys.disabled():
-        print(f"\n[reliability full disk imap] " +
+        print("\n[reliability full disk imap] " +
               " ".join(f"leave={lv}/size={sz}:{typ}" for lv, sz, typ, _ in results) +
               f" first_no={next((d for _, _, t, d in results if t == 'NO'), b'')!r}")

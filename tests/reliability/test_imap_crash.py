@@ -67,6 +67,8 @@ class Client(threading.Thread):
 
     def until_ok(self, op):
         while True:
+            if self.stats["stop"].is_set():
+                raise Failed("the test stopped the load")
             self.tries += 1
             try:
                 return op(self.conn())
@@ -168,8 +170,7 @@ def test_imap_sigkill_append_store_expunge(tern_factory, capsys):
     rng = random.Random(seed)
     inst = tern_factory(workers=2, settings=dict(rely.BASE_SETTINGS))
     t0 = time.monotonic()
-    stats = {"lock": threading.Lock(), "appends": 0, "stores": 0, "expunges": 0,
-             "failures": 0, "last_error": None}
+    stats = rely.new_stats(appends=0, stores=0, expunges=0)
     clients = [Client(inst, random.Random(rng.random()), stats) for _ in range(N_CLIENTS)]
     total = N_CLIENTS * N_APPENDS
     killer = rely.Killer(inst, rely.make_plan(rng, total, groups=5, workers=3, runners=0),

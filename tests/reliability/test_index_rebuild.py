@@ -14,6 +14,7 @@ from rely import th
 BOB = "bob@example.test"
 N_INBOX = 30
 N_FOLDER = 8
+EMPTY_FOLDERS = 12
 
 
 def imap_login(inst):
@@ -33,6 +34,19 @@ def uid_map(c, name):
             if isinstance(item, tuple):
                 uid = int(item[0].split(b"UID ")[1].split()[0])
                 out[uid] = rely.check_copy(item[1] + b"\r\n")[0]
+    return out
+
+
+def all_uidvalidities(c):
+    """{mailbox: UIDVALIDITY} of every mailbox (LIST, then STATUS)."""
+    typ, data = c.list()
+    assert typ == "OK", data
+    out = {}
+    for line in data:
+        name = line.decode().rsplit(" ", 1)[1].strip('"')
+        typ, st = c.status(f'"{name}"', "(UIDVALIDITY)")
+        assert typ == "OK", st
+        out[name] = int(st[0].decode().rsplit("UIDVALIDITY ", 1)[1].rstrip(")"))
     return out
 
 
@@ -85,6 +99,10 @@ def test_index_rebuilt_from_maildir(tern_factory, damage, capsys):
     c = imap_login(inst)
     try:
         assert c.create("Archive2")[0] == "OK"
+        # Folders made in a burst get UIDVALIDITYs ahead of the clock (each one above the
+        # last): a rebuild seconds later must still not hand any of them its old value.
+        for i in range(EMPTY_FOLDERS):
+            assert c.create(f"Burst{i:02d}")[0] == "OK"
         for _ in range(N_FOLDER):
             tok = th.token()
             typ, data = c.append("Archive2", r"(\Seen)", None, rely.payload(tok, 900, to=BOB))
@@ -97,6 +115,7 @@ def test_index_rebuilt_from_maildir(tern_factory, damage, capsys):
         assert c.store("1:10", "+FLAGS", r"(\Seen)")[0] == "OK"
         uv_folder, _ = mailbox_state(c, "Archive2")
         uids_before = uid_map(c, "INBOX")
+        uvs_before = all_uidvalidities(c)
     finally:
         c.logout()
     inst.stop()
@@ -136,6 +155,13 @@ def test_index_rebuilt_from_maildir(tern_factory, damage, capsys):
         else:
             assert uv2_inbox != uv_inbox, "INBOX kept its UIDVALIDITY though it was rebuilt"
             assert uv2_folder != uv_folder, "Archive2 kept its UIDVALIDITY"
+            # Every mailbox (the special-use ones made at the first login too, all in the
+            # same second as the others) gets one it never had.
+            uvs_after = all_uidvalidities(c)
+            assert set(uvs_after) == set(uvs_before), (uvs_before, uvs_after)
+            same = {n: v for n, v in uvs_after.items() if uvs_before[n] == v}
+            assert not same, f"mailboxes that kept their UIDVALIDITY after the rebuild: " \
+                f"{same} (before {uvs_before})"
             rebuilt = "yes"
         # \Seen lives in the Maildir file names too: it survives.
         c.select("INBOX", readonly=True)

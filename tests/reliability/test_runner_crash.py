@@ -34,6 +34,9 @@ def test_runner_killed_mid_delivery(tern_factory, sink, capsys, target, moment):
     assert pid is not None, "no queue runner found"
     if target == "runner":
         assert rely.kill_pid(pid)
+        # dead, its socket closed, before the sink may go on reading at full speed
+        rely.wait_until(lambda: pid not in th.group_members(inst.pgid), 10,
+                        "the killed runner to be gone")
     else:
         inst.kill()
     sink.slow = False                   # the next attempt goes through at full speed

@@ -49,7 +49,7 @@ class Sender(threading.Thread):
         s = None
         try:
             for m in self.msgs:
-                while True:
+                while not self.stats["stop"].is_set():
                     m.tries += 1
                     try:
                         if s is None:
@@ -123,11 +123,12 @@ def test_smtp_sigkill_under_load(tern_factory, sink, capsys):
             mine.append(Msg(tok, rcpts, rely.payload(tok, size, to=rcpts[0], rng=rng)))
         msgs.extend(mine)
         senders.append(Sender(inst, role, mine, None))
-    stats = {"lock": threading.Lock(), "acked": 0, "failures": 0, "last_error": None}
+    stats = rely.new_stats(acked=0)
     for s in senders:
         s.stats = stats
     total = len(msgs)
-    killer = rely.Killer(inst, rely.make_plan(rng, total, groups=6, workers=2, runners=2),
+    killer = rely.Killer(inst, rely.make_plan(rng, total, groups=6, masters=1, workers=2,
+                                                  runners=2),
                          lambda: stats["acked"], rng)
     rely.run_load(senders, killer, stats)
     send_time = time.monotonic() - t0
