@@ -1,6 +1,8 @@
 # Tern - one binary, a whole mail system.
 # make          build ./tern (-Wall -Wextra -Werror)
-# make test     deps, normal + ASan/UBSan builds, C unit tests, pytest integration tests
+# make test     deps, normal + ASan/UBSan builds, C unit tests, pytest integration tests,
+#               reliability tests (SIGKILL under load, full disk, lost index), e2e tests
+# make reliability  the reliability tests alone
 # make run      build and start the development instance
 # make fuzz     build libFuzzer targets (clang)
 # make bench-smtp  SMTP delivery benchmark against Postfix
@@ -54,7 +56,7 @@ OBJ_A  := $(LIBSRC:%.c=build/asan/%.o)
 UNIT_A := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps test unit integration e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap bench-imap-big asan
+.PHONY: all deps test unit integration reliability e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap bench-imap-big asan
 all: tern
 
 # The outer make already ran scripts/deps.sh.
@@ -87,6 +89,7 @@ asan: build/asan/tern
 test: tern build/asan/tern $(UNIT_A)
 	./scripts/run-unit.sh $(UNIT_A)
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/reliability $(PYTEST_ARGS)
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 unit: $(UNIT_A)
@@ -94,6 +97,9 @@ unit: $(UNIT_A)
 
 integration: build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+reliability: build/asan/tern
+	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/reliability $(PYTEST_ARGS)
 
 e2e: build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)

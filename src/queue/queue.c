@@ -148,16 +148,21 @@ int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64
 	if (dsn == NULL)
 		dsn = &none;
 	char *dst = xasprintf("%s/%s", q->dir, qid);
+	int err;
 	if (link(src_path, dst) < 0) {
 		/* never unlink here: on EEXIST the name is another message's */
-		*error_r = xasprintf("%s: %s", dst, strerror(errno));
+		err = errno;
+		*error_r = xasprintf("%s: %s", dst, strerror(err));
 		free(dst);
+		errno = err;
 		return -1;
 	}
 	if (fs_fsync_dir(q->dir) < 0) {
-		*error_r = xasprintf("%s: %s", q->dir, strerror(errno));
+		err = errno;
+		*error_r = xasprintf("%s: %s", q->dir, strerror(err));
 		unlink(dst);
 		free(dst);
+		errno = err;
 		return -1;
 	}
 	int64_t now = (int64_t)time(NULL);
@@ -183,14 +188,18 @@ int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64
 	return 0;
 rollback:
 	*error_r = db_error(q->db, "enqueue");
+	err = sqlite3_errcode(q->db) == SQLITE_FULL ? ENOSPC : EIO;
 	exec_step(q->db, "ROLLBACK", "");
 	unlink(dst);
 	free(dst);
+	errno = err;
 	return -1;
 dberr:
 	*error_r = db_error(q->db, "begin");
+	err = sqlite3_errcode(q->db) == SQLITE_FULL ? ENOSPC : EIO;
 	unlink(dst);
 	free(dst);
+	errno = err;
 	return -1;
 }
 

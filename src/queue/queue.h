@@ -41,7 +41,8 @@ struct queue_dsn {
 
 /* queue_enqueue - hard-link the fsync'd file src_path (message text starts at body_offset)
  * as the queue file for qid, then record sender, recipients and DSN requests (dsn may be
- * NULL). 0 or -1 with *error_r. */
+ * NULL). 0 or -1 with *error_r and errno (ENOSPC when the disk is full, the database's
+ * too). */
 int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64_t body_offset,
 		  uint64_t size, const char *sender, const char *const *rcpts, size_t n_rcpts,
 		  const struct queue_dsn *dsn, char **error_r);

@@ -55,13 +55,20 @@ int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg
 	return 0;
 }
 
+/* write_failed - note a failed write or fsync (errno says why) */
+static void write_failed(struct spool_msg *m, const char *what)
+{
+	if (errno == ENOSPC || errno == EDQUOT)
+		m->no_space = true;
+	log_warn("%s: %s %s", m->qid, what, m->path);
+	m->failed = true;
+}
+
 /* spool_flush - write the buffer out */
 int spool_flush(struct spool_msg *m)
 {
-	if (m->wlen > 0 && !m->failed && fs_write_all(m->fd, m->wbuf, m->wlen) < 0) {
-		log_warn("%s: write %s", m->qid, m->path);
-		m->failed = true;
-	}
+	if (m->wlen > 0 && !m->failed && fs_write_all(m->fd, m->wbuf, m->wlen) < 0)
+		write_failed(m, "write");
 	m->wlen = 0;
 	return m->failed ? -1 : 0;
 }
@@ -88,8 +95,7 @@ int spool_write(struct spool_msg *m, const void *p, size_t n)
 			return -1;
 		if (n >= sizeof(m->wbuf)) {
 			if (fs_write_all(m->fd, p, n) < 0) {
-				log_warn("%s: write %s", m->qid, m->path);
-				m->failed = true;
+				write_failed(m, "write");
 				return -1;
 			}
 			return 0;
@@ -105,10 +111,14 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 		  const char *const *remotes, size_t n_remotes, const struct queue_dsn *dsn,
 		  char **error_r)
 {
-	if (spool_flush(m) < 0 || fsync(m->fd) < 0) {
+	if (spool_flush(m) < 0)
+		*error_r = xasprintf("%s: cannot write the spool file", m->qid);
+	else if (fsync(m->fd) < 0) {
+		write_failed(m, "fsync");
 		*error_r = xasprintf("%s: cannot write the spool file: %s", m->qid, strerror(errno));
-		return -1;
 	}
+	if (m->failed)
+		return -1;
 	/* A mailbox that cannot be written now (its index locked by another process past the
 	 * store's short busy timeout, or an I/O error) must not turn the whole message into a
 	 * 4xx: the recipients already delivered would get it again when the client retries.
@@ -152,10 +162,13 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 		rc = -1;
 		if (q == NULL)
 			*error_r = xasprintf("%s: the queue is not available", m->qid);
-		else
+		else {
 			rc = queue_enqueue(q, m->qid, m->path, m->body_offset,
 					   m->size - m->body_offset, sender, queued, n_queued, &qdsn,
 					   error_r);
+			if (rc < 0 && (errno == ENOSPC || errno == EDQUOT))
+				m->no_space = true;
+		}
 		if (rc < 0 && n_delivered > 0)
 			log_warnx("%s: %zu local recipients already have the message; a retry "
 				  "will give them a second copy", m->qid, n_delivered);

@@ -15,6 +15,7 @@ struct spool_msg {
 	uint64_t size;		/* bytes in the file (including Return-Path) */
 	uint64_t body_offset;	/* where the message text starts (after Return-Path) */
 	bool failed;		/* a write failed: the message cannot be accepted */
+	bool no_space;		/* ... because the disk (or quota) is full: 452, not 451 */
 	size_t wlen;
 	char wbuf[65536];
 };
@@ -25,7 +26,8 @@ void spool_qid_new(char out[32]);
  * 0 or -1 with *error_r. */
 int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg_r,
 	       char **error_r);
-/* spool_write - buffered append; -1 (and failed set) on an I/O error. */
+/* spool_write - buffered append; -1 (and failed set; no_space too on ENOSPC/EDQUOT) on an
+ * I/O error. */
 int spool_write(struct spool_msg *m, const void *p, size_t n);
 /* spool_flush - write out the buffer (before writing to m->fd directly); 0 or -1. */
 int spool_flush(struct spool_msg *m);
@@ -39,7 +41,8 @@ int spool_adopt_size(struct spool_msg *m);
  * it - then remove the incoming name. Logs each local delivery. Returns the number of
  * recipients queued (wake the runner when > 0), everything durable; on -1 (*error_r) the
  * queue could not take them, though some mailboxes may already hold the message (the
- * client retries: at-least-once, as SMTP allows). dsn (may be NULL): RET/ENVID and per
+ * client retries: at-least-once, as SMTP allows); m->no_space tells whether a full disk
+ * was the reason. dsn (may be NULL): RET/ENVID and per
  * recipient NOTIFY/ORCPT, the locals' first, then the remotes'; a local recipient with
  * NOTIFY=SUCCESS is queued too (the runner delivers it and sends the success report). */
 struct queue_dsn;

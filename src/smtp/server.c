@@ -681,7 +681,10 @@ static void message_finish(struct smtp_session *s)
 		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
 			  err ? err : "write error");
 		free(err);
-		session_reply(s->ss, "451 4.3.0 Local error in processing, try again later");
+		if (s->msg->no_space)	/* RFC 3463: 4.3.1 mail system full */
+			session_reply(s->ss, "452 4.3.1 Insufficient system storage, try again later");
+		else
+			session_reply(s->ss, "451 4.3.0 Local error in processing, try again later");
 	} else {
 		log_info("%s: %s: from=<%s> size=%llu nrcpt=%zu local=%zu queued=%zu%s",
 			 session_id(s->ss),

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -361,6 +362,79 @@ static void db_attach(struct store *s, struct store_db *d)
 	s->st = d->st;
 }
 
+/* db_open_file - open d->path into d: WAL, synchronous=NORMAL, the current schema */
+static int db_open_file(struct store *s, struct store_db *d, char **error_r)
+{
+	int rc = sqlite3_open_v2(d->path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+						  SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+	s->db = d->db;
+	if (rc != SQLITE_OK) {
+		db_set_error(s, error_r, "open");
+		return -1;
+	}
+	struct stat st;
+	if (stat(d->path, &st) == 0) {
+		d->dev = st.st_dev;
+		d->ino = st.st_ino;
+	}
+	sqlite3_busy_timeout(d->db, (int)store_settings_current()->busy_timeout_ms);
+	if (db_pragma_wal(s) < 0 ||
+	    sqlite3_exec(d->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
+		db_set_error(s, error_r, "journal mode");
+		return -1;
+	}
+	return db_schema(s, error_r);
+}
+
+/* db_damaged - the last error on db says that index.db is no database or a damaged one */
+static bool db_damaged(sqlite3 *db)
+{
+	int e = sqlite3_errcode(db) & 0xff;
+	return e == SQLITE_NOTADB || e == SQLITE_CORRUPT;
+}
+
+/* db_set_aside - move a damaged index.db (the file dev/ino) and its WAL out of the way
+ * (index.db.damaged.<time>), so that the next open builds a new one from the Maildir. Under
+ * an flock on the Maildir's root: of several processes that found it damaged one moves it,
+ * and the others, finding another file at the path, leave the new index alone. */
+static int db_set_aside(struct store *s, const char *path, dev_t dev, ino_t ino,
+			char **error_r)
+{
+	int dfd = open(s->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || flock(dfd, LOCK_EX) < 0) {
+		store_set_error(error_r, "%s: lock: %s", s->root, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	int r = 0;
+	struct stat st;
+	if (stat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+		char *aside = xasprintf("%s.damaged.%lld", path, (long long)time(NULL));
+		char *wal = xasprintf("%s-wal", path), *aside_wal = xasprintf("%s-wal", aside);
+		char *shm = xasprintf("%s-shm", path);
+		if (rename(path, aside) < 0) {
+			store_set_error(error_r, "rename %s: %s", path, strerror(errno));
+			r = -1;
+		} else {
+			if (rename(wal, aside_wal) < 0 && errno != ENOENT)
+				log_warn("rename %s", wal);
+			if (unlink(shm) < 0 && errno != ENOENT)
+				log_warn("unlink %s", shm);
+			fs_fsync_dir(s->root);
+			log_warnx("%s: damaged; moved to %s, the index is rebuilt from the Maildir "
+				  "(new UIDVALIDITYs)", path, aside);
+		}
+		free(aside);
+		free(wal);
+		free(aside_wal);
+		free(shm);
+	}
+	flock(dfd, LOCK_UN);
+	close(dfd);
+	return r;
+}
+
 int db_open(struct store *s, char **error_r)
 {
 	if (db_list_pid != getpid()) {
@@ -385,24 +459,23 @@ int db_open(struct store *s, char **error_r)
 	d->path = path;
 	d->changes_fd = -1;
 	db_attach(s, d);
-	int rc = sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					       SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
-	s->db = d->db;
-	if (rc != SQLITE_OK) {
-		db_set_error(s, error_r, "open");
-		return -1;
+	int r = db_open_file(s, d, error_r);
+	if (r < 0 && d->db != NULL && db_damaged(d->db)) {
+		/* Not a database (or a damaged one): the Maildir holds every message, so the
+		 * index is rebuilt from it (new UIDVALIDITYs) rather than the account refused
+		 * for good. */
+		if (error_r != NULL) {
+			log_warnx("%s", *error_r);
+			free(*error_r);
+			*error_r = NULL;
+		}
+		sqlite3_close(d->db);
+		d->db = s->db = NULL;
+		if (db_set_aside(s, path, d->dev, d->ino, error_r) < 0)
+			return -1;
+		r = db_open_file(s, d, error_r);
 	}
-	if (stat(path, &st) == 0) {
-		d->dev = st.st_dev;
-		d->ino = st.st_ino;
-	}
-	sqlite3_busy_timeout(d->db, (int)store_settings_current()->busy_timeout_ms);
-	if (db_pragma_wal(s) < 0 ||
-	    sqlite3_exec(d->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
-		db_set_error(s, error_r, "journal mode");
-		return -1;
-	}
-	if (db_schema(s, error_r) < 0)
+	if (r < 0)
 		return -1;
 	d->next = db_list;
 	db_list = d;
@@ -513,17 +586,24 @@ int idx_mb_insert(struct store *s, const char *name, const char *dir, int64_t *i
 		  char **error_r)
 {
 	/* UIDVALIDITY: the time, but always above any value this index gave before, so a
-	 * mailbox deleted and created again within a second still gets a new one. */
+	 * mailbox deleted and created again within a second still gets a new one ... */
 	int64_t last = 0;
 	if (meta_get(s, "last_uidvalidity", &last) < 0) {
 		db_set_error(s, error_r, "read meta");
 		return -1;
 	}
+	/* ... and above any value given before this index existed (a lost or damaged one):
+	 * the floor is saved before the row commits, so it is never below a committed value */
+	int64_t floor = maildir_uidvalidity_floor(s->root);
+	if (floor > last)
+		last = floor;
 	int64_t v = (int64_t)time(NULL);
 	if (v <= last)
 		v = last + 1;
 	if (v > UINT32_MAX)
 		v = 1;		/* after 2106; reuse is harmless across so long */
+	if (maildir_uidvalidity_save(s->root, (uint32_t)v) < 0)
+		log_warn("%s/%s: write", s->root, STORE_UIDVALIDITY_NAME);
 	sqlite3_stmt *st = db_st(s, ST_MB_INSERT);
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, dir, -1, SQLITE_TRANSIENT);

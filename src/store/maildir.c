@@ -16,6 +16,7 @@
 #include "lib/buf.h"
 #include "lib/fs.h"
 #include "lib/log.h"
+#include "lib/strnum.h"
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
@@ -491,6 +492,47 @@ void store_unique_name(const struct store *s, char *out, size_t outsz, uint64_t 
  * change file, whose inotify IN_MODIFY wakes every store_notifier watching the account. No
  * fsync: after a crash nobody is waiting for it. A failure is logged once per handle and
  * costs only the prompt wake-up (sessions still sync at their next command). */
+/* The floor lives beside index.db, not in it, so that it survives the loss of the index:
+ * UIDVALIDITY is the time at creation, but bumped above the last one given, and mailboxes
+ * made in a burst (the special-use ones at the first login) run ahead of the clock; a new
+ * index built a few seconds later would give some of them their old values again, under
+ * new UIDs (RFC 3501 §2.3.1.1 forbids it). Fixed width: one small pwrite, never torn. */
+uint32_t maildir_uidvalidity_floor(const char *root)
+{
+	char *path = xasprintf("%s/%s", root, STORE_UIDVALIDITY_NAME);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	free(path);
+	if (fd < 0)
+		return 0;
+	char b[16] = "";
+	ssize_t n = pread(fd, b, sizeof(b) - 1, 0);
+	close(fd);
+	uint64_t v = 0;
+	if (n > 0) {
+		b[n] = '\0';
+		b[strcspn(b, "\n")] = '\0';
+		if (strnum_u64z(b, UINT32_MAX, &v) < 0)
+			v = 0;
+	}
+	return (uint32_t)v;
+}
+
+int maildir_uidvalidity_save(const char *root, uint32_t v)
+{
+	char *path = xasprintf("%s/%s", root, STORE_UIDVALIDITY_NAME);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	free(path);
+	if (fd < 0)
+		return -1;
+	char b[12];
+	snprintf(b, sizeof(b), "%010u\n", (unsigned)v);
+	int r = pwrite(fd, b, 11, 0) == 11 && fsync(fd) == 0 ? 0 : -1;
+	int e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
 void maildir_changes_bump(const char *root, int *fd)
 {
 	if (*fd == -1) {

@@ -24,6 +24,7 @@
 #define STORE_INDEX_NAME "index.db"
 #define STORE_LOCK_NAME "tern.lock"
 #define STORE_CHANGES_NAME "tern.changes"	/* at the account root: see notify.h */
+#define STORE_UIDVALIDITY_NAME "tern.uidvalidity"	/* the highest UIDVALIDITY given */
 #define STORE_MAX_DIR 255		/* a directory name's limit */
 #define STORE_MAX_KEYWORD 64
 #define STORE_MAX_MB_KEYWORDS 256	/* distinct keywords a mailbox accepts */
@@ -136,6 +137,11 @@ int maildir_link_msg(const struct store *s, const char *dir, const char *name, c
 		     const char *dst);
 /* maildir_rmtree - remove path and all below it, not following symlinks */
 int maildir_rmtree(const char *path);
+/* maildir_uidvalidity_floor - the highest UIDVALIDITY the account at root ever gave, as
+ * saved outside index.db (0 when unknown): a rebuilt index starts above it. */
+uint32_t maildir_uidvalidity_floor(const char *root);
+/* maildir_uidvalidity_save - save v as that value (fsync'd); -1 (errno) on failure. */
+int maildir_uidvalidity_save(const char *root, uint32_t v);
 /* maildir_changes_bump - write the change file of the account at root (wakes notify.c's
  * watchers); *fd: the file, opened on first use (-1), -2 once that failed */
 void maildir_changes_bump(const char *root, int *fd);
