@@ -974,9 +974,9 @@ static void smtp_on_line(void *ctx, char *line, size_t len)
 	if (smtp_verb_parse(line, len, &args) != SMTP_VERB_UNKNOWN &&
 	    session_dispatch(s->ss, &smtp_dispatcher, line, strcspn(line, " "), args))
 		return;
-	char safe[64];
-	log_debug("%s: unknown command: %s", session_id(s->ss), log_sanitize(safe, sizeof(safe),
-		  line, len));
+	/* not its text: a client that aborted a SASL exchange (or never saw our 334) may be
+	 * sending its credentials as a line of their own */
+	log_debug("%s: unknown command (%zu bytes, not logged)", session_id(s->ss), len);
 	session_reply(s->ss, "500 5.5.1 Command unrecognized");
 	session_bad_command(s->ss);
 }
