@@ -409,6 +409,36 @@ static const char *mail_params(struct smtp_session *s, const struct smtp_path_ar
 	return NULL;
 }
 
+static bool domain_is_local(void *ctx, const char *domain)
+{
+	return config_is_local_domain(ctx, domain);
+}
+
+/* sender_allowed - an authenticated client may use only its own address, its aliases and
+ * the senders listed for it (sender_login_match; Postfix's reject_sender_login_mismatch):
+ * else it could pass itself off as another user, or as anyone. Replies when it says no. */
+static bool sender_allowed(struct smtp_session *s, const char *sender)
+{
+	const struct tern_config *cfg = s->srv->cfg;
+	if (s->auth_user == NULL || !cfg->sender_login_match)
+		return true;
+	int r = accounts_sender_allowed(s->srv->accounts, s->auth_user, sender, domain_is_local,
+					(void *)cfg);
+	if (r < 0) {
+		session_reply(s->ss, "451 4.3.0 Temporary lookup failure");
+		return false;
+	}
+	if (r == 0) {
+		char safe[128];
+		log_info("%s: sender denied user=%s from=<%s>", session_id(s->ss), s->auth_user,
+			 log_sanitize(safe, sizeof(safe), sender, strlen(sender)));
+		session_reply(s->ss, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
+			      sender, s->auth_user);
+		return false;
+	}
+	return true;
+}
+
 static void cmd_mail(void *ctx, const void *a)
 {
 	struct smtp_session *s = ctx;
@@ -440,8 +470,10 @@ static void cmd_mail(void *ctx, const void *a)
 		bad = "555 5.5.4 Parameters need EHLO";
 	if (bad == NULL && pa.path.utf8 && !s->smtputf8)
 		bad = "553 5.6.7 Non-ASCII address needs SMTPUTF8";
-	if (bad != NULL) {
+	if (bad != NULL)
 		session_reply(s->ss, "%s", bad);
+	/* sender_allowed replies itself when it says no */
+	if (bad != NULL || (!pa.path.null && !sender_allowed(s, pa.path.address))) {
 		smtp_path_args_free(&pa);
 		s->smtputf8 = false;
 		free(s->dsn_ret);
