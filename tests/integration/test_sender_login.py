@@ -21,21 +21,35 @@ def mail_from(inst, sender, user=ALICE):
         s.quit()
 
 
-def send_as(inst, sender, user=ALICE, to=BOB):
-    """A whole submission as user with MAIL FROM sender; waits for the delivery."""
+def send_as(inst, sender, user=ALICE, to=BOB, header_from=None):
+    """A whole submission as user with MAIL FROM sender (and From: header_from, default
+    the sender); waits for the delivery."""
     tok = token()
     s = inst.submission_login(user)
     try:
-        s.sendmail(sender, [to], make_message(tok, sender=sender or user, to=to))
+        s.sendmail(sender, [to], make_message(tok, sender=header_from or sender or user, to=to))
     finally:
         s.quit()
     inst.wait_message(to, tok)
+
+
+def data_refused(inst, header_from, sender=ALICE, user=ALICE):
+    """Submit with this From: header; the SMTPDataError's (code, text)."""
+    s = inst.submission_login(user)
+    try:
+        s.sendmail(sender, [BOB], make_message(token(), sender=header_from))
+    except smtplib.SMTPDataError as e:
+        return e.smtp_code, e.smtp_error.decode()
+    finally:
+        s.close()
+    raise AssertionError(f"From: {header_from} accepted")
 
 
 def test_own_address_aliases_and_listed_senders(tern_factory):
     inst = tern_factory()
     # its own address, in any case, and the null sender
     send_as(inst, ALICE)
+    send_as(inst, ALICE, header_from=BOB)     # the From: check is off by default
     assert mail_from(inst, "Alice@Example.TEST")[0] == 250
     send_as(inst, "")
     # another local user, a foreign address, an unknown local one: refused
@@ -90,3 +104,17 @@ def test_unauthenticated_smtp_is_not_affected(tern_factory):
     with inst.smtp() as s:
         s.sendmail("someone@elsewhere.example", [BOB], make_message(tok))
     inst.wait_message(BOB, tok)
+
+
+def test_from_header_check(tern_factory):
+    inst = tern_factory(settings={"sender_login_match_header": "yes"})
+    assert inst.cli("alias", "add", "a.liddell@example.test", ALICE).returncode == 0
+    send_as(inst, ALICE)
+    send_as(inst, ALICE, header_from="a.liddell@example.test")
+    send_as(inst, "", header_from=ALICE)
+    for other in (BOB, "someone@elsewhere.example", f"{ALICE}>, <{BOB}", "undisclosed"):
+        code, text = data_refused(inst, other)
+        assert code == 550 and text.startswith("5.7.1"), (other, code, text)
+    # the session goes on: the next message is fine
+    send_as(inst, ALICE)
+    assert "header_from=<bob@example.test>" in inst.log_text()
