@@ -40,7 +40,7 @@
 #define THROTTLE_FREE_IP 10		/* ... and for the IP over all accounts */
 #define THROTTLE_FREE_ACCOUNT 10	/* ... and for the account over all addresses */
 #define THROTTLE_MAX_INFLIGHT 256	/* checks in flight over all workers */
-#define THROTTLE_WORKER_SLOTS 128	/* in-flight counters (workers are at most 64) */
+#define THROTTLE_WORKER_SLOTS 128	/* in-flight counters: 64 workers, twice over a SIGHUP */
 #define THROTTLE_BASE_MS THROTTLE_FIRST_STEP_MS
 #define THROTTLE_MAX_MS 15000u
 #define THROTTLE_MAX_FAILURES 1000000u	/* keep the counter far from wrapping */
