@@ -32,6 +32,9 @@ enum stmt_id {
 	ST_ALIAS_DELETE,
 	ST_ALIAS_GET,
 	ST_ALIAS_LIST,
+	ST_USER_OLDEST,
+	ST_SENDERS_GET,
+	ST_SENDERS_SET,
 	ST_COUNT
 };
 
@@ -45,6 +48,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ALIAS_DELETE] = "DELETE FROM aliases WHERE alias = ?1",
 	[ST_ALIAS_GET] = "SELECT targets FROM aliases WHERE alias = ?1",
 	[ST_ALIAS_LIST] = "SELECT alias, targets FROM aliases ORDER BY alias",
+	/* ?1 only so that text_lookup can run it: the user added first that still exists */
+	[ST_USER_OLDEST] = "SELECT address FROM users WHERE ?1 = ?1 ORDER BY rowid LIMIT 1",
+	[ST_SENDERS_GET] = "SELECT senders FROM users WHERE address = ?1",
+	[ST_SENDERS_SET] = "UPDATE users SET senders = ?2 WHERE address = ?1",
 };
 
 /* tern.db's schema versions (lib/dbschema): steps are never edited once released. Version
@@ -52,6 +59,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 static const char *const schema_steps[] = {
 	"CREATE TABLE IF NOT EXISTS users (address TEXT PRIMARY KEY, hash TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS aliases (alias TEXT PRIMARY KEY, targets TEXT NOT NULL);",
+	/* 2: the other senders a user may use in MAIL FROM (space-separated addresses and
+	 * @domains), set with tern user senders */
+	"ALTER TABLE users ADD COLUMN senders TEXT NOT NULL DEFAULT '';",
 };
 
 struct accounts {
@@ -409,25 +419,31 @@ int accounts_user_list(struct accounts *a, void (*cb)(void *ctx, const char *add
 	return list_rows(a, ST_USER_LIST, user_list_row, &u);
 }
 
-/* accounts_alias_add - targets are validated, lower-cased, de-duplicated and stored
- * space-separated (valid addresses contain no spaces). */
-int accounts_alias_add(struct accounts *a, const char *alias, const char *const *targets,
-		       size_t n_targets, char **error_r)
+/* join_normalized - items validated (addresses, and "@domain" when domains), lower-cased,
+ * de-duplicated and joined with single spaces (valid addresses contain none): "" for no
+ * items. NULL with *error_r. */
+static char *join_normalized(const char *const *items, size_t n_items, bool domains,
+			     char **error_r)
 {
-	char *name = normalize(alias, error_r);
-	char **norm = NULL;
-	size_t n = 0, total = 0;
-	int ret = -1;
+	char **norm = xcalloc(n_items + 1, sizeof(*norm));
+	size_t n = 0, total = 1;
+	char *joined = NULL;
 
-	if (name == NULL)
-		return -1;
-	if (n_targets == 0) {
-		*error_r = xasprintf("%s: an alias needs at least one target", name);
-		goto out;
-	}
-	norm = xcalloc(n_targets, sizeof(*norm));
-	for (size_t i = 0; i < n_targets; i++) {
-		char *t = normalize(targets[i], error_r);
+	for (size_t i = 0; i < n_items; i++) {
+		char *t;
+		if (domains && items[i][0] == '@') {
+			/* "@domain": the same checks as an address's domain */
+			char *probe = xasprintf("x%s", items[i]);
+			bool ok = accounts_address_valid(probe);
+			free(probe);
+			if (!ok) {
+				*error_r = xasprintf("%s: not a valid address or @domain", items[i]);
+				goto out;
+			}
+			t = addr_lower(items[i]);
+		} else {
+			t = normalize(items[i], error_r);
+		}
 		if (t == NULL)
 			goto out;
 		bool dup = false;
@@ -440,25 +456,132 @@ int accounts_alias_add(struct accounts *a, const char *alias, const char *const 
 		norm[n++] = t;
 		total += strlen(t) + 1;
 	}
-	char *joined = xmalloc(total);
+	joined = xmalloc(total);
 	size_t off = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t l = strlen(norm[i]);
 		memcpy(joined + off, norm[i], l);
 		off += l;
-		joined[off++] = i + 1 < n ? ' ' : '\0';
+		if (i + 1 < n)
+			joined[off++] = ' ';
 	}
-	int r = exec_write(a, ST_ALIAS_SET, name, joined);
-	free(joined);
-	if (r < 0)
-		*error_r = db_error(a, "add alias");
-	else
-		ret = 0;
+	joined[off] = '\0';
 out:
 	for (size_t i = 0; i < n; i++)
 		free(norm[i]);
 	free(norm);
+	return joined;
+}
+
+/* accounts_alias_add - targets are validated, lower-cased, de-duplicated and stored
+ * space-separated. */
+int accounts_alias_add(struct accounts *a, const char *alias, const char *const *targets,
+		       size_t n_targets, char **error_r)
+{
+	char *name = normalize(alias, error_r);
+	int ret = -1;
+
+	if (name == NULL)
+		return -1;
+	if (n_targets == 0) {
+		*error_r = xasprintf("%s: an alias needs at least one target", name);
+		free(name);
+		return -1;
+	}
+	char *joined = join_normalized(targets, n_targets, false, error_r);
+	if (joined != NULL) {
+		if (exec_write(a, ST_ALIAS_SET, name, joined) < 0)
+			*error_r = db_error(a, "add alias");
+		else
+			ret = 0;
+	}
+	free(joined);
 	free(name);
+	return ret;
+}
+
+int accounts_user_oldest(struct accounts *a, char **address_r)
+{
+	return text_lookup(a, ST_USER_OLDEST, "", address_r);
+}
+
+int accounts_user_senders(struct accounts *a, const char *address, char **senders_r)
+{
+	char *addr = addr_lower(address);
+	int r = text_lookup(a, ST_SENDERS_GET, addr, senders_r);
+	free(addr);
+	return r;
+}
+
+int accounts_user_set_senders(struct accounts *a, const char *address,
+			      const char *const *senders, size_t n, char **error_r)
+{
+	char *addr = addr_lower(address);
+	int ret = -1;
+	char *joined = join_normalized(senders, n, true, error_r);
+	if (joined != NULL) {
+		int r = exec_write(a, ST_SENDERS_SET, addr, joined);
+		if (r < 0)
+			*error_r = db_error(a, "set senders");
+		else if (r == 0)
+			*error_r = xasprintf("%s: no such user", addr);
+		else
+			ret = 0;
+	}
+	free(joined);
+	free(addr);
+	return ret;
+}
+
+/* list_has - true when the space-separated list holds word, or "@domain" of an address */
+static bool list_has(const char *list, const char *address)
+{
+	const char *at = strrchr(address, '@');
+	size_t al = strlen(address), dl = at != NULL ? strlen(at) : 0;
+	for (const char *p = list; *p != '\0';) {
+		size_t l = strcspn(p, " ");
+		if ((l == al && memcmp(p, address, l) == 0) ||
+		    (l == dl && dl > 1 && p[0] == '@' && memcmp(p, at, l) == 0))
+			return true;
+		p += l;
+		while (*p == ' ')
+			p++;
+	}
+	return false;
+}
+
+int accounts_sender_allowed(struct accounts *a, const char *user, const char *sender,
+			    bool (*is_local)(void *ctx, const char *domain), void *ctx)
+{
+	char *u = addr_lower(user), *snd = addr_lower(sender), *list = NULL;
+	char **targets = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	if (strcmp(u, snd) == 0) {
+		ret = 1;
+		goto out;
+	}
+	int r = text_lookup(a, ST_SENDERS_GET, u, &list);
+	if (r < 0 || (r == 1 && list_has(list, snd))) {
+		ret = r < 0 ? -1 : 1;
+		goto out;
+	}
+	/* an alias that delivers to the user (also one among other targets: a shared role
+	 * address); a user's own address resolves to itself, a foreign one to itself */
+	const char *at = strrchr(snd, '@');
+	if (at == NULL || !is_local(ctx, at + 1) || accounts_alias_exists(a, snd) != 1)
+		goto out;
+	r = accounts_resolve(a, snd, is_local, ctx, &targets, &n);
+	if (r < 0)
+		ret = -1;
+	for (size_t i = 0; r > 0 && i < n && ret == 0; i++)
+		ret = strcmp(targets[i], u) == 0;
+	accounts_targets_free(&targets);
+out:
+	free(list);
+	free(u);
+	free(snd);
 	return ret;
 }
 

@@ -32,6 +32,22 @@ int accounts_alias_del(struct accounts *a, const char *alias, char **error_r);
 int accounts_alias_list(struct accounts *a,
 			void (*cb)(void *ctx, const char *alias, const char *targets), void *ctx);
 
+/* accounts_user_oldest - the user added first that still exists: 1 with *address_r (caller
+ * frees), 0 when there is no user, -1 on error. */
+int accounts_user_oldest(struct accounts *a, char **address_r);
+/* accounts_user_senders - the other senders address may use ("" or space-separated
+ * addresses and @domains): 1 with *senders_r (caller frees), 0 no such user, -1 error.
+ * accounts_user_set_senders - replace them (n 0: none); -1 with *error_r. */
+int accounts_user_senders(struct accounts *a, const char *address, char **senders_r);
+int accounts_user_set_senders(struct accounts *a, const char *address,
+			      const char *const *senders, size_t n, char **error_r);
+/* accounts_sender_allowed - may the logged-in user use sender as MAIL FROM: its own address,
+ * one of its senders (an address, or any address at an @domain listed), or a local alias
+ * that resolves (is_local as in accounts_resolve) to it, among other targets or alone.
+ * 1 yes, 0 no, -1 on a database error. */
+int accounts_sender_allowed(struct accounts *a, const char *user, const char *sender,
+			    bool (*is_local)(void *ctx, const char *domain), void *ctx);
+
 /* accounts_verify - 1 when password matches address's hash, 0 when not (or no such user:
  * a dummy hash is still computed so timing does not reveal which), -1 on a database error. */
 int accounts_verify(struct accounts *a, const char *address, const char *password);

@@ -46,6 +46,11 @@ struct login_job {
 struct login {
 	struct login *prev_in_pool, *next_in_pool;	/* every check of the pool */
 	bool started;			/* its delay is running, or it is past it */
+	bool counted;			/* holds one of throttle's checks in flight */
+	bool held;			/* failed, waiting out the rest of its delay */
+	enum login_result result;	/* when held */
+	unsigned delay_ms;		/* the whole delay a failure serves */
+	int64_t started_ms;		/* when its delay began (monotonic) */
 	struct login_pool *pool;
 	struct login **handle;		/* the caller's pointer, cleared when done */
 	struct event *timer;		/* the failed-login delay, then the lookup */
@@ -84,6 +89,8 @@ struct login_pool {
 	unsigned char secret[32];
 	struct cache_entry cache[LOGIN_CACHE_SIZE];
 	unsigned long cache_hits;
+	unsigned long refused;			/* over login_max_inflight */
+	int64_t refused_logged;			/* second of the last such log line */
 	struct login *logins;			/* loop only: started and waiting checks */
 };
 
@@ -92,6 +99,13 @@ static int64_t now_secs(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void free_secret(char **p)
@@ -217,6 +231,8 @@ static void cache_put(struct login_pool *p, const unsigned char *key, const char
 
 static void login_free(struct login *l)
 {
+	if (l->counted)
+		throttle_inflight_release();
 	if (l->timer != NULL)
 		event_free(l->timer);
 	free_secret(&l->password);
@@ -264,8 +280,12 @@ static void schedule(struct login *l)
 {
 	/* Slow down repeated failures without blocking the other sessions of this worker;
 	 * with no delay the timer still defers the work to the loop, so done never runs
-	 * inside login_start. */
-	unsigned ms = throttle_delay_ms((const struct sockaddr *)&l->peer, l->user);
+	 * inside login_start. Only the first step is waited before the check: a right
+	 * password is answered then, a wrong one serves the rest (login_finish), so that an
+	 * attack on an account or from a shared address does not lock out its owner. */
+	l->delay_ms = throttle_delay_ms((const struct sockaddr *)&l->peer, l->user);
+	l->started_ms = now_ms();
+	unsigned ms = l->delay_ms < THROTTLE_FIRST_STEP_MS ? l->delay_ms : THROTTLE_FIRST_STEP_MS;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	l->started = true;
 	l->timer = evtimer_new(l->pool->base, login_lookup, l);
@@ -294,7 +314,31 @@ static void pool_unlink(struct login *l)
 			schedule(o);
 }
 
-/* login_finish - bookkeeping, then the caller's callback; l is gone afterwards */
+/* login_complete - the caller's callback (none when it cancelled); l is gone afterwards */
+static void login_complete(struct login *l, enum login_result r)
+{
+	if (l->handle != NULL)
+		*l->handle = NULL;
+	pool_unlink(l);
+	login_done_fn *done = l->done;
+	void *ctx = l->ctx;
+	char *user = l->user;
+	l->user = NULL;
+	login_free(l);
+	if (done != NULL)
+		done(ctx, r, user);
+	free(user);
+}
+
+static void login_held(evutil_socket_t fd, short what, void *arg)
+{
+	struct login *l = arg;
+	login_complete(l, l->result);
+}
+
+/* login_finish - bookkeeping, then the caller's callback, after the rest of the delay for a
+ * failure. A held failure stays in the pool's list (and in flight) until then, even when its
+ * session goes: a client that hangs up on a slow answer must not get its next guess sooner. */
 static void login_finish(struct login *l, enum login_result r)
 {
 	const struct sockaddr *peer = (const struct sockaddr *)&l->peer;
@@ -307,16 +351,18 @@ static void login_finish(struct login *l, enum login_result r)
 		throttle_failed(peer, l->user);
 		log_info("%s: authentication failed user=%s ip=%s", l->log_id,
 			 log_sanitize(safe, sizeof(safe), l->user, strlen(l->user)), ip);
+		int64_t left = (int64_t)l->delay_ms - (now_ms() - l->started_ms);
+		if (left > 0) {
+			struct timeval tv = { (time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000 };
+			l->held = true;
+			l->result = r;
+			event_free(l->timer);
+			l->timer = evtimer_new(l->pool->base, login_held, l);
+			evtimer_add(l->timer, &tv);
+			return;
+		}
 	}
-	*l->handle = NULL;
-	pool_unlink(l);
-	login_done_fn *done = l->done;
-	void *ctx = l->ctx;
-	char *user = l->user;
-	l->user = NULL;
-	login_free(l);
-	done(ctx, r, user);
-	free(user);
+	login_complete(l, r);
 }
 
 /* login_lookup - after the delay: stored hash, cache, or a job for the threads */
@@ -387,6 +433,7 @@ void login_start(struct login_pool *pool, const struct sockaddr *peer, const cha
 	struct login *l = xcalloc(1, sizeof(*l));
 	l->pool = pool;
 	l->handle = login_r;
+	l->counted = throttle_inflight_acquire();
 	l->done = done;
 	l->ctx = ctx;
 	if (peer != NULL) {
@@ -405,6 +452,23 @@ void login_start(struct login_pool *pool, const struct sockaddr *peer, const cha
 	if (pool->logins != NULL)
 		pool->logins->prev_in_pool = l;
 	pool->logins = l;
+	if (!l->counted) {
+		/* over login_max_inflight: a temporary failure now beats a queue without bound;
+		 * answered from the loop like any other outcome */
+		pool->refused++;
+		if (now_secs() != pool->refused_logged) {
+			pool->refused_logged = now_secs();
+			log_warnx("%s: login refused: %u password checks in flight over all workers "
+				  "(login_max_inflight; %lu refused so far)", l->log_id,
+				  throttle_inflight_total(), pool->refused);
+		}
+		l->started = true;
+		l->result = LOGIN_TEMPFAIL;
+		l->timer = evtimer_new(pool->base, login_held, l);
+		struct timeval now = { 0, 0 };
+		evtimer_add(l->timer, &now);
+		return;
+	}
 	if (may_start(l))
 		schedule(l);
 }
@@ -431,7 +495,9 @@ void login_cancel(struct login **lp)
 	struct login *l = *lp;
 	if (l == NULL)
 		return;
+	*lp = NULL;
 	struct login_job *j = l->job;
+	bool disown = l->held;
 	if (j != NULL) {
 		struct login_pool *p = l->pool;
 		bool unqueued = false;
@@ -445,14 +511,23 @@ void login_cancel(struct login **lp)
 				break;
 			}
 		}
-		j->owner = NULL;	/* running or done: freed when it comes back */
 		pthread_mutex_unlock(&p->mu);
 		if (unqueued) {
 			p->queued--;
 			job_free(j);
+			l->job = NULL;
+		} else {
+			disown = true;	/* running or done: pool_results finishes it */
 		}
 	}
-	*lp = NULL;
+	if (disown) {
+		/* a guess was made: it finishes (and counts) without its session, and keeps its
+		 * place among the checks in flight until its delay has passed */
+		l->handle = NULL;
+		l->done = NULL;
+		l->ctx = NULL;
+		return;
+	}
 	pool_unlink(l);
 	login_free(l);
 }
@@ -467,6 +542,7 @@ struct login_pool *login_pool_new(struct event_base *base, struct accounts *acco
 	p->queue_max = queue_max;
 	p->cache_ttl = cache_ttl;
 	p->todo_tail = &p->todo;
+	(void)throttle_worker_attach();	/* -1: throttling off here (CLI, unit tests) */
 	if (getrandom(p->secret, sizeof(p->secret), 0) != (ssize_t)sizeof(p->secret))
 		goto fail;
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -525,6 +601,12 @@ void login_pool_free(struct login_pool **pp)
 			job_free(*l);
 			*l = next;
 		}
+	}
+	/* checks whose sessions went while they were hashed or held */
+	while (p->logins != NULL) {
+		struct login *l = p->logins;
+		p->logins = l->next_in_pool;
+		login_free(l);
 	}
 	event_free(p->efd_ev);
 	close(p->efd);

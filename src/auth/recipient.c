@@ -3,9 +3,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/accounts.h"
 #include "config/config.h"
+#include "lib/log.h"
 #include "lib/xmalloc.h"
 
 bool recipient_is_local(const struct tern_config *cfg, const char *address)
@@ -17,6 +19,48 @@ bool recipient_is_local(const struct tern_config *cfg, const char *address)
 static bool domain_is_local(void *ctx, const char *domain)
 {
 	return config_is_local_domain(ctx, domain);
+}
+
+/* is_postmaster - "postmaster@" any domain, in any case (the domain is checked apart) */
+static bool is_postmaster(const char *address)
+{
+	return strncasecmp(address, "postmaster@", 11) == 0;
+}
+
+/* postmaster_targets - where postmaster mail goes when no user or alias of that name
+ * exists at the domain: the postmaster key, else postmaster@ the first domain, else the
+ * oldest user. RFC 5321 §4.5.1: it must always be accepted. */
+static int postmaster_targets(struct accounts *a, const struct tern_config *cfg,
+			      const char *address, char ***targets_r, size_t *n_r)
+{
+	int r = 0;
+	if (cfg->postmaster != NULL) {
+		if (!recipient_is_local(cfg, cfg->postmaster)) {
+			*targets_r = xcalloc(2, sizeof(char *));
+			(*targets_r)[0] = xstrdup(cfg->postmaster);
+			*n_r = 1;
+			return 1;
+		}
+		r = accounts_resolve(a, cfg->postmaster, domain_is_local, (void *)cfg, targets_r, n_r);
+		if (r != 0)
+			return r;
+		log_warnx("postmaster = %s is not a user or alias; using the default",
+			  cfg->postmaster);
+	}
+	char *primary = xasprintf("postmaster@%s", cfg->domains[0]);
+	if (strcasecmp(primary, address) != 0)
+		r = accounts_resolve(a, primary, domain_is_local, (void *)cfg, targets_r, n_r);
+	free(primary);
+	if (r != 0)
+		return r;
+	char *oldest = NULL;
+	r = accounts_user_oldest(a, &oldest);
+	if (r == 1) {
+		*targets_r = xcalloc(2, sizeof(char *));
+		(*targets_r)[0] = oldest;
+		*n_r = 1;
+	}
+	return r;
 }
 
 int recipient_resolve(struct accounts *a, const struct tern_config *cfg, const char *address,
@@ -31,6 +75,8 @@ int recipient_resolve(struct accounts *a, const struct tern_config *cfg, const c
 	char **targets;
 	size_t n;
 	int r = accounts_resolve(a, address, domain_is_local, (void *)cfg, &targets, &n);
+	if (r == 0 && is_postmaster(address))
+		r = postmaster_targets(a, cfg, address, &targets, &n);
 	if (r <= 0)
 		return r;
 	t_r->locals = xcalloc(n, sizeof(char *));

@@ -21,7 +21,9 @@ bool recipient_is_local(const struct tern_config *cfg, const char *address);
 
 /* recipient_resolve - route address: at a domain of ours it is expanded through aliases
  * (accounts_resolve) and each target lands in locals or remotes by its domain; elsewhere it
- * is one remote, itself. Returns 1 with *t_r filled (free with recipient_targets_free), 0
+ * is one remote, itself. postmaster@ a domain of ours (any case) that is no user or alias
+ * goes to the postmaster key's address, else to postmaster@ the first domain, else to the
+ * oldest user (RFC 5321 §4.5.1: postmaster is always accepted). Returns 1 with *t_r filled (free with recipient_targets_free), 0
  * when a local address has no user or alias (550 5.1.1), -1 when the lookup failed
  * (temporary). Relay policy is the caller's: this function routes, it does not authorise. */
 int recipient_resolve(struct accounts *a, const struct tern_config *cfg, const char *address,

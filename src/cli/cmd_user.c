@@ -27,6 +27,9 @@ static const char user_usage[] =
 	"       tern user passwd ADDRESS [-c FILE]  change a user's password\n"
 	"       tern user del ADDRESS [-c FILE]     delete a user (the mailbox stays)\n"
 	"       tern user list [-c FILE]            list users, one per line\n"
+	"       tern user senders ADDRESS [SENDER...|none] [-c FILE]\n"
+	"                                           show or set the other MAIL FROM addresses\n"
+	"                                           (or @domain) the user may send as\n"
 	"Without -c, the development instance (./tern-data) is used. On a terminal the\n"
 	"password is asked for twice without echo; otherwise it is the first line of stdin.\n";
 
@@ -309,6 +312,39 @@ static void print_alias(void *ctx, const char *alias, const char *targets)
 	printf("%s: %s\n", alias, targets);
 }
 
+/* user_senders - show (no SENDER) or replace ("none": clear) a user's other senders: the
+ * exceptions to sender_login_match. */
+static int user_senders(const struct cli_args *args, struct accounts *acc)
+{
+	const char *address = args->words[1];
+	char *err = NULL, *list = NULL;
+	if (args->n_words == 2) {
+		int r = accounts_user_senders(acc, address, &list);
+		if (r <= 0) {
+			fprintf(stderr, "tern: %s: %s\n", address,
+				r == 0 ? "no such user" : "cannot look up its senders");
+			return 1;
+		}
+		for (char *p = list; *p != '\0'; p++)
+			if (*p == ' ')
+				*p = '\n';
+		if (*list != '\0')
+			printf("%s\n", list);
+		free(list);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	bool none = args->n_words == 3 && strcmp(args->words[2], "none") == 0;
+	size_t n = none ? 0 : args->n_words - 2;
+	if (accounts_user_set_senders(acc, address, (const char *const *)args->words + 2, n,
+				      &err) < 0) {
+		fprintf(stderr, "tern: %s\n", err);
+		free(err);
+		return 1;
+	}
+	printf("senders of %s set\n", address);
+	return 0;
+}
+
 /* user_run - the user subcommands, with config and database open. */
 static int user_run(const char *sub, const char *address, const struct tern_config *cfg,
 		    struct accounts *acc)
@@ -381,7 +417,7 @@ int cmd_user(int argc, char **argv)
 		goto out;
 	}
 	if (args.n_words == 0) {
-		fprintf(stderr, "tern user: missing command: add, del, passwd or list "
+		fprintf(stderr, "tern user: missing command: add, del, passwd, list or senders "
 				"(try tern user --help)\n");
 		ret = EX_USAGE;
 		goto out;
@@ -394,9 +430,13 @@ int cmd_user(int argc, char **argv)
 		ret = want_words("user", &args, 1, 1, "ADDRESS");
 		if (ret == 0)
 			ret = check_format(args.words[1]);
+	} else if (strcmp(sub, "senders") == 0) {
+		ret = want_words("user", &args, 1, (size_t)argc, "ADDRESS");
+		if (ret == 0)
+			ret = check_format(args.words[1]);
 	} else {
-		fprintf(stderr, "tern user: unknown command \"%s\": use add, del, passwd or list\n",
-			sub);
+		fprintf(stderr, "tern user: unknown command \"%s\": use add, del, passwd, list or "
+				"senders\n", sub);
 		ret = EX_USAGE;
 	}
 	if (ret != 0)
@@ -406,7 +446,8 @@ int cmd_user(int argc, char **argv)
 	    (ret = precheck_domain(cfg, sub, address)) != 0)
 		goto out;
 	if ((ret = open_accounts(cfg, &acc)) == 0)
-		ret = user_run(sub, address, cfg, acc);
+		ret = strcmp(sub, "senders") == 0 ? user_senders(&args, acc)
+						  : user_run(sub, address, cfg, acc);
 	accounts_close(&acc);
 out:
 	config_free(&cfg);

@@ -33,7 +33,7 @@ static const char usage_text[] =
 	"commands:\n"
 	"  serve [-c FILE]                 run the mail server in the foreground\n"
 	"                                  (without -c: the development instance in ./tern-data)\n"
-	"  user add|del|passwd|list [ADDRESS] [-c FILE]\n"
+	"  user add|del|passwd|list|senders [ADDRESS] [SENDER...] [-c FILE]\n"
 	"                                  manage accounts (password read from stdin or prompted)\n"
 	"  alias add ALIAS TARGET...|del ALIAS|list [-c FILE]\n"
 	"                                  manage aliases\n"

@@ -59,6 +59,11 @@ static const struct key_def top_keys[] = {
 	{ "login_threads", K_UINT, OFF(login_threads), 1, 16 },
 	{ "login_queue", K_UINT, OFF(login_queue), 1, 100000 },
 	{ "login_cache_ttl", K_UINT, OFF(login_cache_ttl), 0, 3600 },
+	{ "login_free_failures_account", K_UINT, OFF(login_free_failures_account), 0, 1000000 },
+	{ "login_max_inflight", K_UINT, OFF(login_max_inflight), 0, 1000000 },
+	{ "sender_login_match", K_BOOL, OFF(sender_login_match), 0, 0 },
+	{ "sender_login_match_header", K_BOOL, OFF(sender_login_match_header), 0, 0 },
+	{ "postmaster", K_STR, OFF(postmaster), 0, 0 },
 	{ "pop3_max_line", K_SIZE, OFF(pop3_max_line), 512, 65536 },
 	{ "pop3_max_input", K_SIZE, OFF(pop3_max_input), 4096, 1 << 24 },
 	{ "pop3_timeout", K_UINT, OFF(pop3_timeout), 600, 86400 },
@@ -92,6 +97,10 @@ static void config_defaults(struct tern_config *c)
 	c->login_threads = 2;
 	c->login_queue = 64;
 	c->login_cache_ttl = 60;
+	c->login_free_failures_account = 10;
+	c->login_max_inflight = 256;
+	c->sender_login_match = true;
+	c->sender_login_match_header = false;
 	c->pop3_max_line = 4096;	/* RFC 2449: 255 for commands; SASL responses are longer */
 	c->pop3_max_input = 64 * 1024;
 	c->pop3_timeout = 600;		/* RFC 1939 §3: at least 10 minutes */
@@ -166,6 +175,17 @@ static int set_top(struct tern_config *c, const char *key, const char *value, ch
 			c->domains[c->n_domains] = NULL;
 		}
 		free(copy);
+		return 0;
+	}
+	if (!strcmp(key, "postmaster")) {
+		const char *at = strchr(value, '@');
+		if (at == NULL || at == value || strchr(at + 1, '@') != NULL ||
+		    !valid_domain(at + 1) || strpbrk(value, " \t<>") != NULL) {
+			*error_r = xasprintf("'%s' is not an address (local@domain)", value);
+			return -1;
+		}
+		free(c->postmaster);
+		c->postmaster = lower_dup(value);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(top_keys) / sizeof(top_keys[0]); i++) {
@@ -527,6 +547,7 @@ void config_free(struct tern_config **cp)
 		free(c->domains[i]);
 	free(c->domains);
 	free(c->user);
+	free(c->postmaster);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		free(c->listen[r].text);
 	free(c->tls_cert);

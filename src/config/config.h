@@ -65,6 +65,13 @@ struct tern_config {
 	unsigned login_queue;		/* checks waiting for them before 4xx */
 	unsigned login_cache_ttl;	/* seconds a successful check is remembered; 0: off */
 
+	/* logins and senders (issue "hardening: logins") */
+	unsigned login_free_failures_account; /* failed logins per account over all addresses */
+	unsigned login_max_inflight;	/* password checks in flight over all workers; 0: no cap */
+	bool sender_login_match;	/* an authenticated MAIL FROM must be the user's own */
+	bool sender_login_match_header;	/* ... and so must the From: header (submission) */
+	char *postmaster;		/* who gets postmaster mail; NULL: see recipient.h */
+
 	/* POP3 limits */
 	size_t pop3_max_line;		/* command line or SASL response, bytes incl. CRLF */
 	size_t pop3_max_input;		/* input buffered before reading pauses */

@@ -75,6 +75,7 @@ struct imap_session {
 	struct login *login;
 	char *login_tag;
 	bool sasl_active;
+	bool log_hide_tag;		/* imap_reply: the tag is not logged (not a command) */
 	struct sasl_state sasl;
 
 	/* authenticated */

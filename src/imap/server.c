@@ -64,7 +64,15 @@ void imap_reply(struct imap_session *s, const char *fmt, ...)
 	conn_write(s->conn, b.data, b.len);
 	if (bye)
 		session_close(s->ss, "* BYE [NONEXISTENT] The selected mailbox was deleted");
-	log_debug("%s: > %.*s", session_id(s->ss), (int)(b.len > 202 ? 200 : b.len - 2), b.data);
+	if (s->log_hide_tag) {
+		/* the tag of a line that is no command: maybe a password sent as a line */
+		size_t tag_len = strcspn(b.data, " ");
+		log_debug("%s: > (a tag of %zu bytes)%.*s", session_id(s->ss), tag_len,
+			  (int)(b.len - tag_len > 202 ? 200 : b.len - tag_len - 2), b.data + tag_len);
+	} else {
+		log_debug("%s: > %.*s", session_id(s->ss), (int)(b.len > 202 ? 200 : b.len - 2),
+			  b.data);
+	}
 	buf_free(&b);
 }
 
@@ -634,14 +642,22 @@ static void run_command(struct imap_session *s, const struct imap_command *c)
 	}
 	for (char *p = verb; *p; p++)
 		*p = (char)toupper((unsigned char)*p);
-	log_debug("%s: < %s %s", session_id(s->ss), c->tag, verb);
+	bool known = false;
+	for (size_t i = 0; i < imap_dispatcher.n_commands && !known; i++)
+		known = strcasecmp(imap_dispatcher.commands[i].name, verb) == 0;
+	if (known)
+		log_debug("%s: < %s %s", session_id(s->ss), c->tag, verb);
+	else	/* no command: maybe a password typed as a line ("correct horse ...") */
+		log_debug("%s: < an unknown command (not logged)", session_id(s->ss));
 	/* sequence numbers must not change under FETCH, STORE, SEARCH, COPY: no EXPUNGE then */
 	free(s->sync_tag);
 	s->sync_tag = xstrdup(c->tag);
 	s->sync_expunges = r.uid || (strcmp(verb, "FETCH") != 0 && strcmp(verb, "STORE") != 0 &&
 				     strcmp(verb, "SEARCH") != 0 && strcmp(verb, "COPY") != 0);
 	if (!session_dispatch(s->ss, &imap_dispatcher, verb, strlen(verb), &r)) {
+		s->log_hide_tag = true;
 		imap_reply(s, "%s BAD Unknown command", c->tag);
+		s->log_hide_tag = false;
 		session_bad_command(s->ss);
 	}
 }
@@ -735,7 +751,9 @@ static void imap_on_raw(void *ctx)
 			continue;
 		case IMAP_PARSE_ERROR: {
 			const char *tag = imap_parser_error_tag(s->parser);
+			s->log_hide_tag = true;
 			imap_reply(s, "%s BAD %s", tag != NULL ? tag : "*", imap_parser_error(s->parser));
+			s->log_hide_tag = false;
 			imap_append_free(&s->append_done);	/* the line after its literal was bad */
 			if (imap_parser_fatal(s->parser)) {
 				session_close(s->ss, "* BYE Cannot stay in sync with the client");

@@ -554,6 +554,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	if (connlimit_init() < 0 || throttle_init() < 0)
 		log_fatal("shared tables");
 	throttle_set_allowance(cfg->login_free_failures, cfg->login_free_failures_ip);
+	throttle_set_limits(cfg->login_free_failures_account, cfg->login_max_inflight);
 
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	m.n_workers = cfg->workers ? cfg->workers : (ncpu > 0 ? (unsigned)ncpu : 1);

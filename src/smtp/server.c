@@ -19,13 +19,16 @@
 #include "lib/session.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
+#include "mime/address.h"
 #include "mime/hdrfilter.h"
+#include "mime/header.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/parser.h"
 
 #define SMTP_MAX_INPUT (256 * 1024)	/* input buffered before reading pauses */
 #define SMTP_FEED_CHUNK 65536
+#define SMTP_FROM_HEADER_MAX 65536	/* header bytes kept for sender_login_match_header */
 
 enum smtp_state {
 	SMTP_S_CMD,	/* reading commands */
@@ -82,6 +85,8 @@ struct smtp_session {
 	struct smtp_data_parser dp;
 	struct mime_hdrfilter hf;	/* the message's header cleanup on its way to the spool */
 	char *hf_add[2];		/* Date: and Message-ID: to add (submission), or NULL */
+	bool hdr_keep;			/* header bytes are kept in hdr (From: check) */
+	buf hdr;			/* the filtered header block, up to SMTP_FROM_HEADER_MAX */
 	uint64_t bdat_left;
 	bool bdat_last;
 	bool bdat_open;			/* a BDAT sequence began */
@@ -177,6 +182,8 @@ static void txn_reset(struct smtp_session *s)
 	}
 	s->msg_bytes = 0;
 	s->too_big = false;
+	s->hdr_keep = false;
+	buf_free(&s->hdr);
 	s->bdat_open = false;
 	s->bdat_left = 0;
 	s->bdat_last = false;
@@ -409,6 +416,36 @@ static const char *mail_params(struct smtp_session *s, const struct smtp_path_ar
 	return NULL;
 }
 
+static bool domain_is_local(void *ctx, const char *domain)
+{
+	return config_is_local_domain(ctx, domain);
+}
+
+/* sender_allowed - an authenticated client may use only its own address, its aliases and
+ * the senders listed for it (sender_login_match; Postfix's reject_sender_login_mismatch):
+ * else it could pass itself off as another user, or as anyone. Replies when it says no. */
+static bool sender_allowed(struct smtp_session *s, const char *sender)
+{
+	const struct tern_config *cfg = s->srv->cfg;
+	if (s->auth_user == NULL || !cfg->sender_login_match)
+		return true;
+	int r = accounts_sender_allowed(s->srv->accounts, s->auth_user, sender, domain_is_local,
+					(void *)cfg);
+	if (r < 0) {
+		session_reply(s->ss, "451 4.3.0 Temporary lookup failure");
+		return false;
+	}
+	if (r == 0) {
+		char safe[128];
+		log_info("%s: sender denied user=%s from=<%s>", session_id(s->ss), s->auth_user,
+			 log_sanitize(safe, sizeof(safe), sender, strlen(sender)));
+		session_reply(s->ss, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
+			      sender, s->auth_user);
+		return false;
+	}
+	return true;
+}
+
 static void cmd_mail(void *ctx, const void *a)
 {
 	struct smtp_session *s = ctx;
@@ -440,8 +477,10 @@ static void cmd_mail(void *ctx, const void *a)
 		bad = "555 5.5.4 Parameters need EHLO";
 	if (bad == NULL && pa.path.utf8 && !s->smtputf8)
 		bad = "553 5.6.7 Non-ASCII address needs SMTPUTF8";
-	if (bad != NULL) {
+	if (bad != NULL)
 		session_reply(s->ss, "%s", bad);
+	/* sender_allowed replies itself when it says no */
+	if (bad != NULL || (!pa.path.null && !sender_allowed(s, pa.path.address))) {
 		smtp_path_args_free(&pa);
 		s->smtputf8 = false;
 		free(s->dsn_ret);
@@ -577,7 +616,81 @@ static const char *const cleanup_drop[] = { "Bcc", "Resent-Bcc", "Return-Path", 
 
 static void cleanup_emit(void *ctx, const void *p, size_t n)
 {
-	spool_write(ctx, p, n);
+	struct smtp_session *s = ctx;
+	spool_write(s->msg, p, n);
+	if (!s->hdr_keep)
+		return;
+	/* keep the header block for the From: check: up to its blank line, or the cap */
+	size_t room = SMTP_FROM_HEADER_MAX - s->hdr.len;
+	(void)buf_append(&s->hdr, p, n < room ? n : room);
+	const char *d = s->hdr.data;
+	size_t from = s->hdr.len > n + 3 ? s->hdr.len - n - 3 : 0;
+	for (size_t i = from; i + 3 < s->hdr.len; i++) {
+		if (d[i] == '\r' && d[i + 1] == '\n' && d[i + 2] == '\r' && d[i + 3] == '\n') {
+			s->hdr.len = i + 4;
+			s->hdr_keep = false;
+			return;
+		}
+	}
+	if (s->hdr.len >= SMTP_FROM_HEADER_MAX)
+		s->hdr_keep = false;
+}
+
+/* from_header_allowed - with sender_login_match_header, every address in the From: fields
+ * of a logged-in client's message must be one it may use as MAIL FROM (else a 550 is sent
+ * here): the envelope check alone lets a client show any author to the recipient. */
+static bool from_header_allowed(struct smtp_session *s)
+{
+	const struct tern_config *cfg = s->srv->cfg;
+	if (s->auth_user == NULL || !cfg->sender_login_match || !cfg->sender_login_match_header)
+		return true;
+	struct mime_headers h;
+	const char *err;
+	struct mime_header_limits lim = { SMTP_FROM_HEADER_MAX, 1000 };
+	mime_headers_init(&h);
+	(void)mime_headers_parse(&h, s->hdr.data ? s->hdr.data : "", s->hdr.len, true, &lim, &err);
+	bool ok = true;
+	for (int i = mime_headers_find(&h, s->hdr.data, "From", 0); i >= 0 && ok;
+	     i = mime_headers_find(&h, s->hdr.data, "From", (unsigned)i + 1)) {
+		const struct mime_header_field *f = &h.fields[i];
+		buf v;	/* unfolded */
+		buf_init(&v, 0);
+		for (size_t k = 0; k < f->value_len; k++) {
+			char c = s->hdr.data[f->value_offset + k];
+			if (c != '\r' && c != '\n')
+				buf_append(&v, &c, 1);
+		}
+		struct mime_address *list = NULL;
+		unsigned n = 0;
+		(void)mime_address_list_parse(v.data ? v.data : "", v.len, 0, &list, &n);
+		for (unsigned k = 0; k < n && ok; k++) {
+			if (list[k].kind != MIME_ADDR_MAILBOX)
+				continue;
+			char *addr = xasprintf("%s@%s", list[k].mailbox,
+					       list[k].host ? list[k].host : "");
+			int r = list[k].host == NULL ? 0
+				: accounts_sender_allowed(s->srv->accounts, s->auth_user, addr,
+							  domain_is_local, (void *)cfg);
+			if (r <= 0) {
+				char safe[128];
+				log_info("%s: sender denied user=%s header_from=<%s>", session_id(s->ss),
+					 s->auth_user, log_sanitize(safe, sizeof(safe), addr,
+								    strlen(addr)));
+				if (r < 0)
+					session_reply(s->ss, "451 4.3.0 Temporary lookup failure");
+				else
+					session_reply(s->ss, "550 5.7.1 <%s>: From: header address "
+							     "rejected: not owned by user %s",
+						      safe, s->auth_user);
+				ok = false;
+			}
+			free(addr);
+		}
+		mime_address_list_free(&list, n);
+		buf_free(&v);
+	}
+	mime_headers_free(&h);
+	return ok;
 }
 
 /* cleanup_begin - set up the header filter: on submission, the Date: and Message-ID: that
@@ -598,7 +711,11 @@ static void cleanup_begin(struct smtp_session *s)
 					       s->srv->cfg->hostname);
 	}
 	mime_hdrfilter_init(&s->hf, cleanup_drop, (const char *const *)s->hf_add, n_add,
-			    cleanup_emit, s->msg);
+			    cleanup_emit, s);
+	buf_free(&s->hdr);
+	buf_init(&s->hdr, SMTP_FROM_HEADER_MAX);
+	s->hdr_keep = s->auth_user != NULL && s->srv->cfg->sender_login_match &&
+		      s->srv->cfg->sender_login_match_header;
 }
 
 /* message_begin - shared start of DATA and BDAT: open the spool file; false on failure */
@@ -676,6 +793,8 @@ static void message_finish(struct smtp_session *s)
 			 s->srv->cfg->smtp_max_text_line);
 		session_reply(s->ss, "550 5.6.0 Message contains a line longer than %zu octets",
 		      s->srv->cfg->smtp_max_text_line);
+	} else if (!from_header_allowed(s)) {
+		/* answered there */
 	} else if (s->msg->failed ||
 		   (queued = deliver(s, &err)) < 0) {
 		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
@@ -977,9 +1096,9 @@ static void smtp_on_line(void *ctx, char *line, size_t len)
 	if (smtp_verb_parse(line, len, &args) != SMTP_VERB_UNKNOWN &&
 	    session_dispatch(s->ss, &smtp_dispatcher, line, strcspn(line, " "), args))
 		return;
-	char safe[64];
-	log_debug("%s: unknown command: %s", session_id(s->ss), log_sanitize(safe, sizeof(safe),
-		  line, len));
+	/* not its text: a client that aborted a SASL exchange (or never saw our 334) may be
+	 * sending its credentials as a line of their own */
+	log_debug("%s: unknown command (%zu bytes, not logged)", session_id(s->ss), len);
 	session_reply(s->ss, "500 5.5.1 Command unrecognized");
 	session_bad_command(s->ss);
 }

@@ -70,6 +70,7 @@ def test_noop_latency_during_password_storm(tern_factory):
                             "smtp_max_bytes_before_data": "1073741824",
                             "login_free_failures": "1000000",
                             "login_free_failures_ip": "1000000",
+                            "login_free_failures_account": "1000000",
                         })
     port = inst.ports["submission"]
     ctx = multiprocessing.get_context("fork")

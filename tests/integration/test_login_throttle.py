@@ -95,7 +95,9 @@ def test_failures_are_throttled(tern_factory, path):
         times.append(time.monotonic() - t0)
     # after FREE recorded failures the next attempt still goes at hashing speed (it is
     # the one that makes the count exceed FREE); the ones after wait 500 ms, then 1 s
-    assert times[FREE] < 0.45, (path, times)
+    # (relative to the free attempts: hashing alone takes 0.1-0.7 s under ASan on a loaded
+    # machine, so a fixed bound fails without any delay)
+    assert times[FREE] < max(times[:FREE]) + 0.3, (path, times)
     assert times[FREE + 1] >= 0.45 and times[FREE + 2] >= 0.9, (path, times)
     # the right password still works afterwards (after its own delay)
     right = {"smtp-plain": 235, "smtp-login": 235, "pop3-pass": "+OK", "pop3-auth": "+OK",

@@ -426,5 +426,57 @@ static void test_teardown(void)
 	CHECK(access(tmpdir, F_OK) != 0);
 }
 
+/* test_senders - who may use which MAIL FROM; the oldest user */
+static void test_senders(void)
+{
+	struct accounts *a = open_db();
+	char *err = NULL, *oldest = NULL;
+	CHECK(accounts_user_oldest(a, &oldest) == 0 && oldest == NULL);
+	CHECK(accounts_user_add(a, "zed@example.org", "pw-z", &err) == 0);
+	CHECK(accounts_user_add(a, "amy@example.org", "pw-a", &err) == 0);
+	CHECK(accounts_user_oldest(a, &oldest) == 1 && strcmp(oldest, "zed@example.org") == 0);
+	free(oldest);
+	const char *const sales[] = { "amy@example.org", "ext@remote.test" };
+	const char *const own[] = { "amy@example.org" };
+	const char *const zed[] = { "zed@example.org" };
+	CHECK(accounts_alias_add(a, "sales@example.org", sales, 2, &err) == 0);
+	CHECK(accounts_alias_add(a, "a.m.y@example.org", own, 1, &err) == 0);
+	CHECK(accounts_alias_add(a, "boss@example.org", zed, 1, &err) == 0);
+	static const struct {
+		const char *user, *sender;
+		int want;
+	} cases[] = {
+		{ "amy@example.org", "amy@example.org", 1 },
+		{ "amy@example.org", "AMY@Example.ORG", 1 },
+		{ "AMY@example.org", "amy@example.org", 1 },
+		{ "amy@example.org", "a.m.y@example.org", 1 },	/* her alias */
+		{ "amy@example.org", "sales@example.org", 1 },	/* an alias among others */
+		{ "amy@example.org", "zed@example.org", 0 },	/* another user */
+		{ "amy@example.org", "boss@example.org", 0 },	/* another user's alias */
+		{ "amy@example.org", "nobody@example.org", 0 },
+		{ "amy@example.org", "amy@remote.test", 0 },	/* foreign */
+		{ "amy@example.org", "ext@remote.test", 0 },	/* an alias target is not hers */
+		{ "zed@example.org", "sales@example.org", 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = accounts_sender_allowed(a, cases[i].user, cases[i].sender, is_local, NULL);
+		if (r != cases[i].want)
+			fprintf(stderr, "%s as %s: %d\n", cases[i].user, cases[i].sender, r);
+		CHECK(r == cases[i].want);
+	}
+	const char *const extra[] = { "amy@remote.test", "@lists.example.net" };
+	CHECK(accounts_user_set_senders(a, "amy@example.org", extra, 2, &err) == 0);
+	CHECK(accounts_sender_allowed(a, "amy@example.org", "Amy@Remote.test", is_local, NULL) == 1);
+	CHECK(accounts_sender_allowed(a, "amy@example.org", "x@lists.example.net", is_local,
+				      NULL) == 1);
+	CHECK(accounts_sender_allowed(a, "amy@example.org", "x@sub.lists.example.net", is_local,
+				      NULL) == 0);
+	CHECK(accounts_sender_allowed(a, "amy@example.org", "zed@example.org", is_local, NULL) == 0);
+	CHECK(accounts_sender_allowed(a, "zed@example.org", "amy@remote.test", is_local, NULL) == 0);
+	CHECK(accounts_user_set_senders(a, "amy@example.org", NULL, 0, &err) == 0);
+	CHECK(accounts_sender_allowed(a, "amy@example.org", "amy@remote.test", is_local, NULL) == 0);
+	accounts_close(&a);
+}
+
 TEST_MAIN(TEST(test_setup), TEST(test_address_valid), TEST(test_users), TEST(test_reopen),
-	  TEST(test_aliases), TEST(test_depth), TEST(test_teardown))
+	  TEST(test_aliases), TEST(test_depth), TEST(test_senders), TEST(test_teardown))

@@ -16,7 +16,7 @@
 #include "sqltrace.h"
 #include "test.h"
 
-#define ACCOUNTS_VERSION 1
+#define ACCOUNTS_VERSION 2
 
 static char tmpdir[] = "/tmp/tern-test-accounts-schema-XXXXXX";
 static char dbpath[128];
@@ -126,10 +126,48 @@ static void test_legacy(void)
 	CHECK(accounts_user_add(a, "carol@example.org", "new secret", &err) == 0);
 	CHECK(accounts_user_passwd(a, "bob@example.org", "changed", &err) == 0);
 	CHECK(accounts_verify(a, "bob@example.org", "changed") == 1);
+	/* step 2: senders, empty for the users that were there */
+	char *senders = NULL;
+	CHECK(accounts_user_senders(a, "bob@example.org", &senders) == 1);
+	CHECK(senders != NULL && strcmp(senders, "") == 0);
+	free(senders);
 	accounts_close(&a);
 	CHECK(db_int("SELECT COUNT(*) FROM users") == 2);
 	CHECK(db_int("SELECT COUNT(*) FROM aliases") == 1);
 	CHECK(db_int("PRAGMA user_version") == ACCOUNTS_VERSION);
+}
+
+/* test_version1 - a tern.db of version 1 (before senders) gets the column, rows intact */
+static void test_version1(void)
+{
+	char *err = NULL;
+	new_path();
+	write_legacy();
+	sqlite3 *db = NULL;
+	CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "PRAGMA user_version=1", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	struct accounts *a = open_accounts();
+	CHECK(a != NULL);
+	if (a == NULL)
+		return;
+	CHECK(db_int("PRAGMA user_version") == ACCOUNTS_VERSION);
+	CHECK(accounts_verify(a, "bob@example.org", "old secret") == 1);
+	const char *const list[] = { "Bob.Smith@Example.org", "@Lists.example.org",
+				     "bob.smith@example.org" };
+	CHECK(accounts_user_set_senders(a, "bob@example.org", list, 3, &err) == 0);
+	char *senders = NULL;
+	CHECK(accounts_user_senders(a, "BOB@example.org", &senders) == 1);
+	CHECK(senders != NULL && strcmp(senders, "bob.smith@example.org @lists.example.org") == 0);
+	free(senders);
+	CHECK(accounts_user_set_senders(a, "nobody@example.org", list, 1, &err) == -1);
+	CHECK(err != NULL && strstr(err, "no such user") != NULL);
+	free(err);
+	err = NULL;
+	const char *const bad[] = { "@" };
+	CHECK(accounts_user_set_senders(a, "bob@example.org", bad, 1, &err) == -1);
+	free(err);
+	accounts_close(&a);
 }
 
 /* test_up_to_date - opening a current database reads the version once and changes nothing */
@@ -158,7 +196,7 @@ static void test_newer(void)
 	write_legacy();
 	sqlite3 *db = NULL;
 	CHECK(sqlite3_open(dbpath, &db) == SQLITE_OK);
-	CHECK(sqlite3_exec(db, "PRAGMA user_version=2", NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "PRAGMA user_version=3", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	struct accounts *a = NULL;
 	char *err = NULL;
@@ -167,7 +205,7 @@ static void test_newer(void)
 	CHECK(err != NULL && strstr(err, dbpath) != NULL && strstr(err, "newer") != NULL);
 	free(err);
 	accounts_close(&a);
-	CHECK(db_int("PRAGMA user_version") == 2);
+	CHECK(db_int("PRAGMA user_version") == 3);
 	CHECK(db_int("SELECT COUNT(*) FROM users") == 1);
 }
 
@@ -240,5 +278,5 @@ static void test_teardown(void)
 	CHECK(rmdir(tmpdir) == 0);
 }
 
-TEST_MAIN(TEST(test_setup), TEST(test_legacy), TEST(test_up_to_date), TEST(test_newer),
+TEST_MAIN(TEST(test_setup), TEST(test_legacy), TEST(test_version1), TEST(test_up_to_date), TEST(test_newer),
 	  TEST(test_concurrent_create), TEST(test_teardown))

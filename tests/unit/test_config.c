@@ -50,8 +50,17 @@ static void test_good(void)
 	CHECK(c->n_routes == 1 && c->routes[0].port == 25);
 	CHECK_STREQ(c->routes[0].host, "10.0.0.5");
 	CHECK(c->smtp_max_recipients == 1000);	/* a default */
+	/* the logins block's defaults: strict senders, no postmaster key */
+	CHECK(c->login_free_failures_account == 10 && c->login_max_inflight == 256);
+	CHECK(c->sender_login_match && !c->sender_login_match_header);
+	CHECK(c->postmaster == NULL);
 	config_free(&c);
 	CHECK(c == NULL);
+	c = config_load_string("t.conf", "data_dir=/x\ndomains=a.test\npostmaster = Root@A.test\n"
+			       "sender_login_match = no\nlogin_max_inflight = 0\n", &err);
+	CHECK(c != NULL && c->postmaster != NULL && strcmp(c->postmaster, "root@a.test") == 0);
+	CHECK(c != NULL && !c->sender_login_match && c->login_max_inflight == 0);
+	config_free(&c);
 }
 
 struct bad_case {
@@ -83,6 +92,9 @@ static void test_bad(void)
 		{ "data_dir=/x\ndomains=a.test\n[tls]\ncert=/a\n", "t.conf: [tls] cert and key go together" },
 		{ "data_dir=/x\ndomains=a.test\n[queue]\nmx_port = 0\n", "t.conf:4:" },
 		{ "data_dir=/x\ndomains=a.test\n[routes]\nexample.org = nohost\n", "t.conf:4:" },
+		{ "data_dir=/x\ndomains=a.test\npostmaster = root\n", "t.conf:3: postmaster:" },
+		{ "data_dir=/x\ndomains=a.test\npostmaster = a@b@c.test\n", "t.conf:3: postmaster:" },
+		{ "data_dir=/x\ndomains=a.test\npostmaster = <a@b.test>\n", "t.conf:3: postmaster:" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *err = NULL;

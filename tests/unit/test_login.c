@@ -14,6 +14,7 @@
 #include "auth/accounts.h"
 #include "auth/login.h"
 #include "auth/sasl.h"
+#include "auth/throttle.h"
 #include "test.h"
 
 static char tmpdir[] = "/tmp/tern-test-login-XXXXXX";
@@ -270,6 +271,66 @@ static void test_teardown(void)
 	teardown();
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* test_failures_serve_the_delay - with throttling on and a 4 s delay earned: a right password
+ * is answered after the first step, a wrong one after the whole delay; a check cancelled
+ * while its failure is held is freed with the pool; over the in-flight cap a check is a
+ * temporary failure at once */
+static void test_failures_serve_the_delay(void)
+{
+	CHECK(throttle_init() == 0);
+	throttle_set_limits(0, 1);
+	struct sockaddr_in sin = peer(), other = peer();
+	for (int i = 0; i < 4; i++) {	/* 4 failures from elsewhere, none free: 4 s */
+		other.sin_addr.s_addr = htonl(0x0a000001u + (uint32_t)i);
+		throttle_failed((struct sockaddr *)&other, "bob@example.org");
+	}
+	CHECK(throttle_delay_ms((struct sockaddr *)&sin, "bob@example.org") == 4000);
+	struct login_pool *p = login_pool_new(base, db, 1, 8, 0);	/* attaches */
+	CHECK(p != NULL);
+	struct outcome right, wrong, over, held;
+	const int *c1[] = { &right.calls };
+	double t0 = now_s();
+	start(p, "bob@example.org", "hunter2", &right);
+	start(p, "carol@example.org", "x", &over);	/* the cap is 1 */
+	const int *c0[] = { &over.calls };
+	CHECK(run_until(c0, 1, 1));
+	CHECK(over.result == LOGIN_TEMPFAIL && right.calls == 0);
+	CHECK(run_until(c1, 1, 1));
+	double dt = now_s() - t0;
+	CHECK(right.result == LOGIN_OK);
+	CHECK(dt >= 0.45 && dt < 2.5);
+	if (!(dt < 2.5))
+		fprintf(stderr, "right password after %.3f s\n", dt);
+	t0 = now_s();
+	start(p, "bob@example.org", "wrong", &wrong);
+	const int *c2[] = { &wrong.calls };
+	CHECK(run_until(c2, 1, 1));
+	CHECK(wrong.result == LOGIN_FAILED && now_s() - t0 >= 3.95);
+	/* held, then cancelled: finished without a callback, or freed with the pool */
+	start(p, "bob@example.org", "wrong again", &held);
+	/* past the first step its job is queued, then its failure comes back and is held */
+	int i = 0;
+	while (login_pool_queued(p) == 0 && i++ < 500)
+		run_idle(1);
+	while (login_pool_queued(p) > 0 && i++ < 1000)
+		run_idle(1);
+	CHECK(i < 1000 && held.calls == 0 && held.handle != NULL);
+	login_cancel(&held.handle);
+	CHECK(held.handle == NULL);
+	run_idle(5);
+	CHECK(held.calls == 0);
+	login_pool_free(&p);
+	throttle_set_limits(10, 256);
+	CHECK(throttle_init() == 0);
+}
+
 TEST_MAIN(TEST(test_setup), TEST(test_results_come_back), TEST(test_cache_and_invalidation),
 	  TEST(test_queue_bound), TEST(test_cancel), TEST(test_serialized_per_user),
-	  TEST(test_sasl_feed), TEST(test_teardown))
+	  TEST(test_sasl_feed), TEST(test_failures_serve_the_delay), TEST(test_teardown))

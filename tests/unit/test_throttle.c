@@ -189,21 +189,87 @@ static void test_full_table(void)
 	struct sockaddr_in ip;
 	memset(&ip, 0, sizeof(ip));
 	ip.sin_family = AF_INET;
+	char user[32];
 	for (uint32_t i = 0; i < 20000; i++) {
 		ip.sin_addr.s_addr = htonl(0x0a000000u + i);
-		throttle_failed(SA(ip), "x");
+		snprintf(user, sizeof(user), "x%u", i);	/* one account each: no account delay */
+		throttle_failed(SA(ip), user);
 		fake_now += (i % 16 == 0);
 	}
 	/* the last client was just recorded; its IP record must exist */
 	ip.sin_addr.s_addr = htonl(0x0a000000u + 19999);
 	for (int i = 0; i < 2; i++)
-		throttle_failed(SA(ip), "x");
-	CHECK(throttle_delay_ms(SA(ip), "x") == 500);
+		throttle_failed(SA(ip), user);
+	CHECK(throttle_delay_ms(SA(ip), user) == 500);
 	throttle_set_clock(NULL);
 	CHECK(throttle_init() == 0);
-	CHECK(throttle_delay_ms(SA(ip), "x") == 0);
+	CHECK(throttle_delay_ms(SA(ip), user) == 0);
+}
+
+/* test_account_across_addresses - one account guessed from many addresses: after the
+ * account's allowance every address gets the delay for it, other accounts do not, and a
+ * success does not clear it */
+static void test_account_across_addresses(void)
+{
+	CHECK(throttle_init() == 0);
+	throttle_set_clock(fake_clock);
+	throttle_set_limits(4, 256);
+	struct sockaddr_in ip;
+	memset(&ip, 0, sizeof(ip));
+	ip.sin_family = AF_INET;
+	static const unsigned want[] = { 0, 0, 0, 0, 500, 1000, 2000, 4000, 8000, 15000, 15000 };
+	for (uint32_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		ip.sin_addr.s_addr = htonl(0xc6336400u + i);	/* 198.51.100.i: one failure each */
+		throttle_failed(SA(ip), "Carol@example.org");
+		struct sockaddr_in fresh = ip;
+		fresh.sin_addr.s_addr = htonl(0xcb007100u + i);	/* 203.0.113.i: never failed */
+		CHECK(throttle_delay_ms(SA(fresh), "carol@example.org") == want[i]);
+		CHECK(throttle_delay_ms(SA(fresh), "dave@example.org") == 0);
+		CHECK(throttle_delay_ms(SA(ip), "dave@example.org") == 0);
+	}
+	throttle_succeeded(SA(ip), "carol@example.org");
+	CHECK(throttle_delay_ms(SA(ip), "carol@example.org") == 15000);
+	fake_now += 15 * 60;	/* records fade */
+	CHECK(throttle_delay_ms(SA(ip), "carol@example.org") == 0);
+	throttle_set_clock(NULL);
+	throttle_set_limits(10, 256);
+}
+
+/* test_inflight - the cap over all workers, and a dead worker's counts cleared */
+static void test_inflight(void)
+{
+	CHECK(throttle_init() == 0);
+	/* not attached: never refused, never counted */
+	CHECK(throttle_inflight_acquire());
+	CHECK(throttle_inflight_total() == 0);
+	throttle_set_limits(10, 3);
+	CHECK(throttle_worker_attach() == 0);
+	CHECK(throttle_inflight_acquire());
+	pid_t pid = fork();
+	if (pid == 0) {		/* another worker that takes two and dies with them */
+		if (throttle_worker_attach() != 0 || !throttle_inflight_acquire() ||
+		    !throttle_inflight_acquire() || throttle_inflight_acquire())
+			_exit(1);
+		_exit(throttle_inflight_total() == 3 ? 0 : 2);
+	}
+	int status = 0;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(throttle_inflight_total() == 3);
+	CHECK(!throttle_inflight_acquire());
+	/* a new worker attaching clears the dead one's counter */
+	CHECK(throttle_worker_attach() == 0);
+	CHECK(throttle_inflight_total() == 0);
+	CHECK(throttle_inflight_acquire() && throttle_inflight_acquire() &&
+	      throttle_inflight_acquire());
+	CHECK(!throttle_inflight_acquire());
+	throttle_inflight_release();
+	CHECK(throttle_inflight_total() == 2);
+	CHECK(throttle_inflight_acquire());
+	throttle_set_limits(10, 256);
+	CHECK(throttle_init() == 0);	/* detaches */
 }
 
 TEST_MAIN(TEST(test_without_init), TEST(test_growth_and_cap), TEST(test_success_clears),
 	  TEST(test_ip_spraying), TEST(test_decay), TEST(test_families), TEST(test_shared),
-	  TEST(test_full_table))
+	  TEST(test_full_table), TEST(test_account_across_addresses), TEST(test_inflight))
