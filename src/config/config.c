@@ -66,6 +66,7 @@ static const struct key_def top_keys[] = {
 	{ "imap_timeout", K_UINT, OFF(imap_timeout), 1800, 86400 },
 	{ "imap_max_bad_commands", K_UINT, OFF(imap_max_bad_commands), 1, 10000 },
 	{ "pop3_max_auth_failures", K_UINT, OFF(pop3_max_auth_failures), 1, 1000 },
+	{ "dkim_dir", K_STR, OFF(dkim_dir), 0, 0 },
 };
 
 static void config_defaults(struct tern_config *c)
@@ -343,6 +344,36 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 	return -1;
 }
 
+/* dkim_dir_finish - DKIM keys: dkim_dir, default "dkim" next to the config file (the
+ * development instance: ./tern-dkim), a relative one taken from the config file's directory.
+ * Never inside data_dir: the run user owns that and could replace what is in it. */
+static int dkim_dir_finish(struct tern_config *c, const char *name, char **error_r)
+{
+	if (c->dkim_dir != NULL && c->dkim_dir[0] == '/')
+		return 0;
+	char base[PATH_MAX];
+	if (name[0] == '(' || strchr(name, '/') == NULL) {
+		if (getcwd(base, sizeof(base)) == NULL) {
+			*error_r = xasprintf("%s: getcwd: %s", name, strerror(errno));
+			return -1;
+		}
+	} else if (name[0] == '/') {
+		snprintf(base, sizeof(base), "%.*s", (int)(strrchr(name, '/') - name), name);
+	} else {
+		char cwd[PATH_MAX];
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			*error_r = xasprintf("%s: getcwd: %s", name, strerror(errno));
+			return -1;
+		}
+		snprintf(base, sizeof(base), "%s/%.*s", cwd, (int)(strrchr(name, '/') - name), name);
+	}
+	const char *rel = c->dkim_dir ? c->dkim_dir : name[0] == '(' ? "tern-dkim" : "dkim";
+	char *abs = xasprintf("%s/%s", base[0] && strcmp(base, "/") ? base : "", rel);
+	free(c->dkim_dir);
+	c->dkim_dir = abs;
+	return 0;
+}
+
 /* config_finish - checks that span keys, and derived values */
 static int config_finish(struct tern_config *c, const char *name, char **error_r)
 {
@@ -360,6 +391,8 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 		free(c->data_dir);
 		c->data_dir = abs;
 	}
+	if (dkim_dir_finish(c, name, error_r) < 0)
+		return -1;
 	if (c->n_domains == 0) {
 		*error_r = xasprintf("%s: domains is not set", name);
 		return -1;
@@ -498,6 +531,7 @@ void config_free(struct tern_config **cp)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->dns_servers);
+	free(c->dkim_dir);
 	free(c->queue_source_ip);
 	for (size_t i = 0; i < c->n_queue_require_tls; i++)
 		free(c->queue_require_tls[i]);

@@ -276,7 +276,8 @@ static int sig_common(const struct dkim_tag *tags, size_t n, struct dkim_sig *si
 		*error_r = "missing a required tag (bh=, h=)";
 		return -1;
 	}
-	if (dkim_b64_decode_fws(bh->value, bh->vlen, &sig->bh) < 0 || sig->bh.len != 32) {
+	if (dkim_b64_decode_fws(bh->value, bh->vlen, &sig->bh) < 0 ||
+	    sig->bh.len != (sig->alg == DKIM_ALG_RSA_SHA1 ? 20u : 32u)) {
 		*error_r = "bad bh=";
 		return -1;
 	}

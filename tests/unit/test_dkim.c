@@ -102,7 +102,8 @@ static void test_sig_parse(void)
 		{ "v=1; a=rsa-sha256; d=example.com; s=../x; h=from; " BH " b=AAAA", -1 },
 		{ "v=1; a=rsa-sha256; d=example.com; s=sel; h=from::to; " BH " b=AAAA", -1 },
 		{ "v=1; a=rsa-sha256; d=example.com; d=example.org; s=sel; h=from; " BH " b=AAAA", -1 },
-		{ "v=1; a=rsa-sha1; d=example.com; s=sel; h=from; " BH " b=AAAA", 0 },
+		{ "v=1; a=rsa-sha1; d=example.com; s=sel; h=from; bh=2jmj7l5rSw0yVb/vlWAYkK/YBwk=; b=AAAA", 0 },
+		{ "v=1; a=rsa-sha1; d=example.com; s=sel; h=from; " BH " b=AAAA", -1 },
 		{ "v=1; a=rsa-sha256; d=example.com; s=sel; h=from; " BH " b=AAAA; t=9999999999999", -1 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
