@@ -23,6 +23,9 @@ static const char help_text[] =
 	"       tern dkim list [-c FILE]\n"
 	"       tern dkim check DOMAIN [-c FILE]\n"
 	"       tern dkim verify [-c FILE] < message\n"
+	"       tern dkim arc-verify [-c FILE] < message\n"
+	"       tern dkim arc-seal DOMAIN --authserv-id ID --results TEXT [--cv none|pass|fail]\n"
+	"                          [-c FILE] < message\n"
 	"\n"
 	"generate  make signing keys for DOMAIN in dkim_dir (root-only) and print the DNS TXT\n"
 	"          records to publish. Default: both algorithms (RSA 2048 and Ed25519: every\n"
@@ -32,7 +35,11 @@ static const char help_text[] =
 	"list      every domain, selector and record in dkim_dir\n"
 	"check     look DOMAIN's records up in the DNS and say whether they match the keys\n"
 	"verify    check the DKIM signatures of the message on standard input, one line each\n"
-	"          (as Authentication-Results words); exit 0 when at least one passes\n";
+	"          (as Authentication-Results words); exit 0 when at least one passes\n"
+	"arc-verify  validate the message's ARC chain: arc=none|pass|fail; exit 0 on pass\n"
+	"arc-seal  print the ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results)\n"
+	"          DOMAIN's newest key would add to the message, with cv= as given (default: the\n"
+	"          result of validating it)\n";
 
 /* print_record - "sel._domainkey.domain. IN TXT "..." "..."", 255-byte strings */
 static void print_record(const struct dkim_key *k)
@@ -294,9 +301,102 @@ static int dkim_verify_stdin(struct tern_config *cfg)
 	return v.done && v.passed > 0 ? 0 : 1;
 }
 
+/* ---- ARC --------------------------------------------------------------------------------- */
+
+struct arc_run {
+	struct event_base *base;
+	char cv[8];
+	char line[300];
+};
+
+static void on_arc(void *ctx, const struct arc_verify_result *r)
+{
+	struct arc_run *a = ctx;
+	snprintf(a->cv, sizeof(a->cv), "%s", r->cv);
+	snprintf(a->line, sizeof(a->line), "arc=%s instances=%u oldest-pass=%u%s%s%s%s%s",
+		 r->cv, r->instances, r->oldest_pass, r->domain ? " header.d=" : "",
+		 r->domain ? r->domain : "", r->reason ? " (" : "", r->reason ? r->reason : "",
+		 r->reason ? ")" : "");
+	event_base_loopbreak(a->base);
+}
+
+/* arc_validate - the chain status of msg: 0, or -1 when DNS cannot be set up */
+static int arc_validate(struct tern_config *cfg, const char *msg, size_t len, struct arc_run *a)
+{
+	struct event_base *base = event_base_new();
+	struct dns *d = NULL;
+	char *err = NULL;
+	if (dns_init(base, cfg->dns_servers, &d, &err) < 0) {
+		fprintf(stderr, "tern: dkim: %s\n", err);
+		free(err);
+		event_base_free(base);
+		return -1;
+	}
+	a->base = base;
+	arc_verify_start(d, msg, len, on_arc, a);
+	event_base_dispatch(base);
+	dns_free(&d);
+	event_base_free(base);
+	return 0;
+}
+
+static int dkim_arc_verify(struct tern_config *cfg)
+{
+	size_t len;
+	char *msg = read_stdin(cfg->max_message_size, &len);
+	struct arc_run a = { .cv = "" };
+	if (msg == NULL || arc_validate(cfg, msg, len, &a) < 0) {
+		free(msg);
+		return 1;
+	}
+	free(msg);
+	printf("%s\n", a.line);
+	return strcmp(a.cv, "pass") == 0 ? 0 : 1;
+}
+
+static int dkim_arc_seal(struct tern_config *cfg, const char *domain, const char *id,
+			 const char *results, const char *cv)
+{
+	if (id == NULL || results == NULL) {
+		fprintf(stderr, "tern: dkim arc-seal: --authserv-id and --results are needed\n");
+		return EX_USAGE;
+	}
+	size_t len;
+	char *msg = read_stdin(cfg->max_message_size, &len);
+	struct arc_run a = { .cv = "" };
+	if (msg == NULL || (cv == NULL && arc_validate(cfg, msg, len, &a) < 0)) {
+		free(msg);
+		return 1;
+	}
+	struct dkim_keyring *ring = NULL;
+	char *err = NULL;
+	const struct dkim_key *keys[2];
+	if (dkim_keyring_load(cfg->dkim_dir, &ring, &err) < 0 ||
+	    dkim_keyring_pick(ring, domain, keys, 2) == 0) {
+		fprintf(stderr, "tern: dkim arc-seal: %s\n", err ? err : "no key for that domain");
+		free(err);
+		free(msg);
+		dkim_keyring_free(&ring);
+		return 1;
+	}
+	buf out;
+	buf_init(&out, 0);
+	int rc = arc_seal(keys[0], msg, len, cv ? cv : a.cv, id, results, time(NULL), &out, &err);
+	if (rc < 0)
+		fprintf(stderr, "tern: dkim arc-seal: %s\n", err);
+	else
+		fwrite(out.data ? out.data : "", 1, out.len, stdout);
+	free(err);
+	buf_free(&out);
+	free(msg);
+	dkim_keyring_free(&ring);
+	return rc < 0 ? 1 : 0;
+}
+
 int cmd_dkim(int argc, char **argv)
 {
-	const char *conf = NULL, *selector = NULL, *alg = "both";
+	const char *conf = NULL, *selector = NULL, *alg = "both", *authserv = NULL, *results = NULL,
+		   *cv = NULL;
 	const char *words[3] = { NULL, NULL, NULL };
 	int nw = 0;
 	for (int i = 1; i < argc; i++) {
@@ -305,12 +405,18 @@ int cmd_dkim(int argc, char **argv)
 			fputs(help_text, stdout);
 			return 0;
 		}
-		if (!strcmp(a, "-c") || !strcmp(a, "--selector") || !strcmp(a, "--algorithm")) {
+		if (!strcmp(a, "-c") || !strcmp(a, "--selector") || !strcmp(a, "--algorithm") ||
+		    !strcmp(a, "--authserv-id") || !strcmp(a, "--results") || !strcmp(a, "--cv")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "tern: dkim: %s needs a value\n%s", a, help_text);
 				return EX_USAGE;
 			}
-			const char **dst = !strcmp(a, "-c") ? &conf : !strcmp(a, "--selector") ? &selector : &alg;
+			const char **dst = !strcmp(a, "-c")		 ? &conf
+					   : !strcmp(a, "--selector")	 ? &selector
+					   : !strcmp(a, "--algorithm")	 ? &alg
+					   : !strcmp(a, "--authserv-id") ? &authserv
+					   : !strcmp(a, "--results")	 ? &results
+									 : &cv;
 			*dst = argv[++i];
 			continue;
 		}
@@ -321,10 +427,11 @@ int cmd_dkim(int argc, char **argv)
 		words[nw++] = a;
 	}
 	const char *sub = words[0];
-	bool needs_domain = sub && (!strcmp(sub, "generate") || !strcmp(sub, "check"));
+	bool needs_domain = sub && (!strcmp(sub, "generate") || !strcmp(sub, "check") ||
+				    !strcmp(sub, "arc-seal"));
 	if (sub == NULL || (needs_domain != (words[1] != NULL)) ||
 	    (strcmp(sub, "generate") && strcmp(sub, "check") && strcmp(sub, "list") &&
-	     strcmp(sub, "verify"))) {
+	     strcmp(sub, "verify") && strcmp(sub, "arc-verify") && strcmp(sub, "arc-seal"))) {
 		fputs(help_text, stderr);
 		return EX_USAGE;
 	}
@@ -334,6 +441,8 @@ int cmd_dkim(int argc, char **argv)
 	int rc = !strcmp(sub, "generate") ? dkim_generate(cfg, words[1], selector, alg)
 		 : !strcmp(sub, "list")   ? dkim_list(cfg)
 		 : !strcmp(sub, "verify") ? dkim_verify_stdin(cfg)
+		 : !strcmp(sub, "arc-verify") ? dkim_arc_verify(cfg)
+		 : !strcmp(sub, "arc-seal") ? dkim_arc_seal(cfg, words[1], authserv, results, cv)
 					  : dkim_check(cfg, words[1]);
 	config_free(&cfg);
 	return rc;

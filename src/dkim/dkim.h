@@ -116,8 +116,9 @@ char *dkim_from_domain(const char *msg, size_t len);
 struct arc_verify_result {
 	const char *cv;		/* "none" "pass" "fail" */
 	unsigned instances;	/* the highest instance found (0 when none) */
-	unsigned oldest_pass;	/* the oldest instance whose AMS verified, in a chain that
-				   passes (RFC 8617 §5.2 "oldest-pass"); 0 when not pass */
+	unsigned oldest_pass;	/* RFC 8617 §5.2 step 5 "oldest-pass", for cv=pass: 0 when
+				   every AMS verified, else the lowest instance M+1 above the
+				   newest AMS M that did not */
 	const char *reason;	/* short human text, or NULL */
 	const char *domain;	/* d= of the newest ARC-Seal, or NULL */
 };

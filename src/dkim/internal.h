@@ -19,6 +19,14 @@ void *dkim_pubkey(const struct dkim_keyrec *k, enum dkim_alg alg, const char **r
 		  const char **reason_r);
 void dkim_pubkey_free(void *pkey);
 
+struct dns_txt_result;
+/* dkim_key_verify - check sig over data with the key record answer r (DNS status, record
+ * syntax, h=/s=/t=s/k= checks, revoked key, RSA size): *result_r an RFC 8601 word, *reason_r
+ * NULL or text (static, or in reason_buf); *testing_r (may be NULL): the record says t=y */
+void dkim_key_verify(const struct dns_txt_result *r, const struct dkim_sig *sig, const buf *data,
+		     const char **result_r, const char **reason_r, char *reason_buf,
+		     size_t reason_size, bool *testing_r);
+
 /* dkim_fold_b64 - append b64 to out, folded as "\r\n\t" every 72 columns */
 void dkim_fold_b64(buf *out, const char *b64, size_t len, size_t col);
 
@@ -30,6 +38,9 @@ extern const char *const dkim_signed_headers[];
 
 /* dkim_h_list - "from:from:to:subject..." for the fields of h present (From oversigned) */
 void dkim_h_list(const struct dkim_header *h, buf *out);
+
+/* dkim_h_split - the names of an h= list dkim_h_list made, appended to sig->h */
+void dkim_h_split(const char *list, struct dkim_sig *sig);
 
 /* dkim_domain_has_key_query - "<selector>._domainkey.<domain>" (caller frees) */
 char *dkim_key_query_name(const char *selector, const char *domain);

@@ -85,8 +85,7 @@ void dkim_h_list(const struct dkim_header *h, buf *out)
 	}
 }
 
-/* split_h - the names of an h= list we made */
-static void split_h(const char *list, struct dkim_sig *sig)
+void dkim_h_split(const char *list, struct dkim_sig *sig)
 {
 	const char *p = list;
 	while (*p) {
@@ -131,7 +130,7 @@ int dkim_sign(const struct dkim_key *key, const char *msg, size_t len, time_t no
 	struct dkim_sig sig;
 	memset(&sig, 0, sizeof(sig));
 	sig.canon_h = DKIM_CANON_RELAXED;
-	split_h(buf_cstr(&hl), &sig);
+	dkim_h_split(buf_cstr(&hl), &sig);
 	size_t value_off = strlen("DKIM-Signature:");
 	sig.b_raw_start = sig.b_raw_end = field.len - value_off;
 	dkim_header_hash_input(&h, &sig, field.data, field.len, value_off, &data);

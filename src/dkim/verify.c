@@ -183,17 +183,18 @@ static void on_deferred(evutil_socket_t fd, short what, void *arg)
 	finish(arg);
 }
 
-/* check_key - a key record answer for one signature */
-static void check_key(struct vsig *s, const struct dns_txt_result *r)
+void dkim_key_verify(const struct dns_txt_result *r, const struct dkim_sig *sig, const buf *data,
+		     const char **result_r, const char **reason_r, char *reason_buf,
+		     size_t reason_size, bool *testing_r)
 {
 	if (r->status == DNS_ANSWER_TEMPFAIL) {
-		s->result = "temperror";
-		s->reason = "key lookup failed";
+		*result_r = "temperror";
+		*reason_r = "key lookup failed";
 		return;
 	}
 	if (r->status != DNS_ANSWER_OK || r->n == 0) {
-		s->result = "permerror";
-		s->reason = "no key record";
+		*result_r = "permerror";
+		*reason_r = "no key record";
 		return;
 	}
 	struct dkim_keyrec k;
@@ -205,36 +206,44 @@ static void check_key(struct vsig *s, const struct dns_txt_result *r)
 		parsed = dkim_keyrec_parse(r->txts[i], strlen(r->txts[i]), &k, &err);
 	}
 	if (parsed < 0) {
-		snprintf(s->reason_buf, sizeof(s->reason_buf), "bad key record: %s", err);
-		s->result = "permerror";
-		s->reason = s->reason_buf;
+		snprintf(reason_buf, reason_size, "bad key record: %s", err);
+		*result_r = "permerror";
+		*reason_r = reason_buf;
 		dkim_keyrec_free(&k);
 		return;
 	}
-	s->testing = k.testing;
-	if (k.strict && s->sig.i != NULL) {
-		const char *at = strrchr(s->sig.i, '@');
-		if (strcasecmp(at ? at + 1 : s->sig.i, s->sig.d) != 0) {
-			s->result = "permerror";
-			s->reason = "key record t=s: i= domain must be d=";
+	if (testing_r != NULL)
+		*testing_r = k.testing;
+	if (k.strict && sig->i != NULL) {
+		const char *at = strrchr(sig->i, '@');
+		if (strcasecmp(at ? at + 1 : sig->i, sig->d) != 0) {
+			*result_r = "permerror";
+			*reason_r = "key record t=s: i= domain must be d=";
 			dkim_keyrec_free(&k);
 			return;
 		}
 	}
-	void *pk = dkim_pubkey(&k, s->sig.alg, &s->result, &s->reason);
+	void *pk = dkim_pubkey(&k, sig->alg, result_r, reason_r);
 	dkim_keyrec_free(&k);
 	if (pk == NULL)
 		return;
-	if (dkim_crypto_verify(pk, s->sig.alg, s->data.data, s->data.len,
-			       (const unsigned char *)s->sig.b.data, s->sig.b.len)) {
-		s->result = "pass";
-		s->reason = s->sig.has_l ? "body length limit l= used: only part of the body is signed"
-					 : NULL;
+	if (dkim_crypto_verify(pk, sig->alg, data->data, data->len,
+			       (const unsigned char *)sig->b.data, sig->b.len)) {
+		*result_r = "pass";
+		*reason_r = sig->has_l ? "body length limit l= used: only part of the body is signed"
+				       : NULL;
 	} else {
-		s->result = "fail";
-		s->reason = "signature did not verify";
+		*result_r = "fail";
+		*reason_r = "signature did not verify";
 	}
 	dkim_pubkey_free(pk);
+}
+
+/* check_key - a key record answer for one signature */
+static void check_key(struct vsig *s, const struct dns_txt_result *r)
+{
+	dkim_key_verify(r, &s->sig, &s->data, &s->result, &s->reason, s->reason_buf,
+			sizeof(s->reason_buf), &s->testing);
 }
 
 static void on_key(void *ctx, const struct dns_txt_result *r)
