@@ -285,22 +285,35 @@ struct arc_verify *arc_verify_start(struct dns *d, const char *msg, size_t len,
 		/* the message's part is hashed now; keys come later */
 		const char *body = msg + c->h.body_off;
 		size_t blen = len - c->h.body_off;
-		for (unsigned i = 1; i <= n; i++) {
+		/* newest first, so the AMS that decides the chain is hashed before the cap of
+		 * distinct (canonicalisation, length) body hashes can bite */
+		struct { enum dkim_canon c; uint64_t l; unsigned char h[32]; int ok; } bh[8];
+		size_t n_bh = 0;
+		for (unsigned i = n; i >= 1; i--) {
 			struct arc_set *s = &c->sets[i];
 			struct arc_check *am = &v->checks[v->n_checks++];
 			am->v = v;
 			am->sig = &s->ams_sig;
 			am->inst = i;
 			buf_init(&am->data, 0);
-			unsigned char bh[32];
-			uint64_t clen;
+			uint64_t lim = s->ams_sig.has_l ? s->ams_sig.l : UINT64_MAX;
+			size_t k = 0;
+			while (k < n_bh && !(bh[k].c == s->ams_sig.canon_b && bh[k].l == lim))
+				k++;
+			if (k == n_bh && n_bh < sizeof(bh) / sizeof(bh[0])) {
+				uint64_t clen;
+				bh[k].c = s->ams_sig.canon_b;
+				bh[k].l = lim;
+				bh[k].ok = dkim_body_hash(bh[k].c, body, blen, lim, bh[k].h, &clen) == 0;
+				n_bh++;
+			}
 			if (s->ams_sig.alg == DKIM_ALG_RSA_SHA1) {
 				am->result = "fail";
 				am->reason = "rsa-sha1";
-			} else if (dkim_body_hash(s->ams_sig.canon_b, body, blen,
-						  s->ams_sig.has_l ? s->ams_sig.l : UINT64_MAX, bh,
-						  &clen) < 0 ||
-				   memcmp(bh, s->ams_sig.bh.data, 32) != 0) {
+			} else if (k == n_bh) {
+				am->result = "fail";
+				am->reason = "too many different body lengths";
+			} else if (!bh[k].ok || memcmp(bh[k].h, s->ams_sig.bh.data, 32) != 0) {
 				am->result = "fail";
 				am->reason = "body hash did not verify";
 			} else {

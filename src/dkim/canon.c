@@ -123,7 +123,17 @@ struct sink {
 	EVP_MD_CTX *md;
 	buf *out;
 	uint64_t limit, hashed, total;
+	size_t staged;		/* bytes in stage not yet hashed: one digest call per 16 KiB,
+				   not one per word */
+	char stage[16384];
 };
+
+static void sink_flush(struct sink *k)
+{
+	if (k->staged > 0)
+		EVP_DigestUpdate(k->md, k->stage, k->staged);
+	k->staged = 0;
+}
 
 static void sink_put(struct sink *k, const char *p, size_t n)
 {
@@ -133,7 +143,14 @@ static void sink_put(struct sink *k, const char *p, size_t n)
 	if (k->md != NULL && k->hashed < k->limit) {
 		uint64_t room = k->limit - k->hashed;
 		size_t take = (uint64_t)n < room ? n : (size_t)room;
-		EVP_DigestUpdate(k->md, p, take);
+		if (k->staged + take > sizeof(k->stage))
+			sink_flush(k);
+		if (take > sizeof(k->stage)) {
+			EVP_DigestUpdate(k->md, p, take);
+		} else {
+			memcpy(k->stage + k->staged, p, take);
+			k->staged += take;
+		}
 		k->hashed += take;
 	}
 }
@@ -185,24 +202,28 @@ static void body_canon(enum dkim_canon c, const char *body, size_t len, struct s
 int dkim_body_hash(enum dkim_canon c, const char *body, size_t len, uint64_t limit,
 		   unsigned char out[32], uint64_t *canon_len_r)
 {
-	struct sink k = { .limit = limit };
-	k.md = EVP_MD_CTX_new();
-	if (k.md == NULL || EVP_DigestInit_ex(k.md, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(k.md);
-		return -1;
+	struct sink *k = xcalloc(1, sizeof(*k));
+	k->limit = limit;
+	k->md = EVP_MD_CTX_new();
+	int ok = 0;
+	if (k->md != NULL && EVP_DigestInit_ex(k->md, EVP_sha256(), NULL) == 1) {
+		body_canon(c, body, len, k);
+		sink_flush(k);
+		unsigned int n = 0;
+		ok = EVP_DigestFinal_ex(k->md, out, &n) == 1 && n == 32;
 	}
-	body_canon(c, body, len, &k);
-	unsigned int n = 0;
-	int ok = EVP_DigestFinal_ex(k.md, out, &n) == 1 && n == 32;
-	EVP_MD_CTX_free(k.md);
-	*canon_len_r = k.total;
+	EVP_MD_CTX_free(k->md);
+	*canon_len_r = k->total;
+	free(k);
 	return ok ? 0 : -1;
 }
 
 void dkim_body_canon(enum dkim_canon c, const char *body, size_t len, buf *out)
 {
-	struct sink k = { .out = out };
-	body_canon(c, body, len, &k);
+	struct sink *k = xcalloc(1, sizeof(*k));
+	k->out = out;
+	body_canon(c, body, len, k);
+	free(k);
 }
 
 void dkim_header_hash_input(const struct dkim_header *h, const struct dkim_sig *sig,

@@ -101,19 +101,12 @@ void dkim_h_split(const char *list, struct dkim_sig *sig)
 	}
 }
 
-int dkim_sign(const struct dkim_key *key, const char *msg, size_t len, time_t now, buf *out,
-	      char **error_r)
+/* sign_hashed - dkim_sign with the relaxed body hash bh of msg already made */
+static int sign_hashed(const struct dkim_key *key, const char *msg, size_t len,
+		       const unsigned char bh[32], time_t now, buf *out, char **error_r)
 {
 	struct dkim_header h;
 	dkim_header_split(msg, len, MAX_FIELDS, &h);
-	unsigned char bh[32];
-	uint64_t clen;
-	if (dkim_body_hash(DKIM_CANON_RELAXED, msg + h.body_off, len - h.body_off, UINT64_MAX, bh,
-			   &clen) < 0) {
-		free(h.f);
-		*error_r = xstrdup("body hash failed");
-		return -1;
-	}
 	buf hl, field, data;
 	buf_init(&hl, 0);
 	buf_init(&field, 0);
@@ -153,6 +146,29 @@ int dkim_sign(const struct dkim_key *key, const char *msg, size_t len, time_t no
 	buf_free(&data);
 	free(h.f);
 	return rc;
+}
+
+/* relaxed_body_hash - of msg's body */
+static int relaxed_body_hash(const char *msg, size_t len, unsigned char bh[32], char **error_r)
+{
+	struct dkim_header h;
+	dkim_header_split(msg, len, 0, &h);
+	uint64_t clen;
+	int rc = dkim_body_hash(DKIM_CANON_RELAXED, msg + h.body_off, len - h.body_off, UINT64_MAX,
+				bh, &clen);
+	free(h.f);
+	if (rc < 0)
+		*error_r = xstrdup("body hash failed");
+	return rc;
+}
+
+int dkim_sign(const struct dkim_key *key, const char *msg, size_t len, time_t now, buf *out,
+	      char **error_r)
+{
+	unsigned char bh[32];
+	if (relaxed_body_hash(msg, len, bh, error_r) < 0)
+		return -1;
+	return sign_hashed(key, msg, len, bh, now, out, error_r);
 }
 
 /* unfold_value - a field's value unfolded (CR/LF removed); caller frees */
@@ -225,8 +241,11 @@ int dkim_sign_message(const struct dkim_keyring *ring, const char *msg, size_t l
 		if (at != NULL && at[1] != '\0')
 			n = pick_for(ring, at + 1, keys, 2);
 	}
+	unsigned char bh[32];	/* one body hash for both signatures */
+	if (n > 0 && relaxed_body_hash(msg, len, bh, error_r) < 0)
+		return -1;
 	for (size_t i = 0; i < n; i++)
-		if (dkim_sign(keys[i], msg, len, now, out, error_r) < 0)
+		if (sign_hashed(keys[i], msg, len, bh, now, out, error_r) < 0)
 			return -1;
 	return (int)n;
 }
