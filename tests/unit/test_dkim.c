@@ -698,6 +698,96 @@ static void test_failures(void)
 	free(m);
 }
 
+/* ---- ARC ------------------------------------------------------------------------------------ */
+
+struct arc_outcome {
+	bool called, in_call;
+	char cv[8];
+	unsigned instances, oldest_pass;
+	struct event_base *base;
+};
+
+static void on_arc_result(void *ctx, const struct arc_verify_result *r)
+{
+	struct arc_outcome *o = ctx;
+	CHECK(!o->in_call && !o->called);
+	o->called = true;
+	snprintf(o->cv, sizeof(o->cv), "%s", r->cv);
+	o->instances = r->instances;
+	o->oldest_pass = r->oldest_pass;
+	event_base_loopbreak(o->base);
+}
+
+static void arc_check(const char *msg, size_t len, struct arc_outcome *o)
+{
+	memset(o, 0, sizeof(*o));
+	struct event_base *base = event_base_new();
+	struct dns *d = NULL;
+	char *err = NULL;
+	o->base = base;
+	CHECK(dns_init(base, dns_servers, &d, &err) == 0);
+	o->in_call = true;
+	CHECK(arc_verify_start(d, msg, len, on_arc_result, o) != NULL);
+	o->in_call = false;
+	event_base_dispatch(base);
+	CHECK(o->called);
+	dns_free(&d);
+	event_base_free(base);
+}
+
+static void test_arc(void)
+{
+	struct arc_outcome o;
+	char *err = NULL;
+	arc_check(plain_msg, strlen(plain_msg), &o);
+	CHECK_STREQ(o.cv, "none");
+	/* three hops of our own seals, RSA and Ed25519 mixed */
+	buf m;
+	buf_init(&m, 0);
+	buf_puts(&m, plain_msg);
+	const struct dkim_key *hop[] = { k_rsa, k_ed, k_rsa };
+	const char *cv = "none";
+	for (int i = 0; i < 3; i++) {
+		buf set;
+		buf_init(&set, 0);
+		CHECK(arc_seal(hop[i], m.data, m.len, cv, "mx.sign.test", "spf=pass", time(NULL), &set,
+			       &err) == 1);
+		buf_append(&set, m.data, m.len);
+		buf_free(&m);
+		m = set;
+		arc_check(m.data, m.len, &o);
+		CHECK_STREQ(o.cv, "pass");
+		CHECK(o.instances == (unsigned)i + 1 && o.oldest_pass == 0);
+		cv = "pass";
+	}
+	/* bad arguments, and cv=none on a message that has a chain */
+	buf x;
+	buf_init(&x, 0);
+	CHECK(arc_seal(k_rsa, m.data, m.len, "maybe", "id", "", 0, &x, &err) < 0);
+	free(err);
+	err = NULL;
+	CHECK(arc_seal(k_rsa, m.data, m.len, "pass", "id\r\nX-Injected: 1", "", 0, &x, &err) < 0);
+	free(err);
+	err = NULL;
+	CHECK(arc_seal(k_rsa, m.data, m.len, "none", "id", "", 0, &x, &err) == 0 && x.len == 0);
+	/* a removed AAR breaks the structure */
+	char *aar = strstr(m.data, "ARC-Authentication-Results: i=2;");
+	CHECK(aar != NULL);
+	if (aar != NULL) {
+		aar[4] = 'X';
+		arc_check(m.data, m.len, &o);
+		CHECK_STREQ(o.cv, "fail");
+		aar[4] = 'A';
+	}
+	/* the body changed: the newest AMS fails */
+	char *hello = strstr(m.data, "Hello");
+	hello[0] = 'J';
+	arc_check(m.data, m.len, &o);
+	CHECK_STREQ(o.cv, "fail");
+	buf_free(&x);
+	buf_free(&m);
+}
+
 /* cancel before the answer: no callback, nothing leaks (ASan) */
 static void test_cancel(void)
 {
@@ -813,6 +903,7 @@ static void test_all_with_dns(void)
 	test_sign_verify();
 	test_failures();
 	test_cancel();
+	test_arc();
 	kill(dnsmasq_pid, SIGTERM);
 	waitpid(dnsmasq_pid, NULL, 0);
 	dkim_key_free(&k_rsa);
