@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "dkim/dkim.h"
 #include "dkim/internal.h"
 #include "dkim/parse.h"
@@ -917,5 +918,29 @@ static void test_all_with_dns(void)
 	(void)!system(cmd);
 }
 
-TEST_MAIN(TEST(test_tags), TEST(test_sig_parse), TEST(test_keyrec), TEST(test_canon_rfc_example),
+/* dkim_dir: next to the config file by default, relative to it, or as given */
+static void test_config_dkim_dir(void)
+{
+	static const struct {
+		const char *name, *extra, *want;
+	} cases[] = {
+		{ "/etc/tern/tern.conf", "", "/etc/tern/dkim" },
+		{ "/etc/tern/tern.conf", "dkim_dir = keys/dkim\n", "/etc/tern/keys/dkim" },
+		{ "/etc/tern/tern.conf", "dkim_dir = /srv/dkim\n", "/srv/dkim" },
+		{ "/tern.conf", "", "/dkim" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[256];
+		char *err = NULL;
+		snprintf(text, sizeof(text), "data_dir = /var/tern\ndomains = a.test\n%s", cases[i].extra);
+		struct tern_config *c = config_load_string(cases[i].name, text, &err);
+		CHECK(c != NULL);
+		if (c != NULL)
+			CHECK_STREQ(c->dkim_dir, cases[i].want);
+		config_free(&c);
+		free(err);
+	}
+}
+
+TEST_MAIN(TEST(test_config_dkim_dir), TEST(test_tags), TEST(test_sig_parse), TEST(test_keyrec), TEST(test_canon_rfc_example),
 	  TEST(test_body_hash), TEST(test_all_with_dns))
