@@ -31,7 +31,7 @@ static const char help_text[] =
 	"          records to publish. Default: both algorithms (RSA 2048 and Ed25519: every\n"
 	"          message gets two signatures), selectors tern-YYYYMM-rsa and tern-YYYYMM-ed.\n"
 	"          --selector NAME: NAME-rsa and NAME-ed, or NAME itself for one algorithm.\n"
-	"          The server signs with the newest selector of each type after its next start.\n"
+	"          The server signs with the newest selector of each type after SIGHUP or a restart.\n"
 	"list      every domain, selector and record in dkim_dir\n"
 	"check     look DOMAIN's records up in the DNS and say whether they match the keys\n"
 	"verify    check the DKIM signatures of the message on standard input, one line each\n"
@@ -99,8 +99,8 @@ static int dkim_generate(struct tern_config *cfg, const char *domain, const char
 		free(err);
 	}
 	if (keys[0] || keys[1]) {
-		printf("; keys in %s/%s/ (root only). Publish these DNS records, then restart\n"
-		       "; tern serve: it signs with the newest selector of each type.\n",
+		printf("; keys in %s/%s/ (root only). Publish these DNS records, then send tern serve\n"
+		       "; SIGHUP: it signs with the newest selector of each type.\n",
 		       cfg->dkim_dir, keys[0] ? keys[0]->domain : keys[1]->domain);
 	}
 	for (int i = 0; i < 2; i++) {

@@ -344,6 +344,25 @@ static unsigned live_children(const struct master *m)
 	return n;
 }
 
+/* reload_dkim - SIGHUP: read the DKIM keys again (as root) and restart the queue runner, which
+ * holds the old ones; it finishes what it is sending and the master starts it again */
+static void reload_dkim(struct master *m)
+{
+	struct dkim_keyring *ring = NULL;
+	char *err = NULL;
+	if (dkim_keyring_load(m->cfg->dkim_dir, &ring, &err) < 0) {
+		log_warnx("reload: dkim: %s; keeping the old keys", err);
+		free(err);
+		return;
+	}
+	dkim_keyring_free(&m->dkim);
+	m->dkim = ring;
+	for (size_t i = 0; i < MAX_CHILDREN; i++)
+		if (m->children[i].pid != 0 && m->children[i].kind == CHILD_RUNNER)
+			kill(m->children[i].pid, SIGTERM);
+	log_info("reloaded: %zu dkim signing key%s", ring->n, ring->n == 1 ? "" : "s");
+}
+
 /* reload - SIGHUP: reload the certificate, start fresh workers, retire the old ones */
 static void reload(struct master *m)
 {
@@ -365,6 +384,7 @@ static void reload(struct master *m)
 	}
 	spawn_generation(m);
 	log_info("reloaded: certificate %s; new workers started", m->cert_path);
+	reload_dkim(m);
 }
 
 static void print_ready(struct master *m)

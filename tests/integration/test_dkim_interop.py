@@ -260,3 +260,26 @@ def test_opendkim_signed_verifies_in_tern(verifier, tmp_path):
 def test_unsigned_is_none(verifier):
     rc, lines = tern_verify(verifier, PLAIN)
     assert rc == 1 and lines == ["dkim=none"]
+
+
+def test_sighup_loads_new_keys(signer, sink):
+    """Keys made after the start sign after SIGHUP (the master rereads them as root and
+    restarts the queue runner)."""
+    import signal
+    import time
+    r = signer.cli("dkim", "generate", "other.test", "--algorithm", "ed25519", "--selector", "hup")
+    assert r.returncode == 0, r
+    records = dict(signer.records, **records_from_list(r.stdout))
+    os.kill(signer.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "reloaded: 3 dkim signing keys" not in signer.log_text():
+        assert time.monotonic() < deadline, signer.log_tail()
+        time.sleep(0.1)  # poll interval; the log line is the readiness signal
+    tok = uuid.uuid4().hex[:12]
+    with signer.submission_login() as s:
+        assert s.sendmail(ALICE, [f"someone@{RELAY}"],
+                          message(tok).replace(b"<alice@example.test>", b"<alice@other.test>")) == {}
+    _s, _r, data = sink.wait(tok.encode())
+    sigs = signatures(data)
+    assert len(sigs) == 1 and b"d=other.test" in data and b"s=hup" in data, data[:1500]
+    assert py_verify_all(data, records) == [True]
