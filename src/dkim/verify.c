@@ -206,7 +206,7 @@ void dkim_key_verify(const struct dns_txt_result *r, const struct dkim_sig *sig,
 		parsed = dkim_keyrec_parse(r->txts[i], strlen(r->txts[i]), &k, &err);
 	}
 	if (parsed < 0) {
-		snprintf(reason_buf, reason_size, "bad key record: %s", err);
+		snprintf(reason_buf, reason_size, "bad key record: %s", err ? err : "unparsable");
 		*result_r = "permerror";
 		*reason_r = reason_buf;
 		dkim_keyrec_free(&k);

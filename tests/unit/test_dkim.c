@@ -789,6 +789,44 @@ static void test_arc(void)
 	buf_free(&m);
 }
 
+/* nasty messages: a huge folded header, many fields, no body, a bare header */
+static void test_nasty_messages(void)
+{
+	struct outcome o;
+	size_t len;
+	buf b;
+	buf_init(&b, 0);
+	buf_puts(&b, "From: a@sign.test\r\nSubject: x");
+	for (int i = 0; i < 20000; i++)
+		buf_puts(&b, "\r\n\t word  word\t");
+	buf_puts(&b, "\r\n");
+	for (int i = 0; i < 3000; i++)
+		buf_puts(&b, "X-Junk: 1\r\n");
+	buf_puts(&b, "\r\nbody\r\n");
+	char *m = signed_with(k_ed, b.data, &len);
+	verify_msg(m, len, &o);
+	CHECK(o.n == 1);
+	CHECK_STREQ(o.result[0], "pass");
+	free(m);
+	buf_free(&b);
+	/* header only, no empty line, no final line end */
+	m = signed_with(k_rsa, "From: a@sign.test\r\nSubject: only a header", &len);
+	verify_msg(m, len, &o);
+	CHECK_STREQ(o.result[0], "pass");
+	free(m);
+	/* a signature field of 100 KB of tags */
+	buf_init(&b, 0);
+	buf_puts(&b, "DKIM-Signature: v=1");
+	for (int i = 0; i < 10000; i++)
+		buf_printf(&b, "; z%d=%d", i, i);
+	buf_puts(&b, "\r\nFrom: a@sign.test\r\n\r\nx\r\n");
+	verify_msg(b.data, b.len, &o);
+	CHECK(o.n == 1);
+	CHECK_STREQ(o.result[0], "permerror");
+	CHECK_STREQ(o.reason[0], "bad signature: too many tags");
+	buf_free(&b);
+}
+
 /* cancel before the answer: no callback, nothing leaks (ASan) */
 static void test_cancel(void)
 {
@@ -904,6 +942,7 @@ static void test_all_with_dns(void)
 	test_sign_verify();
 	test_failures();
 	test_cancel();
+	test_nasty_messages();
 	test_arc();
 	kill(dnsmasq_pid, SIGTERM);
 	waitpid(dnsmasq_pid, NULL, 0);
