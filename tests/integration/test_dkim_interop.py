@@ -7,10 +7,11 @@
   and `tern dkim verify` agrees.
 - Mail from outside that an alias forwards is not signed; a bounce the runner makes for a
   remote sender is.
-- Messages signed by python3-dkim (RSA, Ed25519, l=, simple/simple) and by
-  opendkim-testmsg verify in tern (`tern dkim verify`, keys from dnsmasq); a changed one
-  fails.
-- `tern dkim check` finds published records matching, and a wrong one not."""
+- Messages signed by python3-dkim (RSA, Ed25519, l=, simple/simple) verify in tern
+  (`tern dkim verify`, keys from dnsmasq); a changed one fails. opendkim-testmsg signs with
+  rsa-sha1 only: tern parses its signature and refuses the algorithm (RFC 8301).
+- `tern dkim check` finds published records matching, and a wrong one not; keys generated
+  after the start sign after SIGHUP."""
 import os
 import random
 import re
@@ -238,7 +239,7 @@ def test_python_signed_verifies_in_tern(verifier, alg, canon, length):
     assert rc == 1 and lines[0].startswith("dkim=fail"), lines
 
 
-def test_opendkim_signed_verifies_in_tern(verifier, tmp_path):
+def test_opendkim_signed_is_parsed_and_its_rsa_sha1_refused(verifier, tmp_path):
     assert shutil.which("opendkim-testmsg"), "opendkim-tools missing (scripts/deps.sh)"
     plain = PLAIN.replace(b"py.test", b"od.test")
     p = subprocess.run(["opendkim-testmsg", "-C", "-d", "od.test", "-s", "od", "-k",
