@@ -9,10 +9,13 @@ set -eu
 # Dovecot service is never started: see below), isync (mbsync, an IMAP client the tests drive),
 # offlineimap3 and mutt (IMAP clients the tests drive; mutt through tmux, a terminal to type in;
 # mutt also sends a message in batch mode that `tern read` must show and save).
+# DKIM/ARC interop: python3-dkim (dkim.verify, dkim.sign, dkim.arc_sign/arc_verify) with
+# python3-nacl (its Ed25519), opendkim-tools (opendkim-testmsg, another verifier and signer).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
-offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout"
+offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout
+python3-dkim python3-nacl opendkim-tools"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

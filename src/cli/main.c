@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "cli/cmd_dkim.h"
 #include "cli/cmd_send.h"
 #include "cli/cmd_read.h"
 #include "cli/cmd_user.h"
@@ -43,6 +44,8 @@ static const char usage_text[] =
 	"                                  compose a message and submit it (see send --help)\n"
 	"  read [options] list|show N|save N DIR|delete N|move N FOLDER|folders\n"
 	"                                  read a mailbox over IMAP or POP3 (see 'tern read --help')\n"
+	"  dkim generate DOMAIN|list|check DOMAIN [-c FILE]\n"
+	"                                  DKIM signing keys and their DNS records\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -357,5 +360,7 @@ int main(int argc, char **argv)
 		return cmd_send(argc - 1, argv + 1);
 	if (!strcmp(cmd, "read"))
 		return cmd_read(argc - 1, argv + 1);
+	if (!strcmp(cmd, "dkim"))
+		return cmd_dkim(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", cmd);
 }

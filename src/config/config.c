@@ -71,6 +71,7 @@ static const struct key_def top_keys[] = {
 	{ "imap_timeout", K_UINT, OFF(imap_timeout), 1800, 86400 },
 	{ "imap_max_bad_commands", K_UINT, OFF(imap_max_bad_commands), 1, 10000 },
 	{ "pop3_max_auth_failures", K_UINT, OFF(pop3_max_auth_failures), 1, 1000 },
+	{ "dkim_dir", K_STR, OFF(dkim_dir), 0, 0 },
 };
 
 static void config_defaults(struct tern_config *c)
@@ -364,31 +365,32 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 	return -1;
 }
 
-/* tls_dir_finish - make [tls] dir absolute; by default the config file's directory + "/tls"
- * (e.g. /etc/tern/tls): root's, never data_dir's, whose owner could swap it for a symlink to
- * a key root can read. A relative dir is taken from the current directory. 0 or -1. */
-static int tls_dir_finish(struct tern_config *c, const char *name, char **error_r)
+/* key_dir_finish - make a directory of root's keys absolute (*dir: [tls] dir, dkim_dir): by
+ * default def next to the config file (e.g. /etc/tern/tls), a relative one taken from the
+ * config file's directory (the current directory for the development instance, whose config
+ * has no file). Never data_dir's: its owner could swap it for a symlink to a key root can
+ * read. 0 or -1. */
+static int key_dir_finish(char **dir, const char *path, const char *def, const char *name,
+			  char **error_r)
 {
-	char cwd[PATH_MAX];
-	char *rel = c->tls_dir;
-	if (rel == NULL) {
-		const char *slash = strrchr(c->path, '/');
-		rel = slash == NULL ? xstrdup("tls")
-		      : slash == c->path ? xstrdup("/tls")
-					 : xasprintf("%.*s/tls", (int)(slash - c->path), c->path);
-	}
-	if (rel[0] == '/') {
-		c->tls_dir = rel;
+	const char *rel = *dir != NULL ? *dir : def;
+	if (rel[0] == '/')
 		return 0;
+	char base[PATH_MAX];
+	const char *slash = path[0] == '(' ? NULL : strrchr(path, '/');
+	if (slash == NULL || path[0] != '/') {
+		if (getcwd(base, sizeof(base)) == NULL) {
+			*error_r = xasprintf("%s: getcwd: %s", name, strerror(errno));
+			return -1;
+		}
+	} else {
+		base[0] = '\0';
 	}
-	if (getcwd(cwd, sizeof(cwd)) == NULL) {
-		*error_r = xasprintf("%s: getcwd: %s", name, strerror(errno));
-		if (rel != c->tls_dir)
-			free(rel);
-		return -1;
-	}
-	c->tls_dir = xasprintf("%s/%s", cwd, rel);
-	free(rel);
+	char *abs = slash == NULL ? xasprintf("%s/%s", base, rel)
+		    : path[0] == '/' ? xasprintf("%.*s/%s", (int)(slash - path), path, rel)
+				     : xasprintf("%s/%.*s/%s", base, (int)(slash - path), path, rel);
+	free(*dir);
+	*dir = abs;
 	return 0;
 }
 
@@ -409,6 +411,9 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 		free(c->data_dir);
 		c->data_dir = abs;
 	}
+	if (key_dir_finish(&c->dkim_dir, c->path, c->path[0] == '(' ? "tern-dkim" : "dkim", name,
+			   error_r) < 0)
+		return -1;
 	if (c->n_domains == 0) {
 		*error_r = xasprintf("%s: domains is not set", name);
 		return -1;
@@ -421,7 +426,7 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 		*error_r = xasprintf("%s: [tls] cert and key go together", name);
 		return -1;
 	}
-	if (tls_dir_finish(c, name, error_r) < 0)
+	if (key_dir_finish(&c->tls_dir, c->path, "tls", name, error_r) < 0)
 		return -1;
 	/* the limits of every session core, by protocol */
 	for (int r = 0; r < ROLE_COUNT; r++) {
@@ -554,6 +559,7 @@ void config_free(struct tern_config **cp)
 	free(c->tls_key);
 	free(c->tls_dir);
 	free(c->dns_servers);
+	free(c->dkim_dir);
 	free(c->queue_source_ip);
 	for (size_t i = 0; i < c->n_queue_require_tls; i++)
 		free(c->queue_require_tls[i]);

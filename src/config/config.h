@@ -93,6 +93,10 @@ struct tern_config {
 
 	char *dns_servers;		/* NULL: /etc/resolv.conf; else "addr:port,addr:port" */
 
+	/* DKIM: dkim_dir/<domain>/<selector>.pem, root's; absolute after loading (default:
+	 * "dkim" next to the config file, ./tern-dkim for the development instance) */
+	char *dkim_dir;
+
 	unsigned queue_mx_port;
 	unsigned queue_retry_min;	/* seconds: first retry delay, doubled per attempt */
 	unsigned queue_retry_max;	/* seconds: cap on the retry delay */

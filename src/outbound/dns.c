@@ -93,6 +93,11 @@ struct dns {
 	bool destroying;	/* inside dns_free: start nothing, deliver nothing by event */
 };
 
+struct event_base *dns_event_base(struct dns *d)
+{
+	return d->base;
+}
+
 static void lookup_finish(struct dns_lookup *l);
 
 /* clean_name - name made printable and cut short for an error text (into out). */

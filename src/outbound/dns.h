@@ -28,6 +28,10 @@ struct dns;
  * watched, so event_base_dispatch() does not return by itself while the resolver lives. */
 int dns_init(struct event_base *base, const char *servers, struct dns **dns_r, char **error_r);
 
+/* dns_event_base - the event_base the resolver runs on (for callers that defer their own
+ * callbacks to the loop, as DKIM verification does when it needs no lookup). */
+struct event_base *dns_event_base(struct dns *d);
+
 /* dns_free - cancel everything and free the resolver; sets *dns to NULL (NULL is a no-op).
  * Every lookup whose callback has not run yet gets it now, from inside dns_free: with its
  * result if it had completed, else with DNS_TEMPFAIL and error "cancelled". Those callbacks

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 
 #include "auth/accounts.h"
 #include "auth/recipient.h"
+#include "dkim/dkim.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xmalloc.h"
@@ -52,6 +54,7 @@ struct runner {
 	struct accounts *accounts;
 	struct dns *dns;
 	SSL_CTX *client_tls;
+	const struct dkim_keyring *dkim;	/* loaded by the master as root; may be empty */
 	char *spool_dir;
 	int wake_fd;
 	struct event *wake_ev, *timer, *sigterm, *sigint, *rescan;
@@ -93,6 +96,8 @@ struct delivery {
 	bool admin_bounce;		/* tern queue bounce: no attempt, report the last error */
 	char last_status[16];
 	time_t started;
+	buf dkim_sig;		/* DKIM-Signature fields for the text in dkim_fd */
+	int dkim_fd;		/* which text dkim_sig signs (fd or fd7); -1: not made yet */
 };
 
 /* A recipient to report on (failed for good, delayed, or delivered with NOTIFY=SUCCESS). */
@@ -202,6 +207,7 @@ static void delivery_free(struct delivery *d)
 	free(d->sender);
 	free(d->domain);
 	free(d->last_error);
+	buf_free(&d->dkim_sig);
 	free(d);
 }
 
@@ -587,6 +593,68 @@ static int downgrade(struct delivery *d)
 	return out;
 }
 
+/* dkim_eligible - may we sign this message (text[0..len), what goes out)? Mail that came
+ * in over SMTP starts with our Received: field, whose second line is ours alone
+ * ("\tby HOST (Tern) with ESMTPSA id ..."; the client's HELO is on the first line and cannot
+ * hold a line end): sign only when the protocol word ends in 'A' (authenticated, RFC 3848).
+ * Text without a Received: first was made here (a bounce or delay notice from dsn.c): sign.
+ * Mail from outside that an alias forwards is not signed (ARC is for that). */
+static bool dkim_eligible(const char *text, size_t len, const char *hostname)
+{
+	static const char rcvd[] = "Received:";
+	if (len < sizeof(rcvd) || strncasecmp(text, rcvd, sizeof(rcvd) - 1) != 0)
+		return true;
+	const char *nl = memchr(text, '\n', len);
+	if (nl == NULL)
+		return false;
+	size_t rest = len - (size_t)(nl + 1 - text);
+	char want[400];
+	int n = snprintf(want, sizeof(want), "\tby %s (Tern) with ", hostname);
+	if (n < 0 || (size_t)n >= sizeof(want) || rest < (size_t)n + 8 ||
+	    memcmp(nl + 1, want, (size_t)n) != 0)
+		return false;
+	const char *w = nl + 1 + n, *end = text + len;
+	const char *sp = w;
+	while (sp < end && *sp != ' ' && *sp != '\r' && *sp != '\n')
+		sp++;
+	return sp > w && sp[-1] == 'A' && sp - w <= 12;
+}
+
+/* dkim_prefix - the DKIM-Signature fields for the text about to be sent (size bytes at
+ * offset of fd), made once per text: mapped, never copied */
+static void dkim_prefix(struct delivery *d, int fd, off_t offset, uint64_t size)
+{
+	const struct dkim_keyring *ring = d->r->dkim;
+	if (ring == NULL || ring->n == 0 || d->dkim_fd == fd)
+		return;
+	d->dkim_fd = fd;
+	buf_reset(&d->dkim_sig);
+	struct stat st;
+	if (size == 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size < (uint64_t)offset + size)
+		return;
+	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED) {
+		log_warn("%s: dkim: mmap", d->qid);
+		return;
+	}
+	const char *text = (const char *)map + offset;
+	char *err = NULL;
+	if (!dkim_eligible(text, (size_t)size, d->r->cfg->hostname)) {
+		log_debug("%s: dkim: not signed (not from an authenticated client)", d->qid);
+	} else {
+		int n = dkim_sign_message(ring, text, (size_t)size, d->sender, time(NULL),
+					  &d->dkim_sig, &err);
+		if (n < 0) {
+			log_warnx("%s: dkim: %s: sent unsigned", d->qid, err);
+			buf_reset(&d->dkim_sig);
+		} else if (n > 0) {
+			log_info("%s: dkim: signed (%d signature%s)", d->qid, n, n > 1 ? "s" : "");
+		}
+		free(err);
+	}
+	munmap(map, (size_t)st.st_size);
+}
+
 /* delivery_send - the transaction on a connected (new or reused) client */
 static void delivery_send(struct delivery *d)
 {
@@ -622,6 +690,9 @@ static void delivery_send(struct delivery *d)
 		.offset = offset,
 		.size = size,
 	};
+	dkim_prefix(d, fd, offset, size);
+	txn.prefix = d->dkim_sig.data;
+	txn.prefix_len = d->dkim_sig.len;
 	int sent = smtp_client_send(d->client, &txn, on_sent, d);
 	free(rc);
 	if (sent < 0 && d->reused) {
@@ -861,6 +932,8 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 		d->r = r;
 		d->fd = -1;
 		d->fd7 = -1;
+		d->dkim_fd = -1;
+		buf_init(&d->dkim_sig, 0);
 		d->qid = xstrdup(due->qid);
 		d->sender = xstrdup(due->sender);
 		d->domain = domain;
@@ -959,7 +1032,7 @@ static void runner_stop(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(r->base);
 }
 
-int runner_main(const struct tern_config *cfg)
+int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 {
 	struct runner rr, *r = &rr;
 	char *err = NULL;
@@ -967,6 +1040,7 @@ int runner_main(const struct tern_config *cfg)
 	log_init("queue");
 	signal(SIGPIPE, SIG_IGN);
 	r->cfg = cfg;
+	r->dkim = dkim;
 	LIST_INIT(&r->deliveries);
 	LIST_INIT(&r->idle);
 	r->base = event_base_new();

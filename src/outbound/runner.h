@@ -4,6 +4,10 @@
 #define TERN_RUNNER_H
 #include "config/config.h"
 
-int runner_main(const struct tern_config *cfg);
+struct dkim_keyring;
+
+/* runner_main - run the queue runner until SIGTERM. dkim: the signing keys (the master
+ * loads them as root before the fork; NULL or empty: nothing is signed). */
+int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim);
 
 #endif

@@ -25,6 +25,7 @@
 #include "lib/net.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
+#include "dkim/dkim.h"
 #include "outbound/runner.h"
 #include "queue/spool.h"
 #include "server/worker.h"
@@ -52,6 +53,7 @@ struct master {
 	gid_t gid;
 	struct child children[MAX_CHILDREN];
 	unsigned n_workers;
+	struct dkim_keyring *dkim;	/* signing keys, for the queue runner only */
 };
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
@@ -414,8 +416,10 @@ static void spawn(struct master *m, struct child *c, enum child_kind kind)
 	}
 	if (pid == 0) {
 		child_setup(m, master_pid);
+		if (kind == CHILD_WORKER)
+			dkim_keyring_free(&m->dkim);	/* workers face clients: no private keys */
 		int rc = kind == CHILD_WORKER ? worker_main(m->cfg, m->tls, m->listen_fds)
-					      : runner_main(m->cfg);
+					      : runner_main(m->cfg, m->dkim);
 		exit(rc);
 	}
 	c->pid = pid;
@@ -501,6 +505,25 @@ static unsigned live_children(const struct master *m)
 	return n;
 }
 
+/* reload_dkim - SIGHUP: read the DKIM keys again (as root) and restart the queue runner, which
+ * holds the old ones; it finishes what it is sending and the master starts it again */
+static void reload_dkim(struct master *m)
+{
+	struct dkim_keyring *ring = NULL;
+	char *err = NULL;
+	if (dkim_keyring_load(m->cfg->dkim_dir, &ring, &err) < 0) {
+		log_warnx("reload: dkim: %s; keeping the old keys", err);
+		free(err);
+		return;
+	}
+	dkim_keyring_free(&m->dkim);
+	m->dkim = ring;
+	for (size_t i = 0; i < MAX_CHILDREN; i++)
+		if (m->children[i].pid != 0 && m->children[i].kind == CHILD_RUNNER)
+			kill(m->children[i].pid, SIGTERM);
+	log_info("reloaded: %zu dkim signing key%s", ring->n, ring->n == 1 ? "" : "s");
+}
+
 /* reload - SIGHUP: reload the certificate, start fresh workers, retire the old ones */
 static void reload(struct master *m)
 {
@@ -522,6 +545,7 @@ static void reload(struct master *m)
 	}
 	spawn_generation(m);
 	log_info("reloaded: certificate %s; new workers started", m->cert_path);
+	reload_dkim(m);
 }
 
 static void print_ready(struct master *m)
@@ -549,6 +573,12 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	m.tls = load_tls(&m, &err);
 	if (m.tls == NULL)
 		log_fatalx("TLS: %s", err);
+	/* DKIM keys are root's: read them now, as root, for the queue runner we fork */
+	if (dkim_keyring_load(cfg->dkim_dir, &m.dkim, &err) < 0)
+		log_fatalx("dkim: %s", err);
+	if (m.dkim->n > 0)
+		log_info("dkim: %zu signing key%s from %s", m.dkim->n, m.dkim->n > 1 ? "s" : "",
+			 cfg->dkim_dir);
 	check_access(&m);
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)
@@ -621,6 +651,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 		nanosleep(&ts, NULL);
 	}
 	SSL_CTX_free(m.tls);
+	dkim_keyring_free(&m.dkim);
 	free(m.cert_path);
 	free(m.key_path);
 	log_info("stopped");

@@ -106,6 +106,8 @@ struct smtp_client {
 	off_t body_offset;
 	uint64_t body_size, body_pos;
 	bool body_bol, body_prev_cr;
+	char *prefix;			/* txn->prefix (DKIM-Signature fields), sent first */
+	size_t prefix_len;
 };
 
 static void client_read_cb(struct bufferevent *bev, void *arg);
@@ -255,6 +257,7 @@ static void client_destroy(struct smtp_client *c)
 		free(c->cmds[i].line);
 	free(c->cmds);
 	free(c->accepted);
+	free(c->prefix);
 	result_free(&c->res);
 	reply_clear(&c->pending_error);
 	smtp_reply_parser_free(&c->rp);
@@ -1047,6 +1050,13 @@ static void body_start(struct smtp_client *c)
 	c->body_prev_cr = false;
 	bufferevent_setwatermark(c->bev, EV_WRITE, BODY_LOW, 0);
 	timer_arm(c, c->to.data_block);
+	/* the prefix (header fields we add, such as DKIM-Signature) goes first, through the
+	 * same line-end and dot-stuffing filter as the message */
+	for (size_t off = 0; off < c->prefix_len; off += BODY_CHUNK) {
+		char out[2 * BODY_CHUNK + 8];
+		size_t n = c->prefix_len - off < BODY_CHUNK ? c->prefix_len - off : BODY_CHUNK;
+		bufferevent_write(c->bev, out, dot_stuff(c, c->prefix + off, n, out));
+	}
 	body_fill(c);
 }
 
@@ -1191,7 +1201,8 @@ static const char *txn_precheck(const struct smtp_client *c, const struct smtp_c
 		else if (non_ascii(rc->address))
 			utf8 = true;
 	}
-	if (why == NULL && c->ext.size && c->ext.size_max > 0 && t->size > c->ext.size_max)
+	if (why == NULL && c->ext.size && c->ext.size_max > 0 &&
+	    t->size + t->prefix_len > c->ext.size_max)
 		why = "552 5.3.4 message size exceeds remote limit";
 	if (why == NULL && t->body_8bit && !c->ext.eightbitmime)
 		why = "554 5.6.3 8-bit message, but the server does not support 8BITMIME";
@@ -1242,7 +1253,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_txn *txn,
 	buf_init(&b, 0);
 	buf_printf(&b, "MAIL FROM:<%s>", txn->sender);
 	if (c->ext.size)
-		buf_printf(&b, " SIZE=%llu", (unsigned long long)txn->size);
+		buf_printf(&b, " SIZE=%llu", (unsigned long long)(txn->size + txn->prefix_len));
 	if (txn->body_8bit)
 		buf_puts(&b, " BODY=8BITMIME");
 	if (utf8)
@@ -1271,6 +1282,11 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_txn *txn,
 	c->body_fd = txn->fd;
 	c->body_offset = txn->offset;
 	c->body_size = txn->size;
+	free(c->prefix);
+	c->prefix = txn->prefix_len > 0 ? xmalloc(txn->prefix_len) : NULL;
+	if (c->prefix != NULL)
+		memcpy(c->prefix, txn->prefix, txn->prefix_len);
+	c->prefix_len = txn->prefix_len;
 	txn_pump(c);
 	return 0;
 }

@@ -164,6 +164,10 @@ struct smtp_client_txn {
 	int fd;
 	off_t offset;
 	uint64_t size;
+	/* Bytes sent before the message (header fields we add: DKIM-Signature), copied; they
+	 * count in SIZE=. NULL/0 for none. */
+	const char *prefix;
+	size_t prefix_len;
 };
 
 struct smtp_client_result {
