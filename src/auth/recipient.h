@@ -13,6 +13,7 @@ struct recipient_targets {
 	char **locals;		/* mailbox addresses on this server */
 	size_t n_locals;
 	char **remotes;		/* addresses at other domains (alias targets or the address) */
+	bool *forwarded;	/* per remote: an alias target (forwarding: SRS applies) */
 	size_t n_remotes;
 };
 
@@ -21,9 +22,12 @@ bool recipient_is_local(const struct tern_config *cfg, const char *address);
 
 /* recipient_resolve - route address: at a domain of ours it is expanded through aliases
  * (accounts_resolve) and each target lands in locals or remotes by its domain; elsewhere it
- * is one remote, itself. Returns 1 with *t_r filled (free with recipient_targets_free), 0
- * when a local address has no user or alias (550 5.1.1), -1 when the lookup failed
- * (temporary). Relay policy is the caller's: this function routes, it does not authorise. */
+ * is one remote, itself. An SRS0 address at a domain of ours (a bounce of mail we
+ * forwarded, auth/srs.h) is one remote: the original sender, once its hash and age are
+ * checked. Returns 1 with *t_r filled (free with recipient_targets_free), 0 when a local
+ * address has no user or alias (550 5.1.1), -1 when the lookup failed (temporary), -2 for a
+ * forged or expired SRS address (550 5.7.1). Relay policy is the caller's: this function
+ * routes, it does not authorise. */
 int recipient_resolve(struct accounts *a, const struct tern_config *cfg, const char *address,
 		      struct recipient_targets *t_r);
 void recipient_targets_free(struct recipient_targets *t);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/srs.h"
 #include "auth/throttle.h"
 #include "lib/connlimit.h"
 #include "lib/fs.h"
@@ -388,6 +389,9 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	m.tls = load_tls(&m, &err);
 	if (m.tls == NULL)
 		log_fatalx("TLS: %s", err);
+	/* the SRS key, like the TLS key: read (or made) as root, inherited by the children */
+	if (cfg->srs && srs_setup_key(cfg, &err) < 0)
+		log_fatalx("SRS: %s", err);
 	check_access(&m);
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)
