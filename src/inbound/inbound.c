@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -108,7 +109,15 @@ struct inbound {
 
 	struct event *timer;
 	struct event *done_ev;
+	double t_begin, t_spf, t_finish;	/* monotonic ms, for the log's figures */
 };
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 static void progress(struct inbound *in);
 
@@ -117,6 +126,7 @@ static void on_spf(void *ctx, const struct spf_outcome *o)
 	struct inbound *in = ctx;
 	in->spf = NULL;
 	in->spf_done = true;
+	in->t_spf = now_ms();
 	in->spf_result = o->result;
 	in->spf_problem = o->problem ? xstrdup(o->problem) : NULL;
 	in->spf_exp = o->explanation ? xstrdup(o->explanation) : NULL;
@@ -132,6 +142,7 @@ struct inbound *inbound_begin(struct event_base *base, struct dns *d,
 	in->base = base;
 	in->dns = d;
 	in->cfg = cfg;
+	in->t_begin = now_ms();
 	dkim_shim_base = base;
 	char *spf_sender;
 	if (*sender == '\0') {
@@ -294,7 +305,10 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 	}
 	v.cuts = cuts;
 	v.n_cuts = in->hdr.n_forged;
-	char *summary = xasprintf("spf=%s dkim=%s dmarc=%s%s%s action=%s forged_ar=%zu",
+	/* spf_ms: MAIL FROM to the SPF result; wait_ms: what the end of data waited */
+	double t_end = now_ms();
+	char *summary = xasprintf("spf=%s dkim=%s dmarc=%s%s%s action=%s forged_ar=%zu "
+				  "spf_ms=%.1f wait_ms=%.1f",
 				  spf_result_name(in->spf_result),
 				  in->dkim_result.n ? in->dkim_sigs[0].result : "none",
 				  dmarc_result_name(in->dmarc_result),
@@ -302,7 +316,9 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 				  in->dmarc_from ? in->dmarc_from : "",
 				  v.action == INBOUND_REJECT ? "reject"
 				  : v.action == INBOUND_QUARANTINE ? "quarantine" : "accept",
-				  in->hdr.n_forged);
+				  in->hdr.n_forged, in->spf_done && in->t_spf > 0 ? in->t_spf - in->t_begin
+										: -1.0,
+				  t_end - in->t_finish);
 	v.summary = summary;
 	inbound_cb *cb = in->cb;
 	void *ctx = in->ctx;
@@ -345,6 +361,7 @@ void inbound_finish(struct inbound *in, const char *path, uint64_t hdr_start, ui
 		    inbound_cb *cb, void *ctx)
 {
 	in->finishing = true;
+	in->t_finish = now_ms();
 	in->cb = cb;
 	in->ctx = ctx;
 	in->hdr_start = hdr_start;

@@ -258,17 +258,25 @@ int spool_rewrite(struct spool_msg *m, uint64_t at, const char *text, size_t len
 		size += cuts[i].start - pos;
 		pos = cuts[i].end;
 	}
-	if (copy_range(m->fd, fd, pos, m->size - pos) < 0 || rename(tmp, m->path) < 0)
+	if (copy_range(m->fd, fd, pos, m->size - pos) < 0)
 		goto out;
+	/* The new file keeps its own name and the old one is unlinked: a rename over the old
+	 * name would make ext4 (auto_da_alloc) start writing the new file's data at once,
+	 * milliseconds we would pay again in spool_deliver's fsync. */
+	if (unlink(m->path) < 0)
+		log_warn("%s: unlink %s", m->qid, m->path);
 	size += m->size - pos;
 	close(m->fd);
 	m->fd = fd;
 	fd = -1;
+	free(m->path);
+	m->path = tmp;
+	tmp = NULL;
 	m->size = size;
 	r = 0;
 out:
 	if (r < 0) {
-		*error_r = xasprintf("%s: rewrite %s: %s", m->qid, tmp, strerror(errno));
+		*error_r = xasprintf("%s: rewrite %s: %s", m->qid, m->path, strerror(errno));
 		if (fd >= 0)
 			unlink(tmp);
 	}

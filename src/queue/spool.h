@@ -72,8 +72,9 @@ struct spool_range {
 	uint64_t start, end;
 };
 /* spool_rewrite - replace the file by a copy with text inserted at offset at and the ranges
- * cut (sorted, not overlapping, each at or after at): a new file in incoming/, the bytes
- * copied in the kernel (copy_file_range), renamed over the old name. Not fsync'd here
+ * cut (sorted, not overlapping, each at or after at): a new file in incoming/ (m->path
+ * becomes its name; the old file is unlinked), the bytes copied in the kernel
+ * (copy_file_range). Not fsync'd here
  * (spool_deliver does it before any link; until then the file is only a leftover that the
  * start-up sweep removes). 0, or -1 with *error_r (the old file is left as it was). */
 int spool_rewrite(struct spool_msg *m, uint64_t at, const char *text, size_t len,

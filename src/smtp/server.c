@@ -744,12 +744,17 @@ static void inbound_done(void *ctx, const struct inbound_verdict *v)
 		session_reply(s->ss, "%s", v->reply);
 	} else {
 		char *err = NULL;
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (spool_rewrite(s->msg, s->msg->body_offset, v->header, strlen(v->header), v->cuts,
 				  v->n_cuts, &err) < 0) {
 			log_warnx("%s: %s", session_id(s->ss), err);
 			free(err);
 			s->msg->failed = true;
 		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		log_debug("%s: %s: header rewrite %ld us", session_id(s->ss), s->msg->qid,
+			  (long)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
 		message_accept(s, v->action == INBOUND_QUARANTINE ? "Junk" : NULL);
 	}
 	message_done(s);
