@@ -425,3 +425,32 @@ void inbound_free(struct inbound **inp)
 	free(in->dmarc_from);
 	free(in);
 }
+
+size_t inbound_forged_fields(const struct tern_config *cfg, const char *path, uint64_t hdr_start,
+			     uint64_t size, struct spool_range **cuts_r)
+{
+	*cuts_r = NULL;
+	if (size <= hdr_start)
+		return 0;
+	size_t len = size - hdr_start < INBOUND_HEADER_MAX ? (size_t)(size - hdr_start)
+							   : INBOUND_HEADER_MAX;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char *hdr = xmalloc(len);
+	ssize_t n = pread(fd, hdr, len, (off_t)hdr_start);
+	close(fd);
+	struct inbound_header h;
+	inbound_header_scan(hdr, n > 0 ? (size_t)n : 0, config_authserv_id(cfg), &h);
+	size_t k = h.n_forged;
+	if (k > 0) {
+		*cuts_r = xcalloc(k, sizeof(**cuts_r));
+		for (size_t i = 0; i < k; i++) {
+			(*cuts_r)[i].start = hdr_start + h.forged[i].start;
+			(*cuts_r)[i].end = hdr_start + h.forged[i].end;
+		}
+	}
+	inbound_header_free(&h);
+	free(hdr);
+	return k;
+}

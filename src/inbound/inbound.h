@@ -97,6 +97,13 @@ struct inbound *inbound_begin(struct event_base *base, struct dns *d,
 void inbound_finish(struct inbound *in, const char *path, uint64_t hdr_start, uint64_t size,
 		    inbound_cb *cb, void *ctx);
 
+/* inbound_forged_fields - for mail that gets no checks (submission): the Authentication-
+ * Results fields of the message at path (text from hdr_start, size bytes in all) that claim
+ * our authserv-id, as absolute ranges for spool_rewrite. Returns their number (0: *cuts_r
+ * NULL) - a user must not hand a local recipient results in our name either. */
+size_t inbound_forged_fields(const struct tern_config *cfg, const char *path, uint64_t hdr_start,
+			     uint64_t size, struct spool_range **cuts_r);
+
 /* inbound_free - cancel what still runs (no callback afterwards) and free; *in = NULL. */
 void inbound_free(struct inbound **in);
 

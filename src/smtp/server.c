@@ -788,6 +788,19 @@ static void message_finish(struct smtp_session *s)
 			       inbound_done, s);
 		return;
 	} else {
+		struct spool_range *cuts = NULL;
+		size_t n = 0;
+		char *err = NULL;
+		/* unchecked mail: only fields that claim our authserv-id go (RFC 8601 §5) */
+		if (!s->msg->failed && spool_flush(s->msg) == 0)
+			n = inbound_forged_fields(s->srv->cfg, s->msg->path, s->msg_text_start,
+						  s->msg->size, &cuts);
+		if (n > 0 && spool_rewrite(s->msg, s->msg->body_offset, "", 0, cuts, n, &err) < 0) {
+			log_warnx("%s: %s", session_id(s->ss), err);
+			free(err);
+			s->msg->failed = true;
+		}
+		free(cuts);
 		message_accept(s, NULL);
 	}
 	message_done(s);
