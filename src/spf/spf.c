@@ -916,11 +916,12 @@ static void next_name(struct spf_check *c)
 	step(c);	/* none matched */
 }
 
-/* addresses_match - an A/AAAA answer holds the client's address within c->cidr */
-static int addresses_match(struct spf_check *c, const struct dns_answer *a, bool *any_r)
+/* addresses_match - an A (v4) or AAAA answer holds the client's address within c->cidr;
+ * any_r: it holds addresses at all (exists asks for A records whatever the client's family) */
+static int addresses_match(struct spf_check *c, const struct dns_answer *a, bool v4, bool *any_r)
 {
 	*any_r = false;
-	if (c->m.family == AF_INET) {
+	if (v4) {
 		struct ares_addrttl ttls[64];
 		int n = 64;
 		int st = ares_parse_a_reply(a->abuf, a->alen, NULL, ttls, &n);
@@ -965,7 +966,10 @@ static void on_answer(void *ctx, const struct dns_answer *a)
 	case W_ADDR:
 	case W_EXISTS: {
 		bool any = false;
-		int r = empty ? 0 : addresses_match(c, a, &any);
+		bool v4 = c->wait == W_EXISTS || c->m.family == AF_INET;
+		int r = empty ? 0 : addresses_match(c, a, v4, &any);
+		if (c->wait == W_EXISTS)
+			r = 0;	/* only "any" counts */
 		if (r < 0) {
 			finish(c, SPF_TEMPERROR, "malformed address answer");
 			return;

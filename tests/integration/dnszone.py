@@ -48,6 +48,7 @@ class Dnsmasq:
             raise th.TernError("dnsmasq is not installed (scripts/deps.sh installs it)")
         conf = self.base / "dnsmasq.conf"
         conf.write_text("no-resolv\nno-hosts\nlocal=/test/\nlocal=/127.in-addr.arpa/\n"
+                        "local=/ip6.arpa/\n"
                         + "\n".join(self.zone) + "\n")
         for _ in range(5):
             self.port = th.free_udp_port()

@@ -70,6 +70,21 @@ ZONE = [
     "host-record=helo.test,127.0.0.5",
     'txt-record=split.test,"v=spf1 ip4:10.1.1.1 ","ip4:127.0.0.5 -all"',
 ]
+ZONE += [
+    'txt-record=a6.test,"v=spf1 a:h6.a6.test//64 -all"',
+    "host-record=h6.a6.test,::2",
+    'txt-record=mx6.test,"v=spf1 mx -all"',
+    "mx-host=mx6.test,m.mx6.test,5",
+    "host-record=m.mx6.test,127.0.0.1,::1",
+    'txt-record=ptr6.test,"v=spf1 ptr -all"',
+    'txt-record=exists6.test,"v=spf1 exists:%{ir}.%{v}.e.exists6.test -all"',
+    "host-record=" + ".".join(reversed("0" * 31 + "1")) + ".ip6.e.exists6.test,127.0.0.2",
+    'txt-record=v4only.test,"v=spf1 ip4:127.0.0.0/8 a:h1.many.test -all"',
+]
+# ::1 reversed, nibble by nibble (RFC 3596)
+V6_NIBBLES = ".".join(reversed("0" * 31 + "1"))
+ZONE.append(f"ptr-record={V6_NIBBLES}.ip6.arpa,h.ptr6.test")
+ZONE.append("host-record=h.ptr6.test,::1")
 ZONE += [f"host-record=h{i}.many.test,10.0.1.{i}" for i in range(1, 12)]
 ZONE += [f"mx-host=mx-many.test,m{i}.mx-many.test,{i}" for i in range(1, 12)]
 ZONE += [f"host-record=m{i}.mx-many.test,127.0.0.5" for i in range(1, 12)]
@@ -113,6 +128,36 @@ CASES = [
 ]
 
 
+CASES6 = [
+    ("a@ip6.test", "client.test"),
+    ("a@ip6-only.test", "client.test"),
+    ("a@pass-ip4.test", "client.test"),
+    ("a@a6.test", "client.test"),
+    ("a@mx6.test", "client.test"),
+    ("a@ptr6.test", "client.test"),
+    ("a@exists6.test", "client.test"),
+    ("a@v4only.test", "client.test"),
+    ("a@include.test", "client.test"),
+]
+
+
+class TernOnV6(th.TernInstance):
+    """The smtp listener on [::1]: the client's address is IPv6."""
+
+    def config_text(self):
+        return super().config_text().replace(f"smtp = 127.0.0.1:{self.ports['smtp']}",
+                                             f"smtp = [::1]:{self.ports['smtp']}")
+
+    def _probe(self, role, port):
+        if role != "smtp":
+            return super()._probe(role, port)
+        try:
+            with smtplib.SMTP("::1", port, timeout=2):
+                return True
+        except OSError:
+            return False
+
+
 @pytest.fixture(scope="module")
 def dns_and_tern(tmp_path_factory):
     d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"), ZONE).start()
@@ -133,11 +178,12 @@ def dns_and_tern(tmp_path_factory):
     assert not reports, inst.log_tail(100)
 
 
-def tern_spf(inst, sender, helo):
+def tern_spf(inst, sender, helo, client=CLIENT):
     tok = th.token()
     msg = th.make_message(tok, sender=sender or "postmaster@" + helo, to=RCPT)
-    with smtplib.SMTP("127.0.0.1", inst.ports["smtp"], local_hostname=helo,
-                      source_address=(CLIENT, 0), timeout=th.IO_TIMEOUT) as s:
+    host = "::1" if ":" in client else "127.0.0.1"
+    with smtplib.SMTP(host, inst.ports["smtp"], local_hostname=helo,
+                      source_address=(client, 0), timeout=th.IO_TIMEOUT) as s:
         s.sendmail(sender, [RCPT], msg)
     data = inst.wait_message(RCPT, tok)[0].read_bytes()
     head = data.split(b"\r\n\r\n", 1)[0].decode()
@@ -163,3 +209,32 @@ def test_spf_results_agree_with_pyspf(dns_and_tern):
     # the table exercises every result
     results = {r.split("tern=")[1] for r in rows}
     assert results >= {"pass", "fail", "softfail", "neutral", "none", "permerror"}, results
+
+
+def test_spf_results_agree_with_pyspf_ipv6(tmp_path_factory):
+    d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq6"), ZONE).start()
+    inst = TernOnV6(tmp_path_factory.mktemp("tern-spf6"))
+    try:
+        inst.add_user(RCPT, "pw-bob-123")
+        inst.dns_port = d.port
+        inst.write_config()
+        inst.start()
+        use_for_pyspf(d.port)
+        rows, disagree = [], []
+        for sender, helo in CASES6:
+            theirs, _exp = spf.check2(i="::1", s=sender, h=helo)
+            ours, field = tern_spf(inst, sender, helo, client="::1")
+            rows.append(f"{sender:28} pyspf={theirs:10} tern={ours}")
+            if theirs != ours:
+                disagree.append(f"{sender}: pyspf={theirs} tern={ours} ({field!r})")
+        print("\n".join(rows))
+        assert not disagree, "\n".join(disagree)
+        assert {r.split("tern=")[1] for r in rows} >= {"pass", "fail"}
+    finally:
+        try:
+            inst.stop()
+            reports = inst.sanitizer_reports()
+        finally:
+            inst.cleanup()
+            d.stop()
+    assert not reports, inst.log_tail(100)
