@@ -249,3 +249,27 @@ def test_srs_forged_and_expired_refused(env):
             code, text = s.rcpt(addr)
             assert code == 550 and text.startswith(b"5.7.1"), (addr, code, text)
         s.rset()
+
+
+def test_bdat_and_pipelined_commands_wait_for_the_checks(env):
+    """CHUNKING: the verdict comes at BDAT LAST; commands pipelined behind the message are
+    answered after it, in order."""
+    inst, _ = env
+    tok = th.token()
+    msg = th.make_message(tok, sender="ceo@reject.test")
+    ok = th.make_message(tok + "b", sender="news@good.test")
+    with smtplib.SMTP("127.0.0.1", inst.ports["smtp"], local_hostname="client.test",
+                      source_address=(CLIENT, 0), timeout=th.IO_TIMEOUT) as s:
+        s.ehlo()
+        assert s.mail("ceo@reject.test")[0] == 250
+        assert s.rcpt(BOB)[0] == 250
+        s.send(f"BDAT {len(msg)} LAST\r\n".encode() + msg + b"NOOP\r\n")
+        code, text = s.getreply()
+        assert code == 550 and text.startswith(b"5.7.1"), (code, text)
+        assert s.getreply()[0] == 250          # the NOOP
+        assert s.mail("news@good.test")[0] == 250
+        assert s.rcpt(BOB)[0] == 250
+        s.send(f"BDAT {len(ok)} LAST\r\n".encode() + ok)
+        assert s.getreply()[0] == 250
+    head = header_of(inst.wait_message(BOB, tok + "b")[0])
+    assert "spf=pass" in authres_fields(head)[0]
