@@ -69,7 +69,7 @@ static void authcheck_dkim_cancel(struct dkim_verify *v)
 	free(v);
 }
 
-/* ---- the pipeline ----------------------------------------------------------------------------- */
+/* ---- the pipeline ---------------------------------------------------------------------------- */
 
 struct inbound {
 	struct event_base *base;
@@ -307,10 +307,12 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 	v.n_cuts = in->hdr.n_forged;
 	/* spf_ms: MAIL FROM to the SPF result; wait_ms: what the end of data waited */
 	double t_end = now_ms();
+	const char *dkim_first = in->dkim_result.n && in->dkim_sigs[0].result
+					 ? in->dkim_sigs[0].result : "none";
 	char *summary = xasprintf("spf=%s dkim=%s dmarc=%s%s%s action=%s forged_ar=%zu "
 				  "spf_ms=%.1f wait_ms=%.1f",
 				  spf_result_name(in->spf_result),
-				  in->dkim_result.n ? in->dkim_sigs[0].result : "none",
+				  dkim_first,
 				  dmarc_result_name(in->dmarc_result),
 				  in->dmarc_from ? " from_domain=" : "",
 				  in->dmarc_from ? in->dmarc_from : "",

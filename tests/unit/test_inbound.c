@@ -243,5 +243,5 @@ static void test_rewrite_cost(void)
 	CHECK(system(cmd) == 0);
 }
 
-TEST_MAIN(TEST(test_authres_format), TEST(test_rewrite_cost), TEST(test_authres_claims), TEST(test_header_scan),
-	  TEST(test_srs), TEST(test_spool_rewrite))
+TEST_MAIN(TEST(test_authres_format), TEST(test_rewrite_cost), TEST(test_authres_claims),
+	  TEST(test_header_scan), TEST(test_srs), TEST(test_spool_rewrite))
