@@ -51,6 +51,8 @@ def env(tmp_path_factory):
             inst.add_user(u, "pw-" + u.split("@")[0] + "-123")
         r = inst.cli("alias", "add", "fwd@example.test", ALICE, "dave@remote.test")
         assert r.returncode == 0, r
+        r = inst.cli("alias", "add", "gone@example.test", "reject-erin@remote.test")
+        assert r.returncode == 0, r
         inst.dns_port = d.port
         inst.write_config()
         inst.start()
@@ -273,3 +275,20 @@ def test_bdat_and_pipelined_commands_wait_for_the_checks(env):
         assert s.getreply()[0] == 250
     head = header_of(inst.wait_message(BOB, tok + "b")[0])
     assert "spf=pass" in authres_fields(head)[0]
+
+
+def test_srs_forward_refused_bounces_to_the_original_sender(env):
+    """The remote end refuses the forwarded copy: our queue runner's bounce goes to the SRS
+    sender, which the same router decodes, so the report reaches the original sender."""
+    inst, peer = env
+    tok = th.token()
+    send(inst, "carol@sender.test", ["gone@example.test"],
+         th.make_message(tok, sender="carol@sender.test", to="gone@example.test"))
+    mail_from, rcpts, data = peer.wait(tok)
+    assert rcpts == ["carol@sender.test"], (mail_from, rcpts)
+    assert mail_from.startswith("MAIL FROM:<>"), mail_from
+    assert b"reject-erin@remote.test" in data and b"multipart/report" in data
+    # the refused copy had the SRS sender: the bounce went through the decoder
+    assert "forwarded copies queued as" in inst.log_text()
+    assert re.search(r"forwarded copies queued as \S+ from=<" +
+                     re.escape(srs_address("carol", "sender.test")) + ">", inst.log_text())
