@@ -28,6 +28,8 @@ ZONE = [
     'txt-record=good.test,"v=spf1 ip4:127.0.0.5 -all"',
     'txt-record=_dmarc.good.test,"v=DMARC1; p=reject"',
     'txt-record=bad.test,"v=spf1 ip4:10.0.0.1 -all"',
+    'txt-record=explained.test,"v=spf1 -all exp=why.explained.test"',
+    'txt-record=why.explained.test,"%{i} may not send for %{d}"',
     'txt-record=reject.test,"v=spf1 -all"',
     'txt-record=_dmarc.reject.test,"v=DMARC1; p=reject"',
     'txt-record=quarantine.test,"v=spf1 -all"',
@@ -292,3 +294,32 @@ def test_srs_forward_refused_bounces_to_the_original_sender(env):
     assert "forwarded copies queued as" in inst.log_text()
     assert re.search(r"forwarded copies queued as \S+ from=<" +
                      re.escape(srs_address("carol", "sender.test")) + ">", inst.log_text())
+
+
+def test_spf_reject_fail_option(env, tmp_path):
+    """spf_reject_fail = yes: an SPF fail is refused by itself (no DMARC record needed), with
+    the domain's exp= text; softfail, none and pass are not."""
+    inst, _ = env
+    strict = th.TernInstance(tmp_path / "strict",
+                             extra_config="[inbound]\nspf_reject_fail = yes\n")
+    try:
+        strict.add_user(BOB, "pw-bob-123")
+        strict.dns_port = inst.dns_port
+        strict.write_config()
+        strict.start()
+        tok = th.token()
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            send(strict, "x@bad.test", [BOB], th.make_message(tok, sender="x@bad.test"))
+        assert e.value.smtp_code == 550 and b"5.7.1 SPF fail for bad.test" in e.value.smtp_error
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            send(strict, "x@explained.test", [BOB], th.make_message(tok, sender="x@explained.test"))
+        assert b"127.0.0.5 may not send for explained.test" in e.value.smtp_error, e.value
+        send(strict, "news@good.test", [BOB], th.make_message(tok, sender="news@good.test"))
+        assert strict.wait_message(BOB, tok)
+    finally:
+        try:
+            strict.stop()
+            reports = strict.sanitizer_reports()
+        finally:
+            strict.cleanup()
+    assert not reports, strict.log_tail(100)
