@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "auth/accounts.h"
+#include "auth/srs.h"
 #include "config/config.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -69,8 +71,23 @@ int recipient_resolve(struct accounts *a, const struct tern_config *cfg, const c
 	memset(t_r, 0, sizeof(*t_r));
 	if (!recipient_is_local(cfg, address)) {
 		t_r->remotes = xcalloc(1, sizeof(char *));
+		t_r->forwarded = xcalloc(1, sizeof(bool));
 		t_r->remotes[t_r->n_remotes++] = xstrdup(address);
 		return 1;
+	}
+	if (cfg->srs_key_ready) {
+		char *orig = NULL;
+		enum srs_status st = srs_reverse(cfg->srs_key, sizeof(cfg->srs_key), address,
+						 cfg->srs_max_age, time(NULL), &orig);
+		if (st == SRS_FORGED || st == SRS_EXPIRED)
+			return -2;
+		if (st == SRS_OK) {
+			/* a bounce of forwarded mail: back to whoever sent it (routed again,
+			 * in case the original sender is one of ours) */
+			int r = recipient_resolve(a, cfg, orig, t_r);
+			free(orig);
+			return r == -2 ? 0 : r;
+		}
 	}
 	char **targets;
 	size_t n;
@@ -81,11 +98,14 @@ int recipient_resolve(struct accounts *a, const struct tern_config *cfg, const c
 		return r;
 	t_r->locals = xcalloc(n, sizeof(char *));
 	t_r->remotes = xcalloc(n, sizeof(char *));
+	t_r->forwarded = xcalloc(n, sizeof(bool));
 	for (size_t i = 0; i < n; i++) {
-		if (recipient_is_local(cfg, targets[i]))
+		if (recipient_is_local(cfg, targets[i])) {
 			t_r->locals[t_r->n_locals++] = xstrdup(targets[i]);
-		else
+		} else {
+			t_r->forwarded[t_r->n_remotes] = true;
 			t_r->remotes[t_r->n_remotes++] = xstrdup(targets[i]);
+		}
 	}
 	accounts_targets_free(&targets);
 	return 1;
@@ -99,5 +119,6 @@ void recipient_targets_free(struct recipient_targets *t)
 		free(t->remotes[i]);
 	free(t->locals);
 	free(t->remotes);
+	free(t->forwarded);
 	memset(t, 0, sizeof(*t));
 }

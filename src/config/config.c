@@ -115,6 +115,71 @@ static void config_defaults(struct tern_config *c)
 	c->queue_max_lifetime = 5 * 24 * 3600;
 	c->queue_concurrency = 20;
 	c->queue_concurrency_per_domain = 5;
+	c->inbound_checks = true;
+	c->dmarc_enforce = true;
+	c->srs = true;
+	c->srs_max_age = 21;
+}
+
+static int parse_bool(const char *v, bool *r);
+
+/* set_inbound - the [inbound] section: SPF, DMARC, Authentication-Results, SRS */
+static int set_inbound(struct tern_config *c, const char *key, const char *value,
+		       char **error_r)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} bools[] = {
+		{ "checks", OFF(inbound_checks) },
+		{ "spf_reject_fail", OFF(spf_reject_fail) },
+		{ "dmarc_enforce", OFF(dmarc_enforce) },
+		{ "srs", OFF(srs) },
+	};
+	for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+		if (strcmp(bools[i].name, key) != 0)
+			continue;
+		if (parse_bool(value, (bool *)((char *)c + bools[i].offset)) < 0) {
+			*error_r = xstrdup("expected yes or no");
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "authserv_id")) {
+		/* RFC 8601 §2.2: a value (token or quoted string); we take a token */
+		for (const char *p = value; *p; p++)
+			if (*p <= ' ' || *p >= 0x7f || strchr("()<>@,;:\\\"/[]?=", *p) != NULL) {
+				*error_r = xstrdup("expected a token (a host name)");
+				return -1;
+			}
+		if (*value == '\0') {
+			*error_r = xstrdup("expected a token (a host name)");
+			return -1;
+		}
+		free(c->authserv_id);
+		c->authserv_id = xstrdup(value);
+		return 0;
+	}
+	if (!strcmp(key, "srs_secret")) {
+		if (strlen(value) < 16) {
+			*error_r = xstrdup("expected a secret of at least 16 characters");
+			return -1;
+		}
+		free(c->srs_secret);
+		c->srs_secret = xstrdup(value);
+		return 0;
+	}
+	if (!strcmp(key, "srs_max_age")) {
+		uint64_t v;
+		if (strnum_u64z(value, 1000, &v) < 0 || v < 1) {
+			*error_r = xstrdup("expected days from 1 to 1000");
+			return -1;
+		}
+		c->srs_max_age = (unsigned)v;
+		return 0;
+	}
+	*error_r = xstrdup("unknown key");
+	return -1;
 }
 
 static int parse_bool(const char *v, bool *r)
@@ -343,6 +408,8 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 	}
 	if (!strcmp(section, "queue"))
 		return set_queue(c, key, value, error_r);
+	if (!strcmp(section, "inbound"))
+		return set_inbound(c, key, value, error_r);
 	if (!strcmp(section, "routes")) {
 		char *host;
 		uint16_t port;
@@ -540,6 +607,11 @@ char *config_path_in_data(const struct tern_config *c, const char *rel)
 	return xasprintf("%s/%s", c->data_dir, rel);
 }
 
+const char *config_authserv_id(const struct tern_config *c)
+{
+	return c->authserv_id != NULL ? c->authserv_id : c->hostname;
+}
+
 void config_free(struct tern_config **cp)
 {
 	struct tern_config *c = *cp;
@@ -569,6 +641,9 @@ void config_free(struct tern_config **cp)
 		free(c->routes[i].host);
 	}
 	free(c->routes);
+	free(c->authserv_id);
+	free(c->srs_secret);
+	explicit_bzero(c->srs_key, sizeof(c->srs_key));
 	free(c);
 	*cp = NULL;
 }

@@ -109,6 +109,17 @@ struct tern_config {
 	size_t n_queue_require_tls;
 	struct route *routes;
 	size_t n_routes;
+
+	/* [inbound]: SPF, DMARC, Authentication-Results (src/inbound) and SRS (auth/srs) */
+	bool inbound_checks;		/* checks: SPF/DKIM/DMARC and A-R on the smtp role */
+	char *authserv_id;		/* authserv_id: NULL = hostname */
+	bool spf_reject_fail;		/* spf_reject_fail: 550 on an SPF fail by itself */
+	bool dmarc_enforce;		/* dmarc_enforce: apply p=reject and p=quarantine */
+	bool srs;			/* srs: rewrite the sender of mail forwarded elsewhere */
+	char *srs_secret;		/* srs_secret: NULL = [tls] dir/srs.key (made at start) */
+	unsigned srs_max_age;		/* srs_max_age: days a rewritten address is honoured */
+	unsigned char srs_key[32];	/* filled at start (config_srs_key_setup) */
+	bool srs_key_ready;
 };
 
 /* config_load - read FILE into a fresh config with defaults filled in.
@@ -125,5 +136,7 @@ const char *config_role_name(enum listen_role role);
 /* config_path_in_data - data_dir + "/" + rel; caller frees. */
 char *config_path_in_data(const struct tern_config *c, const char *rel);
 void config_free(struct tern_config **c);
+/* config_authserv_id - the authserv-id of our Authentication-Results (RFC 8601). */
+const char *config_authserv_id(const struct tern_config *c);
 
 #endif

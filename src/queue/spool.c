@@ -32,11 +32,11 @@ int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg
 	struct spool_msg *m = xcalloc(1, sizeof(*m));
 	spool_qid_new(m->qid);
 	m->path = xasprintf("%s/incoming/%s", spool_dir, m->qid);
-	m->fd = open(m->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	m->fd = open(m->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (m->fd < 0 && errno == ENOENT) {
 		char *dir = xasprintf("%s/incoming", spool_dir);
 		if (fs_mkdirs(dir, 0700) == 0)
-			m->fd = open(m->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			m->fd = open(m->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		free(dir);
 	}
 	if (m->fd < 0) {
@@ -111,6 +111,17 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 		  const char *const *remotes, size_t n_remotes, const struct queue_dsn *dsn,
 		  char **error_r)
 {
+	return spool_deliver_opts(m, data_dir, hostname, locals, n_locals, q, sender, remotes,
+				  n_remotes, dsn, NULL, error_r);
+}
+
+int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *hostname,
+		       const char *const *locals, size_t n_locals, struct queue *q,
+		       const char *sender, const char *const *remotes, size_t n_remotes,
+		       const struct queue_dsn *dsn, const struct spool_delivery_opts *o,
+		       char **error_r)
+{
+	const char *mailbox = o != NULL ? o->mailbox : NULL;
 	if (spool_flush(m) < 0)
 		*error_r = xasprintf("%s: cannot write the spool file", m->qid);
 	else if (fsync(m->fd) < 0) {
@@ -139,9 +150,10 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 		bool report = notify != NULL && strstr(notify, "SUCCESS") != NULL;
 		char *err = NULL;
 		if (i < n_locals && !report &&
-		    store_deliver_file(data_dir, addr, m->path, m->size, hostname, &err) == 0) {
-			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir)", m->qid,
-				 addr);
+		    store_deliver_file_to(data_dir, addr, mailbox, m->path, m->size, hostname,
+					  &err) == 0) {
+			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir%s%s)",
+				 m->qid, addr, mailbox ? " folder " : "", mailbox ? mailbox : "");
 			n_delivered++;
 			continue;
 		}
@@ -173,6 +185,29 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 			log_warnx("%s: %zu local recipients already have the message; a retry "
 				  "will give them a second copy", m->qid, n_delivered);
 	}
+	if (rc == 0 && o != NULL && o->n_fwd > 0) {
+		/* The queue keeps one envelope sender per message: the forwarded copies, whose
+		 * sender SRS rewrote, are a message of their own sharing the file. */
+		char fqid[32];
+		spool_qid_new(fqid);
+		struct queue_dsn fdsn = { .ret = dsn ? dsn->ret : NULL,
+					  .envid = dsn ? dsn->envid : NULL,
+					  .notify = o->fwd_notify, .orcpt = o->fwd_orcpt };
+		rc = -1;
+		if (q == NULL)
+			*error_r = xasprintf("%s: the queue is not available", m->qid);
+		else
+			rc = queue_enqueue(q, fqid, m->path, m->body_offset, m->size - m->body_offset,
+					   o->fwd_sender, o->fwd_rcpts, o->n_fwd, &fdsn, error_r);
+		if (rc == 0) {
+			log_info("%s: forwarded copies queued as %s from=<%s> nrcpt=%zu", m->qid, fqid,
+				 o->fwd_sender, o->n_fwd);
+			n_queued += o->n_fwd;
+		} else if (n_delivered > 0 || n_queued > 0) {
+			log_warnx("%s: some recipients already have the message; a retry will give "
+				  "them a second copy", m->qid);
+		}
+	}
 	free(queued);
 	free(q_notify);
 	free(q_orcpt);
@@ -184,6 +219,86 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 	free(m->path);
 	m->path = NULL;
 	return (int)n_queued;
+}
+
+/* copy_range - len bytes of in from *off to out's position: copy_file_range, else
+ * read/write (another file system, an old kernel) */
+static int copy_range(int in, int out, uint64_t off, uint64_t len)
+{
+	loff_t o = (loff_t)off;
+	while (len > 0) {
+		ssize_t n = copy_file_range(in, &o, out, NULL, len, 0);
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			      errno == EOPNOTSUPP)) {
+			char b[65536];
+			ssize_t r = pread(in, b, len < sizeof(b) ? len : sizeof(b), o);
+			if (r <= 0 || fs_write_all(out, b, (size_t)r) < 0)
+				return -1;
+			n = r;
+			o += r;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n <= 0) {
+			if (n == 0)
+				errno = EIO;	/* the file is shorter than we think */
+			return -1;
+		}
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+int spool_rewrite(struct spool_msg *m, uint64_t at, const char *text, size_t len,
+		  const struct spool_range *cuts, size_t n_cuts, char **error_r)
+{
+	if (spool_flush(m) < 0) {
+		*error_r = xasprintf("%s: write %s: %s", m->qid, m->path, strerror(errno));
+		return -1;
+	}
+	char *tmp = xasprintf("%s.rw", m->path);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	uint64_t pos = at, size = at + len;
+	int r = -1;
+	if (fd < 0 || copy_range(m->fd, fd, 0, at) < 0 || fs_write_all(fd, text, len) < 0)
+		goto out;
+	for (size_t i = 0; i < n_cuts; i++) {
+		if (cuts[i].start < pos || cuts[i].end < cuts[i].start || cuts[i].end > m->size) {
+			errno = EINVAL;
+			goto out;
+		}
+		if (copy_range(m->fd, fd, pos, cuts[i].start - pos) < 0)
+			goto out;
+		size += cuts[i].start - pos;
+		pos = cuts[i].end;
+	}
+	if (copy_range(m->fd, fd, pos, m->size - pos) < 0)
+		goto out;
+	/* The new file keeps its own name and the old one is unlinked: a rename over the old
+	 * name would make ext4 (auto_da_alloc) start writing the new file's data at once,
+	 * milliseconds we would pay again in spool_deliver's fsync. */
+	if (unlink(m->path) < 0)
+		log_warn("%s: unlink %s", m->qid, m->path);
+	size += m->size - pos;
+	close(m->fd);
+	m->fd = fd;
+	fd = -1;
+	free(m->path);
+	m->path = tmp;
+	tmp = NULL;
+	m->size = size;
+	r = 0;
+out:
+	if (r < 0) {
+		if (errno == ENOSPC || errno == EDQUOT)
+			m->no_space = true;
+		*error_r = xasprintf("%s: rewrite %s: %s", m->qid, m->path, strerror(errno));
+		if (fd >= 0)
+			unlink(tmp);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(tmp);
+	return r;
 }
 
 void spool_abort(struct spool_msg **mp)

@@ -50,6 +50,39 @@ int spool_deliver(struct spool_msg *m, const char *data_dir, const char *hostnam
 		  const char *const *locals, size_t n_locals, struct queue *q, const char *sender,
 		  const char *const *remotes, size_t n_remotes, const struct queue_dsn *dsn,
 		  char **error_r);
+/* What spool_deliver_opts adds to spool_deliver (inbound checks and forwarding). */
+struct spool_delivery_opts {
+	const char *mailbox;		/* local recipients' folder (NULL: INBOX; "Junk" for
+					   quarantine: created when missing). Recipients queued
+					   for a retry land in INBOX. */
+	const char *fwd_sender;		/* envelope sender of the forwarded copies (SRS) */
+	const char *const *fwd_rcpts;	/* forwarded recipients: queued as a message of their
+					   own (a new qid, the same file) with fwd_sender */
+	size_t n_fwd;
+	const char *const *fwd_notify;	/* per forwarded recipient, may be NULL */
+	const char *const *fwd_orcpt;
+};
+/* spool_deliver_opts - spool_deliver, plus o (may be NULL). The forwarded copies count in
+ * the number returned. */
+int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *hostname,
+		       const char *const *locals, size_t n_locals, struct queue *q,
+		       const char *sender, const char *const *remotes, size_t n_remotes,
+		       const struct queue_dsn *dsn, const struct spool_delivery_opts *o,
+		       char **error_r);
+
+/* A byte range [start, end) of the spool file. */
+struct spool_range {
+	uint64_t start, end;
+};
+/* spool_rewrite - replace the file by a copy with text inserted at offset at and the ranges
+ * cut (sorted, not overlapping, each at or after at): a new file in incoming/ (m->path
+ * becomes its name; the old file is unlinked), the bytes copied in the kernel
+ * (copy_file_range). Not fsync'd here
+ * (spool_deliver does it before any link; until then the file is only a leftover that the
+ * start-up sweep removes). 0, or -1 with *error_r (the old file is left as it was). */
+int spool_rewrite(struct spool_msg *m, uint64_t at, const char *text, size_t len,
+		  const struct spool_range *cuts, size_t n_cuts, char **error_r);
+
 /* spool_abort - close and unlink; frees and NULLs *m. */
 void spool_abort(struct spool_msg **m);
 /* spool_close - after spool_deliver: close and free. */

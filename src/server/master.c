@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/srs.h"
 #include "auth/throttle.h"
 #include "lib/connlimit.h"
 #include "lib/fs.h"
@@ -340,6 +341,33 @@ static SSL_CTX *load_tls(struct master *m, char **error_r)
 	return ctx;
 }
 
+/* load_srs_key - [inbound] srs_secret, or the random key file srs.key in tls_dir: root's, read
+ * like the TLS key (the run user must not choose what root reads or where it writes), made
+ * on first start. 0 or -1 with *error_r. */
+static int load_srs_key(struct master *m, char **error_r)
+{
+	struct tern_config *cfg = m->cfg;
+	if (cfg->srs_secret != NULL) {
+		srs_key_from_secret(cfg);
+		return 0;
+	}
+	if (make_tls_dir(cfg->tls_dir, error_r) < 0)
+		return -1;
+	char *path = xasprintf("%s/srs.key", cfg->tls_dir);
+	int fd = -1;
+	if (access(path, F_OK) == 0 && (fd = tls_open(path, error_r)) < 0) {
+		free(path);
+		return -1;
+	}
+	int r = srs_key_load(fd, path, cfg->srs_key, error_r);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	if (r == 0)
+		cfg->srs_key_ready = true;
+	return r;
+}
+
 static void open_listeners(struct master *m)
 {
 	for (int r = 0; r < ROLE_COUNT; r++) {
@@ -579,6 +607,9 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	if (m.dkim->n > 0)
 		log_info("dkim: %zu signing key%s from %s", m.dkim->n, m.dkim->n > 1 ? "s" : "",
 			 cfg->dkim_dir);
+	/* the SRS key, like the TLS key: read (or made) as root, inherited by the children */
+	if (cfg->srs && load_srs_key(&m, &err) < 0)
+		log_fatalx("SRS: %s", err);
 	check_access(&m);
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)

@@ -12,6 +12,7 @@
 #include "auth/accounts.h"
 #include "auth/login.h"
 #include "lib/log.h"
+#include "outbound/dns.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "imap/server.h"
@@ -143,6 +144,14 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	if (login == NULL)
 		log_fatal("login threads");
 	smtp_server_init(&w.smtp, w.base, cfg, tls, accounts, queue, login);
+	/* a resolver for the inbound checks (SPF, DKIM, DMARC); without one they say temperror */
+	struct dns *dns = NULL;
+	if (dns_init(w.base, cfg->dns_servers, &dns, &err) < 0) {
+		log_warnx("resolver: %s; inbound checks will report temperror", err);
+		free(err);
+		err = NULL;
+	}
+	w.smtp.dns = dns;
 	pop3_server_init(&w.pop3, w.base, cfg, tls, accounts, login);
 	imap_server_init(&w.imap, w.base, cfg, tls, accounts, login);
 	for (int r = 0; r < ROLE_COUNT; r++) {
@@ -164,6 +173,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	event_base_dispatch(w.base);
 
 	smtp_server_free(&w.smtp);
+	dns_free(&dns);	/* after the sessions: they cancelled their checks */
 	pop3_server_free(&w.pop3);
 	imap_server_free(&w.imap);
 	for (int r = 0; r < ROLE_COUNT; r++)

@@ -13,6 +13,8 @@
 #include "auth/login.h"
 #include "auth/recipient.h"
 #include "auth/sasl.h"
+#include "auth/srs.h"
+#include "inbound/inbound.h"
 #include "lib/buf.h"
 #include "lib/conn.h"
 #include "lib/log.h"
@@ -79,6 +81,9 @@ struct smtp_session {
 	bool rcpt_tried;		/* a RCPT came, accepted or not */
 	char *first_rcpt;
 	struct addr_list locals, remotes;
+	struct addr_list forwards;	/* remote alias targets: their copies get an SRS sender */
+	struct inbound *inbound;	/* SPF/DKIM/DMARC of this transaction (MX role) */
+	uint64_t msg_text_start;	/* spool offset of the message text (after Received) */
 	struct spool_msg *msg;
 	uint64_t msg_bytes;		/* message text bytes (limit check) */
 	bool too_big;
@@ -175,6 +180,8 @@ static void txn_reset(struct smtp_session *s)
 	s->first_rcpt = NULL;
 	addr_list_free(&s->locals);
 	addr_list_free(&s->remotes);
+	addr_list_free(&s->forwards);
+	inbound_free(&s->inbound);
 	spool_abort(&s->msg);
 	for (size_t i = 0; i < 2; i++) {
 		free(s->hf_add[i]);
@@ -491,6 +498,10 @@ static void cmd_mail(void *ctx, const void *a)
 	s->have_mail = true;
 	s->sender = xstrdup(pa.path.null ? "" : pa.path.address);
 	smtp_path_args_free(&pa);
+	/* mail from other MTAs: SPF starts now, in the background (inbound/) */
+	if (s->role == ROLE_SMTP && s->auth_user == NULL && s->srv->cfg->inbound_checks)
+		s->inbound = inbound_begin(s->srv->base, s->srv->dns, s->srv->cfg,
+					   conn_peer(s->conn), s->helo, s->sender);
 	session_reply(s->ss, "250 2.1.0 Ok");
 }
 
@@ -554,14 +565,20 @@ static void cmd_rcpt(void *ctx, const void *a)
 	} else {
 		struct recipient_targets t;
 		int r = recipient_resolve(s->srv->accounts, cfg, addr, &t);
-		if (r < 0) {
+		if (r == -2) {
+			log_info("%s: invalid SRS address to=<%s> ip=%s", session_id(s->ss), addr,
+				 conn_peer_ip(s->conn));
+			session_reply(s->ss, "550 5.7.1 <%s>: Invalid or expired SRS address", addr);
+		} else if (r < 0) {
 			session_reply(s->ss, "451 4.3.0 Temporary lookup failure");
 		} else if (r == 0) {
 			session_reply(s->ss,
 				      "550 5.1.1 <%s>: Recipient address rejected: User unknown", addr);
 		} else {
 			for (size_t i = 0; i < t.n_remotes; i++)
-				addr_list_add(&s->remotes, t.remotes[i], notify, orcpt);
+				addr_list_add(t.forwarded[i] && cfg->srs && cfg->srs_key_ready
+						      ? &s->forwards : &s->remotes,
+					      t.remotes[i], notify, orcpt);
 			for (size_t i = 0; i < t.n_locals; i++)
 				addr_list_add(&s->locals, t.locals[i], notify, orcpt);
 			recipient_targets_free(&t);
@@ -728,6 +745,7 @@ static bool message_begin(struct smtp_session *s)
 		return false;
 	}
 	received_header(s);
+	s->msg_text_start = s->msg->size;
 	cleanup_begin(s);
 	s->msg_bytes = 0;
 	s->too_big = false;
@@ -748,9 +766,24 @@ static void message_write(struct smtp_session *s, const char *p, size_t n)
 	mime_hdrfilter_feed(&s->hf, p, n);
 }
 
-/* deliver - spool_deliver with the DSN requests of every recipient, locals first */
-static int deliver(struct smtp_session *s, char **error_r)
+/* deliver - spool_deliver with the DSN requests of every recipient, locals first; local
+ * copies into mailbox (NULL: INBOX); forwarded copies with the SRS sender */
+static int deliver(struct smtp_session *s, const char *mailbox, char **error_r)
 {
+	const struct tern_config *cfg = s->srv->cfg;
+	struct addr_list fwd_plain = { 0 };
+	char *srs_sender = NULL;
+	if (s->forwards.n > 0)
+		srs_sender = srs_forward(cfg->srs_key, sizeof(cfg->srs_key), s->sender,
+					 cfg->domains[0], time(NULL));
+	if (s->forwards.n > 0 && srs_sender == NULL) {
+		/* nothing to rewrite (<>, or a sender of ours): ordinary remote copies */
+		for (size_t i = 0; i < s->forwards.n; i++)
+			addr_list_add(&s->remotes, s->forwards.v[i], s->forwards.notify[i],
+				      s->forwards.orcpt[i]);
+		fwd_plain = s->forwards;
+		s->forwards = (struct addr_list){ 0 };
+	}
 	size_t n = s->locals.n + s->remotes.n;
 	const char **notify = xcalloc(n + 1, sizeof(char *));
 	const char **orcpt = xcalloc(n + 1, sizeof(char *));
@@ -764,20 +797,93 @@ static int deliver(struct smtp_session *s, char **error_r)
 	}
 	struct queue_dsn dsn = { .ret = s->dsn_ret, .envid = s->dsn_envid, .notify = notify,
 				 .orcpt = orcpt };
-	int queued = spool_deliver(s->msg, s->srv->cfg->data_dir, s->srv->cfg->hostname,
-				   (const char *const *)s->locals.v, s->locals.n, s->srv->queue,
-				   s->sender, (const char *const *)s->remotes.v, s->remotes.n,
-				   &dsn, error_r);
+	struct spool_delivery_opts o = {
+		.mailbox = mailbox, .fwd_sender = srs_sender,
+		.fwd_rcpts = (const char *const *)s->forwards.v, .n_fwd = s->forwards.n,
+		.fwd_notify = (const char *const *)s->forwards.notify,
+		.fwd_orcpt = (const char *const *)s->forwards.orcpt,
+	};
+	int queued = spool_deliver_opts(s->msg, cfg->data_dir, cfg->hostname,
+					(const char *const *)s->locals.v, s->locals.n,
+					s->srv->queue, s->sender,
+					(const char *const *)s->remotes.v, s->remotes.n, &dsn, &o,
+					error_r);
 	free(notify);
 	free(orcpt);
+	free(srs_sender);
+	addr_list_free(&fwd_plain);
 	return queued;
+}
+
+/* message_done - the transaction is over, whatever its outcome */
+static void message_done(struct smtp_session *s)
+{
+	txn_reset(s);
+	session_set_state(s->ss, SMTP_S_CMD);
+	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_command);
+	if (session_draining(s->ss))
+		session_close(s->ss, "421 4.3.2 Service shutting down");
+}
+
+/* message_accept - make the message durable where it goes (local copies into mailbox, NULL:
+ * INBOX) and answer */
+static void message_accept(struct smtp_session *s, const char *mailbox)
+{
+	char *err = NULL;
+	int queued = 0;
+	if (s->msg->failed || (queued = deliver(s, mailbox, &err)) < 0) {
+		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
+			  err ? err : "write error");
+		free(err);
+		if (s->msg->no_space)	/* RFC 3463: 4.3.1 mail system full */
+			session_reply(s->ss, "452 4.3.1 Insufficient system storage, try again later");
+		else
+			session_reply(s->ss, "451 4.3.0 Local error in processing, try again later");
+		return;
+	}
+	log_info("%s: %s: from=<%s> size=%llu nrcpt=%zu local=%zu queued=%zu%s%s",
+		 session_id(s->ss), s->msg->qid, s->sender, (unsigned long long)s->msg_bytes,
+		 s->n_rcpts, s->locals.n, (size_t)queued, s->auth_user ? " auth=yes" : "",
+		 mailbox ? " folder=Junk" : "");
+	session_reply(s->ss, "250 2.0.0 Ok: queued as %s", s->msg->qid);
+	spool_close(&s->msg);
+	if (queued > 0)
+		queue_wake(s->srv->spool_dir);
+}
+
+/* inbound_done - the verdict of the inbound checks: reject, or put the
+ * Authentication-Results field on top (dropping forged ones) and deliver */
+static void inbound_done(void *ctx, const struct inbound_verdict *v)
+{
+	struct smtp_session *s = ctx;
+	if (session_is_closing(s->ss))
+		return;		/* timed out meanwhile: the teardown frees the transaction */
+	log_info("%s: %s: inbound %s", session_id(s->ss), s->msg->qid, v->summary);
+	if (v->action == INBOUND_REJECT) {
+		log_info("%s: %s: message rejected: %s", session_id(s->ss), s->msg->qid, v->reply);
+		session_reply(s->ss, "%s", v->reply);
+	} else {
+		char *err = NULL;
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (spool_rewrite(s->msg, s->msg->body_offset, v->header, strlen(v->header), v->cuts,
+				  v->n_cuts, &err) < 0) {
+			log_warnx("%s: %s", session_id(s->ss), err);
+			free(err);
+			s->msg->failed = true;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		log_debug("%s: %s: header rewrite %ld us", session_id(s->ss), s->msg->qid,
+			  (long)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+		message_accept(s, v->action == INBOUND_QUARANTINE ? "Junk" : NULL);
+	}
+	message_done(s);
+	session_resume(s->ss);
 }
 
 /* message_finish - the message is complete: check it, make it durable, answer */
 static void message_finish(struct smtp_session *s)
 {
-	char *err = NULL;
-	int queued = 0;
 	mime_hdrfilter_finish(&s->hf);
 	if (s->too_big) {
 		log_info("%s: message rejected: size over %llu", session_id(s->ss),
@@ -795,30 +901,31 @@ static void message_finish(struct smtp_session *s)
 		      s->srv->cfg->smtp_max_text_line);
 	} else if (!from_header_allowed(s)) {
 		/* answered there */
-	} else if (s->msg->failed ||
-		   (queued = deliver(s, &err)) < 0) {
-		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
-			  err ? err : "write error");
-		free(err);
-		if (s->msg->no_space)	/* RFC 3463: 4.3.1 mail system full */
-			session_reply(s->ss, "452 4.3.1 Insufficient system storage, try again later");
-		else
-			session_reply(s->ss, "451 4.3.0 Local error in processing, try again later");
+	} else if (s->inbound != NULL && spool_flush(s->msg) == 0) {
+		/* wait for the checks (SPF began at MAIL FROM) without holding the loop; the
+		 * message is complete: what the client pipelined after it is commands */
+		session_set_state(s->ss, SMTP_S_CMD);
+		session_suspend(s->ss);
+		inbound_finish(s->inbound, s->msg->path, s->msg_text_start, s->msg->size,
+			       inbound_done, s);
+		return;
 	} else {
-		log_info("%s: %s: from=<%s> size=%llu nrcpt=%zu local=%zu queued=%zu%s",
-			 session_id(s->ss),
-			 s->msg->qid, s->sender, (unsigned long long)s->msg_bytes, s->n_rcpts,
-			 s->locals.n, (size_t)queued, s->auth_user ? " auth=yes" : "");
-		session_reply(s->ss, "250 2.0.0 Ok: queued as %s", s->msg->qid);
-		spool_close(&s->msg);
-		if (queued > 0)
-			queue_wake(s->srv->spool_dir);
+		struct spool_range *cuts = NULL;
+		size_t n = 0;
+		char *err = NULL;
+		/* unchecked mail: only fields that claim our authserv-id go (RFC 8601 §5) */
+		if (!s->msg->failed && spool_flush(s->msg) == 0)
+			n = inbound_forged_fields(s->srv->cfg, s->msg->path, s->msg_text_start,
+						  s->msg->size, &cuts);
+		if (n > 0 && spool_rewrite(s->msg, s->msg->body_offset, "", 0, cuts, n, &err) < 0) {
+			log_warnx("%s: %s", session_id(s->ss), err);
+			free(err);
+			s->msg->failed = true;
+		}
+		free(cuts);
+		message_accept(s, NULL);
 	}
-	txn_reset(s);
-	session_set_state(s->ss, SMTP_S_CMD);
-	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_command);
-	if (session_draining(s->ss))
-		session_close(s->ss, "421 4.3.2 Service shutting down");
+	message_done(s);
 }
 
 static void cmd_data(void *ctx, const void *a)

@@ -14,6 +14,7 @@
 #include "lib/session.h"
 
 struct accounts;
+struct dns;
 struct login_pool;
 struct queue;
 
@@ -24,6 +25,7 @@ struct smtp_server {
 	struct accounts *accounts;
 	struct queue *queue;		/* NULL: remote recipients get 451 */
 	struct login_pool *login;	/* password checks off the loop (auth/login) */
+	struct dns *dns;		/* the worker's resolver for inbound checks, or NULL */
 	char *spool_dir;
 	char *greeting;			/* "220 <hostname> ESMTP Tern" */
 	struct session_list sessions;	/* .n: sessions alive; .draining */

@@ -128,9 +128,51 @@ static void structure_for(const struct stat *st, const char *path, buf *out)
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r)
 {
+	return store_deliver_file_to(data_dir, address, NULL, src_path, size, hostname, error_r);
+}
+
+/* deliver_folder - the id and directory of mailbox, created when missing */
+static int deliver_folder(struct store *s, const char *mailbox, int64_t *id_r, char **dir_r,
+			  char **error_r)
+{
+	char *norm = NULL;
+	if (store_name_normalize(mailbox, &norm) < 0) {
+		store_set_error(error_r, "invalid mailbox name %s", mailbox);
+		return -1;
+	}
+	struct mbrow row;
+	int k = idx_mb_lookup(s, norm, &row, error_r);
+	if (k == 0) {
+		int c = store_mailbox_create(s, norm, error_r);
+		if (c < 0 && c != STORE_EXISTS) {
+			free(norm);
+			return -1;
+		}
+		k = idx_mb_lookup(s, norm, &row, error_r);
+	}
+	free(norm);
+	if (k != 1) {
+		if (k == 0)
+			store_set_error(error_r, "mailbox %s vanished", mailbox);
+		return -1;
+	}
+	*id_r = row.id;
+	*dir_r = xstrdup(row.dir);
+	mbrow_free(&row);
+	return 0;
+}
+
+int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
+			  const char *src_path, uint64_t size, const char *hostname,
+			  char **error_r)
+{
 	struct store *s;
 	struct stat sst = { 0 };
 	if (deliver_store(data_dir, address, &s, error_r) < 0)
+		return -1;
+	int64_t mb_id = s->inbox_id;
+	char *mb_dir = NULL;
+	if (mailbox != NULL && deliver_folder(s, mailbox, &mb_id, &mb_dir, error_r) < 0)
 		return -1;
 	/* the size indexed is the file's own (CRLF line ends: served as it is) */
 	if (stat(src_path, &sst) == 0)
@@ -139,12 +181,15 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 	char stamp[200];
 	fs_unique_name(stamp, sizeof(stamp), hostname);
 	snprintf(name, sizeof(name), "%s,S=%llu", stamp, (unsigned long long)size);
-	char *newdir = store_path(s, NULL, "new");
+	char *newdir = store_path(s, mb_dir != NULL && *mb_dir ? mb_dir : NULL, "new");
 	char *dst = xasprintf("%s/%s", newdir, name);
 	int r = -1;
 
 	if (link(src_path, dst) < 0) {
-		if (errno != ENOENT || maildir_ensure(s->root, false) < 0 ||
+		char *mdir = store_path(s, mb_dir != NULL && *mb_dir ? mb_dir : NULL, NULL);
+		int ensured = errno == ENOENT ? maildir_ensure(mdir, mb_dir && *mb_dir) : -1;
+		free(mdir);
+		if (ensured < 0 ||
 		    link(src_path, dst) < 0) {
 			store_set_error(error_r, "deliver to %s: %s", dst, strerror(errno));
 			goto out;
@@ -167,7 +212,7 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 	buf_init(&structure, 0);
 	if (size <= DELIVER_STRUCTURE_MAX)
 		structure_for(&sst, dst, &structure);
-	int ir = idx_add_message(s, s->inbox_id, name, file, size, (int64_t)time(NULL), 0, NULL,
+	int ir = idx_add_message(s, mb_id, name, file, size, (int64_t)time(NULL), 0, NULL,
 				 &structure, &uid, &uidvalidity, error_r);
 	buf_free(&structure);
 	free(file);
@@ -181,5 +226,6 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 out:
 	free(dst);
 	free(newdir);
+	free(mb_dir);
 	return r;
 }

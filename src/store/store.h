@@ -100,6 +100,11 @@ char *store_maildir_path(const char *data_dir, const char *address);
  * frees). */
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r);
+/* store_deliver_file_to - store_deliver_file into the folder mailbox (NULL: INBOX), which
+ * is created when missing (a "Junk" folder is what IMAP lists as \\Junk, RFC 6154). */
+int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
+			  const char *src_path, uint64_t size, const char *hostname,
+			  char **error_r);
 /* store_deliver_cache_close - close the handles store_deliver_file keeps (e.g. at exit). */
 void store_deliver_cache_close(void);
 

@@ -603,12 +603,20 @@ def auth_plain_b64(user, password):
 
 def split_delivered(data):
     """Split a delivered Maildir file into (return_path_line, received_header, message).
-    The file must be "Return-Path: <...>\\r\\n", then "Received: ..." with continuation
-    lines starting with SP/HT, all CRLF-terminated, then the message bytes."""
+    The file must be "Return-Path: <...>\\r\\n", then (mail from other MTAs, the smtp role)
+    our own "Authentication-Results: HOSTNAME; ..." field, which is skipped, then
+    "Received: ..." with continuation lines starting with SP/HT, all CRLF-terminated, then
+    the message bytes."""
     assert data.startswith(b"Return-Path: "), f"file does not start with Return-Path: {data[:200]!r}"
     end = data.index(b"\r\n")
     return_path = data[:end]
     rest = data[end + 2:]
+    ours = b"Authentication-Results: " + HOSTNAME.encode() + b";"
+    if rest.startswith(ours):
+        pos = rest.index(b"\r\n") + 2
+        while rest[pos:pos + 1] in (b" ", b"\t"):
+            pos = rest.index(b"\r\n", pos) + 2
+        rest = rest[pos:]
     assert rest.startswith(b"Received: "), f"second header is not Received: {rest[:200]!r}"
     pos = rest.index(b"\r\n") + 2
     while rest[pos:pos + 1] in (b" ", b"\t"):

@@ -1,5 +1,7 @@
 /* test_config - the config reader: good files, every kind of bad value, nasty bytes */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config/config.h"
 #include "test.h"
@@ -160,5 +162,42 @@ static void test_dev(void)
 	config_free(&c);
 }
 
+/* test_inbound_keys - [inbound]: defaults, every key, bad values */
+static void test_inbound_keys(void)
+{
+	char *err = NULL;
+	struct tern_config *c = config_load_string("i.conf", "data_dir = /d\ndomains = a.test\n"
+						   "hostname = mx.a.test\n", &err);
+	CHECK(c != NULL && c->inbound_checks && c->dmarc_enforce && c->srs &&
+	      !c->spf_reject_fail && c->srs_max_age == 21 && c->srs_secret == NULL &&
+	      !c->srs_key_ready);
+	CHECK(c != NULL && strcmp(config_authserv_id(c), "mx.a.test") == 0);
+	config_free(&c);
+	c = config_load_string("i.conf", "data_dir = /d\ndomains = a.test\n[inbound]\n"
+			       "checks = no\nauthserv_id = auth.a.test\nspf_reject_fail = yes\n"
+			       "dmarc_enforce = no\nsrs = no\nsrs_secret = 0123456789abcdefXYZ\n"
+			       "srs_max_age = 7\n", &err);
+	CHECK(c != NULL && !c->inbound_checks && c->spf_reject_fail && !c->dmarc_enforce &&
+	      !c->srs && c->srs_max_age == 7);
+	CHECK(c != NULL && strcmp(config_authserv_id(c), "auth.a.test") == 0);
+	CHECK(c != NULL && c->srs_secret != NULL && strcmp(c->srs_secret, "0123456789abcdefXYZ") == 0);
+	config_free(&c);
+	static const char *const bad[] = {
+		"[inbound]\nchecks = maybe\n", "[inbound]\nauthserv_id = a b\n",
+		"[inbound]\nauthserv_id = a;b\n", "[inbound]\nsrs_secret = short\n",
+		"[inbound]\nsrs_max_age = 0\n", "[inbound]\nsrs_max_age = 1001\n",
+		"[inbound]\nnope = 1\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "data_dir = /d\ndomains = a.test\n%s", bad[i]);
+		err = NULL;
+		c = config_load_string("i.conf", text, &err);
+		CHECK(c == NULL && err != NULL);
+		config_free(&c);
+		free(err);
+	}
+}
+
 TEST_MAIN(TEST(test_good), TEST(test_bad), TEST(test_prefixes_and_garbage), TEST(test_long_line),
-	  TEST(test_dev))
+	  TEST(test_dev), TEST(test_inbound_keys))
