@@ -11,7 +11,10 @@ import hmac
 import imaplib
 import re
 import smtplib
+import subprocess
 import time
+
+import dkim
 
 import pytest
 
@@ -36,7 +39,24 @@ ZONE = [
     'txt-record=_dmarc.quarantine.test,"v=DMARC1; p=quarantine"',
     'txt-record=_dmarc.orgpol.test,"v=DMARC1; p=none; sp=reject"',
     "host-record=probe.test,127.0.0.1",
+    # DKIM decides: SPF fails for signed.test, DMARC p=reject passes only through an aligned
+    # DKIM signature (the key record is added below, made when the module loads)
+    'txt-record=signed.test,"v=spf1 -all"',
+    'txt-record=_dmarc.signed.test,"v=DMARC1; p=reject"',
 ]
+
+
+def _dkim_key():
+    """An RSA key (PEM) and its key record's p= value (1024 bits: one TXT string)."""
+    pem = subprocess.run(["openssl", "genrsa", "1024"], check=True, capture_output=True,
+                         timeout=60).stdout
+    der = subprocess.run(["openssl", "rsa", "-pubout", "-outform", "DER"], input=pem,
+                         check=True, capture_output=True, timeout=60).stdout
+    return pem, base64.b64encode(der).decode()
+
+
+DKIM_PEM, DKIM_P = _dkim_key()
+ZONE.append(f'txt-record=sel._domainkey.signed.test,"v=DKIM1; k=rsa; p={DKIM_P}"')
 
 
 @pytest.fixture(scope="module")
@@ -323,3 +343,32 @@ def test_spf_reject_fail_option(env, tmp_path):
         finally:
             strict.cleanup()
     assert not reports, strict.log_tail(100)
+
+
+def _signed(tok):
+    msg = th.make_message(tok, sender="boss@signed.test")
+    sig = dkim.sign(msg, b"sel", b"signed.test", DKIM_PEM,
+                    include_headers=[b"from", b"to", b"subject", b"message-id"])
+    return sig + msg
+
+
+def test_dkim_aligned_signature_passes_dmarc_despite_spf_fail(env):
+    """A message signed by python3-dkim for its From domain: tern's verifier finds the key
+    in the DNS, A-R says dkim=pass, and DMARC (p=reject) passes through DKIM alone."""
+    inst, _ = env
+    tok = th.token()
+    send(inst, "boss@signed.test", [BOB], _signed(tok))
+    ar = authres_fields(header_of(inst.wait_message(BOB, tok)[0]))
+    assert "spf=fail smtp.mailfrom=boss@signed.test" in ar[0], ar
+    assert "dkim=pass" in ar[0] and "header.d=signed.test" in ar[0], ar
+    assert "dmarc=pass" in ar[0] and "header.from=signed.test" in ar[0], ar
+
+
+def test_dkim_broken_signature_is_refused_by_dmarc(env):
+    """The same message changed after signing: dkim=fail, and p=reject refuses it."""
+    inst, _ = env
+    tok = th.token()
+    msg = _signed(tok).replace(b"Second line.", b"Second line, changed.")
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(inst, "boss@signed.test", [BOB], msg)
+    assert e.value.smtp_code == 550 and e.value.smtp_error.startswith(b"5.7.1"), e.value
