@@ -38,6 +38,8 @@ static const struct session_texts pop3_texts = {
 	/* RFC 1939 §3: the autologout timer ends the session without UPDATE */
 	.timeout = "-ERR Autologout; idle for too long",
 	.too_many_connections = "-ERR [SYS/TEMP] Too many connections from your address",
+	.busy = "-ERR [SYS/TEMP] Too many connections, try again later",
+	.too_many_commands = "-ERR Too many commands, closing connection",
 	.drain = "-ERR Server shutting down",
 };
 
@@ -492,6 +494,7 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 	s->send.body_lines = lines;
 	s->sending_active = true;
 	session_set_raw(s->ss, true);	/* pop3_on_raw streams it */
+	session_deadline_start(s->ss);	/* a reader too slow for transfer_min_rate is dropped */
 }
 
 static void cmd_retr(void *ctx, const void *a)
