@@ -690,8 +690,12 @@ static void imap_on_raw(void *ctx)
 		if (s->search != NULL)
 			return;		/* a SEARCH reads messages: it resumes when it is done */
 		if (s->fetch != NULL) {
+			/* a reader slower than transfer_min_rate is dropped (lib/session) */
+			session_deadline_start(s->ss);
 			if (!imap_fetch_resume(s))
 				return;		/* waits for the client to read */
+			if (s->fetch == NULL)
+				session_deadline_stop(s->ss);
 			continue;
 		}
 		if (conn_output_full(s->conn))

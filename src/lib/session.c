@@ -361,7 +361,7 @@ static void session_on_input(void *ctx)
 static void session_on_event(void *ctx, enum conn_event ev)
 {
 	struct session *s = ctx;
-	if (ev == CONN_TIMEOUT && !s->closing) {
+	if (ev == CONN_TIMEOUT) {
 		log_info("%s: timeout from %s in state %s", s->id, conn_peer_ip(s->conn),
 			 s->ops->state_names[s->state]);
 		session_close(s, s->list->texts->timeout);

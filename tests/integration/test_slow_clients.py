@@ -7,6 +7,7 @@ only measured the silence between reads. Here the bytes come once a second with
 line_timeout = 3: every protocol must drop such a client about 3 s after its first byte,
 and an honest client that is slow but finishes its lines and messages must not be.
 """
+import smtplib
 import socket
 import time
 
@@ -24,17 +25,8 @@ SLACK = 2.5             # timers, the sanitizer build, a loaded machine
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory):
     import conftest
-    inst = th.TernInstance(tmp_path_factory.mktemp("tern-slow"),
-                           settings=dict(LOOPBACK_OK, line_timeout=str(LINE_TIMEOUT)))
-    conftest._LIVE.append(inst)
-    try:
-        conftest.provision_users(inst)
-        inst.start()
-    except BaseException:
-        conftest._teardown_quiet(inst)
-        raise
-    yield inst
-    conftest._teardown(inst)
+    yield from conftest.module_instance(
+        tmp_path_factory, "tern-slow", settings=dict(LOOPBACK_OK, line_timeout=str(LINE_TIMEOUT)))
 
 
 class Client:
@@ -288,3 +280,97 @@ def test_limits_before_login(tern_factory):
     finally:
         c.close()
     assert "too many commands from 127.0.0.1 before login" in inst.log_text()
+
+
+def test_slow_reader_is_dropped(tern_factory):
+    """A POP3 RETR or an IMAP FETCH of a large message to a client that reads 1 KB a
+    second, far below transfer_min_rate: dropped once the bytes sent no longer pay for the
+    time taken. A client that reads at full speed gets the whole message. The message is
+    larger than the kernel's socket buffers (tcp_wmem allows 4 MB), or the server would be
+    done with it before the client's slowness mattered."""
+    inst = tern_factory(settings=dict(LOOPBACK_OK, line_timeout=str(LINE_TIMEOUT),
+                                      transfer_min_rate="1000000",
+                                      max_message_size=str(16 << 20)))
+    tok = th.token()
+    body = ("r" * 998 + "\r\n") * 6000       # ~6 MB
+    with smtplib.SMTP("127.0.0.1", inst.ports["smtp"], timeout=30) as s:
+        s.sendmail("s@example.net", ["bob@example.test"],
+                   f"Subject: {tok}\r\n\r\n{body}".encode())
+    inst.wait_message("bob@example.test", tok)
+
+    def slow_read(c, limit):
+        """Read 1 KB a second until the server has given up on this session: logged it as
+        too slow and ended it (the kernel may still hold bytes for the client, which is no
+        longer the server's business). (seconds, bytes read) or (None, bytes read)."""
+        import re
+        t0 = time.monotonic()
+        n = len(c.buf)
+        before = inst.log_text().count("too slow from")
+        while time.monotonic() - t0 < limit:
+            log = inst.log_text()
+            m = re.findall(r"(\S+): too slow from", log)
+            if len(m) > before and f"{m[-1]}: disconnect from" in log:
+                return time.monotonic() - t0, n
+            c.s.settimeout(limit)
+            try:
+                d = c.s.recv(1024)
+            except ConnectionResetError:
+                d = b""
+            if not d:
+                return time.monotonic() - t0, n
+            n += len(d)
+            time.sleep(1.0)
+        return None, n
+
+    def small_window(port):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        c = Client.__new__(Client)
+        c.s, c.buf = s, b""
+        return c
+
+    def pop3_retr(c):
+        c.line()
+        c.send(f"USER {BOB}\r\n".encode())
+        c.line()
+        c.send(f"PASS {BOB_PW}\r\n".encode())
+        assert c.line().startswith(b"+OK")
+        c.send(b"RETR 1\r\n")
+
+    def imap_fetch(c):
+        c.line()
+        c.send(f"a1 LOGIN {BOB} {BOB_PW}\r\na2 SELECT INBOX\r\n".encode())
+        ln = c.line()
+        while not ln.startswith(b"a2 "):
+            ln = c.line()
+        assert ln.startswith(b"a2 OK"), ln
+        c.send(b"a3 FETCH 1 BODY.PEEK[]\r\n")
+
+    for role, request in (("pop3", pop3_retr), ("imap", imap_fetch)):
+        c = small_window(inst.ports[role])
+        try:
+            request(c)
+            elapsed, n = slow_read(c, 30)
+            print(f"{role} slow reader dropped after {elapsed}s with {n} bytes")
+            assert elapsed is not None and n < len(body), (role, elapsed, n)
+        finally:
+            c.close()
+    assert inst.log_text().count("too slow from 127.0.0.1") >= 2
+
+    # readers at full speed are served
+    import imaplib
+    import poplib
+    p = poplib.POP3("127.0.0.1", inst.ports["pop3"], timeout=30)
+    p.user(BOB)
+    p.pass_(BOB_PW)
+    resp, lines, octets = p.retr(1)
+    assert octets > len(body)
+    p.quit()
+    m = imaplib.IMAP4("127.0.0.1", inst.ports["imap"], timeout=30)
+    m.login(BOB, BOB_PW)
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert typ == "OK" and len(data[0][1]) > len(body)
+    m.logout()
