@@ -21,7 +21,7 @@ struct session {
 	const struct session_ops *ops;
 	void *ctx;
 	struct conn *conn;
-	const struct session_limits *limits;
+	struct session_limits limits;	/* a copy: the caller's may be short-lived */
 	char id[24];
 	unsigned state;
 	unsigned bad_commands;
@@ -117,15 +117,14 @@ bool session_bad_command(struct session *s)
  * protocol has a login phase */
 static unsigned idle_timeout(const struct session *s)
 {
-	unsigned t = s->limits->timeout, lt = s->limits->login_timeout;
+	unsigned t = s->limits.timeout, lt = s->limits.login_timeout;
 	return !s->authenticated && lt != 0 && lt < t ? lt : t;
 }
 
 static unsigned line_timeout(const struct session *s)
 {
-	unsigned t = idle_timeout(s);
-	return s->limits->line_timeout != 0 && s->limits->line_timeout < t ? s->limits->line_timeout
-									    : t;
+	unsigned t = idle_timeout(s), lt = s->limits.line_timeout;
+	return lt == 0 ? t : t == 0 || lt < t ? lt : t;	/* 0: neither is set */
 }
 
 void session_set_authenticated(struct session *s, bool on)
@@ -145,8 +144,8 @@ static double elapsed_since(const struct timespec *t0)
 static double deadline_allowance(const struct session *s)
 {
 	double a = line_timeout(s);
-	if (s->limits->min_rate != 0)
-		a += (double)s->unit_bytes / s->limits->min_rate;
+	if (s->limits.min_rate != 0)
+		a += (double)s->unit_bytes / s->limits.min_rate;
 	return a;
 }
 
@@ -178,7 +177,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 void session_deadline_start(struct session *s)
 {
-	if (s->unit || s->closing)
+	if (s->unit || s->closing || line_timeout(s) == 0)
 		return;
 	s->unit = true;
 	s->unit_bytes = 0;
@@ -264,7 +263,7 @@ static bool refusal(const struct session *s, const struct session_command *c,
 /* over_command_limit - one command more than the session may send: it is closing now */
 static bool over_command_limit(struct session *s)
 {
-	const struct session_limits *l = s->limits;
+	const struct session_limits *l = &s->limits;
 	bool pre = !s->authenticated && l->max_commands_before_login != 0;
 	unsigned max = pre ? l->max_commands_before_login : l->max_commands;
 	if (max == 0 || ++s->commands <= max)
@@ -494,7 +493,7 @@ struct session *session_new(struct session_list *l, struct event_base *base, int
 	s->list = l;
 	s->ops = ops;
 	s->ctx = ctx;
-	s->limits = limits;
+	s->limits = *limits;
 	s->age = counter + 1;
 	s->max_bad_commands = limits->max_bad_commands;
 	s->deadline = evtimer_new(base, deadline_cb, s);

@@ -81,6 +81,7 @@ class Client:
 
 
 def expect_dropped(elapsed, got, text):
+    print(f"dropped {elapsed:.2f}s after the first trickled byte: {got!r}")
     assert text in got, got
     assert LINE_TIMEOUT - 0.5 <= elapsed <= LINE_TIMEOUT + SLACK, elapsed
 
