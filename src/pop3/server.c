@@ -147,6 +147,7 @@ static bool login_open(struct pop3_session *s, const char *account)
 	s->uidvalidity = store_mailbox_uidvalidity(s->mb);
 	s->account = xstrdup(account);
 	session_set_state(s->ss, POP3_S_TRANSACTION);
+	session_set_authenticated(s->ss, true);	/* the long timeout and command cap again */
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += s->msgs[i].size;

@@ -270,6 +270,21 @@ def test_limits_before_login(tern_factory):
     finally:
         c.close()
 
+    # the same for POP3
+    c = Client(inst.ports["pop3"])
+    try:
+        c.line()
+        c.send(f"USER {BOB}\r\n".encode())
+        assert c.line().startswith(b"+OK")
+        c.send(f"PASS {BOB_PW}\r\n".encode())
+        assert c.line().startswith(b"+OK")
+        time.sleep(3.5)
+        for i in range(10):
+            c.send(b"NOOP\r\n")
+            assert c.line().startswith(b"+OK"), i
+    finally:
+        c.close()
+
     c = Client(inst.ports["imap"])
     try:
         c.line()
