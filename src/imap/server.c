@@ -31,6 +31,7 @@ static const struct session_texts imap_texts = {
 	.bare_lf = NULL,	/* the IMAP parser takes CRLF or LF */
 	.too_many_errors = "* BYE Too many invalid commands",
 	.timeout = "* BYE Autologout; idle for too long",
+	.too_slow = "* BYE Too slow, closing connection",
 	.too_many_connections = "* BYE [UNAVAILABLE] Too many connections from your address",
 	.busy = "* BYE [UNAVAILABLE] Too many connections, try again later",
 	.too_many_commands = "* BYE Too many commands",

@@ -172,7 +172,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 		 conn_peer_ip(s->conn), s->ops->state_names[s->state], spent,
 		 (unsigned long long)s->unit_bytes);
 	s->unit = false;
-	session_close(s, s->list->texts->timeout);
+	const struct session_texts *t = s->list->texts;
+	session_close(s, t->too_slow != NULL ? t->too_slow : t->timeout);
 }
 
 void session_deadline_start(struct session *s)

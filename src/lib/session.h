@@ -82,6 +82,8 @@ struct session_texts {
 	const char *bare_lf;		/* a line ended by LF alone; NULL: accept such lines */
 	const char *too_many_errors;	/* last reply once max_bad_commands is passed */
 	const char *timeout;		/* last reply after the idle timeout */
+	const char *too_slow;		/* ... after a deadline (session_deadline_start); NULL:
+					   the timeout text */
 	const char *too_many_connections; /* the client has max_per_ip connections already */
 	const char *busy;		/* the server (or this worker) is full; NULL: as above */
 	const char *too_many_commands;	/* max_commands passed; NULL: too_many_errors */

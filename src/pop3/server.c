@@ -37,6 +37,7 @@ static const struct session_texts pop3_texts = {
 	.too_many_errors = "-ERR Too many errors, closing connection",
 	/* RFC 1939 §3: the autologout timer ends the session without UPDATE */
 	.timeout = "-ERR Autologout; idle for too long",
+	.too_slow = "-ERR Too slow, closing connection",
 	.too_many_connections = "-ERR [SYS/TEMP] Too many connections from your address",
 	.busy = "-ERR [SYS/TEMP] Too many connections, try again later",
 	.too_many_commands = "-ERR Too many commands, closing connection",

@@ -40,6 +40,7 @@ static const struct session_texts smtp_texts = {
 	.bare_lf = "500 5.5.2 Line must end with CRLF",	/* RFC 5321 §2.3.8 */
 	.too_many_errors = "421 4.7.0 Too many errors, closing connection",
 	.timeout = "421 4.4.2 Timeout exceeded, closing connection",
+	.too_slow = "421 4.4.2 Too slow, closing connection",
 	.too_many_connections = "421 4.7.0 Too many connections from your address",
 	.busy = "421 4.7.0 Too many connections, try again later",
 	.too_many_commands = "421 4.7.0 Too many commands, closing connection",

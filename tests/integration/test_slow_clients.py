@@ -109,15 +109,15 @@ def test_trickled_command_line_is_dropped(slow, role):
                 c.send(f"a1 LOGIN {BOB} {BOB_PW}\r\n".encode())
                 assert c.line().startswith(b"a1 OK"), "login"
             elapsed, got = c.trickle(b"a2 NOOP and a long way to go\r\n")
-            expect_dropped(elapsed, got, b"* BYE")
+            expect_dropped(elapsed, got, b"* BYE Too slow")
         elif role == "pop3":
             assert greeting.startswith(b"+OK")
             elapsed, got = c.trickle(b"USER bob@example.test and more\r\n")
-            expect_dropped(elapsed, got, b"-ERR")
+            expect_dropped(elapsed, got, b"-ERR Too slow")
         else:
             assert greeting.startswith(b"220 ")
             elapsed, got = c.trickle(b"EHLO slowloris.example.net\r\n")
-            expect_dropped(elapsed, got, b"421 4.4.2")
+            expect_dropped(elapsed, got, b"421 4.4.2 Too slow")
     finally:
         c.close()
     assert "too slow from 127.0.0.1" in slow.log_text()
@@ -131,7 +131,7 @@ def test_trickled_data_is_dropped(slow):
         c.send(b"DATA\r\n")
         assert c.line().startswith(b"354")
         elapsed, got = c.trickle(f"Subject: {tok}\r\n\r\nbody body body\r\n".encode())
-        expect_dropped(elapsed, got, b"421 4.4.2")
+        expect_dropped(elapsed, got, b"421 4.4.2 Too slow")
     finally:
         c.close()
     th.assert_no_trace(slow, tok, timeout=2)
@@ -143,7 +143,7 @@ def test_trickled_bdat_is_dropped(slow):
         smtp_transaction(c)
         c.send(b"BDAT 100 LAST\r\n")
         elapsed, got = c.trickle(b"x" * 100)
-        expect_dropped(elapsed, got, b"421 4.4.2")
+        expect_dropped(elapsed, got, b"421 4.4.2 Too slow")
     finally:
         c.close()
 
@@ -157,7 +157,7 @@ def test_trickled_imap_literal_is_dropped(slow):
         c.send(b"a2 APPEND INBOX {200}\r\n")
         assert c.line().startswith(b"+ ")
         elapsed, got = c.trickle(b"Subject: slow\r\n\r\n" + b"y" * 180)
-        expect_dropped(elapsed, got, b"* BYE")
+        expect_dropped(elapsed, got, b"* BYE Too slow")
     finally:
         c.close()
 
