@@ -83,7 +83,7 @@ static void worker_pause(struct worker *w, unsigned ms)
 				evconnlistener_disable(w->listeners[r].l);
 		w->paused = true;
 	}
-	struct timeval tv = { 0, (suseconds_t)ms * 1000 };
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	event_add(w->resume_timer, &tv);
 }
 
@@ -93,6 +93,8 @@ static void worker_resume(struct worker *w)
 		return;
 	w->paused = false;
 	event_del(w->resume_timer);
+	if (w->reserve_fd < 0)		/* lost to a race for the last descriptor: again */
+		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (w->listeners[r].l != NULL)
 			evconnlistener_enable(w->listeners[r].l);
