@@ -72,6 +72,14 @@ static const struct key_def top_keys[] = {
 	{ "imap_max_bad_commands", K_UINT, OFF(imap_max_bad_commands), 1, 10000 },
 	{ "pop3_max_auth_failures", K_UINT, OFF(pop3_max_auth_failures), 1, 1000 },
 	{ "dkim_dir", K_STR, OFF(dkim_dir), 0, 0 },
+	/* floods and slow clients */
+	{ "max_connections", K_UINT, OFF(max_connections), 0, 10000000 },
+	{ "max_connections_per_worker", K_UINT, OFF(max_connections_per_worker), 0, 1000000 },
+	{ "line_timeout", K_UINT, OFF(line_timeout), 1, 86400 },
+	{ "login_timeout", K_UINT, OFF(login_timeout), 0, 86400 },
+	{ "transfer_min_rate", K_UINT, OFF(transfer_min_rate), 1, 1 << 30 },
+	{ "max_commands_per_session", K_UINT, OFF(max_commands_per_session), 10, 100000000 },
+	{ "max_commands_before_login", K_UINT, OFF(max_commands_before_login), 3, 100000 },
 };
 
 static void config_defaults(struct tern_config *c)
@@ -109,6 +117,12 @@ static void config_defaults(struct tern_config *c)
 	c->imap_timeout = 1800;		/* RFC 9051 §5.4: at least 30 minutes */
 	c->imap_max_bad_commands = 20;
 	c->pop3_max_auth_failures = 3;
+	/* floods and slow clients */
+	c->line_timeout = 300;		/* RFC 5321 §4.5.3.2.7: the command timeout */
+	c->login_timeout = 60;		/* RFC 9051 §5.4 allows a short pre-login timer */
+	c->transfer_min_rate = 1024;
+	c->max_commands_per_session = 100000;
+	c->max_commands_before_login = 50;
 	c->queue_mx_port = 25;
 	c->queue_retry_min = 300;
 	c->queue_retry_max = 4 * 3600;
@@ -508,6 +522,13 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 					     : c->smtp_max_bad_commands;
 		l->max_per_ip = c->max_connections_per_ip;
 		l->plaintext_auth_loopback = c->allow_plaintext_auth_loopback;
+		l->line_timeout = c->line_timeout < l->timeout ? c->line_timeout : l->timeout;
+		l->min_rate = c->transfer_min_rate;
+		l->max_commands = c->max_commands_per_session;
+		/* port 25 has no login: a mail exchanger's session keeps the RFC's timeouts */
+		bool login = r != ROLE_SMTP;
+		l->login_timeout = login ? c->login_timeout : 0;
+		l->max_commands_before_login = login ? c->max_commands_before_login : 0;
 	}
 	return 0;
 }
@@ -600,6 +621,26 @@ bool config_is_local_domain(const struct tern_config *c, const char *domain)
 const char *config_role_name(enum listen_role role)
 {
 	return role >= 0 && role < ROLE_COUNT ? role_names[role] : "?";
+}
+
+void config_connection_caps(const struct tern_config *c, unsigned long nofile,
+			    unsigned workers, unsigned *per_worker_r, unsigned *total_r)
+{
+	/* what a worker needs besides sessions: listeners, event loop, databases, log */
+	const unsigned long reserve = 64;
+	unsigned long per = c->max_connections_per_worker;
+	if (per == 0) {
+		/* a session may hold a second descriptor (a spool file, a mailbox's index) */
+		per = nofile > reserve + 2 ? (nofile - reserve) / 2 : 1;
+		if (per > 20000)
+			per = 20000;
+	}
+	unsigned long sum = per * (workers ? workers : 1);
+	unsigned long total = c->max_connections ? c->max_connections : sum;
+	if (total > sum)
+		total = sum;
+	*per_worker_r = (unsigned)per;
+	*total_r = (unsigned)(total > UINT32_MAX ? UINT32_MAX : total);
 }
 
 char *config_path_in_data(const struct tern_config *c, const char *rel)

@@ -83,6 +83,18 @@ struct tern_config {
 	unsigned imap_timeout;		/* seconds idle before autologout (RFC 9051: >= 1800) */
 	unsigned imap_max_bad_commands;
 
+	/* Floods and slow clients (every protocol). The connection caps are 0 when not set:
+	 * the worker derives them from its descriptor limit (config_connection_caps). */
+	unsigned max_connections;	/* sessions in all workers together */
+	unsigned max_connections_per_worker;
+	unsigned line_timeout;		/* seconds from a command line's first byte to its end */
+	unsigned login_timeout;		/* idle seconds (and line deadline) before login on
+					   submission, POP3, IMAP; 0: no shorter limit */
+	unsigned transfer_min_rate;	/* bytes/s a DATA, BDAT, literal or RETR must average
+					   (after a grace of line_timeout seconds) */
+	unsigned max_commands_per_session;
+	unsigned max_commands_before_login; /* submission, POP3, IMAP */
+
 	struct listen_spec listen[ROLE_COUNT];
 	struct session_limits session_limits[ROLE_COUNT]; /* derived from the keys above */
 
@@ -133,6 +145,12 @@ struct tern_config *config_dev(void);
 bool config_is_local_domain(const struct tern_config *c, const char *domain);
 /* config_role_name - "smtp", "submission", … */
 const char *config_role_name(enum listen_role role);
+/* config_connection_caps - the per-worker and total session caps for a worker allowed
+ * nofile descriptors, with workers workers: the configured values, or derived ones
+ * (half the descriptors after a reserve, at most 20000 per worker; the total is the sum
+ * over the workers). The total is never more than the sum of the per-worker caps. */
+void config_connection_caps(const struct tern_config *c, unsigned long nofile,
+			    unsigned workers, unsigned *per_worker_r, unsigned *total_r);
 /* config_path_in_data - data_dir + "/" + rel; caller frees. */
 char *config_path_in_data(const struct tern_config *c, const char *rel);
 void config_free(struct tern_config **c);

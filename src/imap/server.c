@@ -31,7 +31,10 @@ static const struct session_texts imap_texts = {
 	.bare_lf = NULL,	/* the IMAP parser takes CRLF or LF */
 	.too_many_errors = "* BYE Too many invalid commands",
 	.timeout = "* BYE Autologout; idle for too long",
+	.too_slow = "* BYE Too slow, closing connection",
 	.too_many_connections = "* BYE [UNAVAILABLE] Too many connections from your address",
+	.busy = "* BYE [UNAVAILABLE] Too many connections, try again later",
+	.too_many_commands = "* BYE Too many commands",
 	.drain = "* BYE Server shutting down",
 };
 
@@ -704,8 +707,12 @@ static void imap_on_raw(void *ctx)
 		if (s->search != NULL)
 			return;		/* a SEARCH reads messages: it resumes when it is done */
 		if (s->fetch != NULL) {
+			/* a reader slower than transfer_min_rate is dropped (lib/session) */
+			session_deadline_start(s->ss);
 			if (!imap_fetch_resume(s))
 				return;		/* waits for the client to read */
+			if (s->fetch == NULL)
+				session_deadline_stop(s->ss);
 			continue;
 		}
 		if (conn_output_full(s->conn))
@@ -716,14 +723,20 @@ static void imap_on_raw(void *ctx)
 			continue;
 		}
 		if (s->idling) {
+			if (evbuffer_get_length(conn_input(s->conn)) > 0)
+				session_deadline_start(s->ss);	/* "DONE" must not trickle */
 			if (!idle_input(s))
 				return;
+			session_deadline_stop(s->ss);
 			continue;
 		}
 		struct evbuffer *in = conn_input(s->conn);
 		size_t avail = evbuffer_get_length(in);
 		if (avail == 0)
 			return;
+		/* a command (with its literals) or a SASL line has begun: it must end within the
+		 * line deadline, plus time for its literals' bytes (lib/session) */
+		session_deadline_start(s->ss);
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			return;
@@ -735,6 +748,7 @@ static void imap_on_raw(void *ctx)
 					session_close(s->ss, "* BYE SASL response too long");
 				return;
 			}
+			session_deadline_stop(s->ss);
 			sasl_feed(s, line);
 			explicit_bzero(line, len);
 			free(line);
@@ -750,6 +764,7 @@ static void imap_on_raw(void *ctx)
 			imap_reply(s, "+ Ready for literal data");
 			continue;
 		case IMAP_PARSE_ERROR: {
+			session_deadline_stop(s->ss);
 			const char *tag = imap_parser_error_tag(s->parser);
 			s->log_hide_tag = true;
 			imap_reply(s, "%s BAD %s", tag != NULL ? tag : "*", imap_parser_error(s->parser));
@@ -779,6 +794,7 @@ static void imap_on_raw(void *ctx)
 		case IMAP_PARSE_COMMAND:
 			break;
 		}
+		session_deadline_stop(s->ss);
 		run_command(s, imap_parser_command(s->parser));
 		imap_append_free(&s->append_done);	/* a streamed APPEND its command did not take */
 		/* a login in flight keeps its copy; the parser's (password) goes now */

@@ -19,5 +19,10 @@ void linereader_init(struct linereader *lr, size_t max);
  * contain NUL bytes: use line->len), *bare_lf_r tells whether it ended in LF alone;
  * 0: no complete line yet (input kept); -1: the line was too long (reported once). */
 int linereader_read(struct linereader *lr, struct evbuffer *in, buf *line, bool *bare_lf_r);
+/* linereader_skipping - true inside the tail of an overlong line (its LF not seen yet). */
+static inline bool linereader_skipping(const struct linereader *lr)
+{
+	return lr->skipping;
+}
 
 #endif

@@ -82,7 +82,11 @@ struct session_texts {
 	const char *bare_lf;		/* a line ended by LF alone; NULL: accept such lines */
 	const char *too_many_errors;	/* last reply once max_bad_commands is passed */
 	const char *timeout;		/* last reply after the idle timeout */
+	const char *too_slow;		/* ... after a deadline (session_deadline_start); NULL:
+					   the timeout text */
 	const char *too_many_connections; /* the client has max_per_ip connections already */
+	const char *busy;		/* the server (or this worker) is full; NULL: as above */
+	const char *too_many_commands;	/* max_commands passed; NULL: too_many_errors */
 	const char *drain;		/* goodbye of session_list_drain */
 };
 
@@ -113,14 +117,41 @@ struct session_list {
 	unsigned n;
 	bool draining;
 	const struct session_texts *texts;
+	struct session_pool *pool;	/* NULL: no caps (tests) */
+};
+
+/* The sessions of one worker over every protocol, and their caps. When a new session
+ * finds the worker (max) or the server (max_total, lib/connlimit) full, it takes the place
+ * of the oldest idle session that has not logged in, of the client that holds the most
+ * connections, when that client holds more than the newcomer's; otherwise the newcomer
+ * is told texts->busy and closed. Either way nobody waits in silence. */
+#define SESSION_POOL_LISTS 4
+struct session_pool {
+	struct session_list *lists[SESSION_POOL_LISTS];
+	size_t n_lists;
+	unsigned n;			/* sessions alive (closing ones included) */
+	unsigned max;			/* this worker's cap */
+	unsigned max_total;		/* all workers' cap */
+	unsigned evicted, refused;	/* counters for the log */
+	/* on_full - optional: this worker reached max while the server has room (another
+	 * worker should take the next client); on_end - optional: a session ended */
+	void (*on_full)(void *arg);
+	void (*on_end)(void *arg);
+	void *arg;
 };
 
 struct session_limits {
 	size_t max_line;		/* command lines, CRLF included */
 	size_t max_input;		/* input buffered before reading pauses */
 	unsigned timeout;		/* idle seconds */
+	unsigned line_timeout;		/* seconds from a line's first byte to its end (<= timeout) */
+	unsigned login_timeout;		/* before login: idle seconds and line deadline at most
+					   this; 0: the protocol has no login phase here */
+	unsigned min_rate;		/* bytes/s a deadline unit must average after line_timeout */
+	unsigned max_commands;		/* commands in a session; one more closes it */
+	unsigned max_commands_before_login; /* ... before login (with login_timeout) */
 	unsigned max_bad_commands;	/* one more closes the session */
-	unsigned max_per_ip;		/* connections from one client address */
+	unsigned max_per_ip;		/* connections from one client (IPv4, IPv6 /64) */
 	bool plaintext_auth_loopback;	/* peers on loopback may log in without TLS */
 };
 
@@ -135,6 +166,8 @@ struct session *session_new(struct session_list *l, struct event_base *base, int
 			    const struct sockaddr *peer, socklen_t peerlen, SSL_CTX *tls,
 			    const struct session_limits *limits, const struct session_ops *ops,
 			    void *ctx, char id_prefix, const char *label, const char *greeting);
+/* session_list_set_pool - count l's sessions in the worker's pool p (and its caps). */
+void session_list_set_pool(struct session_list *l, struct session_pool *p);
 /* session_list_drain - shutting down: every session that can_drain says goodbye now; the
  * others are told by session_draining and finish what they are doing. */
 void session_list_drain(struct session_list *l);
@@ -174,8 +207,18 @@ bool session_authenticated(const struct session *s);
 /* session_secure - TLS is on, or the peer may log in in clear */
 bool session_secure(const struct session *s);
 
-/* session_set_raw - switch between lines and the protocol's raw mode (ops->on_raw). */
+/* session_set_raw - switch between lines and the protocol's raw mode (ops->on_raw).
+ * Leaving raw mode ends a deadline unit (session_deadline_start). */
 void session_set_raw(struct session *s, bool on);
+/* session_deadline_start / session_deadline_stop - a unit of work driven by the client (a
+ * command line, an IMAP command with its literals, a DATA or BDAT body, a RETR) must end
+ * within line_timeout (before login: at most login_timeout) plus one second per min_rate
+ * bytes it moved; the bytes are those on_raw consumed from the input or queued for output
+ * while the unit runs. Otherwise the session closes with texts->timeout. The core does this
+ * by itself for command lines it reads; raw-mode protocols call these. start: no-op when a
+ * unit runs already. */
+void session_deadline_start(struct session *s);
+void session_deadline_stop(struct session *s);
 bool session_is_raw(const struct session *s);
 /* session_suspend / session_resume - stop handling input while something else works for
  * the session (a password check); session_resume goes on with what is buffered. */

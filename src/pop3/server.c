@@ -37,7 +37,10 @@ static const struct session_texts pop3_texts = {
 	.too_many_errors = "-ERR Too many errors, closing connection",
 	/* RFC 1939 §3: the autologout timer ends the session without UPDATE */
 	.timeout = "-ERR Autologout; idle for too long",
+	.too_slow = "-ERR Too slow, closing connection",
 	.too_many_connections = "-ERR [SYS/TEMP] Too many connections from your address",
+	.busy = "-ERR [SYS/TEMP] Too many connections, try again later",
+	.too_many_commands = "-ERR Too many commands, closing connection",
 	.drain = "-ERR Server shutting down",
 };
 
@@ -145,6 +148,7 @@ static bool login_open(struct pop3_session *s, const char *account)
 	s->uidvalidity = store_mailbox_uidvalidity(s->mb);
 	s->account = xstrdup(account);
 	session_set_state(s->ss, POP3_S_TRANSACTION);
+	session_set_authenticated(s->ss, true);	/* the long timeout and command cap again */
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += s->msgs[i].size;
@@ -492,6 +496,7 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 	s->send.body_lines = lines;
 	s->sending_active = true;
 	session_set_raw(s->ss, true);	/* pop3_on_raw streams it */
+	session_deadline_start(s->ss);	/* a reader too slow for transfer_min_rate is dropped */
 }
 
 static void cmd_retr(void *ctx, const void *a)

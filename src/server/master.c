@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -585,6 +586,29 @@ static void print_ready(struct master *m)
 		 m->drop ? ", children run unprivileged" : "");
 }
 
+/* raise_nofile - every session holds a descriptor: take all the kernel allows this process
+ * (the soft limit up to the hard one; children inherit it) */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("getrlimit RLIMIT_NOFILE");
+		return;
+	}
+	rlim_t want = rl.rlim_max;
+	if (want == RLIM_INFINITY || want > (rlim_t)1 << 20)
+		want = (rlim_t)1 << 20;	/* above fs.nr_open setrlimit fails */
+	if (rl.rlim_cur < want) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("setrlimit RLIMIT_NOFILE %lu", (unsigned long)want);
+		else
+			log_info("descriptors: limit raised from %lu to %lu", (unsigned long)was,
+				 (unsigned long)want);
+	}
+}
+
 int master_run(struct tern_config *cfg, const char *dev_banner)
 {
 	struct master m;
@@ -594,6 +618,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	log_init("master");
 	log_set_debug(cfg->debug);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	tls_init();
 
 	resolve_user(&m, dev_banner != NULL);

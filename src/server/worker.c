@@ -4,13 +4,17 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "auth/accounts.h"
 #include "auth/login.h"
+#include "lib/connlimit.h"
 #include "lib/log.h"
 #include "outbound/dns.h"
 #include "lib/xmalloc.h"
@@ -36,8 +40,14 @@ struct worker {
 	struct imap_server imap;
 	struct worker_listener listeners[ROLE_COUNT];
 	struct event *sigterm, *sigint, *drain_timer, *drain_deadline;
+	struct session_pool pool;	/* the caps over every protocol */
+	int reserve_fd;			/* spent to refuse a client when descriptors run out */
+	struct event *resume_timer;	/* listeners paused: enable them again */
+	bool paused;
 	bool draining;
 };
+
+#define WORKER_PAUSE_MS 200	/* a full worker leaves new clients to its siblings this long */
 
 static void worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 			  int salen, void *arg)
@@ -63,18 +73,113 @@ static void worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 	}
 }
 
-static void listener_reenable(evutil_socket_t fd, short what, void *arg)
+/* worker_pause - stop accepting for a moment (until the timer or a session's end) */
+static void worker_pause(struct worker *w, unsigned ms)
 {
-	evconnlistener_enable(arg);
+	if (w->draining)
+		return;
+	if (!w->paused) {
+		for (int r = 0; r < ROLE_COUNT; r++)
+			if (w->listeners[r].l != NULL)
+				evconnlistener_disable(w->listeners[r].l);
+		w->paused = true;
+	}
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	event_add(w->resume_timer, &tv);
+}
+
+static void worker_resume(struct worker *w)
+{
+	if (!w->paused || w->draining)
+		return;
+	w->paused = false;
+	event_del(w->resume_timer);
+	if (w->reserve_fd < 0)		/* lost to a race for the last descriptor: again */
+		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		if (w->listeners[r].l != NULL)
+			evconnlistener_enable(w->listeners[r].l);
+}
+
+static void worker_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	worker_resume(arg);
+}
+
+/* pool_full - this worker is at its cap while others have room: let them take the next
+ * clients (the kernel hands a connection to whichever worker accepts first) */
+static void pool_full(void *arg)
+{
+	worker_pause(arg, WORKER_PAUSE_MS);
+}
+
+static void pool_session_ended(void *arg)
+{
+	worker_resume(arg);
+}
+
+/* role_texts - the words of the protocol served on role */
+static const struct session_texts *role_texts(struct worker *w, enum listen_role role)
+{
+	switch (role) {
+	case ROLE_POP3:
+	case ROLE_POP3S:
+		return w->pop3.sessions.texts;
+	case ROLE_IMAP:
+	case ROLE_IMAPS:
+		return w->imap.sessions.texts;
+	default:
+		return w->smtp.sessions.texts;
+	}
+}
+
+/* refuse_with_reserve - out of descriptors: free the reserve, accept one waiting client,
+ * tell it (in clear on the clear-text roles) that the server is busy, close it, take the
+ * reserve back. true when a client was refused so. */
+static bool refuse_with_reserve(struct worker_listener *wl)
+{
+	struct worker *w = wl->w;
+	if (w->reserve_fd < 0)
+		return false;
+	close(w->reserve_fd);
+	w->reserve_fd = -1;
+	int fd = accept4(evconnlistener_get_fd(wl->l), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	bool refused = fd >= 0;
+	if (fd >= 0) {
+		bool tls = wl->role == ROLE_SUBMISSIONS || wl->role == ROLE_POP3S ||
+			   wl->role == ROLE_IMAPS;
+		const struct session_texts *t = role_texts(w, wl->role);
+		const char *text = t->busy != NULL ? t->busy : t->too_many_connections;
+		if (!tls) {
+			char line[256];
+			int n = snprintf(line, sizeof(line), "%s\r\n", text);
+			if (n > 0 && (size_t)n < sizeof(line))
+				(void)!write(fd, line, (size_t)n);	/* a fresh socket: room */
+		}
+		close(fd);
+	}
+	w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return refused;
 }
 
 static void worker_accept_error(struct evconnlistener *l, void *arg)
 {
-	/* EMFILE and friends: pause briefly instead of spinning */
-	log_warn("accept");
-	evconnlistener_disable(l);
-	struct timeval tv = { 1, 0 };
-	event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, listener_reenable, l, &tv);
+	struct worker_listener *wl = arg;
+	int err = errno;
+	static unsigned long refused;
+	if (err == EMFILE || err == ENFILE) {
+		/* answer what waits, one reserve descriptor at a time, so that nobody hangs */
+		unsigned n = 0;
+		while (n < 64 && refuse_with_reserve(wl))
+			n++;
+		refused += n;
+		log_warnx("accept: out of descriptors (%s): refused %u waiting clients (%lu in all); "
+			  "pausing", strerror(err), n, refused);
+	} else {
+		log_warn("accept");
+	}
+	/* never spin on an error: pause, until a session ends or the timer runs out */
+	worker_pause(wl->w, err == EMFILE || err == ENFILE ? WORKER_PAUSE_MS : 1000);
 }
 
 /* drain_check - leave the loop once every session has ended */
@@ -100,6 +205,7 @@ static void worker_stop(evutil_socket_t sig, short what, void *arg)
 	if (w->draining)
 		return;
 	w->draining = true;
+	event_del(w->resume_timer);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (w->listeners[r].l != NULL)
 			evconnlistener_disable(w->listeners[r].l);
@@ -120,6 +226,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	char *err = NULL;
 	memset(&w, 0, sizeof(w));
 	w.cfg = cfg;
+	w.reserve_fd = -1;
 	log_init("smtpd");
 	/* an event loop: a store write waits at most this long for another process's lock */
 	store_settings_set(&(struct store_settings){ .busy_timeout_ms = STORE_BUSY_TIMEOUT_WORKER });
@@ -154,6 +261,30 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	w.smtp.dns = dns;
 	pop3_server_init(&w.pop3, w.base, cfg, tls, accounts, login);
 	imap_server_init(&w.imap, w.base, cfg, tls, accounts, login);
+
+	/* the caps, from the descriptors this process may hold (the master raised the limit) */
+	struct rlimit rl;
+	unsigned long nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+				       ? (unsigned long)rl.rlim_cur : 1024;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = cfg->workers ? cfg->workers : ncpu > 0 ? (unsigned)ncpu : 1;
+	config_connection_caps(cfg, nofile, workers > 64 ? 64 : workers, &w.pool.max,
+			       &w.pool.max_total);
+	w.pool.on_full = pool_full;
+	w.pool.on_end = pool_session_ended;
+	w.pool.arg = &w;
+	session_list_set_pool(&w.smtp.sessions, &w.pool);
+	session_list_set_pool(&w.pop3.sessions, &w.pool);
+	session_list_set_pool(&w.imap.sessions, &w.pool);
+	if (connlimit_worker_join() < 0)
+		log_warnx("no free counter for the connection total: max_connections not enforced "
+			  "for this worker");
+	w.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w.reserve_fd < 0)
+		log_warn("open /dev/null (reserve descriptor)");
+	w.resume_timer = evtimer_new(w.base, worker_resume_cb, &w);
+	log_info("connections: at most %u in this worker, %u in all (descriptors %lu)", w.pool.max,
+		 w.pool.max_total, nofile);
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		if (listen_fds[r] < 0)
 			continue;
@@ -189,6 +320,9 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 		event_free(w.drain_timer);
 	if (w.drain_deadline)
 		event_free(w.drain_deadline);
+	event_free(w.resume_timer);
+	if (w.reserve_fd >= 0)
+		close(w.reserve_fd);
 	login_pool_free(&login);	/* after the sessions: they cancelled their checks */
 	queue_close(&queue);
 	accounts_close(&accounts);

@@ -45,7 +45,10 @@ static const struct session_texts smtp_texts = {
 	.bare_lf = "500 5.5.2 Line must end with CRLF",	/* RFC 5321 §2.3.8 */
 	.too_many_errors = "421 4.7.0 Too many errors, closing connection",
 	.timeout = "421 4.4.2 Timeout exceeded, closing connection",
+	.too_slow = "421 4.4.2 Too slow, closing connection",
 	.too_many_connections = "421 4.7.0 Too many connections from your address",
+	.busy = "421 4.7.0 Too many connections, try again later",
+	.too_many_commands = "421 4.7.0 Too many commands, closing connection",
 	.drain = "421 4.3.2 Service shutting down",
 };
 
@@ -966,6 +969,7 @@ static void cmd_data(void *ctx, const void *a)
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_data);
 	session_set_state(s->ss, SMTP_S_DATA);
 	session_set_raw(s->ss, true);
+	session_deadline_start(s->ss);	/* the body must keep up transfer_min_rate */
 }
 
 static void cmd_bdat(void *ctx, const void *a)
@@ -1008,6 +1012,7 @@ static void cmd_bdat(void *ctx, const void *a)
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_data);
 	session_set_state(s->ss, SMTP_S_BDAT);
 	session_set_raw(s->ss, true);
+	session_deadline_start(s->ss);	/* the chunk must keep up transfer_min_rate */
 }
 
 /* bdat_chunk_done - the chunk's bytes are all in */

@@ -55,16 +55,7 @@ def _binary_present():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A started instance shared by the tests of one module."""
-    inst = th.TernInstance(tmp_path_factory.mktemp("tern-module"))
-    _LIVE.append(inst)
-    try:
-        provision_users(inst)
-        inst.start()
-    except BaseException:
-        _teardown_quiet(inst)
-        raise
-    yield inst
-    _teardown(inst)
+    yield from module_instance(tmp_path_factory, "tern-module")
 
 
 def _teardown_quiet(inst):
@@ -155,3 +146,19 @@ def pytest_runtest_makereport(item, call):
     if rep.failed and rep.when in ("setup", "call"):
         for inst in list(_LIVE):
             rep.sections.append((f"tern log tail ({inst.log_path})", inst.log_tail(80)))
+
+
+def module_instance(tmp_path_factory, name, **kw):
+    """A generator for a module-scoped fixture: a started instance (standard users) made
+    with TernInstance(**kw), torn down (and checked for sanitizer reports) after the
+    module. Use: `yield from conftest.module_instance(tmp_path_factory, "tern-x", ...)`."""
+    inst = th.TernInstance(tmp_path_factory.mktemp(name), **kw)
+    _LIVE.append(inst)
+    try:
+        provision_users(inst)
+        inst.start()
+    except BaseException:
+        _teardown_quiet(inst)
+        raise
+    yield inst
+    _teardown(inst)

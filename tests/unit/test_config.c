@@ -199,5 +199,46 @@ static void test_inbound_keys(void)
 	}
 }
 
-TEST_MAIN(TEST(test_good), TEST(test_bad), TEST(test_prefixes_and_garbage), TEST(test_long_line),
-	  TEST(test_dev), TEST(test_inbound_keys))
+/* the flood keys: defaults, derived caps, per-role session limits */
+static void test_flood_limits(void)
+{
+	char *err = NULL;
+	struct tern_config *c = config_load_string("f.conf",
+		"data_dir = /d\ndomains = example.test\nline_timeout = 20\nlogin_timeout = 9\n", &err);
+	CHECK(c != NULL);
+	if (c == NULL)
+		return;
+	unsigned per, total;
+	config_connection_caps(c, 1024, 2, &per, &total);
+	CHECK(per == 480 && total == 960);	/* (1024 - 64) / 2, summed */
+	config_connection_caps(c, 1048576, 4, &per, &total);
+	CHECK(per == 20000 && total == 80000);
+	c->max_connections_per_worker = 100;
+	c->max_connections = 1000;
+	config_connection_caps(c, 1024, 2, &per, &total);
+	CHECK(per == 100 && total == 200);	/* never more than the workers hold */
+	c->max_connections = 150;
+	config_connection_caps(c, 1024, 2, &per, &total);
+	CHECK(total == 150);
+	const struct session_limits *smtp = &c->session_limits[ROLE_SMTP];
+	const struct session_limits *imap = &c->session_limits[ROLE_IMAP];
+	const struct session_limits *sub = &c->session_limits[ROLE_SUBMISSION];
+	CHECK(smtp->line_timeout == 20 && imap->line_timeout == 20);
+	CHECK(smtp->login_timeout == 0 && smtp->max_commands_before_login == 0);	/* MX */
+	CHECK(sub->login_timeout == 9 && imap->login_timeout == 9);
+	CHECK(imap->max_commands_before_login == 50 && imap->max_commands == 100000);
+	CHECK(imap->min_rate == 1024);
+	config_free(&c);
+	/* line_timeout never outlasts the idle timeout */
+	c = config_load_string("f.conf",
+		"data_dir = /d\ndomains = example.test\nsmtp_timeout_command = 10\n", &err);
+	CHECK(c != NULL && c->session_limits[ROLE_SMTP].line_timeout == 10);
+	config_free(&c);
+	c = config_load_string("f.conf", "data_dir = /d\ndomains = x.test\ntransfer_min_rate = 0\n",
+			       &err);
+	CHECK(c == NULL);
+	free(err);
+}
+
+TEST_MAIN(TEST(test_flood_limits), TEST(test_good), TEST(test_bad), TEST(test_prefixes_and_garbage),
+	  TEST(test_long_line), TEST(test_dev), TEST(test_inbound_keys))

@@ -1,6 +1,7 @@
 /* test_session - the session core and its dispatcher: flags refuse a command before its
  * handler runs (state, authentication, TLS, selected mailbox), admit goes first, unknown
- * verbs are the protocol's, overlong lines and bare LFs, the bad-command limit. A session
+ * verbs are the protocol's, overlong lines and bare LFs, the bad-command limit, the line
+ * deadline, command caps and the shorter limits before login, the pool's caps. A session
  * runs over a socketpair; the test is its client. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/session.h"
@@ -106,7 +108,10 @@ static const struct session_texts texts = {
 	.bare_lf = "BAD bare LF",
 	.too_many_errors = "BYE too many errors",
 	.timeout = "BYE timeout",
+	.too_slow = "BYE too slow",
 	.too_many_connections = "BYE too many connections",
+	.busy = "BYE busy",
+	.too_many_commands = "BYE too many commands",
 	.drain = "BYE shutting down",
 };
 
@@ -119,12 +124,34 @@ struct rig {
 	size_t in_len;
 };
 
+static const struct session_limits *rig_limits;	/* NULL: the defaults below */
+
+/* rig_connect - one more session on r's list, its client socket in *client_r */
+static struct session *rig_connect(struct rig *r, struct proto *p, int *client_r,
+				   const struct session_limits *limits)
+{
+	int sv[2];
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	*client_r = sv[1];
+	struct sockaddr_in peer = { .sin_family = AF_INET };
+	peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	p->ss = session_new(&r->list, r->base, sv[0], (struct sockaddr *)&peer, sizeof(peer), NULL,
+			    limits, &ops, p, 't', "test", "HELLO");
+	return p->ss;
+}
+
 static void rig_start(struct rig *r, bool plaintext_ok, unsigned max_bad)
 {
 	int sv[2];
 	memset(r, 0, sizeof(*r));
 	r->base = event_base_new();
 	session_list_init(&r->list, &texts);
+	if (rig_limits != NULL) {
+		rig_connect(r, &r->p, &r->client, rig_limits);
+		return;
+	}
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
@@ -282,5 +309,121 @@ static void test_drain(void)
 	event_base_free(r.base);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* a line's bytes may come slowly, but the line must end within line_timeout of its first
+ * byte; silence between lines is the idle timeout's business */
+static void test_line_deadline(void)
+{
+	struct rig r;
+	struct session_limits l = { .max_line = 64, .max_input = 4096, .timeout = 60,
+				    .line_timeout = 1, .max_bad_commands = 20, .max_per_ip = 10 };
+	rig_limits = &l;
+	rig_start(&r, false, 20);
+	rig_limits = NULL;
+	CHECK_STREQ(rig_line(&r), "HELLO");
+	/* complete lines, 0.6 s apart, each sent in two pieces: fine */
+	double t0 = now_s();
+	for (int i = 0; i < 3; i++) {
+		CHECK(write(r.client, "NO", 2) == 2);
+		while (now_s() - t0 < 0.6 * (i + 1))
+			event_base_loop(r.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		CHECK_STREQ(rig_cmd(&r, "OP\r\n"), "OK h_noop");
+	}
+	/* a line that does not end: the timeout text, about a second after its first byte */
+	t0 = now_s();
+	CHECK(write(r.client, "NOO", 3) == 3);
+	CHECK_STREQ(rig_line(&r), "BYE too slow");
+	double took = now_s() - t0;
+	CHECK(took >= 0.9 && took < 2.0);
+	CHECK_STREQ(rig_line(&r), "");
+	CHECK(r.list.n == 0);
+	close(r.client);
+	event_base_free(r.base);
+}
+
+/* max_commands_before_login before login, max_commands in all */
+static void test_command_caps(void)
+{
+	struct rig r;
+	struct session_limits l = { .max_line = 64, .max_input = 4096, .timeout = 60,
+				    .login_timeout = 30, .max_commands = 4,
+				    .max_commands_before_login = 2, .max_bad_commands = 20,
+				    .max_per_ip = 10 };
+	rig_limits = &l;
+	rig_start(&r, false, 20);
+	CHECK_STREQ(rig_line(&r), "HELLO");
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "OK h_noop");
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "OK h_noop");
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "BYE too many commands");
+	CHECK_STREQ(rig_line(&r), "");
+	close(r.client);
+	event_base_free(r.base);
+
+	rig_start(&r, false, 20);
+	rig_limits = NULL;
+	rig_line(&r);
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "OK h_noop");
+	session_set_authenticated(r.p.ss, true);	/* logged in: the larger cap */
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "OK h_noop");
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "OK h_noop");
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "OK h_noop");
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "BYE too many commands");
+	close(r.client);
+	event_base_free(r.base);
+}
+
+/* before login the idle timeout is login_timeout; logged in, the protocol's */
+static void test_idle_before_login(void)
+{
+	struct rig r;
+	struct session_limits l = { .max_line = 64, .max_input = 4096, .timeout = 60,
+				    .login_timeout = 1, .max_bad_commands = 20, .max_per_ip = 10 };
+	rig_limits = &l;
+	rig_start(&r, false, 20);
+	rig_limits = NULL;
+	CHECK_STREQ(rig_line(&r), "HELLO");
+	double t0 = now_s();
+	CHECK_STREQ(rig_line(&r), "BYE timeout");
+	CHECK(now_s() - t0 < 2.0);
+	close(r.client);
+	event_base_free(r.base);
+}
+
+/* a full pool: the newcomer is told busy (no client holds more than it: nobody to evict) */
+static void test_pool_full(void)
+{
+	struct rig r;
+	struct session_pool pool = { .max = 1 };
+	memset(&r, 0, sizeof(r));
+	r.base = event_base_new();
+	session_list_init(&r.list, &texts);
+	session_list_set_pool(&r.list, &pool);
+	struct session_limits l = { .max_line = 64, .max_input = 4096, .timeout = 60,
+				    .max_bad_commands = 20, .max_per_ip = 10 };
+	rig_connect(&r, &r.p, &r.client, &l);
+	CHECK_STREQ(rig_line(&r), "HELLO");
+	struct rig second = r;
+	struct proto p2;
+	memset(&p2, 0, sizeof(p2));
+	second.in_len = 0;
+	rig_connect(&r, &p2, &second.client, &l);
+	CHECK(pool.n == 2 && pool.refused == 1);
+	CHECK_STREQ(rig_line(&second), "BYE busy");
+	CHECK_STREQ(rig_line(&second), "");
+	CHECK(pool.n == 1 && p2.ended);
+	CHECK_STREQ(rig_cmd(&r, "NOOP\r\n"), "OK h_noop");	/* the first one is unharmed */
+	close(second.client);
+	rig_stop(&r);
+	CHECK(pool.n == 0);
+}
+
 TEST_MAIN(TEST(test_state_flags), TEST(test_auth_and_selected_flags), TEST(test_tls_flags),
-	  TEST(test_admit_first), TEST(test_lines_and_bad_commands), TEST(test_drain))
+	  TEST(test_admit_first), TEST(test_lines_and_bad_commands), TEST(test_drain),
+	  TEST(test_line_deadline), TEST(test_command_caps), TEST(test_idle_before_login),
+	  TEST(test_pool_full))

@@ -9,32 +9,13 @@
 
 #include "auth/throttle.h"
 #include "test.h"
+#include "test_addr.h"
 
 static time_t fake_now = 1000000;
 static time_t fake_clock(void)
 {
 	return fake_now;
 }
-
-static struct sockaddr_in v4(const char *text)
-{
-	struct sockaddr_in sin;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	inet_pton(AF_INET, text, &sin.sin_addr);
-	return sin;
-}
-
-static struct sockaddr_in6 v6(const char *text)
-{
-	struct sockaddr_in6 sin6;
-	memset(&sin6, 0, sizeof(sin6));
-	sin6.sin6_family = AF_INET6;
-	inet_pton(AF_INET6, text, &sin6.sin6_addr);
-	return sin6;
-}
-
-#define SA(x) ((const struct sockaddr *)&(x))
 
 /* must run before throttle_init: everything is a no-op */
 static void test_without_init(void)
