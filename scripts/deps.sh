@@ -8,11 +8,12 @@ set -eu
 # dovecot-imapd (the IMAP oracle test runs Dovecot's imap binary over a pipe; the system
 # Dovecot service is never started: see below), isync (mbsync, an IMAP client the tests drive),
 # offlineimap3 and mutt (IMAP clients the tests drive; mutt through tmux, a terminal to type in;
-# mutt also sends a message in batch mode that `tern read` must show and save).
+# mutt also sends a message in batch mode that `tern read` must show and save); valgrind
+# (`make valgrind`: memcheck over the integration tests).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
-offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout"
+offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout valgrind"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

@@ -22,9 +22,23 @@ from pathlib import Path
 TERN_BIN = os.environ.get("TERN_BIN", "/work/main/build/asan/tern")
 HOSTNAME = "mx.example.test"
 DOMAINS = ("example.test", "other.test")
+# TERN_VALGRIND=1 (`make valgrind`): `tern serve` runs under valgrind memcheck, one log per
+# process (vg.PID.log in the instance dir); at teardown valgrind_reports() reads them.
+VALGRIND = os.environ.get("TERN_VALGRIND", "") not in ("", "0")
+VALGRIND_EXIT = 97          # valgrind's exit status for a process with errors
+VALGRIND_SUPP = Path(__file__).resolve().parent.parent / "valgrind.supp"
+# Valgrind slows the server 20-50x: every wait on the server is multiplied by this.
+TIMEOUT_SCALE = float(os.environ.get("TERN_TIMEOUT_SCALE", "10" if VALGRIND else "1"))
+
+
+def scaled(seconds):
+    """A wait on the server, stretched under valgrind (TERN_TIMEOUT_SCALE)."""
+    return seconds * TIMEOUT_SCALE
+
+
 # ASan builds start slowly and everything is slower under the sanitizer.
-READY_TIMEOUT = float(os.environ.get("TERN_READY_TIMEOUT", "20"))
-IO_TIMEOUT = float(os.environ.get("TERN_IO_TIMEOUT", "30"))
+READY_TIMEOUT = scaled(float(os.environ.get("TERN_READY_TIMEOUT", "20")))
+IO_TIMEOUT = scaled(float(os.environ.get("TERN_IO_TIMEOUT", "30")))
 CLI_TIMEOUT = 60
 
 USERS = {
@@ -77,6 +91,46 @@ def tail(path, n=60):
 
 class TernError(Exception):
     pass
+
+
+def valgrind_command(log_dir):
+    """The valgrind prefix of `tern serve`: memcheck on the master and every child it forks,
+    one log file per process. Leaks that count as errors: definite and indirect ("possibly
+    lost" and "still reachable" are listed in the log, not failed on)."""
+    cmd = ["valgrind", "--tool=memcheck", f"--error-exitcode={VALGRIND_EXIT}",
+           "--leak-check=full", "--show-leak-kinds=definite,indirect,possible",
+           "--errors-for-leak-kinds=definite,indirect", "--trace-children=yes",
+           "--child-silent-after-fork=no", "--num-callers=30",
+           f"--log-file={log_dir}/vg.%p.log"]
+    if VALGRIND_SUPP.exists():
+        cmd.append(f"--suppressions={VALGRIND_SUPP}")
+    extra = os.environ.get("TERN_VALGRIND_ARGS", "")  # e.g. --track-origins=yes
+    return cmd + extra.split()
+
+
+_VG_SUMMARY = re.compile(r"ERROR SUMMARY: ([\d,]+) errors")
+_VG_KILLED = re.compile(r"(?:worker|queue runner) (\d+) killed by signal 9\b")
+
+
+def valgrind_log_problems(paths, killed_pids=(), all_killed=False):
+    """[(path, why)] for valgrind logs with errors, or cut short (no ERROR SUMMARY: the
+    process was killed before memcheck's exit checks) unless its pid is in killed_pids or
+    all_killed (a test SIGKILLed it on purpose)."""
+    problems = []
+    for path in sorted(paths):
+        try:
+            text = Path(path).read_text("utf-8", "replace")
+        except OSError as e:
+            problems.append((path, f"unreadable: {e}"))
+            continue
+        m = _VG_SUMMARY.search(text)
+        if m is None:
+            pid = re.search(r"vg\.(\d+)\.log$", str(path))
+            if not all_killed and not (pid and int(pid.group(1)) in killed_pids):
+                problems.append((path, "no ERROR SUMMARY: the process did not exit (killed?)"))
+        elif int(m.group(1).replace(",", "")) != 0:
+            problems.append((path, m.group(0)))
+    return problems
 
 
 class CliResult:
@@ -167,6 +221,7 @@ class TernInstance:
         self.pgid = None
         self.starts = 0
         self.last_exit = None
+        self.killed = False     # SIGKILLed on purpose (kill()): valgrind logs are cut short
         self.write_config()
 
     # -- configuration and CLI ----------------------------------------------------------
@@ -213,7 +268,10 @@ class TernInstance:
         logf.write(f"\n===== start #{self.starts} at {time.strftime('%T')} =====\n".encode())
         logf.flush()
         try:
-            self.proc = subprocess.Popen([TERN_BIN, "serve", "-c", str(self.conf)],
+            cmd = [TERN_BIN, "serve", "-c", str(self.conf)]
+            if VALGRIND:
+                cmd = valgrind_command(self.base) + cmd
+            self.proc = subprocess.Popen(cmd,
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          start_new_session=True, env=self.env)
         finally:
@@ -233,13 +291,13 @@ class TernInstance:
         """True when the listener answers with its banner: 220 (SMTP), +OK (POP3) or * OK (IMAP), over TLS
         on the implicit-TLS roles."""
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(2))
         except OSError:
             return False
         try:
             if role in ("submissions", "pop3s", "imaps"):
                 sock = tls_context().wrap_socket(sock, server_hostname=HOSTNAME)
-            sock.settimeout(5)
+            sock.settimeout(scaled(5))
             data = b""
             while b"\n" not in data:
                 chunk = sock.recv(512)
@@ -291,8 +349,10 @@ class TernInstance:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def stop(self, timeout=30):
+    def stop(self, timeout=None):
         """SIGTERM to the process group, wait, SIGKILL on timeout. Returns the exit status."""
+        if timeout is None:
+            timeout = scaled(30)
         if self.proc is None:
             return self.last_exit
         if self.proc.poll() is None:
@@ -314,6 +374,7 @@ class TernInstance:
         """SIGKILL the whole process group (master and children) and reap the master."""
         if self.proc is None:
             return
+        self.killed = True
         self.signal_group(signal.SIGKILL)
         self.proc.wait(10)
         self.last_exit = self.proc.returncode
@@ -348,6 +409,24 @@ class TernInstance:
         text = self.log_text()
         return [p for p in SANITIZER_PATTERNS if p in text]
 
+    def valgrind_reports(self):
+        """Under TERN_VALGRIND: [(log path, why)] for every process of this instance whose
+        memcheck log shows errors or leaks, or that was cut short without a reason (a child
+        the master reports killed by signal 9, or kill() of the whole group, is a reason)."""
+        if not VALGRIND:
+            return []
+        killed = {int(p) for p in _VG_KILLED.findall(self.log_text())}
+        return valgrind_log_problems(self.base.glob("vg.*.log"), killed, self.killed)
+
+    def valgrind_text(self, problems, limit=12000):
+        """The logs named in problems, for a failure message (cut to limit characters)."""
+        out = []
+        for path, why in problems:
+            out.append(f"----- {path}: {why}")
+            out.append(tail(path, 200))
+        text = "\n".join(out)
+        return text if len(text) <= limit else text[:limit] + "\n[...]"
+
     # -- mailboxes ----------------------------------------------------------------------
     def maildir(self, addr):
         local, domain = addr.rsplit("@", 1)
@@ -376,6 +455,7 @@ class TernInstance:
 
     def wait_message(self, addr, needle, count=1, timeout=20):
         """Poll until addr's Maildir holds `count` files containing needle; return them."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             found = self.find_messages(addr, needle)
@@ -649,6 +729,7 @@ def files_containing(root, needle):
 def assert_no_trace(inst, needle, timeout=5):
     """A refused or aborted message leaves no file anywhere in the data dir (spool temp
     files included). Polls briefly: the server may clean up a moment after replying."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         found = files_containing(inst.data_dir, needle)
