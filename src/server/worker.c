@@ -180,6 +180,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	if (w.drain_deadline)
 		event_free(w.drain_deadline);
 	login_pool_free(&login);	/* after the sessions: they cancelled their checks */
+	store_deliver_cache_close();	/* the account handles SMTP deliveries kept open */
 	queue_close(&queue);
 	accounts_close(&accounts);
 	event_base_free(w.base);

@@ -100,7 +100,8 @@ char *store_maildir_path(const char *data_dir, const char *address);
  * frees). */
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r);
-/* store_deliver_cache_close - close the handles store_deliver_file keeps (e.g. at exit). */
+/* store_deliver_cache_close - close the handles store_deliver_file keeps and free its cached
+ * structure (at a worker's or the queue runner's exit, and in tests). */
 void store_deliver_cache_close(void);
 
 /* ==== the subset the POP3 server uses: signatures and semantics fixed ==== */
