@@ -308,9 +308,14 @@ class TernInstance:
                       else b"220")
             if not data.startswith(banner):
                 return False
+            # Log out and wait for the server to close: the probe's session must be over
+            # (its per-IP connection count released) before a test starts, also when the
+            # server is slow (valgrind).
             try:
-                sock.sendall(b"QUIT\r\n")
-            except OSError:
+                sock.sendall(b"p LOGOUT\r\n" if role.startswith("imap") else b"QUIT\r\n")
+                while sock.recv(512):
+                    pass
+            except (OSError, ssl.SSLError):
                 pass
             return True
         except (OSError, ssl.SSLError):
