@@ -261,6 +261,25 @@ class TernInstance:
 
     # -- process control ----------------------------------------------------------------
     def start(self, timeout=READY_TIMEOUT):
+        """Start `tern serve` and wait until every listener answers. free_port() only
+        guesses: another process may take a port before tern binds it (more often when
+        the start is slow, as under valgrind); then the ports are picked again, twice."""
+        for attempt in range(3):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                return self._start_once(timeout)
+            except TernError:
+                with open(self.log_path, "rb") as f:
+                    f.seek(log_start)
+                    lost_port = b"Address already in use" in f.read()
+                if not lost_port or self.running() or attempt == 2:
+                    raise
+                self.proc = None
+                for role in self.ports:
+                    self.ports[role] = free_port()
+                self.write_config()
+
+    def _start_once(self, timeout):
         if not os.path.exists(TERN_BIN):
             raise TernError(f"tern binary not found at {TERN_BIN} (set TERN_BIN)")
         self.starts += 1
