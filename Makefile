@@ -5,6 +5,8 @@
 # make reliability  the reliability tests alone
 # make run      build and start the development instance
 # make fuzz     build libFuzzer targets (clang)
+# make valgrind integration tests with `tern serve` under valgrind memcheck (-O2 -g build; slow,
+#               niced; fails on errors and definite/indirect leaks; see docs/architecture.md)
 # make bench-smtp  SMTP delivery benchmark against Postfix
 # make bench-imap  IMAP benchmark against Dovecot
 # make bench-imap-big  IMAP on one 100,000-message mailbox against Dovecot
@@ -56,7 +58,7 @@ OBJ_A  := $(LIBSRC:%.c=build/asan/%.o)
 UNIT_A := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps test unit integration reliability e2e run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap bench-imap-big asan
+.PHONY: all deps test unit integration reliability e2e valgrind run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap bench-imap-big asan
 all: tern
 
 # The outer make already ran scripts/deps.sh.
@@ -103,6 +105,18 @@ reliability: build/asan/tern
 
 e2e: build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+# memcheck over the integration tests: every process of every `tern serve` writes a log next to
+# the instance's tern.log; a test fails on any memcheck error or definite/indirect leak
+# (third-party still-reachable memory is suppressed in tests/valgrind.supp). Tests that cannot
+# run 20-50x slower are marked no_valgrind and deselected. Waits are stretched by
+# TERN_TIMEOUT_SCALE (default 10 under valgrind), the per-test timeout by VG_TEST_TIMEOUT.
+# VG_TESTS narrows the run, e.g. `make valgrind VG_TESTS=tests/integration/test_pop3.py`.
+VG_TEST_TIMEOUT ?= 1800
+VG_TESTS ?= tests/integration
+valgrind: build/normal/tern
+	TERN_BIN=$(CURDIR)/build/normal/tern TERN_VALGRIND=1 nice -n 19 $(PYTEST) -q -p no:cacheprovider \
+		-o timeout=$(VG_TEST_TIMEOUT) -m "not no_valgrind" $(VG_TESTS) $(PYTEST_ARGS)
 
 run: tern
 	./tern serve

@@ -1112,6 +1112,7 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 		event_base_dispatch(r->base);
 	}
 	SSL_CTX_free(r->client_tls);
+	store_deliver_cache_close();	/* the account handles local bounces kept open */
 	queue_close(&r->q);
 	accounts_close(&r->accounts);
 	free(r->spool_dir);

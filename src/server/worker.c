@@ -324,6 +324,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	if (w.reserve_fd >= 0)
 		close(w.reserve_fd);
 	login_pool_free(&login);	/* after the sessions: they cancelled their checks */
+	store_deliver_cache_close();	/* the account handles SMTP deliveries kept open */
 	queue_close(&queue);
 	accounts_close(&accounts);
 	event_base_free(w.base);

@@ -30,6 +30,8 @@ static struct deliver_slot {
 static pid_t deliver_cache_pid;
 static uint64_t deliver_clock;
 
+static void structure_cache_free(void);
+
 void store_deliver_cache_close(void)
 {
 	for (size_t i = 0; i < DELIVER_CACHE; i++) {
@@ -39,6 +41,7 @@ void store_deliver_cache_close(void)
 		deliver_cache[i].key = NULL;
 		deliver_cache[i].s = NULL;
 	}
+	structure_cache_free();
 }
 
 /* deliver_store - a handle on the account, cached; reopened when index.db was replaced */
@@ -100,6 +103,13 @@ static struct {
 	off_t size;
 	buf blob;
 } last_structure;
+
+static void structure_cache_free(void)
+{
+	if (last_structure.valid)
+		buf_free(&last_structure.blob);
+	last_structure.valid = false;
+}
 
 /* structure_for - the structure blob of the file at path (st: the spool file, whose inode
  * the link shares); empty when it cannot be parsed */

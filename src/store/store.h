@@ -105,7 +105,8 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
 			  const char *src_path, uint64_t size, const char *hostname,
 			  char **error_r);
-/* store_deliver_cache_close - close the handles store_deliver_file keeps (e.g. at exit). */
+/* store_deliver_cache_close - close the handles store_deliver_file keeps and free its cached
+ * structure (at a worker's or the queue runner's exit, and in tests). */
 void store_deliver_cache_close(void);
 
 /* ==== the subset the POP3 server uses: signatures and semantics fixed ==== */

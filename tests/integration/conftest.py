@@ -3,7 +3,8 @@
 - `server`: one instance per test module (users alice, bob, jörg) for read-only SMTP tests.
 - `tern_factory`: a callable making fresh per-test instances (for kill/restart/reconfig tests).
 A failing test gets the log tail of every live instance attached to its report; an instance
-whose log shows a sanitizer report fails the test that owned it at teardown.
+whose log shows a sanitizer report, or (TERN_VALGRIND=1) whose valgrind logs show errors or
+leaks, fails the test that owned it at teardown.
 """
 import itertools
 import os
@@ -43,6 +44,10 @@ def _teardown(inst):
     if found:
         pytest.fail(f"sanitizer report(s) {found} in tern log {inst.log_path}:\n"
                     f"{inst.log_tail(120)}", pytrace=False)
+    vg = inst.valgrind_reports()
+    if vg:
+        pytest.fail(f"valgrind report(s) {[why for _, why in vg]}:\n{inst.valgrind_text(vg)}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,9 +22,23 @@ from pathlib import Path
 TERN_BIN = os.environ.get("TERN_BIN", "/work/main/build/asan/tern")
 HOSTNAME = "mx.example.test"
 DOMAINS = ("example.test", "other.test")
+# TERN_VALGRIND=1 (`make valgrind`): `tern serve` runs under valgrind memcheck, one log per
+# process (vg.PID.log in the instance dir); at teardown valgrind_reports() reads them.
+VALGRIND = os.environ.get("TERN_VALGRIND", "") not in ("", "0")
+VALGRIND_EXIT = 97          # valgrind's exit status for a process with errors
+VALGRIND_SUPP = Path(__file__).resolve().parent.parent / "valgrind.supp"
+# Valgrind slows the server 20-50x: every wait on the server is multiplied by this.
+TIMEOUT_SCALE = float(os.environ.get("TERN_TIMEOUT_SCALE", "10" if VALGRIND else "1"))
+
+
+def scaled(seconds):
+    """A wait on the server, stretched under valgrind (TERN_TIMEOUT_SCALE)."""
+    return seconds * TIMEOUT_SCALE
+
+
 # ASan builds start slowly and everything is slower under the sanitizer.
-READY_TIMEOUT = float(os.environ.get("TERN_READY_TIMEOUT", "20"))
-IO_TIMEOUT = float(os.environ.get("TERN_IO_TIMEOUT", "30"))
+READY_TIMEOUT = scaled(float(os.environ.get("TERN_READY_TIMEOUT", "20")))
+IO_TIMEOUT = scaled(float(os.environ.get("TERN_IO_TIMEOUT", "30")))
 CLI_TIMEOUT = 60
 
 USERS = {
@@ -77,6 +91,46 @@ def tail(path, n=60):
 
 class TernError(Exception):
     pass
+
+
+def valgrind_command(log_dir):
+    """The valgrind prefix of `tern serve`: memcheck on the master and every child it forks,
+    one log file per process. Leaks that count as errors: definite and indirect ("possibly
+    lost" and "still reachable" are listed in the log, not failed on)."""
+    cmd = ["valgrind", "--tool=memcheck", f"--error-exitcode={VALGRIND_EXIT}",
+           "--leak-check=full", "--show-leak-kinds=definite,indirect,possible",
+           "--errors-for-leak-kinds=definite,indirect", "--trace-children=yes",
+           "--child-silent-after-fork=no", "--num-callers=30",
+           f"--log-file={log_dir}/vg.%p.log"]
+    if VALGRIND_SUPP.exists():
+        cmd.append(f"--suppressions={VALGRIND_SUPP}")
+    extra = os.environ.get("TERN_VALGRIND_ARGS", "")  # e.g. --track-origins=yes
+    return cmd + extra.split()
+
+
+_VG_SUMMARY = re.compile(r"ERROR SUMMARY: ([\d,]+) errors")
+_VG_KILLED = re.compile(r"(?:worker|queue runner) (\d+) killed by signal 9\b")
+
+
+def valgrind_log_problems(paths, killed_pids=(), all_killed=False):
+    """[(path, why)] for valgrind logs with errors, or cut short (no ERROR SUMMARY: the
+    process was killed before memcheck's exit checks) unless its pid is in killed_pids or
+    all_killed (a test SIGKILLed it on purpose)."""
+    problems = []
+    for path in sorted(paths):
+        try:
+            text = Path(path).read_text("utf-8", "replace")
+        except OSError as e:
+            problems.append((path, f"unreadable: {e}"))
+            continue
+        m = _VG_SUMMARY.search(text)
+        if m is None:
+            pid = re.search(r"vg\.(\d+)\.log$", str(path))
+            if not all_killed and not (pid and int(pid.group(1)) in killed_pids):
+                problems.append((path, "no ERROR SUMMARY: the process did not exit (killed?)"))
+        elif int(m.group(1).replace(",", "")) != 0:
+            problems.append((path, m.group(0)))
+    return problems
 
 
 class CliResult:
@@ -169,6 +223,7 @@ class TernInstance:
         self.pgid = None
         self.starts = 0
         self.last_exit = None
+        self.killed = False     # SIGKILLed on purpose (kill()): valgrind logs are cut short
         self.write_config()
 
     # -- configuration and CLI ----------------------------------------------------------
@@ -208,21 +263,23 @@ class TernInstance:
 
     # -- process control ----------------------------------------------------------------
     def start(self, timeout=READY_TIMEOUT):
-        """Start and wait until every listener answers. free_port() cannot reserve a port:
-        when another process (a parallel test run) took one before our first start, pick
-        new ports and try again rather than fail."""
+        """Start `tern serve` and wait until every listener answers. free_port() only
+        guesses: another process may take a port before tern binds it (more often when
+        the start is slow, as under valgrind); then the ports are picked again, twice."""
         for attempt in range(3):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
             try:
                 return self._start_once(timeout)
             except TernError:
-                fresh = self.starts == attempt + 1  # never started successfully before
-                if not (fresh and attempt < 2 and self.running() is False
-                        and "Address already in use" in self.log_tail(5)):
+                with open(self.log_path, "rb") as f:
+                    f.seek(log_start)
+                    lost_port = b"Address already in use" in f.read()
+                if not lost_port or self.running() or attempt == 2:
                     raise
+                self.proc = None
                 for role in self.ports:
                     self.ports[role] = free_port()
                 self.write_config()
-        raise AssertionError("not reached")
 
     def _start_once(self, timeout):
         if not os.path.exists(TERN_BIN):
@@ -232,7 +289,10 @@ class TernInstance:
         logf.write(f"\n===== start #{self.starts} at {time.strftime('%T')} =====\n".encode())
         logf.flush()
         try:
-            self.proc = subprocess.Popen([TERN_BIN, "serve", "-c", str(self.conf)],
+            cmd = [TERN_BIN, "serve", "-c", str(self.conf)]
+            if VALGRIND:
+                cmd = valgrind_command(self.base) + cmd
+            self.proc = subprocess.Popen(cmd,
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          start_new_session=True, env=self.env)
         finally:
@@ -252,13 +312,13 @@ class TernInstance:
         """True when the listener answers with its banner: 220 (SMTP), +OK (POP3) or * OK (IMAP), over TLS
         on the implicit-TLS roles."""
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(2))
         except OSError:
             return False
         try:
             if role in ("submissions", "pop3s", "imaps"):
                 sock = tls_context().wrap_socket(sock, server_hostname=HOSTNAME)
-            sock.settimeout(5)
+            sock.settimeout(scaled(5))
             data = b""
             while b"\n" not in data:
                 chunk = sock.recv(512)
@@ -269,9 +329,14 @@ class TernInstance:
                       else b"220")
             if not data.startswith(banner):
                 return False
+            # Log out and wait for the server to close: the probe's session must be over
+            # (its per-IP connection count released) before a test starts, also when the
+            # server is slow (valgrind).
             try:
-                sock.sendall(b"QUIT\r\n")
-            except OSError:
+                sock.sendall(b"p LOGOUT\r\n" if role.startswith("imap") else b"QUIT\r\n")
+                while sock.recv(512):
+                    pass
+            except (OSError, ssl.SSLError):
                 pass
             return True
         except (OSError, ssl.SSLError):
@@ -310,8 +375,10 @@ class TernInstance:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def stop(self, timeout=30):
+    def stop(self, timeout=None):
         """SIGTERM to the process group, wait, SIGKILL on timeout. Returns the exit status."""
+        if timeout is None:
+            timeout = scaled(30)
         if self.proc is None:
             return self.last_exit
         if self.proc.poll() is None:
@@ -333,6 +400,7 @@ class TernInstance:
         """SIGKILL the whole process group (master and children) and reap the master."""
         if self.proc is None:
             return
+        self.killed = True
         self.signal_group(signal.SIGKILL)
         self.proc.wait(10)
         self.last_exit = self.proc.returncode
@@ -367,6 +435,24 @@ class TernInstance:
         text = self.log_text()
         return [p for p in SANITIZER_PATTERNS if p in text]
 
+    def valgrind_reports(self):
+        """Under TERN_VALGRIND: [(log path, why)] for every process of this instance whose
+        memcheck log shows errors or leaks, or that was cut short without a reason (a child
+        the master reports killed by signal 9, or kill() of the whole group, is a reason)."""
+        if not VALGRIND:
+            return []
+        killed = {int(p) for p in _VG_KILLED.findall(self.log_text())}
+        return valgrind_log_problems(self.base.glob("vg.*.log"), killed, self.killed)
+
+    def valgrind_text(self, problems, limit=12000):
+        """The logs named in problems, for a failure message (cut to limit characters)."""
+        out = []
+        for path, why in problems:
+            out.append(f"----- {path}: {why}")
+            out.append(tail(path, 200))
+        text = "\n".join(out)
+        return text if len(text) <= limit else text[:limit] + "\n[...]"
+
     # -- mailboxes ----------------------------------------------------------------------
     def maildir(self, addr):
         local, domain = addr.rsplit("@", 1)
@@ -395,6 +481,7 @@ class TernInstance:
 
     def wait_message(self, addr, needle, count=1, timeout=20):
         """Poll until addr's Maildir holds `count` files containing needle; return them."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             found = self.find_messages(addr, needle)
@@ -676,6 +763,7 @@ def files_containing(root, needle):
 def assert_no_trace(inst, needle, timeout=5):
     """A refused or aborted message leaves no file anywhere in the data dir (spool temp
     files included). Polls briefly: the server may clean up a moment after replying."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         found = files_containing(inst.data_dir, needle)

@@ -83,6 +83,7 @@ PATHS = {
 }
 
 
+@pytest.mark.no_valgrind  # a free attempt must take < 0.45 s: yescrypt under memcheck takes longer
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_failures_are_throttled(tern_factory, path):
     inst = tern_factory(users={BOB: th.USERS[BOB]},
