@@ -14,30 +14,12 @@
 
 static struct pop3_server pop3;
 
-static const char *const seed_msgs[] = {
-	"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: one\r\n"
-	"Date: Mon, 1 Jan 2024 00:30:00 +0100\r\nMessage-ID: <1@example.org>\r\n\r\n"
-	"Hello Bob.\r\n.leading dot\r\n\r\nBye.\r\n",
-	"From: carol@example.net\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
-	"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
-	"Content-Type: text/plain\r\n\r\nbody\r\n--b\r\n"
-	"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-	"AAECAwQF\r\n--b--\r\n",
-	"Subject: bare LF\n\nline one\nline two without end",
-};
-
-static void seed(void)
-{
-	for (size_t i = 0; i < sizeof(seed_msgs) / sizeof(seed_msgs[0]); i++)
-		fuzz_deliver(seed_msgs[i]);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fuzz_env_init("pop3_max_auth_failures = 2\n");
 	pop3_server_init(&pop3, fuzz_env.base, fuzz_env.cfg, NULL, fuzz_env.accounts,
 			 fuzz_env.login);
-	seed();
+	fuzz_seed_inbox();
 	return 0;
 }
 
@@ -81,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		free(err);
 		if (n < 3)
-			seed();
+			fuzz_seed_inbox();
 	}
 	return 0;
 }
