@@ -102,10 +102,10 @@ e2e: build/asan/tern
 run: tern
 	./tern serve
 
-# Fuzzing (tests/fuzz/README.md): every library source is compiled once for libFuzzer
-# (-fsanitize=fuzzer-no-link: coverage, ASan, UBSan) into build/fuzz/libtern.a, and each
-# target tests/fuzz/fuzz_NAME.c is linked against it (only the objects it needs), so a
-# change rebuilds what it touches. UBSan findings abort (-fno-sanitize-recover) so that
+# Fuzzing (tests/fuzz/run.sh; docs/architecture.md, "Fuzzing"): every library source is
+# compiled once for libFuzzer (-fsanitize=fuzzer-no-link: coverage, ASan, UBSan) into
+# build/fuzz/libtern.a, and each target tests/fuzz/fuzz_NAME.c is linked against it (only
+# the objects it needs), so a change rebuilds what it touches. UBSan findings abort (-fno-sanitize-recover) so that
 # libFuzzer sees them as crashes.
 FUZZ_CC     ?= clang
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -113,7 +113,7 @@ FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -pthread -Isrc -g -O1 -fsanitize=fuzzer $(
 FUZZ_OBJ_CFLAGS := $(filter-out -fsanitize=fuzzer,$(FUZZ_CFLAGS)) -fsanitize=fuzzer-no-link
 FUZZ_OBJ    := $(LIBSRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_SECONDS ?= 10
+FUZZ_SECONDS ?= 8
 FUZZ_LONG_SECONDS ?= 300
 
 build/fuzz/obj/%.o: %.c
@@ -128,7 +128,7 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libtern.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -o $@ $< build/fuzz/libtern.a $(LIBS)
 
 # make fuzz: build the targets. make fuzz-test (part of make test): replay
-# tests/fuzz/regressions/, then FUZZ_SECONDS (10) of fuzzing per target from the seed corpus
+# tests/fuzz/regressions/, then FUZZ_SECONDS (8) of fuzzing per target from the seed corpus
 # into a temporary directory; any crash fails. make fuzz-run: FUZZ_LONG_SECONDS (300) per
 # target, new inputs kept in build/fuzz/corpus/NAME; FUZZ_TARGETS="base64 sasl" picks some.
 .PHONY: fuzz-test fuzz-run

@@ -13,6 +13,7 @@
 #include "client/html.h"
 #include "client/message.h"
 #include "lib/fs.h"
+#include "lib/utf8.h"
 #include "lib/xmalloc.h"
 #include "mime/mime.h"
 
@@ -110,11 +111,20 @@ void msg_print_clean(FILE *f, const char *s, size_t len)
 			continue;
 		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
 			c = '?';
-		/* C1 controls in UTF-8 (0xc2 0x80..0x9f) act as escapes on some terminals */
-		if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] < 0xa0 &&
-		    (unsigned char)s[i + 1] >= 0x80) {
-			putc('?', f);
-			i++;
+		/* C1 controls act as escapes on some terminals: in UTF-8 (0xc2 0x80..0x9f), and
+		 * as single bytes 0x80..0x9f on terminals that read 8-bit (0x9b is CSI) */
+		if (c >= 0x80) {
+			uint32_t cp = 0;
+			size_t l = utf8_decode((const unsigned char *)s + i, len - i, &cp);
+			if (l == 0) {
+				putc(c < 0xa0 ? '?' : c, f);
+			} else if (cp < 0xa0) {
+				putc('?', f);
+				i += l - 1;
+			} else {
+				fwrite(s + i, 1, l, f);
+				i += l - 1;
+			}
 			continue;
 		}
 		putc(c, f);
