@@ -13,7 +13,8 @@
 # tests/fuzz/fuzz_NAME.options, one per line. A crash, leak, sanitizer report or timeout
 # leaves its input in build/fuzz/artifacts/NAME/ and makes the script exit 1 after all
 # targets ran; to keep it as a test, copy it into tests/fuzz/regressions/NAME/.
-# Runs under nice; the targets run one after the other.
+# Runs under nice; the targets run one after the other, with TMPDIR set to a temporary
+# directory removed at the end (the session targets make their data dir there).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 
@@ -55,7 +56,7 @@ for name in "$@"; do
 	reg=tests/fuzz/regressions/$name
 	if [ -d "$reg" ] && [ -n "$(ls -A "$reg")" ]; then
 		# shellcheck disable=SC2086
-		if ! nice "$bin" $opts -rss_limit_mb=2048 -timeout=10 "$reg"/* >"$log" 2>&1; then
+		if ! TMPDIR=$tmp nice "$bin" $opts -rss_limit_mb=2048 -timeout=10 "$reg"/* >"$log" 2>&1; then
 			echo "FAIL $name: a regression input crashes again:" >&2
 			tail -n 40 "$log" >&2
 			failed="$failed $name"
@@ -74,7 +75,7 @@ for name in "$@"; do
 	[ -d "$seeds" ] || seeds=""
 	t0=$(date +%s)
 	# shellcheck disable=SC2086
-	nice "$bin" $opts -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+	TMPDIR=$tmp nice "$bin" $opts -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
 		-print_final_stats=1 -artifact_prefix="$art/" \
 		"$out" $seeds >"$log" 2>&1
 	rc=$?
