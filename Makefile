@@ -1,6 +1,7 @@
 # Tern - one binary, a whole mail system.
 # make          build ./tern (-Wall -Wextra -Werror)
-# make test     deps, normal + ASan/UBSan builds, C unit tests, pytest integration tests
+# make test     deps, normal + ASan/UBSan builds, C unit tests, fuzz targets (briefly),
+#               pytest integration tests
 # make run      build and start the development instance
 # make fuzz     build libFuzzer targets (clang); make fuzz-run fuzzes each for 5 minutes
 # make bench-smtp  SMTP delivery benchmark against Postfix
@@ -105,8 +106,8 @@ run: tern
 # Fuzzing (tests/fuzz/run.sh; docs/architecture.md, "Fuzzing"): every library source is
 # compiled once for libFuzzer (-fsanitize=fuzzer-no-link: coverage, ASan, UBSan) into
 # build/fuzz/libtern.a, and each target tests/fuzz/fuzz_NAME.c is linked against it (only
-# the objects it needs), so a change rebuilds what it touches. UBSan findings abort (-fno-sanitize-recover) so that
-# libFuzzer sees them as crashes.
+# the objects it needs), so a change rebuilds what it touches. UBSan findings abort
+# (-fno-sanitize-recover) so that libFuzzer sees them as crashes.
 FUZZ_CC     ?= clang
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -pthread -Isrc -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) $(PKG_CFLAGS)
