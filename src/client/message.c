@@ -76,6 +76,16 @@ static char *sender_of(const char *hdr, size_t len)
 	return dec.data;
 }
 
+/* one_line - CR, LF and TAB become spaces: a summary is one tab-separated line, and a
+ * decoded word ("=?utf-8?q?a=0Ab?=") must not start a line of its own */
+static char *one_line(char *s)
+{
+	for (char *p = s; *p != '\0'; p++)
+		if (*p == '\r' || *p == '\n' || *p == '\t')
+			*p = ' ';
+	return s;
+}
+
 void msg_summarize(const char *hdr, size_t len, struct msg_summary *s)
 {
 	buf raw;
@@ -91,8 +101,9 @@ void msg_summarize(const char *hdr, size_t len, struct msg_summary *s)
 		s->date = xstrdup(raw.data ? raw.data : "");
 	}
 	buf_free(&raw);
-	s->from = sender_of(hdr, len);
-	s->subject = header_decoded(hdr, len, "Subject");
+	one_line(s->date);
+	s->from = one_line(sender_of(hdr, len));
+	s->subject = one_line(header_decoded(hdr, len, "Subject"));
 }
 
 void msg_summary_free(struct msg_summary *s)
@@ -201,7 +212,8 @@ void msg_show(const char *data, size_t len, FILE *f)
 		buf raw;
 		buf_init(&raw, 0);
 		if (header_raw(data, hlen, fields[k], &raw)) {
-			char *v = header_decoded(data, hlen, fields[k]);
+			/* one line: a decoded line end must not fake a field of its own */
+			char *v = one_line(header_decoded(data, hlen, fields[k]));
 			fprintf(f, "%s: ", fields[k]);
 			msg_print_clean(f, v, strlen(v));
 			putc('\n', f);

@@ -17,7 +17,8 @@ struct msg_summary {
 	char *subject;	/* decoded */
 };
 
-/* msg_summarize - Date, From and Subject of the header block hdr[0..len). */
+/* msg_summarize - Date, From and Subject of the header block hdr[0..len), one line each
+ * (CR, LF and TAB in decoded text become spaces). */
 void msg_summarize(const char *hdr, size_t len, struct msg_summary *s);
 void msg_summary_free(struct msg_summary *s);
 
