@@ -1,10 +1,11 @@
 # Tern - one binary, a whole mail system.
 # make          build ./tern (-Wall -Wextra -Werror)
-# make test     deps, normal + ASan/UBSan builds, C unit tests, pytest integration tests,
-#               reliability tests (SIGKILL under load, full disk, lost index), e2e tests
+# make test     deps, normal + ASan/UBSan builds, C unit tests, fuzz targets (briefly),
+#               pytest integration tests, reliability tests (SIGKILL under load, full disk,
+#               lost index), e2e tests
 # make reliability  the reliability tests alone
 # make run      build and start the development instance
-# make fuzz     build libFuzzer targets (clang)
+# make fuzz     build libFuzzer targets (clang); make fuzz-run fuzzes each for 5 minutes
 # make valgrind integration tests with `tern serve` under valgrind memcheck (-O2 -g build; slow,
 #               niced; fails on errors and definite/indirect leaks; see docs/architecture.md)
 # make bench-smtp  SMTP delivery benchmark against Postfix
@@ -90,6 +91,7 @@ asan: build/asan/tern
 
 test: tern build/asan/tern $(UNIT_A)
 	./scripts/run-unit.sh $(UNIT_A)
+	$(MAKE) --no-print-directory fuzz-test
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/reliability $(PYTEST_ARGS)
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
@@ -121,14 +123,43 @@ valgrind: build/normal/tern
 run: tern
 	./tern serve
 
-FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -pthread -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
-# Run a target without writing into the seed corpus: build/fuzz/NAME -max_total_time=60 NEWDIR tests/fuzz/corpus/NAME
-fuzz:
-	@mkdir -p build/fuzz
-	for f in $(FUZZ_SRC); do \
-		n=$$(basename $$f .c); \
-		clang $(FUZZ_CFLAGS) -o build/fuzz/$$n $$f $(LIBSRC) $(LIBS) || exit 1; \
-	done
+# Fuzzing (tests/fuzz/run.sh; docs/architecture.md, "Fuzzing"): every library source is
+# compiled once for libFuzzer (-fsanitize=fuzzer-no-link: coverage, ASan, UBSan) into
+# build/fuzz/libtern.a, and each target tests/fuzz/fuzz_NAME.c is linked against it (only
+# the objects it needs), so a change rebuilds what it touches. UBSan findings abort
+# (-fno-sanitize-recover) so that libFuzzer sees them as crashes.
+FUZZ_CC     ?= clang
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -pthread -Isrc -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) $(PKG_CFLAGS)
+FUZZ_OBJ_CFLAGS := $(filter-out -fsanitize=fuzzer,$(FUZZ_CFLAGS)) -fsanitize=fuzzer-no-link
+FUZZ_OBJ    := $(LIBSRC:%.c=build/fuzz/obj/%.o)
+FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_SECONDS ?= 5
+FUZZ_LONG_SECONDS ?= 300
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_OBJ_CFLAGS) -MMD -MP -c -o $@ $<
+
+build/fuzz/libtern.a: $(FUZZ_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libtern.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -o $@ $< build/fuzz/libtern.a $(LIBS)
+
+# make fuzz: build the targets. make fuzz-test (part of make test): replay
+# tests/fuzz/regressions/, then FUZZ_SECONDS (5) of fuzzing per target from the seed corpus
+# into a temporary directory; any crash fails. make fuzz-run: FUZZ_LONG_SECONDS (300) per
+# target, new inputs kept in build/fuzz/corpus/NAME; FUZZ_TARGETS="base64 sasl" picks some.
+.PHONY: fuzz-test fuzz-run
+fuzz: $(FUZZ_BIN)
+
+fuzz-test: $(FUZZ_BIN)
+	./tests/fuzz/run.sh -t $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-run: $(FUZZ_BIN)
+	./tests/fuzz/run.sh -t $(FUZZ_LONG_SECONDS) -k $(FUZZ_TARGETS)
 
 bench-smtp: tern
 	./bench/smtp.sh

@@ -231,7 +231,10 @@ static void print_summary(uint32_t n, const char *hdr, size_t len, uint64_t size
 {
 	struct msg_summary m;
 	msg_summarize(hdr, len, &m);
-	printf("%u\t%s\t", n, m.date);
+	/* the date is the raw header value when it does not parse: cleaned like the others */
+	printf("%u\t", n);
+	msg_print_clean(stdout, m.date, strlen(m.date));
+	putchar('\t');
 	msg_print_clean(stdout, m.from, strlen(m.from));
 	putchar('\t');
 	msg_print_clean(stdout, m.subject, strlen(m.subject));

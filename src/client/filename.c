@@ -51,6 +51,10 @@ void filename_sanitize(const char *name, const char *fallback, buf *out)
 		size_t keep = FILENAME_MAX_BYTES - ext;
 		while (keep > 0 && ((unsigned char)b.data[start + keep] & 0xc0) == 0x80)
 			keep--;
+		/* the cut stem must not end in blanks or dots either (nor make ".." with the
+		 * extension); it keeps its first character, which is neither */
+		while (keep > 0 && (b.data[start + keep - 1] == ' ' || b.data[start + keep - 1] == '.'))
+			keep--;
 		size_t before = out->len;
 		buf_append(out, b.data + start, keep);
 		buf_append(out, b.data + end - ext, ext);

@@ -218,8 +218,11 @@ void html_to_text(const char *s, size_t n, buf *out)
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f') {
 			if (pre) {
 				if (c == '\n') {
-					buf_putc(e.out, '\n');
-					e.newlines++;
+					/* not before the first text: no leading blank line */
+					if (e.out->len > e.start) {
+						buf_putc(e.out, '\n');
+						e.newlines++;
+					}
 				} else if (c != '\r') {
 					buf_putc(e.out, c);
 					e.newlines = 0;

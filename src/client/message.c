@@ -13,6 +13,7 @@
 #include "client/html.h"
 #include "client/message.h"
 #include "lib/fs.h"
+#include "lib/utf8.h"
 #include "lib/xmalloc.h"
 #include "mime/mime.h"
 
@@ -75,6 +76,16 @@ static char *sender_of(const char *hdr, size_t len)
 	return dec.data;
 }
 
+/* one_line - CR, LF and TAB become spaces: a summary is one tab-separated line, and a
+ * decoded word ("=?utf-8?q?a=0Ab?=") must not start a line of its own */
+static char *one_line(char *s)
+{
+	for (char *p = s; *p != '\0'; p++)
+		if (*p == '\r' || *p == '\n' || *p == '\t')
+			*p = ' ';
+	return s;
+}
+
 void msg_summarize(const char *hdr, size_t len, struct msg_summary *s)
 {
 	buf raw;
@@ -90,8 +101,9 @@ void msg_summarize(const char *hdr, size_t len, struct msg_summary *s)
 		s->date = xstrdup(raw.data ? raw.data : "");
 	}
 	buf_free(&raw);
-	s->from = sender_of(hdr, len);
-	s->subject = header_decoded(hdr, len, "Subject");
+	one_line(s->date);
+	s->from = one_line(sender_of(hdr, len));
+	s->subject = one_line(header_decoded(hdr, len, "Subject"));
 }
 
 void msg_summary_free(struct msg_summary *s)
@@ -110,11 +122,20 @@ void msg_print_clean(FILE *f, const char *s, size_t len)
 			continue;
 		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f)
 			c = '?';
-		/* C1 controls in UTF-8 (0xc2 0x80..0x9f) act as escapes on some terminals */
-		if (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] < 0xa0 &&
-		    (unsigned char)s[i + 1] >= 0x80) {
-			putc('?', f);
-			i++;
+		/* C1 controls act as escapes on some terminals: in UTF-8 (0xc2 0x80..0x9f), and
+		 * as single bytes 0x80..0x9f on terminals that read 8-bit (0x9b is CSI) */
+		if (c >= 0x80) {
+			uint32_t cp = 0;
+			size_t l = utf8_decode((const unsigned char *)s + i, len - i, &cp);
+			if (l == 0) {
+				putc(c < 0xa0 ? '?' : c, f);
+			} else if (cp < 0xa0) {
+				putc('?', f);
+				i += l - 1;
+			} else {
+				fwrite(s + i, 1, l, f);
+				i += l - 1;
+			}
 			continue;
 		}
 		putc(c, f);
@@ -191,7 +212,8 @@ void msg_show(const char *data, size_t len, FILE *f)
 		buf raw;
 		buf_init(&raw, 0);
 		if (header_raw(data, hlen, fields[k], &raw)) {
-			char *v = header_decoded(data, hlen, fields[k]);
+			/* one line: a decoded line end must not fake a field of its own */
+			char *v = one_line(header_decoded(data, hlen, fields[k]));
 			fprintf(f, "%s: ", fields[k]);
 			msg_print_clean(f, v, strlen(v));
 			putc('\n', f);

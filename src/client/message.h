@@ -17,12 +17,14 @@ struct msg_summary {
 	char *subject;	/* decoded */
 };
 
-/* msg_summarize - Date, From and Subject of the header block hdr[0..len). */
+/* msg_summarize - Date, From and Subject of the header block hdr[0..len), one line each
+ * (CR, LF and TAB in decoded text become spaces). */
 void msg_summarize(const char *hdr, size_t len, struct msg_summary *s);
 void msg_summary_free(struct msg_summary *s);
 
 /* msg_print_clean - write s[0..len) to f with control characters other than LF and TAB
- * replaced by '?' (and CR dropped). */
+ * replaced by '?' (and CR dropped): C0, DEL, C1 in UTF-8 and single bytes 0x80..0x9f that
+ * are not part of a valid UTF-8 sequence. */
 void msg_print_clean(FILE *f, const char *s, size_t len);
 
 /* msg_show - the decoded From/To/Cc/Date/Subject, the text body (text/plain preferred,

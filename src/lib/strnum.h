@@ -4,7 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* strnum_u64 - parse decimal digits in s[0..len) into *r; 0 or -1 (empty, junk, > max). */
+/* strnum_u64 - parse decimal digits in s[0..len) into *r; 0 or -1 (empty, junk, > max, or
+ * more than 20 digits, even when the extra ones are leading zeros). */
 int strnum_u64(const char *s, size_t len, uint64_t max, uint64_t *r);
 /* strnum_u64z - the same for a NUL-terminated string. */
 int strnum_u64z(const char *s, uint64_t max, uint64_t *r);

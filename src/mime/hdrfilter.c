@@ -30,17 +30,16 @@ void mime_hdrfilter_init(struct mime_hdrfilter *f, const char *const *drop,
 }
 
 /* emit_additions - the header block ends here: the fields the message lacks, and an empty
- * line when the block does not end with one (separator false) */
+ * line when the block does not end with one (separator false). That empty line is added
+ * even when nothing else is: without it, a reader that skips a line that is no field (as
+ * mime/header.c does) would take the fields after it (a Bcc, a Return-Path) for header
+ * fields that were never filtered. */
 static void emit_additions(struct mime_hdrfilter *f, bool separator)
 {
-	bool any = false;
-	for (size_t i = 0; i < f->n_add; i++) {
-		if (f->add_seen[i])
-			continue;
-		f->emit(f->ctx, f->add[i], strlen(f->add[i]));
-		any = true;
-	}
-	if (any && !separator)
+	for (size_t i = 0; i < f->n_add; i++)
+		if (!f->add_seen[i])
+			f->emit(f->ctx, f->add[i], strlen(f->add[i]));
+	if (!separator)
 		f->emit(f->ctx, "\r\n", 2);
 	f->state = HF_BODY;
 }

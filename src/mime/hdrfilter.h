@@ -8,7 +8,9 @@
  * ("name:" with printable ASCII names, blanks allowed before the colon) nor a continuation
  * (a line starting with a blank, after a field). Fields to add go just before that line;
  * when it is not the empty line (a message without a header/body separator), an empty line
- * is added after them so that they stay in the header. Lines end at LF (a CR before it is
+ * is added after them (also when there are none), so that every reader sees the header end
+ * where the filter did: a reader that skips lines that are no field (mime/header.c) must not
+ * find a Bcc after such a line that the filter took for body. Lines end at LF (a CR before it is
  * part of the line), so bare LF input is filtered the same way. */
 #ifndef TERN_MIME_HDRFILTER_H
 #define TERN_MIME_HDRFILTER_H

@@ -14,23 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "imap/mutf7.h"
 #include "imap/parser.h"
 #include "imap/search.h"
 #include "imap/section.h"
 #include "mime/tree.h"
 #include "lib/buf.h"
-
-#define FUZZ_ASSERT(cond)                                                               \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                 \
-			abort();                                                        \
-		}                                                                       \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char sample[] =
 	"From: =?utf-8?q?J=C3=B6rg?= <j@x>\r\nDate: Mon, 1 Jan 2024 00:30:00 +0100\r\n"

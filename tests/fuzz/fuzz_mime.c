@@ -9,20 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "lib/buf.h"
 #include "mime/mime.h"
 #include "../unit/summary_check.h"
-
-#define FUZZ_ASSERT(cond)                                                               \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                 \
-			abort();                                                        \
-		}                                                                       \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_tree(const struct mime_tree *t, uint64_t len, const struct mime_limits *lim)
 {

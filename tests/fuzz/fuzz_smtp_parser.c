@@ -9,20 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "lib/buf.h"
 #include "lib/xmalloc.h"
 #include "smtp/parser.h"
-
-#define FUZZ_ASSERT(cond)                                                               \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                 \
-			abort();                                                        \
-		}                                                                       \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* check_path_args - a successful MAIL/RCPT parse obeys the contract. */
 static void check_path_args(const struct smtp_path_args *a)

@@ -8,18 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "smtp/reply.h"
-
-#define FUZZ_ASSERT(cond)                                                               \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                 \
-			abort();                                                        \
-		}                                                                       \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* check_reply - a complete reply obeys the header's promises */
 static void check_reply(const struct smtp_reply_parser *p)

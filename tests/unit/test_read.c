@@ -133,6 +133,24 @@ static void test_filename_long(void)
 	CHECK(((unsigned char)got[n - 5] & 0xc0) == 0x80);	/* the last ä is whole */
 	CHECK(((unsigned char)got[n - 6] & 0xe0) == 0xc0);
 	free(got);
+	/* a cut that lands in blanks: they go too, as at the end of any name (found
+	 * by fuzz_names) */
+	buf_reset(&in);
+	buf_puts(&in, "a");
+	for (int i = 0; i < 250; i++)
+		buf_puts(&in, " ");
+	buf_puts(&in, "b");
+	got = safe(buf_cstr(&in));
+	CHECK_STREQ(got, "a");
+	free(got);
+	buf_reset(&in);
+	buf_puts(&in, "report");
+	for (int i = 0; i < 250; i++)
+		buf_puts(&in, " ");
+	buf_puts(&in, "x.pdf");
+	got = safe(buf_cstr(&in));
+	CHECK_STREQ(got, "report.pdf");
+	free(got);
 	buf_free(&in);
 }
 
