@@ -5,7 +5,8 @@ suite's dnsmasq serving SPF, DMARC and DKIM key records.
 - fwd.test (127.0.0.21): checks SPF/DKIM/DMARC/ARC; an alias forwards to final.test with an
   SRS0 sender and an ARC seal made by its queue runner (keys for fwd.test).
 - final.test (127.0.0.22): checks again; its own SRS is off, so what it cannot deliver
-  bounces straight to the SRS0 address of fwd.test.
+  bounces straight to the SRS0 address of fwd.test; it trusts fwd.test as an ARC sealer
+  (`arc_trusted_sealers`).
 
 Every host sends from its own address (`[queue] source_ip`), which the SPF records name.
 """
@@ -50,7 +51,8 @@ def _keys(host, domain):
 def trio(own_hosts, dns_extra):
     origin = _host(own_hosts, "origin", [SENDER])
     fwd = _host(own_hosts, "fwd", [RCPT], roles=("smtp", "submission", "pop3", "imaps"))
-    final = _host(own_hosts, "final", [FINAL], extra_config="[inbound]\nsrs = no\n")
+    final = _host(own_hosts, "final", [FINAL],
+                  extra_config="[inbound]\nsrs = no\narc_trusted_sealers = fwd.test\n")
     records = {}
     records.update(_keys(origin, "origin.test"))
     records.update(_keys(fwd, "fwd.test"))
@@ -67,6 +69,9 @@ def trio(own_hosts, dns_extra):
         # quar.test: nobody may send for it (SPF -all), its policy quarantines
         "quar.test": "v=spf1 -all",
         "_dmarc.quar.test": "v=DMARC1; p=quarantine",
+        # plain.test: mail from the test client (127.0.0.1) passes SPF, nothing is signed
+        "plain.test": "v=spf1 ip4:127.0.0.1 -all",
+        "_dmarc.plain.test": "v=DMARC1; p=reject",
     })
     dns_extra(*(dkim_tools.txt_line(n, t) for n, t in txt.items()))
     for h in (origin, fwd, final):
@@ -209,3 +214,25 @@ def test_bounce_from_final_reaches_original_sender(trio):
     assert any("status=sent" in ln for ln in fwd.delivery_lines(SENDER)), fwd.log_tail(60)
     assert any("SRS0=" in ln and "status=sent" in ln and "relay=local" not in ln
                for ln in final.log_since(0).splitlines()), final.log_tail(60)
+
+
+def test_trusted_sealer_overrides_dmarc_fail(trio):
+    """Unsigned mail whose DMARC passed at fwd.test on SPF alone fails DMARC at final.test
+    (SPF is now fwd.test's, unaligned; no DKIM): p=reject would refuse it, but the chain
+    sealed by fwd.test passes and final.test trusts that sealer (RFC 8617 §7.2.1)."""
+    _origin, fwd, final, _records = trio
+    tok = eh.token()
+    with fwd.smtp() as s:
+        s.ehlo()
+        s.mail("news@plain.test")
+        assert s.rcpt(LIST)[0] == 250
+        code, resp = s.data(eh.make_message(tok, "news@plain.test", LIST))
+    assert code == 250, (code, resp)
+    data = eh.wait_mail(final, FINAL, tok, sender_host=fwd)[0].read_bytes()
+    assert result(our_authres(data, "mx.fwd.test"), "dmarc")[0].startswith("dmarc=pass"), data
+    ar = our_authres(data, "mx.final.test")
+    assert result(ar, "dkim") == ["dkim=none"], ar
+    assert result(ar, "dmarc")[0].startswith(
+        "dmarc=fail (p=reject dis=none, local policy: ARC sealed by fwd.test)"), ar
+    assert result(ar, "arc")[0].startswith("arc=pass (i=1 d=fwd.test)"), ar
+    assert "arc_override=yes" in final.log_tail(60)
