@@ -137,6 +137,27 @@ static void config_defaults(struct tern_config *c)
 
 static int parse_bool(const char *v, bool *r);
 
+static bool valid_domain(const char *d);
+static char *lower_dup(const char *s);
+
+/* add_domain_list - append the domains of value (separated by blanks or commas), lower
+ * case, to *list_r; 0, or -1 with *error_r naming the first one that is not a domain */
+static int add_domain_list(const char *value, char ***list_r, size_t *n_r, char **error_r)
+{
+	char *copy = xstrdup(value), *save = NULL;
+	for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+		if (!valid_domain(t)) {
+			*error_r = xasprintf("'%s' is not a domain name", t);
+			free(copy);
+			return -1;
+		}
+		*list_r = xreallocarray(*list_r, *n_r + 1, sizeof(char *));
+		(*list_r)[(*n_r)++] = lower_dup(t);
+	}
+	free(copy);
+	return 0;
+}
+
 /* set_inbound - the [inbound] section: SPF, DMARC, Authentication-Results, SRS */
 static int set_inbound(struct tern_config *c, const char *key, const char *value,
 		       char **error_r)
@@ -174,6 +195,9 @@ static int set_inbound(struct tern_config *c, const char *key, const char *value
 		c->authserv_id = xstrdup(value);
 		return 0;
 	}
+	if (!strcmp(key, "arc_trusted_sealers"))
+		return add_domain_list(value, &c->arc_trusted_sealers, &c->n_arc_trusted_sealers,
+				       error_r);
 	if (!strcmp(key, "srs_secret")) {
 		if (strlen(value) < 16) {
 			*error_r = xstrdup("expected a secret of at least 16 characters");
@@ -346,21 +370,9 @@ static int set_queue(struct tern_config *c, const char *key, const char *value, 
 		{ "concurrency", OFF(queue_concurrency), 1, 1000 },
 		{ "concurrency_per_domain", OFF(queue_concurrency_per_domain), 1, 1000 },
 	};
-	if (!strcmp(key, "require_tls")) {
-		char *copy = xstrdup(value), *save = NULL;
-		for (char *t = strtok_r(copy, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
-			if (!valid_domain(t)) {
-				*error_r = xasprintf("'%s' is not a domain name", t);
-				free(copy);
-				return -1;
-			}
-			c->queue_require_tls = xreallocarray(c->queue_require_tls,
-							     c->n_queue_require_tls + 1, sizeof(char *));
-			c->queue_require_tls[c->n_queue_require_tls++] = lower_dup(t);
-		}
-		free(copy);
-		return 0;
-	}
+	if (!strcmp(key, "require_tls"))
+		return add_domain_list(value, &c->queue_require_tls, &c->n_queue_require_tls,
+				       error_r);
 	if (!strcmp(key, "source_ip")) {
 		struct sockaddr_storage ss;
 		socklen_t len;
@@ -683,6 +695,9 @@ void config_free(struct tern_config **cp)
 	}
 	free(c->routes);
 	free(c->authserv_id);
+	for (size_t i = 0; i < c->n_arc_trusted_sealers; i++)
+		free(c->arc_trusted_sealers[i]);
+	free(c->arc_trusted_sealers);
 	free(c->srs_secret);
 	explicit_bzero(c->srs_key, sizeof(c->srs_key));
 	free(c);

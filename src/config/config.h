@@ -127,6 +127,9 @@ struct tern_config {
 	char *authserv_id;		/* authserv_id: NULL = hostname */
 	bool spf_reject_fail;		/* spf_reject_fail: 550 on an SPF fail by itself */
 	bool dmarc_enforce;		/* dmarc_enforce: apply p=reject and p=quarantine */
+	char **arc_trusted_sealers;	/* arc_trusted_sealers: ARC sealers (d=) whose passing
+					   chain overrides a DMARC fail (RFC 8617 §7.2.1) */
+	size_t n_arc_trusted_sealers;
 	bool srs;			/* srs: rewrite the sender of mail forwarded elsewhere */
 	char *srs_secret;		/* srs_secret: NULL = [tls] dir/srs.key (made at start) */
 	unsigned srs_max_age;		/* srs_max_age: days a rewritten address is honoured */

@@ -58,6 +58,27 @@ static void put_comment(buf *b, const char *text)
 	buf_append(b, ")", 1);
 }
 
+/* put_arc - ";\r\n\tarc=RESULT (i=N d=SEALER) smtp.remote-ip=IP header.oldest-pass=N"
+ * (RFC 8617 §6 and §10.2: the ptypes are recorded when known; oldest-pass for a pass) */
+static void put_arc(buf *b, const struct inbound_results *r)
+{
+	buf_printf(b, ";\r\n\tarc=%s", r->arc);
+	if (strcmp(r->arc, "fail") == 0 && r->arc_reason != NULL) {
+		put_comment(b, r->arc_reason);
+	} else if (r->arc_instances > 0) {
+		char *c = xasprintf("i=%u%s%s", r->arc_instances, r->arc_domain ? " d=" : "",
+				    r->arc_domain ? r->arc_domain : "");
+		put_comment(b, c);
+		free(c);
+	}
+	if (r->remote_ip != NULL && strcmp(r->arc, "none") != 0) {
+		buf_append(b, " smtp.remote-ip=", 16);
+		put_value(b, r->remote_ip);
+	}
+	if (strcmp(r->arc, "pass") == 0)
+		buf_printf(b, " header.oldest-pass=%u", r->arc_oldest_pass);
+}
+
 char *inbound_authres_format(const char *authserv_id, const struct inbound_results *r)
 {
 	buf b;
@@ -101,15 +122,24 @@ char *inbound_authres_format(const char *authserv_id, const struct inbound_resul
 		}
 	}
 	buf_printf(&b, ";\r\n\tdmarc=%s", dmarc_result_name(r->dmarc));
-	if (r->dmarc_policy)
+	if (r->dmarc_policy && r->dmarc_override != NULL) {
+		/* dis= is what we did: the sealer's passing chain overrode the policy */
+		char *c = xasprintf("p=%s dis=none, local policy: ARC sealed by %s",
+				    dmarc_policy_name(r->published), r->dmarc_override);
+		put_comment(&b, c);
+		free(c);
+	} else if (r->dmarc_policy) {
 		buf_printf(&b, " (p=%s dis=%s)", dmarc_policy_name(r->published),
 			   dmarc_policy_name(r->disposition));
+	}
 	else if (r->dmarc_comment != NULL)
 		put_comment(&b, r->dmarc_comment);
 	if (r->dmarc_from != NULL) {
 		buf_append(&b, " header.from=", 13);
 		put_value(&b, r->dmarc_from);
 	}
+	if (r->arc != NULL)
+		put_arc(&b, r);
 	buf_append(&b, "\r\n", 3);	/* with the NUL */
 	char *s = (char *)b.data;
 	b.data = NULL;

@@ -7,12 +7,14 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
 #include "lib/log.h"
+#include "lib/net.h"
 #include "lib/xmalloc.h"
 
 #define INBOUND_HEADER_MAX (256 * 1024)	/* header bytes read for From and A-R */
@@ -46,6 +48,14 @@ struct inbound {
 	bool dkim_done;
 	struct dkim_verify_result dkim_result;	/* deep copy */
 	struct dkim_sig_result *dkim_sigs;
+
+	struct arc_verify *arc;
+	bool arc_done;
+	char arc_cv[8];			/* "none" "pass" "fail" */
+	unsigned arc_instances, arc_oldest_pass;
+	char *arc_domain, *arc_reason;
+	char remote_ip[64];		/* the client, for arc's smtp.remote-ip */
+	const char *arc_override;	/* the trusted sealer that overrode DMARC, or NULL */
 
 	struct dmarc_check *dmarc;
 	bool dmarc_started, dmarc_done;
@@ -92,6 +102,8 @@ struct inbound *inbound_begin(struct event_base *base, struct dns *d,
 	in->dns = d;
 	in->cfg = cfg;
 	in->t_begin = now_ms();
+	if (peer == NULL || net_ntop(peer, in->remote_ip, sizeof(in->remote_ip)) == NULL)
+		in->remote_ip[0] = '\0';
 	char *spf_sender;
 	if (*sender == '\0') {
 		/* RFC 7208 §2.4: for the null sender, the HELO identity */
@@ -135,6 +147,19 @@ static void on_dkim(void *ctx, const struct dkim_verify_result *r)
 	}
 	in->dkim_result.n = r->n;
 	in->dkim_result.sigs = in->dkim_sigs;
+	progress(in);
+}
+
+static void on_arc(void *ctx, const struct arc_verify_result *r)
+{
+	struct inbound *in = ctx;
+	in->arc = NULL;
+	in->arc_done = true;
+	snprintf(in->arc_cv, sizeof(in->arc_cv), "%s", r->cv ? r->cv : "fail");
+	in->arc_instances = r->instances;
+	in->arc_oldest_pass = r->oldest_pass;
+	in->arc_domain = r->domain ? xstrdup(r->domain) : NULL;
+	in->arc_reason = r->reason ? xstrdup(r->reason) : NULL;
 	progress(in);
 }
 
@@ -200,7 +225,7 @@ static void progress(struct inbound *in)
 {
 	if (!in->finishing || in->done_ev != NULL)
 		return;
-	if (!in->spf_done || !in->dkim_done)
+	if (!in->spf_done || !in->dkim_done || !in->arc_done)
 		return;
 	if (!in->dmarc_started)
 		start_dmarc(in);
@@ -217,6 +242,8 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 	const struct tern_config *cfg = in->cfg;
 	(void)fd;
 	(void)what;
+	in->arc_override = inbound_arc_override(cfg, in->dmarc_result, in->disposition,
+						in->arc_cv, in->arc_domain);
 	struct inbound_results r = {
 		.spf = in->spf_result, .spf_helo = in->helo_identity,
 		.spf_identity = in->identity, .spf_problem = in->spf_problem,
@@ -224,6 +251,11 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 		.dmarc_from = in->dmarc_from, .dmarc_policy = in->dmarc_policy,
 		.published = in->published, .disposition = in->disposition,
 		.dmarc_comment = in->dmarc_comment,
+		.dmarc_override = in->arc_override,
+		.arc = in->arc_cv, .arc_instances = in->arc_instances,
+		.arc_oldest_pass = in->arc_oldest_pass, .arc_domain = in->arc_domain,
+		.arc_reason = in->arc_reason,
+		.remote_ip = in->remote_ip[0] ? in->remote_ip : NULL,
 	};
 	char *header = inbound_authres_format(config_authserv_id(cfg), &r);
 	struct inbound_verdict v = { .action = INBOUND_ACCEPT, .header = header };
@@ -233,7 +265,7 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 		reply = xstrdup("550 5.7.1 From addresses in several domains cannot be "
 				"authenticated (RFC 7489 section 6.6.1)");
 	} else if (cfg->dmarc_enforce && in->dmarc_result == DMARC_FAIL &&
-		   in->disposition == DMARC_POLICY_REJECT) {
+		   in->disposition == DMARC_POLICY_REJECT && in->arc_override == NULL) {
 		v.action = INBOUND_REJECT;
 		reply = xasprintf("550 5.7.1 Rejected by the DMARC policy of %s", in->dmarc_from);
 	} else if (cfg->spf_reject_fail && in->spf_result == SPF_FAIL) {
@@ -242,7 +274,7 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 		reply = xasprintf("550 5.7.1 SPF fail for %s%s%s", in->spf_domain,
 				  in->spf_exp ? ": " : "", in->spf_exp ? in->spf_exp : "");
 	} else if (cfg->dmarc_enforce && in->dmarc_result == DMARC_FAIL &&
-		   in->disposition == DMARC_POLICY_QUARANTINE) {
+		   in->disposition == DMARC_POLICY_QUARANTINE && in->arc_override == NULL) {
 		v.action = INBOUND_QUARANTINE;
 	}
 	v.reply = reply;
@@ -257,13 +289,17 @@ static void deliver_verdict(evutil_socket_t fd, short what, void *arg)
 	double t_end = now_ms();
 	const char *dkim_first = in->dkim_result.n && in->dkim_sigs[0].result
 					 ? in->dkim_sigs[0].result : "none";
-	char *summary = xasprintf("spf=%s dkim=%s dmarc=%s%s%s action=%s forged_ar=%zu "
-				  "spf_ms=%.1f wait_ms=%.1f",
+	char *summary = xasprintf("spf=%s dkim=%s dmarc=%s%s%s arc=%s%s%s%s action=%s "
+				  "forged_ar=%zu spf_ms=%.1f wait_ms=%.1f",
 				  spf_result_name(in->spf_result),
 				  dkim_first,
 				  dmarc_result_name(in->dmarc_result),
 				  in->dmarc_from ? " from_domain=" : "",
 				  in->dmarc_from ? in->dmarc_from : "",
+				  in->arc_cv,
+				  in->arc_domain ? " arc_sealer=" : "",
+				  in->arc_domain ? in->arc_domain : "",
+				  in->arc_override ? " arc_override=yes" : "",
 				  v.action == INBOUND_REJECT ? "reject"
 				  : v.action == INBOUND_QUARANTINE ? "quarantine" : "accept",
 				  in->hdr.n_forged, in->spf_done && in->t_spf > 0 ? in->t_spf - in->t_begin
@@ -296,6 +332,13 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		dkim_verify_cancel(in->dkim);
 		in->dkim = NULL;
 		in->dkim_done = true;	/* dkim=none: nothing verified in time */
+	}
+	if (!in->arc_done) {
+		arc_verify_cancel(in->arc);
+		in->arc = NULL;
+		in->arc_done = true;	/* a chain that could not be checked is not a pass */
+		snprintf(in->arc_cv, sizeof(in->arc_cv), "fail");
+		in->arc_reason = xstrdup("timed out");
 	}
 	if (!in->dmarc_started)
 		start_dmarc(in);
@@ -335,10 +378,24 @@ void inbound_finish(struct inbound *in, const char *path, uint64_t hdr_start, ui
 	}
 	const char *msg = in->map ? (const char *)in->map + hdr_start : "";
 	in->dkim = dkim_verify_start(in->dns, msg, in->map_len, on_dkim, in);
+	in->arc = arc_verify_start(in->dns, msg, in->map_len, on_arc, in);
 	struct timeval tv = { INBOUND_DEADLINE, 0 };
 	in->timer = evtimer_new(in->base, on_deadline, in);
 	evtimer_add(in->timer, &tv);
 	progress(in);
+}
+
+const char *inbound_arc_override(const struct tern_config *cfg, enum dmarc_result dmarc,
+				 enum dmarc_policy disposition, const char *arc_cv,
+				 const char *sealer)
+{
+	if (dmarc != DMARC_FAIL || disposition == DMARC_POLICY_NONE || arc_cv == NULL ||
+	    strcmp(arc_cv, "pass") != 0 || sealer == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_arc_trusted_sealers; i++)
+		if (strcasecmp(cfg->arc_trusted_sealers[i], sealer) == 0)
+			return cfg->arc_trusted_sealers[i];
+	return NULL;
 }
 
 void inbound_free(struct inbound **inp)
@@ -349,6 +406,7 @@ void inbound_free(struct inbound **inp)
 	*inp = NULL;
 	spf_check_cancel(&in->spf);
 	dkim_verify_cancel(in->dkim);
+	arc_verify_cancel(in->arc);
 	dmarc_check_cancel(&in->dmarc);
 	if (in->timer != NULL)
 		event_free(in->timer);
@@ -372,6 +430,8 @@ void inbound_free(struct inbound **inp)
 	free(in->spf_problem);
 	free(in->spf_exp);
 	free(in->dmarc_from);
+	free(in->arc_domain);
+	free(in->arc_reason);
 	free(in);
 }
 

@@ -36,11 +36,20 @@ struct inbound_results {
 	bool dmarc_policy;		/* a record was found: show p= and dis= */
 	enum dmarc_policy published, disposition;
 	const char *dmarc_comment;	/* e.g. "no From domain", may be NULL */
+	const char *dmarc_override;	/* the trusted ARC sealer that overrode the policy
+					   (RFC 8617 §7.2.1), or NULL */
+	const char *arc;		/* "none" "pass" "fail"; NULL: no arc= result */
+	unsigned arc_instances;		/* the newest ARC set's instance */
+	unsigned arc_oldest_pass;	/* header.oldest-pass (cv=pass) */
+	const char *arc_domain;		/* d= of the newest ARC-Seal, or NULL */
+	const char *arc_reason;		/* for fail, may be NULL */
+	const char *remote_ip;		/* smtp.remote-ip of arc=, may be NULL */
 };
 
 /* inbound_authres_format - the whole field, folded, ending in CRLF:
  * "Authentication-Results: <authserv-id>;\r\n\tspf=... smtp.mailfrom=...;\r\n\tdkim=...;
- * \r\n\tdmarc=... header.from=...\r\n". Property values that are not tokens are quoted.
+ * \r\n\tdmarc=... header.from=...;\r\n\tarc=... smtp.remote-ip=...\r\n" (arc= when r->arc is set:
+ * RFC 8617 §6, with header.oldest-pass for a pass). Property values that are not tokens are quoted.
  * Caller frees. */
 char *inbound_authres_format(const char *authserv_id, const struct inbound_results *r);
 
@@ -103,6 +112,14 @@ void inbound_finish(struct inbound *in, const char *path, uint64_t hdr_start, ui
  * NULL) - a user must not hand a local recipient results in our name either. */
 size_t inbound_forged_fields(const struct tern_config *cfg, const char *path, uint64_t hdr_start,
 			     uint64_t size, struct spool_range **cuts_r);
+
+/* inbound_arc_override - RFC 8617 §7.2.1 local policy: a DMARC fail that would be rejected
+ * or quarantined is let through when the ARC chain passed (arc_cv "pass") and the newest
+ * seal's d= (sealer) is in [inbound] arc_trusted_sealers (empty by default: never). Returns
+ * the matching configured name (valid as long as cfg), or NULL. */
+const char *inbound_arc_override(const struct tern_config *cfg, enum dmarc_result dmarc,
+				 enum dmarc_policy disposition, const char *arc_cv,
+				 const char *sealer);
 
 /* inbound_free - cancel what still runs (no callback afterwards) and free; *in = NULL. */
 void inbound_free(struct inbound **in);

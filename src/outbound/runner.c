@@ -24,6 +24,7 @@
 #include "lib/net.h"
 #include "lib/xmalloc.h"
 #include "mime/downgrade.h"
+#include "outbound/arcseal.h"
 #include "outbound/dns.h"
 #include "outbound/dsn.h"
 #include "queue/queue.h"
@@ -62,6 +63,7 @@ struct runner {
 	LIST_HEAD(, idle_conn) idle;
 	unsigned active;
 	bool stopping;
+	bool arc_nokey_logged;		/* "no key to seal with" is logged once */
 };
 
 /* One attempt: the recipients of one message at one domain, over one connection. */
@@ -96,7 +98,8 @@ struct delivery {
 	bool admin_bounce;		/* tern queue bounce: no attempt, report the last error */
 	char last_status[16];
 	time_t started;
-	buf dkim_sig;		/* DKIM-Signature fields for the text in dkim_fd */
+	buf dkim_sig;		/* DKIM-Signature fields (or, for a forwarded copy, the
+				   ARC set) for the text in dkim_fd */
 	int dkim_fd;		/* which text dkim_sig signs (fd or fd7); -1: not made yet */
 };
 
@@ -598,10 +601,20 @@ static int downgrade(struct delivery *d)
  * ("\tby HOST (Tern) with ESMTPSA id ..."; the client's HELO is on the first line and cannot
  * hold a line end): sign only when the protocol word ends in 'A' (authenticated, RFC 3848).
  * Text without a Received: first was made here (a bounce or delay notice from dsn.c): sign.
- * Mail from outside that an alias forwards is not signed (ARC is for that). */
-static bool dkim_eligible(const char *text, size_t len, const char *hostname)
+ * Our own Authentication-Results field, which the inbound checks put above our Received:,
+ * is stepped over first (such text came in over SMTP). Mail from outside that an alias
+ * forwards is not signed (ARC is for that: arcseal.c). */
+static bool dkim_eligible(const char *text, size_t len, const struct tern_config *cfg)
 {
 	static const char rcvd[] = "Received:";
+	size_t ours = arcseal_our_field(text, len, config_authserv_id(cfg));
+	if (ours > 0) {
+		text += ours;
+		len -= ours;
+		if (len < sizeof(rcvd) || strncasecmp(text, rcvd, sizeof(rcvd) - 1) != 0)
+			return false;
+	}
+	const char *hostname = cfg->hostname;
 	if (len < sizeof(rcvd) || strncasecmp(text, rcvd, sizeof(rcvd) - 1) != 0)
 		return true;
 	const char *nl = memchr(text, '\n', len);
@@ -618,6 +631,32 @@ static bool dkim_eligible(const char *text, size_t len, const char *hostname)
 	while (sp < end && *sp != ' ' && *sp != '\r' && *sp != '\n')
 		sp++;
 	return sp > w && sp[-1] == 'A' && sp - w <= 12;
+}
+
+/* arc_prefix - for mail that is not ours to sign: the ARC set when it is a copy an alias
+ * forwards (arcseal.c). Forwarded copies get no DKIM-Signature of ours: the original
+ * signatures travel untouched and the seal vouches for what we saw. */
+static void arc_prefix(struct delivery *d, const char *text, size_t len)
+{
+	const char *why = NULL;
+	char *err = NULL;
+	int n = arcseal_make(d->r->cfg, d->r->dkim, text, len, d->sender, time(NULL),
+			     &d->dkim_sig, &why, &err);
+	if (n < 0) {
+		log_warnx("%s: arc: %s: sent unsealed", d->qid, err);
+		buf_reset(&d->dkim_sig);
+	} else if (n > 0) {
+		log_info("%s: arc: sealed for %s", d->qid, strrchr(d->sender, '@') + 1);
+	} else if (strcmp(why, "not a forwarded copy") == 0) {
+		log_debug("%s: dkim: not signed (not from an authenticated client)", d->qid);
+	} else if (strcmp(why, "no DKIM key for the SRS domain") != 0 ||
+		   !d->r->arc_nokey_logged) {
+		if (strcmp(why, "no DKIM key for the SRS domain") == 0)
+			d->r->arc_nokey_logged = true;
+		log_info("%s: arc: not sealed: %s (%s)", d->qid, why,
+			 strrchr(d->sender, '@') + 1);
+	}
+	free(err);
 }
 
 /* dkim_prefix - the DKIM-Signature fields for the text about to be sent (size bytes at
@@ -639,8 +678,8 @@ static void dkim_prefix(struct delivery *d, int fd, off_t offset, uint64_t size)
 	}
 	const char *text = (const char *)map + offset;
 	char *err = NULL;
-	if (!dkim_eligible(text, (size_t)size, d->r->cfg->hostname)) {
-		log_debug("%s: dkim: not signed (not from an authenticated client)", d->qid);
+	if (!dkim_eligible(text, (size_t)size, d->r->cfg)) {
+		arc_prefix(d, text, (size_t)size);
 	} else {
 		int n = dkim_sign_message(ring, text, (size_t)size, d->sender, time(NULL),
 					  &d->dkim_sig, &err);

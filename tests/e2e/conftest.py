@@ -132,6 +132,21 @@ def own_hosts(net):
         raise errors[0]
 
 
+@pytest.fixture
+def dns_extra(net):
+    """dns_extra(*lines): the suite's dnsmasq also serves these option lines (txt-record=
+    ...) until the end of this test; dnsmasq restarts on the same port each time."""
+    added = []
+
+    def add(*lines):
+        added.extend(lines)
+        net.dns.set_extra(added)
+
+    yield add
+    if added:
+        net.dns.set_extra([])
+
+
 @pytest.fixture(autouse=True)
 def _fakes_stopped():
     yield

@@ -63,6 +63,9 @@ ADDR = {
     "expiry": "127.0.0.17",    # expiry.test: a sender with a short max_queue_lifetime
     "warner": "127.0.0.18",    # warner.test: a sender with delay_warning_time set
     "seven": "127.0.0.19",     # seven.test: fake peer without 8BITMIME
+    "origin": "127.0.0.20",    # origin.test: a DKIM-signing sender (test_trusted_mail)
+    "fwd": "127.0.0.21",       # fwd.test: a receiver that forwards (SRS, ARC)
+    "final": "127.0.0.22",     # final.test: where the forwarded copy ends
 }
 
 ZONE = [
@@ -86,7 +89,8 @@ ZONE = [
     # nowhere.test: no record at all -> NXDOMAIN (local=/test/)
 ]
 for _name in ("sink", "later", "patient", "garbage", "hangup", "rcptclose", "data451",
-              "data550", "multiline", "crash", "expiry", "warner", "seven"):
+              "data550", "multiline", "crash", "expiry", "warner", "seven", "origin", "fwd",
+              "final"):
     ZONE.append(f"mx-host={_name}.test,mx.{_name}.test,10")
     ZONE.append(f"host-record=mx.{_name}.test,{ADDR[_name]}")
 
@@ -187,17 +191,27 @@ class Dnsmasq:
         self.conf = self.base / "dnsmasq.conf"
         self.log_path = self.base / "dnsmasq.log"
         self.zone = list(zone)
+        self.extra = []
         self.proc = None
         self.port = None
 
-    def start(self, timeout=10):
+    def set_extra(self, lines):
+        """Serve the zone plus `lines` (dnsmasq option lines: txt-record=..., etc.) from now
+        on. dnsmasq reads its zone only when it starts, so it is restarted on the same port
+        (the hosts' `[dns] servers` stays right); returns once it answers again."""
+        self.extra = list(lines)
+        port = self.port
+        self.stop()
+        self.start(port=port)
+
+    def start(self, timeout=10, port=None):
         binary = find_dnsmasq()
         if binary is None:
             raise TernError("dnsmasq is not installed (scripts/deps.sh installs it)")
-        self.conf.write_text("\n".join(self.zone) + "\n")
+        self.conf.write_text("\n".join(self.zone + self.extra) + "\n")
         last = ""
         for _ in range(5):  # a port taken between the check and dnsmasq's bind: try another
-            self.port = free_udp_tcp_port()
+            self.port = port or free_udp_tcp_port()
             argv = [binary, "--keep-in-foreground", f"--conf-file={self.conf}",
                     f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
                     "--pid-file=", f"--log-facility={self.log_path}", "--log-queries"]
@@ -293,7 +307,7 @@ class MailHost(TernInstance):
         except OSError:
             return False
         try:
-            if role in ("submissions", "pop3s"):
+            if role in ("submissions", "pop3s", "imaps"):
                 sock = tls_context().wrap_socket(sock, server_hostname=self.hostname)
             sock.settimeout(5)
             data = b""
@@ -302,7 +316,9 @@ class MailHost(TernInstance):
                 if not chunk:
                     return False
                 data += chunk
-            if not data.startswith(b"+OK" if role.startswith("pop3") else b"220"):
+            banner = (b"+OK" if role.startswith("pop3") else b"* OK" if role.startswith("imap")
+                      else b"220")
+            if not data.startswith(banner):
                 return False
             try:
                 sock.sendall(b"QUIT\r\n")

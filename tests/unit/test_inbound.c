@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "auth/srs.h"
+#include "config/config.h"
 #include "inbound/inbound.h"
 #include "queue/spool.h"
 #include "test.h"
@@ -28,8 +29,9 @@ static void test_authres_format(void)
 		       "\tdmarc=pass (p=reject dis=none) header.from=example.com\r\n");
 	free(h);
 	struct dkim_sig_result sigs[2] = {
-		{ "pass", "example.com", "sel", "rsa-sha256", "abcdEFGH", NULL },
-		{ "fail", "other.org", "s2", "ed25519-sha256", "zzzzzzzz", "bad signature" },
+		{ "pass", "example.com", "sel", "rsa-sha256", "abcdEFGH", NULL, NULL, false, false },
+		{ "fail", "other.org", "s2", "ed25519-sha256", "zzzzzzzz", "bad signature", NULL,
+		  false, false },
 	};
 	struct dkim_verify_result dk = { 2, sigs };
 	struct inbound_results r2 = { .spf = SPF_TEMPERROR, .spf_helo = true,
@@ -186,13 +188,13 @@ static void test_spool_rewrite(void)
 	CHECK(spool_rewrite(m, base, ins, strlen(ins), cuts, 2, &err) == 0);
 	if (err != NULL)
 		fprintf(stderr, "  %s\n", err);
-	char buf[512];
+	char got[512];
 	int rfd = open(m->path, O_RDONLY);
-	ssize_t n = pread(rfd, buf, sizeof(buf) - 1, 0);
+	ssize_t n = pread(rfd, got, sizeof(got) - 1, 0);
 	close(rfd);
 	CHECK(n > 0);
-	buf[n > 0 ? n : 0] = '\0';
-	CHECK_STREQ(buf, "Return-Path: <a@b.example>\r\nAuthentication-Results: mx; spf=pass\r\n"
+	got[n > 0 ? n : 0] = '\0';
+	CHECK_STREQ(got, "Return-Path: <a@b.example>\r\nAuthentication-Results: mx; spf=pass\r\n"
 			 "Received: x\r\nFrom: a@b\r\n\r\nbody\r\n");
 	CHECK(m->size == (uint64_t)n);
 	struct stat st;
@@ -243,5 +245,90 @@ static void test_rewrite_cost(void)
 	CHECK(system(cmd) == 0);
 }
 
+static void test_authres_arc(void)
+{
+	struct inbound_results r = { .spf = SPF_PASS, .spf_identity = "a@o.test",
+				     .dmarc = DMARC_PASS, .dmarc_from = "o.test", .arc = "pass",
+				     .arc_instances = 2, .arc_oldest_pass = 0,
+				     .arc_domain = "fwd.test", .remote_ip = "127.0.0.21" };
+	char *h = inbound_authres_format("mx", &r);
+	CHECK_STREQ(h, "Authentication-Results: mx;\r\n"
+		       "\tspf=pass smtp.mailfrom=a@o.test;\r\n"
+		       "\tdkim=none;\r\n"
+		       "\tdmarc=pass header.from=o.test;\r\n"
+		       "\tarc=pass (i=2 d=fwd.test) smtp.remote-ip=127.0.0.21 "
+		       "header.oldest-pass=0\r\n");
+	free(h);
+	/* fail: the reason, remote-ip, no oldest-pass; none: the result alone; IPv6 quoted */
+	r.arc = "fail";
+	r.arc_reason = "seal i=1 (bad)";
+	r.remote_ip = "2001:db8::1";
+	h = inbound_authres_format("mx", &r);
+	CHECK(strstr(h, ";\r\n\tarc=fail (seal i=1  bad ) smtp.remote-ip=\"2001:db8::1\"\r\n")
+	      != NULL);
+	free(h);
+	r.arc = "none";
+	r.arc_instances = 0;
+	r.arc_domain = NULL;
+	h = inbound_authres_format("mx", &r);
+	CHECK(strstr(h, "header.from=o.test;\r\n\tarc=none\r\n") != NULL);
+	free(h);
+	/* a DMARC fail let through by a trusted sealer says so, and dis=none */
+	struct inbound_results o = { .spf = SPF_FAIL, .spf_identity = "a@o.test",
+				     .dmarc = DMARC_FAIL, .dmarc_from = "o.test",
+				     .dmarc_policy = true, .published = DMARC_POLICY_REJECT,
+				     .disposition = DMARC_POLICY_REJECT,
+				     .dmarc_override = "fwd.test", .arc = "pass",
+				     .arc_instances = 1, .arc_domain = "fwd.test" };
+	h = inbound_authres_format("mx", &o);
+	CHECK(strstr(h, "dmarc=fail (p=reject dis=none, local policy: ARC sealed by fwd.test) "
+			"header.from=o.test;") != NULL);
+	free(h);
+}
+
+static void test_arc_override(void)
+{
+	char *err = NULL;
+	struct tern_config *none = config_load_string("a.conf", "data_dir=/x\ndomains=a.test\n",
+						      &err);
+	CHECK(none != NULL && none->n_arc_trusted_sealers == 0);
+	struct tern_config *c = config_load_string(
+		"a.conf", "data_dir=/x\ndomains=a.test\n[inbound]\n"
+		"arc_trusted_sealers = Fwd.test, lists.example.org\n", &err);
+	CHECK(c != NULL && c->n_arc_trusted_sealers == 2);
+	CHECK_STREQ(c->arc_trusted_sealers[0], "fwd.test");
+	CHECK(config_load_string("a.conf", "data_dir=/x\ndomains=a.test\n[inbound]\n"
+				 "arc_trusted_sealers = fwd.test bad_name!\n", &err) == NULL);
+	CHECK(err != NULL && strstr(err, "bad_name!") != NULL);
+	free(err);
+	static const struct {
+		enum dmarc_result dmarc;
+		enum dmarc_policy dis;
+		const char *cv, *sealer;
+		bool override;
+	} cases[] = {
+		{ DMARC_FAIL, DMARC_POLICY_REJECT, "pass", "fwd.test", true },
+		{ DMARC_FAIL, DMARC_POLICY_QUARANTINE, "pass", "LISTS.example.org", true },
+		{ DMARC_FAIL, DMARC_POLICY_REJECT, "fail", "fwd.test", false },
+		{ DMARC_FAIL, DMARC_POLICY_REJECT, "none", NULL, false },
+		{ DMARC_FAIL, DMARC_POLICY_REJECT, "pass", "other.test", false },
+		{ DMARC_FAIL, DMARC_POLICY_REJECT, "pass", "sub.fwd.test", false },
+		{ DMARC_FAIL, DMARC_POLICY_NONE, "pass", "fwd.test", false },
+		{ DMARC_PASS, DMARC_POLICY_NONE, "pass", "fwd.test", false },
+		{ DMARC_FAIL, DMARC_POLICY_REJECT, NULL, "fwd.test", false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *o = inbound_arc_override(c, cases[i].dmarc, cases[i].dis, cases[i].cv,
+						     cases[i].sealer);
+		CHECK((o != NULL) == cases[i].override);
+		/* empty by default: never */
+		CHECK(inbound_arc_override(none, cases[i].dmarc, cases[i].dis, cases[i].cv,
+					   cases[i].sealer) == NULL);
+	}
+	config_free(&c);
+	config_free(&none);
+}
+
 TEST_MAIN(TEST(test_authres_format), TEST(test_rewrite_cost), TEST(test_authres_claims),
-	  TEST(test_header_scan), TEST(test_srs), TEST(test_spool_rewrite))
+	  TEST(test_header_scan), TEST(test_srs), TEST(test_spool_rewrite),
+	  TEST(test_authres_arc), TEST(test_arc_override))
