@@ -251,10 +251,10 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	if (login == NULL)
 		log_fatal("login threads");
 	smtp_server_init(&w.smtp, w.base, cfg, tls, accounts, queue, login);
-	/* a resolver for the inbound checks (SPF, DKIM, DMARC); without one they say temperror */
+	/* a resolver for the inbound checks (SPF, DKIM, DMARC); without one none are made */
 	struct dns *dns = NULL;
 	if (dns_init(w.base, cfg->dns_servers, &dns, &err) < 0) {
-		log_warnx("resolver: %s; inbound checks will report temperror", err);
+		log_warnx("resolver: %s; no inbound checks (SPF, DKIM, DMARC)", err);
 		free(err);
 		err = NULL;
 	}

@@ -502,7 +502,8 @@ static void cmd_mail(void *ctx, const void *a)
 	s->sender = xstrdup(pa.path.null ? "" : pa.path.address);
 	smtp_path_args_free(&pa);
 	/* mail from other MTAs: SPF starts now, in the background (inbound/) */
-	if (s->role == ROLE_SMTP && s->auth_user == NULL && s->srv->cfg->inbound_checks)
+	if (s->role == ROLE_SMTP && s->auth_user == NULL && s->srv->cfg->inbound_checks &&
+	    s->srv->dns != NULL)
 		s->inbound = inbound_begin(s->srv->base, s->srv->dns, s->srv->cfg,
 					   conn_peer(s->conn), s->helo, s->sender);
 	session_reply(s->ss, "250 2.1.0 Ok");
