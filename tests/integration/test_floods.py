@@ -19,7 +19,9 @@ import pytest
 
 import tern_harness as th
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120),
+              # thousands of connections to a server 20-50x slower: meaningless
+              pytest.mark.no_valgrind]
 
 
 def start_limited(inst, nofile, monkeypatch):

@@ -16,7 +16,9 @@ import pytest
 import tern_harness as th
 from imap_raw import BOB, BOB_PW, LOOPBACK_OK
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120),
+              # deadlines of a few seconds against a server 20-50x slower
+              pytest.mark.no_valgrind]
 
 LINE_TIMEOUT = 3
 SLACK = 2.5             # timers, the sanitizer build, a loaded machine
