@@ -157,6 +157,9 @@ do_mount() {        # do_mount TARGET mount-args...
 }
 
 mount_all() {
+	# the chroot's / a mount point of its own, as on a real machine (unshare -m, which a
+	# test uses for a private resolv.conf, cannot make a non-mount-point / private)
+	do_mount / --bind "$ROOT"
 	do_mount /proc -t proc proc
 	do_mount /sys -t sysfs sysfs
 	do_mount /dev --bind /dev
