@@ -365,20 +365,6 @@ void arc_verify_cancel(struct arc_verify *v)
 
 /* ---- sealing -------------------------------------------------------------------------------- */
 
-/* sign_field - complete field (ending in "b=") with the signature of data, folded, CRLF */
-static int sign_field(const struct dkim_key *key, buf *field, const buf *data)
-{
-	buf b64;
-	buf_init(&b64, 0);
-	int rc = dkim_crypto_sign(key, data->data, data->len, &b64);
-	if (rc == 0) {
-		dkim_fold_b64(field, b64.data, b64.len, 4);
-		buf_puts(field, "\r\n");
-	}
-	buf_free(&b64);
-	return rc;
-}
-
 /* single_line - s has no CR or LF (it goes into a header field we write) */
 static bool single_line(const char *s)
 {
@@ -410,12 +396,11 @@ int arc_seal(const struct dkim_key *key, const char *msg, size_t len, const char
 	}
 	unsigned inst = n + 1;
 	const char *alg = key->type == DKIM_KEYTYPE_ED25519 ? "ed25519-sha256" : "rsa-sha256";
-	buf aar, ams, as, data, hl;
+	buf aar, ams, as, data;
 	buf_init(&aar, 0);
 	buf_init(&ams, 0);
 	buf_init(&as, 0);
 	buf_init(&data, 0);
-	buf_init(&hl, 0);
 	buf_printf(&aar, "ARC-Authentication-Results: i=%u; %s;\r\n\t%s\r\n", inst, authserv_id,
 		   ar[0] ? ar : "none");
 
@@ -424,29 +409,15 @@ int arc_seal(const struct dkim_key *key, const char *msg, size_t len, const char
 	uint64_t clen;
 	dkim_body_hash(DKIM_CANON_RELAXED, msg + c.h.body_off, len - c.h.body_off, UINT64_MAX, bh,
 		       &clen);
-	dkim_h_list(&c.h, &hl);
 	buf_printf(&ams, "ARC-Message-Signature: i=%u; a=%s; c=relaxed/relaxed; d=%s;\r\n\ts=%s; t=%lld;\r\n\th=",
 		   inst, alg, key->domain, key->selector, (long long)now);
-	buf_append(&ams, hl.data, hl.len);
-	buf_puts(&ams, ";\r\n\tbh=");
-	base64_encode(bh, 32, &ams);
-	buf_puts(&ams, ";\r\n\tb=");
-	struct dkim_sig sig;
-	memset(&sig, 0, sizeof(sig));
-	sig.canon_h = DKIM_CANON_RELAXED;
-	dkim_h_split(buf_cstr(&hl), &sig);
-	size_t vo = strlen("ARC-Message-Signature:");
-	sig.b_raw_start = sig.b_raw_end = ams.len - vo;
-	dkim_header_hash_input(&c.h, &sig, ams.data, ams.len, vo, &data);
-	dkim_sig_free(&sig);
-	if (sign_field(key, &ams, &data) < 0)
+	if (dkim_sign_fields(key, &c.h, bh, &ams, strlen("ARC-Message-Signature:")) < 0)
 		rc = -1;
 
 	/* the AS: the sets 1..n of the message (none when the chain failed), then ours */
 	buf_printf(&as, "ARC-Seal: i=%u; a=%s; cv=%s; d=%s; s=%s;\r\n\tt=%lld; b=", inst, alg,
 		   failed ? "fail" : n == 0 ? "none" : "pass", key->domain, key->selector,
 		   (long long)now);
-	buf_reset(&data);
 	if (!failed)
 		for (unsigned j = 1; j <= n; j++) {
 			dkim_canon_header(DKIM_CANON_RELAXED, c.sets[j].aar->start, c.sets[j].aar->len, &data);
@@ -457,7 +428,7 @@ int arc_seal(const struct dkim_key *key, const char *msg, size_t len, const char
 	dkim_canon_header(DKIM_CANON_RELAXED, ams.data, ams.len - 2, &data);
 	dkim_canon_header(DKIM_CANON_RELAXED, as.data, as.len, &data);
 	data.len -= 2;	/* the AS being made: no CRLF */
-	if (rc == 0 && sign_field(key, &as, &data) < 0)
+	if (rc == 0 && dkim_sign_fold(key, &as, &data) < 0)
 		rc = -1;
 	if (rc == 0) {
 		buf_append(out, as.data, as.len);
@@ -471,7 +442,6 @@ int arc_seal(const struct dkim_key *key, const char *msg, size_t len, const char
 	buf_free(&ams);
 	buf_free(&as);
 	buf_free(&data);
-	buf_free(&hl);
 	chain_free(&c);
 	return rc;
 }

@@ -27,6 +27,17 @@ void dkim_key_verify(const struct dns_txt_result *r, const struct dkim_sig *sig,
 		     const char **result_r, const char **reason_r, char *reason_buf,
 		     size_t reason_size, bool *testing_r);
 
+/* dkim_sign_fold - sign data with key and append the signature to field (which ends in "b="),
+ * folded, then CRLF. 0 or -1. */
+int dkim_sign_fold(const struct dkim_key *key, buf *field, const buf *data);
+
+/* dkim_sign_fields - finish a DKIM-Signature-shaped field (DKIM-Signature, ARC-Message-
+ * Signature): field holds "NAME: <tags>; h=" (name_len: the length of "NAME:"); appended
+ * are the h= list of h's fields (From oversigned), bh= (the relaxed body hash), and b=, the
+ * relaxed signature over those fields and this one, folded, then CRLF. 0 or -1. */
+int dkim_sign_fields(const struct dkim_key *key, const struct dkim_header *h,
+		     const unsigned char bh[32], buf *field, size_t name_len);
+
 /* dkim_fold_b64 - append b64 to out, folded as "\r\n\t" every 72 columns */
 void dkim_fold_b64(buf *out, const char *b64, size_t len, size_t col);
 

@@ -101,49 +101,60 @@ void dkim_h_split(const char *list, struct dkim_sig *sig)
 	}
 }
 
+int dkim_sign_fold(const struct dkim_key *key, buf *field, const buf *data)
+{
+	buf b64;
+	buf_init(&b64, 0);
+	int rc = dkim_crypto_sign(key, data->data, data->len, &b64);
+	if (rc == 0) {
+		dkim_fold_b64(field, b64.data, b64.len, 4);
+		buf_puts(field, "\r\n");
+	}
+	buf_free(&b64);
+	return rc;
+}
+
+int dkim_sign_fields(const struct dkim_key *key, const struct dkim_header *h,
+		     const unsigned char bh[32], buf *field, size_t name_len)
+{
+	buf hl, data;
+	buf_init(&hl, 0);
+	buf_init(&data, 0);
+	dkim_h_list(h, &hl);
+	buf_append(field, hl.data, hl.len);
+	buf_puts(field, ";\r\n\tbh=");
+	base64_encode(bh, 32, field);
+	buf_puts(field, ";\r\n\tb=");
+	struct dkim_sig sig;
+	memset(&sig, 0, sizeof(sig));
+	sig.canon_h = DKIM_CANON_RELAXED;
+	dkim_h_split(buf_cstr(&hl), &sig);
+	sig.b_raw_start = sig.b_raw_end = field->len - name_len;
+	dkim_header_hash_input(h, &sig, field->data, field->len, name_len, &data);
+	int rc = dkim_sign_fold(key, field, &data);
+	dkim_sig_free(&sig);
+	buf_free(&hl);
+	buf_free(&data);
+	return rc;
+}
+
 /* sign_hashed - dkim_sign with the relaxed body hash bh of msg already made */
 static int sign_hashed(const struct dkim_key *key, const char *msg, size_t len,
 		       const unsigned char bh[32], time_t now, buf *out, char **error_r)
 {
 	struct dkim_header h;
 	dkim_header_split(msg, len, MAX_FIELDS, &h);
-	buf hl, field, data;
-	buf_init(&hl, 0);
+	buf field;
 	buf_init(&field, 0);
-	buf_init(&data, 0);
-	dkim_h_list(&h, &hl);
 	buf_printf(&field, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s;\r\n\ts=%s; t=%lld;\r\n\th=",
 		   key->type == DKIM_KEYTYPE_ED25519 ? "ed25519-sha256" : "rsa-sha256",
 		   key->domain, key->selector, (long long)now);
-	buf_append(&field, hl.data, hl.len);
-	buf_puts(&field, ";\r\n\tbh=");
-	base64_encode(bh, 32, &field);
-	buf_puts(&field, ";\r\n\tb=");
-
-	struct dkim_sig sig;
-	memset(&sig, 0, sizeof(sig));
-	sig.canon_h = DKIM_CANON_RELAXED;
-	dkim_h_split(buf_cstr(&hl), &sig);
-	size_t value_off = strlen("DKIM-Signature:");
-	sig.b_raw_start = sig.b_raw_end = field.len - value_off;
-	dkim_header_hash_input(&h, &sig, field.data, field.len, value_off, &data);
-	buf b64;
-	buf_init(&b64, 0);
-	int rc = dkim_crypto_sign(key, data.data, data.len, &b64);
-	if (rc == 0) {
-		dkim_fold_b64(&field, b64.data, b64.len, 4);
-		buf_puts(&field, "\r\n");
+	int rc = dkim_sign_fields(key, &h, bh, &field, strlen("DKIM-Signature:"));
+	if (rc == 0)
 		buf_append(out, field.data, field.len);
-	} else {
+	else
 		*error_r = xasprintf("signing with %s/%s failed", key->domain, key->selector);
-	}
-	for (size_t i = 0; i < sig.n_h; i++)
-		free(sig.h[i]);
-	free(sig.h);
-	buf_free(&b64);
-	buf_free(&hl);
 	buf_free(&field);
-	buf_free(&data);
 	free(h.f);
 	return rc;
 }
