@@ -25,6 +25,7 @@
 #include "auth/accounts.h"
 #include "auth/sasl.h"
 #include "auth/throttle.h"
+#include "lib/bgpool.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
 
@@ -554,21 +555,7 @@ struct login_pool *login_pool_new(struct event_base *base, struct accounts *acco
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->threads = xcalloc(p->nthreads, sizeof(pthread_t));
-	/* signals are the loop's business: the threads block them all */
-	sigset_t all, old;
-	sigfillset(&all);
-	/* ...but a fault in a thread must still be reported where it happens (ASan, a core) */
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	sigdelset(&all, SIGABRT);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	unsigned made = 0;
-	for (; made < p->nthreads; made++)
-		if (pthread_create(&p->threads[made], NULL, hash_thread, p) != 0)
-			break;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	unsigned made = bg_threads_start(p->threads, p->nthreads, hash_thread, p);
 	if (made < p->nthreads) {
 		p->nthreads = made;
 		login_pool_free(&p);

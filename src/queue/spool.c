@@ -122,9 +122,11 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		       char **error_r)
 {
 	const char *mailbox = o != NULL ? o->mailbox : NULL;
-	if (spool_flush(m) < 0)
+	const struct spool_link *links = o != NULL ? o->links : NULL;
+	bool synced = o != NULL && o->synced;
+	if (!synced && spool_flush(m) < 0)
 		*error_r = xasprintf("%s: cannot write the spool file", m->qid);
-	else if (fsync(m->fd) < 0) {
+	else if (!synced && fsync(m->fd) < 0) {
 		write_failed(m, "fsync");
 		*error_r = xasprintf("%s: cannot write the spool file: %s", m->qid, strerror(errno));
 	}
@@ -149,9 +151,14 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		 * report: one place composes every report. */
 		bool report = notify != NULL && strstr(notify, "SUCCESS") != NULL;
 		char *err = NULL;
-		if (i < n_locals && !report &&
-		    store_deliver_file_to(data_dir, addr, mailbox, m->path, m->size, hostname,
-					  &err) == 0) {
+		const struct spool_link *l = links != NULL && i < n_locals ? &links[i] : NULL;
+		int stored = -1;
+		if (i < n_locals && !report && l != NULL && l->dst != NULL && l->err == 0)
+			stored = store_deliver_linked(data_dir, addr, mailbox, l->dst, &err);
+		else if (i < n_locals && !report)	/* a link not tried or not made: here */
+			stored = store_deliver_file_to(data_dir, addr, mailbox, m->path, m->size,
+						       hostname, &err);
+		if (stored == 0) {
 			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir%s%s)",
 				 m->qid, addr, mailbox ? " folder " : "", mailbox ? mailbox : "");
 			n_delivered++;
@@ -175,9 +182,12 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		if (q == NULL)
 			*error_r = xasprintf("%s: the queue is not available", m->qid);
 		else {
-			rc = queue_enqueue(q, m->qid, m->path, m->body_offset,
-					   m->size - m->body_offset, sender, queued, n_queued, &qdsn,
-					   error_r);
+			char own[32];
+			if (o != NULL && o->queued_already > 0)
+				spool_qid_new(own);
+			rc = queue_enqueue(q, o != NULL && o->queued_already > 0 ? own : m->qid,
+					   m->path, m->body_offset, m->size - m->body_offset, sender,
+					   queued, n_queued, &qdsn, error_r);
 			if (rc < 0 && (errno == ENOSPC || errno == EDQUOT))
 				m->no_space = true;
 		}
@@ -213,6 +223,8 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 	free(q_orcpt);
 	if (rc < 0)
 		return -1;
+	if (o != NULL)
+		n_queued += o->queued_already;
 	/* Every copy that matters is durable now; the incoming name is only a leftover. */
 	if (unlink(m->path) < 0)
 		log_warn("%s: unlink %s", m->qid, m->path);

@@ -61,6 +61,21 @@ struct spool_delivery_opts {
 	size_t n_fwd;
 	const char *const *fwd_notify;	/* per forwarded recipient, may be NULL */
 	const char *const *fwd_orcpt;
+	/* Filled when the caller made the file durable and linked the local copies itself (off
+	 * the event loop, see smtp/server.c): the spool file is fsync'd already, and links[i]
+	 * (per local recipient, NULL: none) says what became of local i's link. */
+	bool synced;
+	const struct spool_link *links;
+	size_t queued_already;		/* the caller queued this many (the remote ones) under
+					   m->qid: recipients queued here get a qid of their own */
+};
+/* A local copy linked by the caller: dst (NULL: not tried, deliver as usual), err 0 when
+ * the link was made and its directory fsync'd, else the errno of what failed (the link is
+ * gone then). */
+struct spool_link {
+	char *dst;
+	char *dir;
+	int err;
 };
 /* spool_deliver_opts - spool_deliver, plus o (may be NULL). The forwarded copies count in
  * the number returned. */

@@ -14,6 +14,7 @@
 
 #include "auth/accounts.h"
 #include "auth/login.h"
+#include "lib/bgpool.h"
 #include "lib/connlimit.h"
 #include "lib/log.h"
 #include "outbound/dns.h"
@@ -48,6 +49,7 @@ struct worker {
 };
 
 #define WORKER_PAUSE_MS 200	/* a full worker leaves new clients to its siblings this long */
+#define WORKER_SYNC_THREADS 8	/* fsyncs of accepted messages in flight at once, per worker */
 
 static void worker_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 			  int salen, void *arg)
@@ -251,6 +253,10 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	if (login == NULL)
 		log_fatal("login threads");
 	smtp_server_init(&w.smtp, w.base, cfg, tls, accounts, queue, login);
+	/* the fsyncs and links of accepted messages, off the loop (smtp/server.c commit) */
+	w.smtp.sync = bgpool_new(w.base, WORKER_SYNC_THREADS);
+	if (w.smtp.sync == NULL)
+		log_warn("sync threads: messages are made durable on the loop");
 	/* a resolver for the inbound checks (SPF, DKIM, DMARC); without one none are made */
 	struct dns *dns = NULL;
 	if (dns_init(w.base, cfg->dns_servers, &dns, &err) < 0) {
@@ -304,6 +310,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	event_base_dispatch(w.base);
 
 	smtp_server_free(&w.smtp);
+	bgpool_free(&w.smtp.sync);	/* after the sessions: messages in flight are dropped */
 	dns_free(&dns);	/* after the sessions: they cancelled their checks */
 	pop3_server_free(&w.pop3);
 	imap_server_free(&w.imap);

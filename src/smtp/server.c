@@ -2,6 +2,8 @@
 #include "smtp/server.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +17,10 @@
 #include "auth/sasl.h"
 #include "auth/srs.h"
 #include "inbound/inbound.h"
+#include "lib/bgpool.h"
 #include "lib/buf.h"
 #include "lib/conn.h"
+#include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/session.h"
 #include "lib/tls.h"
@@ -27,6 +31,7 @@
 #include "queue/queue.h"
 #include "queue/spool.h"
 #include "smtp/parser.h"
+#include "store/store.h"
 
 #define SMTP_MAX_INPUT (256 * 1024)	/* input buffered before reading pauses */
 #define SMTP_FEED_CHUNK 65536
@@ -88,6 +93,7 @@ struct smtp_session {
 	struct inbound *inbound;	/* SPF/DKIM/DMARC of this transaction (MX role) */
 	uint64_t msg_text_start;	/* spool offset of the message text (after Received) */
 	struct spool_msg *msg;
+	struct commit *commit;		/* msg on its way to disk (then msg is NULL) */
 	uint64_t msg_bytes;		/* message text bytes (limit check) */
 	bool too_big;
 	struct smtp_data_parser dp;
@@ -106,6 +112,8 @@ struct smtp_session {
 };
 
 static const struct session_ops smtp_session_ops;
+struct commit;
+static void commit_disown(struct commit *c);
 
 static void addr_list_add(struct addr_list *l, const char *a, const char *notify,
 			  const char *orcpt)
@@ -185,6 +193,10 @@ static void txn_reset(struct smtp_session *s)
 	addr_list_free(&s->remotes);
 	addr_list_free(&s->forwards);
 	inbound_free(&s->inbound);
+	if (s->commit != NULL) {	/* it finishes without us (commit_done) */
+		commit_disown(s->commit);
+		s->commit = NULL;
+	}
 	spool_abort(&s->msg);
 	for (size_t i = 0; i < 2; i++) {
 		free(s->hf_add[i]);
@@ -772,7 +784,8 @@ static void message_write(struct smtp_session *s, const char *p, size_t n)
 
 /* deliver - spool_deliver with the DSN requests of every recipient, locals first; local
  * copies into mailbox (NULL: INBOX); forwarded copies with the SRS sender */
-static int deliver(struct smtp_session *s, const char *mailbox, char **error_r)
+static int deliver(struct smtp_session *s, const char *mailbox, const struct spool_link *links,
+		   size_t queued_already, char **error_r)
 {
 	const struct tern_config *cfg = s->srv->cfg;
 	struct addr_list fwd_plain = { 0 };
@@ -806,12 +819,13 @@ static int deliver(struct smtp_session *s, const char *mailbox, char **error_r)
 		.fwd_rcpts = (const char *const *)s->forwards.v, .n_fwd = s->forwards.n,
 		.fwd_notify = (const char *const *)s->forwards.notify,
 		.fwd_orcpt = (const char *const *)s->forwards.orcpt,
+		.synced = links != NULL, .links = links, .queued_already = queued_already,
 	};
 	int queued = spool_deliver_opts(s->msg, cfg->data_dir, cfg->hostname,
 					(const char *const *)s->locals.v, s->locals.n,
 					s->srv->queue, s->sender,
-					(const char *const *)s->remotes.v, s->remotes.n, &dsn, &o,
-					error_r);
+					(const char *const *)s->remotes.v,
+					queued_already > 0 ? 0 : s->remotes.n, &dsn, &o, error_r);
 	free(notify);
 	free(orcpt);
 	free(srs_sender);
@@ -829,13 +843,14 @@ static void message_done(struct smtp_session *s)
 		session_close(s->ss, "421 4.3.2 Service shutting down");
 }
 
-/* message_accept - make the message durable where it goes (local copies into mailbox, NULL:
- * INBOX) and answer */
-static void message_accept(struct smtp_session *s, const char *mailbox)
+/* message_deliver - put the message where it goes (local copies into mailbox, NULL: INBOX;
+ * links: what the sync threads did already, or NULL) and answer */
+static void message_deliver(struct smtp_session *s, const char *mailbox,
+			    const struct spool_link *links, size_t queued_already)
 {
 	char *err = NULL;
 	int queued = 0;
-	if (s->msg->failed || (queued = deliver(s, mailbox, &err)) < 0) {
+	if (s->msg->failed || (queued = deliver(s, mailbox, links, queued_already, &err)) < 0) {
 		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
 			  err ? err : "write error");
 		free(err);
@@ -853,6 +868,208 @@ static void message_accept(struct smtp_session *s, const char *mailbox)
 	spool_close(&s->msg);
 	if (queued > 0)
 		queue_wake(s->srv->spool_dir);
+}
+
+/* ---- group commit ------------------------------------------------------------------ */
+
+/* A message on its way to disk. The spool file's fsync, the links of its local copies into
+ * their new/ and the fsyncs of those directories run on the worker's sync threads
+ * (lib/bgpool), so the loop serves the other sessions meanwhile, and the fsyncs of
+ * concurrent sessions are committed together by the file system. The index rows, the queue
+ * and the 250 follow on the loop (commit_done): never before the syncs. */
+struct commit {
+	struct bgjob job;		/* first: the pool hands back &job */
+	struct smtp_session *s;		/* NULL: the session ended meanwhile */
+	struct spool_msg *msg;		/* the session's, lent for the journey */
+	const char *mailbox;		/* "Junk" or NULL */
+	struct spool_link *links;	/* per local recipient */
+	size_t n_links;
+	int sync_err;			/* errno of the spool file's fsync */
+	/* the remote recipients, queued by the thread too (copies: the session may end) */
+	char *spool_dir, *sender, *ret, *envid;
+	struct addr_list remotes;
+	int queue_rc;			/* 0: queued; -1: the loop tries again and answers */
+};
+
+/* Each sync thread keeps its own connection to queue.db (a connection serves one thread):
+ * opened at its first message, closed when the thread ends. */
+static pthread_key_t thread_queue_key;
+static pthread_once_t thread_queue_once = PTHREAD_ONCE_INIT;
+
+static void thread_queue_close(void *q)
+{
+	struct queue *qq = q;
+	queue_close(&qq);
+}
+
+static void thread_queue_init(void)
+{
+	if (pthread_key_create(&thread_queue_key, thread_queue_close) != 0)
+		log_fatalx("pthread_key_create");
+}
+
+/* commit_enqueue - on the thread: the remote recipients into queue.db, or queue_rc -1 */
+static void commit_enqueue(struct commit *c)
+{
+	struct queue *q = pthread_getspecific(thread_queue_key);
+	char *err = NULL;
+	c->queue_rc = -1;
+	if (q == NULL && queue_open(c->spool_dir, &q, &err) == 0)
+		pthread_setspecific(thread_queue_key, q);
+	if (q == NULL) {
+		free(err);
+		return;
+	}
+	struct queue_dsn dsn = { .ret = c->ret, .envid = c->envid,
+				 .notify = (const char *const *)c->remotes.notify,
+				 .orcpt = (const char *const *)c->remotes.orcpt };
+	const struct spool_msg *m = c->msg;
+	c->queue_rc = queue_enqueue(q, m->qid, m->path, m->body_offset, m->size - m->body_offset,
+				    c->sender, (const char *const *)c->remotes.v, c->remotes.n,
+				    &dsn, &err);
+	free(err);	/* the loop tries again and logs why */
+}
+
+/* commit_work - on a sync thread: blocking calls on paths and the spool fd only */
+static void commit_work(struct bgjob *j)
+{
+	struct commit *c = (struct commit *)j;
+	if (fsync(c->msg->fd) < 0) {
+		c->sync_err = errno;
+		return;
+	}
+	for (size_t i = 0; i < c->n_links; i++) {
+		struct spool_link *l = &c->links[i];
+		if (l->dst != NULL && link(c->msg->path, l->dst) < 0)
+			l->err = errno;	/* ENOENT: no maildir yet; the loop makes it */
+	}
+	/* one fsync per directory: several recipients in one mailbox share it */
+	for (size_t i = 0; i < c->n_links; i++) {
+		struct spool_link *l = &c->links[i];
+		bool done = false;
+		for (size_t k = 0; k < i && !done; k++)
+			done = c->links[k].dst != NULL && strcmp(c->links[k].dir, l->dir) == 0;
+		if (l->dst == NULL || l->err != 0 || done || fs_fsync_dir(l->dir) == 0)
+			continue;
+		int e = errno;
+		for (size_t k = i; k < c->n_links; k++) {
+			struct spool_link *m = &c->links[k];
+			if (m->dst != NULL && m->err == 0 && strcmp(m->dir, l->dir) == 0) {
+				unlink(m->dst);
+				m->err = e;
+			}
+		}
+	}
+	if (c->remotes.n > 0)
+		commit_enqueue(c);
+}
+
+static void commit_free(struct commit *c)
+{
+	for (size_t i = 0; i < c->n_links; i++) {
+		free(c->links[i].dst);
+		free(c->links[i].dir);
+	}
+	free(c->links);
+	free(c->spool_dir);
+	free(c->sender);
+	free(c->ret);
+	free(c->envid);
+	addr_list_free(&c->remotes);
+	free(c);
+}
+
+/* commit_done - on the loop: index, queue and answer; or, for a session that ended, take
+ * the copies back (the client was never told 250) */
+static void commit_done(struct bgjob *j)
+{
+	struct commit *c = (struct commit *)j;
+	struct smtp_session *s = c->s;
+	if (s != NULL && session_is_closing(s->ss)) {	/* timed out meanwhile */
+		s->commit = NULL;
+		s = NULL;
+	}
+	if (s == NULL) {
+		log_info("%s: connection ended before the reply, message discarded",
+			 c->msg->qid);
+		for (size_t i = 0; i < c->n_links; i++)
+			if (c->links[i].dst != NULL && c->links[i].err == 0)
+				unlink(c->links[i].dst);
+		spool_abort(&c->msg);
+		commit_free(c);
+		return;
+	}
+	s->commit = NULL;
+	s->msg = c->msg;
+	if (c->sync_err != 0) {
+		log_warnx("%s: %s: fsync: %s", session_id(s->ss), s->msg->qid,
+			  strerror(c->sync_err));
+		s->msg->failed = true;
+		s->msg->no_space = c->sync_err == ENOSPC || c->sync_err == EDQUOT;
+	}
+	message_deliver(s, c->mailbox, c->sync_err == 0 ? c->links : NULL,
+			c->sync_err == 0 && c->remotes.n > 0 && c->queue_rc == 0 ? c->remotes.n : 0);
+	commit_free(c);
+	message_done(s);
+	session_resume(s->ss);
+}
+
+static void commit_disown(struct commit *c)
+{
+	c->s = NULL;
+}
+
+/* message_accept - make the message durable and answer: on the sync threads when the worker
+ * has them (true: the session waits, suspended, for commit_done), else here (false) */
+static bool message_accept(struct smtp_session *s, const char *mailbox)
+{
+	if (s->srv->sync == NULL || s->msg->failed || spool_flush(s->msg) < 0) {
+		message_deliver(s, mailbox, NULL, 0);
+		return false;
+	}
+	struct commit *c = xcalloc(1, sizeof(*c));
+	c->job.work = commit_work;
+	c->job.done = commit_done;
+	c->s = s;
+	c->mailbox = mailbox;
+	c->n_links = s->locals.n;
+	c->links = xcalloc(c->n_links + 1, sizeof(*c->links));
+	for (size_t i = 0; i < s->locals.n; i++) {
+		/* a recipient who asked for a success report goes through the queue */
+		const char *notify = s->locals.notify[i];
+		char *err = NULL;
+		if ((notify != NULL && strstr(notify, "SUCCESS") != NULL) ||
+		    store_deliver_prepare(s->srv->cfg->data_dir, s->locals.v[i], mailbox,
+					  s->msg->path, s->srv->cfg->hostname, &c->links[i].dst,
+					  &c->links[i].dir, &err) < 0) {
+			free(err);	/* spool_deliver tries again and says why */
+			c->links[i].dst = c->links[i].dir = NULL;
+		}
+	}
+	/* Plain remote recipients are queued by the thread as well. Not forwarded copies (their
+	 * SRS sender is made on the loop), nor recipients when a local one wants a success
+	 * report (queued with them on the loop, under the same qid). */
+	bool report = false;
+	for (size_t i = 0; i < c->n_links; i++)
+		report = report || (s->locals.notify[i] != NULL &&
+				    strstr(s->locals.notify[i], "SUCCESS") != NULL);
+	if (s->remotes.n > 0 && s->forwards.n == 0 && !report && s->srv->queue != NULL) {
+		pthread_once(&thread_queue_once, thread_queue_init);
+		c->spool_dir = xstrdup(s->srv->spool_dir);
+		c->sender = xstrdup(s->sender);
+		c->ret = s->dsn_ret ? xstrdup(s->dsn_ret) : NULL;
+		c->envid = s->dsn_envid ? xstrdup(s->dsn_envid) : NULL;
+		for (size_t i = 0; i < s->remotes.n; i++)
+			addr_list_add(&c->remotes, s->remotes.v[i], s->remotes.notify[i],
+				      s->remotes.orcpt[i]);
+	}
+	c->msg = s->msg;
+	s->msg = NULL;
+	s->commit = c;
+	session_set_state(s->ss, SMTP_S_CMD);
+	session_suspend(s->ss);
+	bgpool_submit(s->srv->sync, &c->job);
+	return true;
 }
 
 /* inbound_done - the verdict of the inbound checks: reject, or put the
@@ -879,7 +1096,8 @@ static void inbound_done(void *ctx, const struct inbound_verdict *v)
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		log_debug("%s: %s: header rewrite %ld us", session_id(s->ss), s->msg->qid,
 			  (long)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
-		message_accept(s, v->action == INBOUND_QUARANTINE ? "Junk" : NULL);
+		if (message_accept(s, v->action == INBOUND_QUARANTINE ? "Junk" : NULL))
+			return;	/* commit_done goes on */
 	}
 	message_done(s);
 	session_resume(s->ss);
@@ -927,7 +1145,8 @@ static void message_finish(struct smtp_session *s)
 			s->msg->failed = true;
 		}
 		free(cuts);
-		message_accept(s, NULL);
+		if (message_accept(s, NULL))
+			return;	/* commit_done goes on */
 	}
 	message_done(s);
 }

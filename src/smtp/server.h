@@ -26,6 +26,7 @@ struct smtp_server {
 	struct queue *queue;		/* NULL: remote recipients get 451 */
 	struct login_pool *login;	/* password checks off the loop (auth/login) */
 	struct dns *dns;		/* the worker's resolver for inbound checks, or NULL */
+	struct bgpool *sync;		/* threads making messages durable, or NULL: on the loop */
 	char *spool_dir;
 	char *greeting;			/* "220 <hostname> ESMTP Tern" */
 	struct session_list sessions;	/* .n: sessions alive; .draining */

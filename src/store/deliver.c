@@ -172,44 +172,58 @@ static int deliver_folder(struct store *s, const char *mailbox, int64_t *id_r, c
 	return 0;
 }
 
-int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
-			  const char *src_path, uint64_t size, const char *hostname,
+/* folder_dir - the maildir of the folder mailbox (NULL: INBOX) and its row id */
+static int folder_dir(struct store *s, const char *mailbox, int64_t *id_r, char **dir_r,
+		      char **error_r)
+{
+	*id_r = s->inbox_id;
+	*dir_r = NULL;
+	if (mailbox != NULL && deliver_folder(s, mailbox, id_r, dir_r, error_r) < 0)
+		return -1;
+	return 0;
+}
+
+int store_deliver_prepare(const char *data_dir, const char *address, const char *mailbox,
+			  const char *src_path, const char *hostname, char **dst_r, char **dir_r,
 			  char **error_r)
 {
 	struct store *s;
 	struct stat sst = { 0 };
-	if (deliver_store(data_dir, address, &s, error_r) < 0)
-		return -1;
-	int64_t mb_id = s->inbox_id;
+	int64_t mb_id;
 	char *mb_dir = NULL;
-	if (mailbox != NULL && deliver_folder(s, mailbox, &mb_id, &mb_dir, error_r) < 0)
+	if (deliver_store(data_dir, address, &s, error_r) < 0 ||
+	    folder_dir(s, mailbox, &mb_id, &mb_dir, error_r) < 0)
 		return -1;
-	/* the size indexed is the file's own (CRLF line ends: served as it is) */
-	if (stat(src_path, &sst) == 0)
-		size = (uint64_t)sst.st_size;
-	char name[256];
+	/* the size indexed and named is the file's own (CRLF line ends: served as it is) */
+	if (stat(src_path, &sst) < 0) {
+		store_set_error(error_r, "stat %s: %s", src_path, strerror(errno));
+		free(mb_dir);
+		return -1;
+	}
 	char stamp[200];
 	fs_unique_name(stamp, sizeof(stamp), hostname);
-	snprintf(name, sizeof(name), "%s,S=%llu", stamp, (unsigned long long)size);
-	char *newdir = store_path(s, mb_dir != NULL && *mb_dir ? mb_dir : NULL, "new");
-	char *dst = xasprintf("%s/%s", newdir, name);
-	int r = -1;
+	*dir_r = store_path(s, mb_dir != NULL && *mb_dir ? mb_dir : NULL, "new");
+	*dst_r = xasprintf("%s/%s,S=%llu", *dir_r, stamp, (unsigned long long)sst.st_size);
+	free(mb_dir);
+	return 0;
+}
 
-	if (link(src_path, dst) < 0) {
-		char *mdir = store_path(s, mb_dir != NULL && *mb_dir ? mb_dir : NULL, NULL);
-		int ensured = errno == ENOENT ? maildir_ensure(mdir, mb_dir && *mb_dir) : -1;
-		free(mdir);
-		if (ensured < 0 ||
-		    link(src_path, dst) < 0) {
-			store_set_error(error_r, "deliver to %s: %s", dst, strerror(errno));
-			goto out;
-		}
+int store_deliver_linked(const char *data_dir, const char *address, const char *mailbox,
+			 const char *dst, char **error_r)
+{
+	struct store *s;
+	struct stat sst = { 0 };
+	int64_t mb_id;
+	char *mb_dir = NULL;
+	const char *name = strrchr(dst, '/');
+	name = name != NULL ? name + 1 : dst;
+	if (deliver_store(data_dir, address, &s, error_r) < 0 ||
+	    folder_dir(s, mailbox, &mb_id, &mb_dir, error_r) < 0 || stat(dst, &sst) < 0) {
+		if (error_r != NULL && *error_r == NULL)
+			store_set_error(error_r, "stat %s: %s", dst, strerror(errno));
+		goto fail;
 	}
-	if (fs_fsync_dir(newdir) < 0) {
-		store_set_error(error_r, "fsync %s: %s", newdir, strerror(errno));
-		unlink(dst);
-		goto out;
-	}
+	free(mb_dir);
 	/* The file is durable in new/; now its index row. Should the row be lost (a crash
 	 * with synchronous=NORMAL), the file is picked up from new/ at the next open. */
 	char *file = xasprintf("new/%s", name);
@@ -220,22 +234,63 @@ int store_deliver_file_to(const char *data_dir, const char *address, const char 
 	 * with the size of the mail it receives; the first FETCH parses it instead. */
 	buf structure;
 	buf_init(&structure, 0);
-	if (size <= DELIVER_STRUCTURE_MAX)
+	if ((uint64_t)sst.st_size <= DELIVER_STRUCTURE_MAX)
 		structure_for(&sst, dst, &structure);
-	int ir = idx_add_message(s, mb_id, name, file, size, (int64_t)time(NULL), 0, NULL,
-				 &structure, &uid, &uidvalidity, error_r);
+	int ir = idx_add_message(s, mb_id, name, file, (uint64_t)sst.st_size, (int64_t)time(NULL),
+				 0, NULL, &structure, &uid, &uidvalidity, error_r);
 	buf_free(&structure);
 	free(file);
-	if (ir < 0) {
-		/* Answering 4xx: the client sends it again, so the file must go. */
-		unlink(dst);
-		fs_fsync_dir(newdir);
-		goto out;
+	if (ir == 0)
+		return 0;
+fail:
+	/* Answering 4xx: the client sends it again, so the file must go. */
+	unlink(dst);
+	char *dir = xstrdup(dst);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		fs_fsync_dir(dir);
 	}
-	r = 0;
-out:
+	free(dir);
+	return -1;
+}
+
+/* link_new - link src to dst in a maildir's new/ (dir), making the maildir (a folder's when
+ * folder) when missing */
+static int link_new(const char *src, const char *dst, const char *dir, bool folder)
+{
+	if (link(src, dst) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	char *mdir = xstrdup(dir);
+	char *slash = strrchr(mdir, '/');	/* .../new */
+	if (slash != NULL)
+		*slash = '\0';
+	int r = maildir_ensure(mdir, folder) < 0 ? -1 : link(src, dst);
+	free(mdir);
+	return r;
+}
+
+int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
+			  const char *src_path, uint64_t size, const char *hostname,
+			  char **error_r)
+{
+	char *dst = NULL, *dir = NULL;
+	(void)size;
+	if (store_deliver_prepare(data_dir, address, mailbox, src_path, hostname, &dst, &dir,
+				  error_r) < 0)
+		return -1;
+	int r = -1;
+	if (link_new(src_path, dst, dir, mailbox != NULL) < 0) {
+		store_set_error(error_r, "deliver to %s: %s", dst, strerror(errno));
+	} else if (fs_fsync_dir(dir) < 0) {
+		store_set_error(error_r, "fsync %s: %s", dir, strerror(errno));
+		unlink(dst);
+	} else {
+		r = store_deliver_linked(data_dir, address, mailbox, dst, error_r);
+	}
 	free(dst);
-	free(newdir);
-	free(mb_dir);
+	free(dir);
 	return r;
 }

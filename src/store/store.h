@@ -105,6 +105,16 @@ int store_deliver_file(const char *data_dir, const char *address, const char *sr
 int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
 			  const char *src_path, uint64_t size, const char *hostname,
 			  char **error_r);
+/* store_deliver_prepare / store_deliver_linked - store_deliver_file_to in two halves, for a
+ * caller that makes the link and its fsync elsewhere (off the event loop, many at once):
+ * prepare names the new/ file *dst_r (in the directory *dir_r; both the caller's to free)
+ * that src_path is to be linked to; once it is linked and dir fsync'd, linked indexes it.
+ * When linked fails it removes the file again. 0, or -1 with *error_r. */
+int store_deliver_prepare(const char *data_dir, const char *address, const char *mailbox,
+			  const char *src_path, const char *hostname, char **dst_r, char **dir_r,
+			  char **error_r);
+int store_deliver_linked(const char *data_dir, const char *address, const char *mailbox,
+			 const char *dst, char **error_r);
 /* store_deliver_cache_close - close the handles store_deliver_file keeps and free its cached
  * structure (at a worker's or the queue runner's exit, and in tests). */
 void store_deliver_cache_close(void);
