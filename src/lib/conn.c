@@ -262,6 +262,16 @@ void conn_write(struct conn *c, const void *p, size_t n)
 	bufferevent_write(c->bev, p, n);
 }
 
+int conn_send_file(struct conn *c, int fd, uint64_t offset, uint64_t len)
+{
+	/* a plain socket: the kernel sends from the page cache (sendfile); through TLS or a
+	 * compressor the bytes must pass through us */
+	if (c->tls || c->z != NULL || c->bev == NULL)
+		return -1;
+	return evbuffer_add_file(bufferevent_get_output(c->bev), fd, (ev_off_t)offset,
+				 (ev_off_t)len);
+}
+
 void conn_printf(struct conn *c, const char *fmt, ...)
 {
 	va_list ap;

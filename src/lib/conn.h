@@ -6,6 +6,7 @@
 #define TERN_CONN_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <event2/event.h>
 #include <event2/buffer.h>
@@ -35,6 +36,10 @@ void conn_free(struct conn **c);
 
 struct evbuffer *conn_input(struct conn *c);
 void conn_write(struct conn *c, const void *p, size_t n);
+/* conn_send_file - queue len bytes of the file fd from offset, sent without a copy through
+ * user space (sendfile); on success the connection owns fd (closed once sent). -1 (fd still
+ * the caller's) over TLS or COMPRESS: write the bytes instead. */
+int conn_send_file(struct conn *c, int fd, uint64_t offset, uint64_t len);
 void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* conn_set_timeout - idle read timeout in seconds (also used for writes). */
 void conn_set_timeout(struct conn *c, unsigned seconds);

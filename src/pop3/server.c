@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "auth/accounts.h"
 #include "auth/login.h"
 #include "auth/sasl.h"
@@ -22,6 +24,7 @@
 #include "pop3/parser.h"
 #include "store/store.h"
 
+#define POP3_SLEEP_SECS 2		/* idle after a download: the store's connection goes */
 #define POP3_SEND_CHUNK 16384		/* the limits are in the configuration (pop3_*) */
 
 enum pop3_state {
@@ -54,6 +57,16 @@ struct pop3_send {
 	bool in_body;
 	bool header_line_empty;	/* the current header line has no content so far */
 	uint64_t body_lines;
+	uint64_t file_size;	/* > 0: the file goes out as it is (send_file) */
+	bool file_queued;	/* ... and is in the output now */
+};
+
+/* A message of the maildrop: all a session keeps of it (16 bytes: 1,000 messages cost 16 KB;
+ * the index's connection and snapshot are let go between downloads, store_sleep). */
+struct pop3_msg {
+	uint64_t size;
+	uint32_t uid;
+	bool deleted;
 };
 
 struct pop3_session {
@@ -71,9 +84,9 @@ struct pop3_session {
 	char *account;
 	struct store *store;
 	struct store_mailbox *mb;
-	struct store_msg *msgs;		/* the maildrop as it was at login */
-	bool *deleted;
+	struct pop3_msg *msgs;		/* the maildrop as it was at login */
 	size_t n_msgs;
+	struct event *sleep_ev;		/* lets go of the store once a download is over */
 	uint32_t uidvalidity;
 
 	bool sending_active;
@@ -81,7 +94,7 @@ struct pop3_session {
 };
 
 /* msg_arg - argument 0 as a message number; NULL and a reply sent when unusable */
-static struct store_msg *msg_arg(struct pop3_session *s, const struct pop3_command_line *c,
+static struct pop3_msg *msg_arg(struct pop3_session *s, const struct pop3_command_line *c,
 				 size_t *index_r)
 {
 	uint64_t n;
@@ -95,7 +108,7 @@ static struct store_msg *msg_arg(struct pop3_session *s, const struct pop3_comma
 		session_reply(s->ss, "-ERR No such message");
 		return NULL;
 	}
-	if (s->deleted[n - 1]) {
+	if (s->msgs[n - 1].deleted) {
 		session_reply(s->ss, "-ERR Message %llu already deleted", (unsigned long long)n);
 		return NULL;
 	}
@@ -104,6 +117,27 @@ static struct store_msg *msg_arg(struct pop3_session *s, const struct pop3_comma
 }
 
 /* ---- login ------------------------------------------------------------------------ */
+
+/* store_sleep_cb - a while after the last download: let go of the index's connection */
+static void store_sleep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pop3_session *s = arg;
+	if (!s->sending_active)
+		store_sleep(s->store);
+}
+
+/* store_ready - the store awake for a command that reads it; false (logged) when not */
+static bool store_ready(struct pop3_session *s)
+{
+	char *err = NULL;
+	if (s->sleep_ev != NULL)
+		evtimer_del(s->sleep_ev);
+	if (store_wake(s->store, &err) == 0)
+		return true;
+	log_warnx("%s: wake: %s", session_id(s->ss), err ? err : "?");
+	free(err);
+	return false;
+}
 
 /* login_open - take the maildrop: lock, snapshot. Replies itself; true on success. */
 static bool login_open(struct pop3_session *s, const char *account)
@@ -141,9 +175,8 @@ static bool login_open(struct pop3_session *s, const char *account)
 	}
 	/* Our own copy: the session works on the maildrop as it was at login. */
 	s->msgs = xcalloc(n ? n : 1, sizeof(*s->msgs));
-	if (n > 0)
-		memcpy(s->msgs, msgs, n * sizeof(*msgs));
-	s->deleted = xcalloc(n ? n : 1, sizeof(bool));
+	for (size_t i = 0; i < n; i++)
+		s->msgs[i] = (struct pop3_msg){ .size = msgs[i].size, .uid = msgs[i].uid };
 	s->n_msgs = n;
 	s->uidvalidity = store_mailbox_uidvalidity(s->mb);
 	s->account = xstrdup(account);
@@ -156,6 +189,9 @@ static bool login_open(struct pop3_session *s, const char *account)
 		 (unsigned long long)total);
 	session_reply(s->ss, "+OK Logged in, %zu messages (%llu octets)", n,
 		      (unsigned long long)total);
+	/* the snapshot is copied: the index's connection waits for a RETR, TOP or QUIT */
+	s->sleep_ev = evtimer_new(s->srv->base, store_sleep_cb, s);
+	store_sleep(s->store);
 	return true;
 fail:
 	store_mailbox_close(&s->mb);
@@ -323,7 +359,7 @@ static void cmd_stat(void *ctx, const void *a)
 	size_t n = 0;
 	uint64_t total = 0;
 	for (size_t i = 0; i < s->n_msgs; i++) {
-		if (!s->deleted[i]) {
+		if (!s->msgs[i].deleted) {
 			n++;
 			total += s->msgs[i].size;
 		}
@@ -337,14 +373,14 @@ static void cmd_list(void *ctx, const void *a)
 	const struct pop3_command_line *c = a;
 	size_t i;
 	if (c->n_args > 0) {
-		struct store_msg *m = msg_arg(s, c, &i);
+		struct pop3_msg *m = msg_arg(s, c, &i);
 		if (m != NULL)
 			session_reply(s->ss, "+OK %zu %llu", i + 1, (unsigned long long)m->size);
 		return;
 	}
 	conn_printf(s->conn, "+OK scan listing follows\r\n");
 	for (i = 0; i < s->n_msgs; i++)
-		if (!s->deleted[i])
+		if (!s->msgs[i].deleted)
 			conn_printf(s->conn, "%zu %llu\r\n", i + 1,
 				    (unsigned long long)s->msgs[i].size);
 	conn_printf(s->conn, ".\r\n");
@@ -357,14 +393,14 @@ static void cmd_uidl(void *ctx, const void *a)
 	size_t i;
 	/* "<uidvalidity>.<uid>": stable across sessions, never reused (UIDs never are) */
 	if (c->n_args > 0) {
-		struct store_msg *m = msg_arg(s, c, &i);
+		struct pop3_msg *m = msg_arg(s, c, &i);
 		if (m != NULL)
 			session_reply(s->ss, "+OK %zu %u.%u", i + 1, s->uidvalidity, m->uid);
 		return;
 	}
 	conn_printf(s->conn, "+OK unique-id listing follows\r\n");
 	for (i = 0; i < s->n_msgs; i++)
-		if (!s->deleted[i])
+		if (!s->msgs[i].deleted)
 			conn_printf(s->conn, "%zu %u.%u\r\n", i + 1, s->uidvalidity,
 				    s->msgs[i].uid);
 	conn_printf(s->conn, ".\r\n");
@@ -377,14 +413,15 @@ static void cmd_dele(void *ctx, const void *a)
 	size_t i;
 	if (msg_arg(s, c, &i) == NULL)
 		return;
-	s->deleted[i] = true;
+	s->msgs[i].deleted = true;
 	session_reply(s->ss, "+OK Message %zu deleted", i + 1);
 }
 
 static void cmd_rset(void *ctx, const void *a)
 {
 	struct pop3_session *s = ctx;
-	memset(s->deleted, 0, s->n_msgs * sizeof(bool));
+	for (size_t i = 0; i < s->n_msgs; i++)
+		s->msgs[i].deleted = false;
 	session_reply(s->ss, "+OK %zu messages", s->n_msgs);
 }
 
@@ -394,10 +431,57 @@ static void cmd_noop(void *ctx, const void *a)
 	session_reply(s->ss, "+OK");
 }
 
+/* sendable_as_is - the file (size bytes) is its own POP3 form: CRLF line ends (the caller
+ * knows), ends with CRLF, and no line starts with "." (nothing to byte-stuff) */
+static bool sendable_as_is(int fd, uint64_t size)
+{
+	char b[POP3_SEND_CHUNK];
+	char prev = '\n';
+	uint64_t off = 0;
+	while (off < size) {
+		ssize_t n = pread(fd, b, sizeof(b), (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		if (prev == '\n' && b[0] == '.')
+			return false;
+		for (const char *p = b; (p = memchr(p, '\n', (size_t)n - (size_t)(p - b) - 1)) != NULL;
+		     p++)
+			if (p[1] == '.')
+				return false;
+		prev = b[n - 1];
+		off += (uint64_t)n;
+	}
+	return size >= 2 && prev == '\n';
+}
+
+/* send_file - the whole file into the output without a copy (sendfile), then the end */
+static void send_file(struct pop3_session *s)
+{
+	struct pop3_send *x = &s->send;
+	if (!x->file_queued) {
+		if (conn_send_file(s->conn, x->fd, 0, x->file_size) < 0) {
+			x->file_size = 0;	/* TLS after all: stream it */
+			return;
+		}
+		x->fd = -1;	/* the output's now */
+		x->file_queued = true;
+		conn_write(s->conn, ".\r\n", 3);
+	}
+	/* done, as the copying path is, once the output has room for the next command */
+	if (!conn_output_full(s->conn))
+		s->sending_active = false;
+}
+
 /* send_pump - stream the message being sent until done or the output is full */
 static void send_pump(struct pop3_session *s)
 {
 	struct pop3_send *x = &s->send;
+	if (x->file_size > 0)
+		send_file(s);
+	if (x->file_size > 0)
+		return;
 	char in[POP3_SEND_CHUNK];
 	char out[POP3_SEND_CHUNK * 3 + 8];
 	while (s->sending_active) {
@@ -476,6 +560,10 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 	char *err = NULL;
 	int fd;
 	bool crlf;
+	if (!store_ready(s)) {
+		session_reply(s->ss, "-ERR [SYS/TEMP] Cannot read message %zu", i + 1);
+		return;
+	}
 	if (store_msg_open(s->mb, s->msgs[i].uid, &fd, &crlf, &err) < 0) {
 		log_warnx("%s: message %u: %s", session_id(s->ss), s->msgs[i].uid,
 			  err ? err : "open failed");
@@ -494,6 +582,9 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 	s->send.top = top;
 	s->send.header_line_empty = true;
 	s->send.body_lines = lines;
+	if (!top && crlf && !conn_is_tls(s->conn) && !conn_is_compressed(s->conn) &&
+	    sendable_as_is(fd, s->msgs[i].size))
+		s->send.file_size = s->msgs[i].size;
 	s->sending_active = true;
 	session_set_raw(s->ss, true);	/* pop3_on_raw streams it */
 	session_deadline_start(s->ss);	/* a reader too slow for transfer_min_rate is dropped */
@@ -539,9 +630,14 @@ static void cmd_quit(void *ctx, const void *a)
 	uint32_t *uids = xcalloc(s->n_msgs ? s->n_msgs : 1, sizeof(uint32_t));
 	size_t n = 0;
 	for (size_t i = 0; i < s->n_msgs; i++)
-		if (s->deleted[i])
+		if (s->msgs[i].deleted)
 			uids[n++] = s->msgs[i].uid;
 	char *err = NULL;
+	if (n > 0 && !store_ready(s)) {
+		free(uids);
+		session_close(s->ss, "-ERR [SYS/TEMP] Some deleted messages not removed");
+		return;
+	}
 	if (n > 0 && store_expunge(s->mb, uids, n, &err) < 0) {
 		log_warnx("%s: expunge: %s", session_id(s->ss), err ? err : "failed");
 		free(err);
@@ -653,6 +749,10 @@ static void pop3_on_raw(void *ctx)
 	session_set_raw(s->ss, false);
 	if (session_draining(s->ss))
 		session_close(s->ss, "-ERR Server shutting down");
+	else if (s->sleep_ev != NULL) {	/* the next RETR usually follows at once */
+		struct timeval tv = { POP3_SLEEP_SECS, 0 };
+		evtimer_add(s->sleep_ev, &tv);
+	}
 }
 
 /* pop3_on_end - the POP3 part of the one teardown; a dropped connection deletes nothing */
@@ -666,7 +766,8 @@ static void pop3_on_end(void *ctx)
 	store_mailbox_close(&s->mb);
 	store_close(&s->store);
 	free(s->msgs);
-	free(s->deleted);
+	if (s->sleep_ev != NULL)
+		event_free(s->sleep_ev);
 	free(s->account);
 	free(s->user);
 	free(s);
