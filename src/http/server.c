@@ -2,6 +2,9 @@
 #include "http/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -11,6 +14,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "http/parse.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/xmalloc.h"
@@ -18,6 +22,8 @@
 #define HTTP_MAX_HEADERS 8192		/* request line and headers, bytes */
 #define HTTP_MAX_BODY 16384		/* an autodiscover request is well under 1 KiB */
 #define HTTP_ACCEPT_PAUSE_MS 1000	/* accept failed (descriptors): wait this long */
+#define ACME_MAX_FILE 4096		/* a key authorization is under 100 bytes */
+#define ACME_PREFIX "/.well-known/acme-challenge/"
 
 enum http_site_kind { SITE_HTTP, SITE_HTTPS, SITE_METRICS, SITE_COUNT };
 
@@ -88,11 +94,68 @@ static void serve_metrics(struct evhttp_request *req, const char *path)
 	evbuffer_free(b);
 }
 
+/* read_challenge - the key authorization in the file token of dir (root's, 0755), at most
+ * ACME_MAX_FILE bytes, into out. A symlink, a FIFO or anything but a plain file is absent:
+ * the directory is root's, but nothing here follows a name it did not choose. Its length,
+ * or -1. A small local file: reading it does not hold the event loop. */
+static ssize_t read_challenge(const char *dir, const char *token, char *out)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -1;
+	int fd = openat(dfd, token, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	close(dfd);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	ssize_t len = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= ACME_MAX_FILE) {
+		size_t got = 0;
+		for (;;) {
+			ssize_t n = read(fd, out + got, ACME_MAX_FILE - got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				break;
+			got += (size_t)n;
+			if (n == 0 || got == ACME_MAX_FILE) {
+				len = (ssize_t)got;
+				break;
+			}
+		}
+	}
+	close(fd);
+	return len;
+}
+
+/* serve_acme - GET /.well-known/acme-challenge/TOKEN (RFC 8555 §8.3), any Host */
+static void serve_acme(struct http_site *site, struct evhttp_request *req, const char *token)
+{
+	char body[ACME_MAX_FILE];
+	ssize_t len = -1;
+	if (http_acme_token_valid(token))
+		len = read_challenge(site->srv->cfg->acme_challenge_dir, token, body);
+	if (len < 0) {
+		not_found(req);
+		return;
+	}
+	struct evbuffer *b = evbuffer_new();
+	if (b == NULL)
+		log_fatalx("out of memory");
+	evbuffer_add(b, body, (size_t)len);
+	reply(req, HTTP_OK, "OK", "application/octet-stream", b);
+	evbuffer_free(b);
+}
+
 /* serve_web - the http and https listeners */
 static void serve_web(struct http_site *site, struct evhttp_request *req, const char *path)
 {
-	(void)site;
-	(void)path;
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	bool get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+	if (get && strncmp(path, ACME_PREFIX, sizeof(ACME_PREFIX) - 1) == 0) {
+		serve_acme(site, req, path + sizeof(ACME_PREFIX) - 1);
+		return;
+	}
 	not_found(req);
 }
 
