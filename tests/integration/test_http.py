@@ -373,6 +373,7 @@ def test_oversize_headers_rejected(tern_factory):
     assert get(inst, "metrics", "/metrics")[0] == 200
 
 
+@pytest.mark.no_valgrind
 def test_slow_client_does_not_block(tern_factory):
     """Clients that send half a request and stall hold no worker: another client is served at
     once, and the stalled ones are closed after http_timeout."""
