@@ -378,7 +378,8 @@ def test_slow_client_does_not_block(tern_factory):
     """Clients that send half a request and stall hold no worker: another client is served at
     once, and the stalled ones are closed after http_timeout."""
     import time
-    inst = tern_factory(start=False, workers=1, settings={"http_timeout": "2"})
+    inst = tern_factory(start=False, workers=1, settings={"http_timeout": "2",
+                                                         "max_connections_per_ip": "25"})
     inst.ports["http"] = th.free_port()
     inst.write_config()
     inst.start()
@@ -407,6 +408,19 @@ def test_slow_client_does_not_block(tern_factory):
         assert b"version: STSv1" not in data
         s.close()
     assert time.monotonic() - t0 < th.scaled(15)
+    # and their places in max_connections_per_ip (25) are free again: 20 more are served
+    held = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", inst.ports["http"]), timeout=th.scaled(10))
+        s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\n\r\n")
+        data = b""
+        while b"max_age" not in data:
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        held.append(s)
+    for s in held:
+        s.close()
 
 
 
