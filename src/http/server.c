@@ -48,7 +48,8 @@ struct http_server {
 	struct event_base *base;
 	const struct tern_config *cfg;
 	SSL_CTX *tls;
-	unsigned long refused;		/* connections over max_connections_per_ip */
+	unsigned long refused;		/* connections over a cap */
+	unsigned n_conns, max_conns;	/* counted connections in this worker; 0: no cap */
 	struct http_site sites[SITE_COUNT];
 };
 
@@ -332,11 +333,13 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
 	struct http_conn *c = arg;
 	connlimit_release((const struct sockaddr *)&c->peer);
+	c->srv->n_conns--;
 	free(c);
 }
 
 /* conn_check - right after accept: count the client, or refuse it when it has
- * max_connections_per_ip connections already (over every role and worker) */
+ * max_connections_per_ip connections already (over every role and worker) or the worker
+ * has max_conns HTTP connections */
 static void conn_check(evutil_socket_t unused, short what, void *arg)
 {
 	struct http_conn *c = arg;
@@ -353,18 +356,28 @@ static void conn_check(evutil_socket_t unused, short what, void *arg)
 		free(c);
 		return;
 	}
-	if (connlimit_acquire((const struct sockaddr *)&c->peer,
-			      c->srv->cfg->max_connections_per_ip)) {
+	struct http_server *srv = c->srv;
+	bool full = srv->max_conns != 0 && srv->n_conns >= srv->max_conns;
+	if (!full && connlimit_acquire((const struct sockaddr *)&c->peer,
+				       srv->cfg->max_connections_per_ip)) {
+		srv->n_conns++;
 		c->bev = NULL;
 		evhttp_connection_set_closecb(evcon, conn_closed, c);
 		bufferevent_decref(bev);
 		return;
 	}
 	char ip[64];
-	c->srv->refused++;
-	log_info("http: refused %s: %u connections from it (max_connections_per_ip); %lu "
-		 "refused so far", net_ntop((const struct sockaddr *)&c->peer, ip, sizeof(ip)),
-		 connlimit_count((const struct sockaddr *)&c->peer), c->srv->refused);
+	srv->refused++;
+	if (full)
+		log_info("http: refused %s: %u HTTP connections in this worker "
+			 "(max_connections_per_worker); %lu refused so far",
+			 net_ntop((const struct sockaddr *)&c->peer, ip, sizeof(ip)), srv->n_conns,
+			 srv->refused);
+	else
+		log_info("http: refused %s: %u connections from it (max_connections_per_ip); "
+			 "%lu refused so far",
+			 net_ntop((const struct sockaddr *)&c->peer, ip, sizeof(ip)),
+			 connlimit_count((const struct sockaddr *)&c->peer), srv->refused);
 	evhttp_connection_free(evcon);
 	bufferevent_decref(bev);	/* the last reference: closes the socket */
 	free(c);
@@ -452,7 +465,7 @@ static void site_start(struct http_server *srv, enum http_site_kind kind, int fd
 }
 
 struct http_server *http_server_new(struct event_base *base, const struct tern_config *cfg,
-				    SSL_CTX *tls, const int *listen_fds)
+				    SSL_CTX *tls, const int *listen_fds, unsigned max_conns)
 {
 	static const enum listen_role roles[SITE_COUNT] = { ROLE_HTTP, ROLE_HTTPS, ROLE_METRICS };
 	bool any = false;
@@ -464,6 +477,7 @@ struct http_server *http_server_new(struct event_base *base, const struct tern_c
 	srv->base = base;
 	srv->cfg = cfg;
 	srv->tls = tls;
+	srv->max_conns = max_conns;
 	for (int k = 0; k < SITE_COUNT; k++)
 		if (listen_fds[roles[k]] >= 0)
 			site_start(srv, (enum http_site_kind)k, listen_fds[roles[k]]);

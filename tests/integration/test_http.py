@@ -477,3 +477,45 @@ def test_connections_per_ip(tern_factory):
     assert ok
     for s in held:
         s.close()
+
+
+def test_connections_per_worker(tern_factory):
+    """A worker holds at most max_connections_per_worker HTTP connections (counted apart
+    from its sessions): one more is closed at once, whatever its address."""
+    inst = tern_factory(start=False, workers=1, settings={"max_connections_per_worker": "3"})
+    inst.ports["http"] = th.free_port()
+    inst.write_config()
+    inst.start()
+
+    def connect(src):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((src, 0))
+        s.settimeout(th.scaled(10))
+        s.connect(("127.0.0.1", inst.ports["http"]))
+        return s
+
+    def served(s):
+        try:
+            s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
+                      b"Host: mta-sts.example.test\r\n\r\n")
+            data = b""
+            while b"max_age" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return False
+        return data.startswith(b"HTTP/1.1 200")
+
+    held = [connect(f"127.0.0.{i}") for i in (2, 3, 4)]
+    assert all(served(s) for s in held)
+    extra = connect("127.0.0.5")
+    assert not served(extra)
+    extra.close()
+    assert "max_connections_per_worker" in inst.log_text()
+    # a mail session is not refused for it: the caps are counted apart
+    with inst.smtp() as smtp:
+        assert smtp.noop()[0] == 250
+    for s in held:
+        s.close()
