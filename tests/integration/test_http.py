@@ -424,6 +424,32 @@ def test_slow_client_does_not_block(tern_factory):
 
 
 
+def connect_from(port, src):
+    """A TCP connection to 127.0.0.1:port from the loopback address src."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    s.settimeout(th.scaled(10))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def served(s):
+    """True when a keep-alive MTA-STS request on s is answered 200 (the connection stays
+    open); False when the server closed it instead."""
+    try:
+        s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
+                  b"Host: mta-sts.example.test\r\n\r\n")
+        data = b""
+        while b"max_age" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return False
+    return data.startswith(b"HTTP/1.1 200")
+
+
 def test_connections_per_ip(tern_factory):
     """max_connections_per_ip holds for HTTP connections too (counted with the mail roles'):
     one more from the same address is closed at once, another address is served, and a
@@ -435,40 +461,19 @@ def test_connections_per_ip(tern_factory):
     inst.start()
     port = inst.ports["http"]
 
-    def connect(src):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind((src, 0))
-        s.settimeout(th.scaled(10))
-        s.connect(("127.0.0.1", port))
-        return s
-
-    def served(s):
-        try:
-            s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
-                      b"Host: mta-sts.example.test\r\n\r\n")
-            data = b""
-            while b"max_age" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return False
-        return data.startswith(b"HTTP/1.1 200")
-
-    held = [connect("127.0.0.2") for _ in range(3)]
+    held = [connect_from(port, "127.0.0.2") for _ in range(3)]
     assert all(served(s) for s in held)      # keep-alive: still open and counted
-    extra = connect("127.0.0.2")
+    extra = connect_from(port, "127.0.0.2")
     assert not served(extra)
     extra.close()
     assert "http: refused 127.0.0.2" in inst.log_text()
-    other = connect("127.0.0.3")
+    other = connect_from(port, "127.0.0.3")
     assert served(other)
     other.close()
     held.pop().close()
     deadline = time.monotonic() + th.scaled(10)
     while True:     # the server frees the place when it sees the close
-        s = connect("127.0.0.2")
+        s = connect_from(port, "127.0.0.2")
         ok = served(s)
         s.close()
         if ok or time.monotonic() > deadline:
@@ -486,31 +491,11 @@ def test_connections_per_worker(tern_factory):
     inst.ports["http"] = th.free_port()
     inst.write_config()
     inst.start()
+    port = inst.ports["http"]
 
-    def connect(src):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind((src, 0))
-        s.settimeout(th.scaled(10))
-        s.connect(("127.0.0.1", inst.ports["http"]))
-        return s
-
-    def served(s):
-        try:
-            s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
-                      b"Host: mta-sts.example.test\r\n\r\n")
-            data = b""
-            while b"max_age" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return False
-        return data.startswith(b"HTTP/1.1 200")
-
-    held = [connect(f"127.0.0.{i}") for i in (2, 3, 4)]
+    held = [connect_from(port, f"127.0.0.{i}") for i in (2, 3, 4)]
     assert all(served(s) for s in held)
-    extra = connect("127.0.0.5")
+    extra = connect_from(port, "127.0.0.5")
     assert not served(extra)
     extra.close()
     assert "max_connections_per_worker" in inst.log_text()
