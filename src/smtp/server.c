@@ -831,10 +831,17 @@ static int deliver(struct smtp_session *s, const char *mailbox, char **error_r)
 	return queued;
 }
 
+/* txn_observe - the transaction's time, MAIL to the final reply after its data (metrics) */
+static void txn_observe(const struct smtp_session *s)
+{
+	if (s->mail_usec != 0)
+		metrics_observe(METRICS_SMTP_TRANSACTION, metrics_since_usec(s->mail_usec));
+}
+
 /* message_done - the transaction is over, whatever its outcome */
 static void message_done(struct smtp_session *s)
 {
-	metrics_observe(METRICS_SMTP_TRANSACTION, metrics_since_usec(s->mail_usec));
+	txn_observe(s);
 	txn_reset(s);
 	session_set_state(s->ss, SMTP_S_CMD);
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_command);
@@ -1039,13 +1046,16 @@ static void bdat_chunk_done(struct smtp_session *s)
 		session_reply(s->ss, "%s", s->bdat_error);
 		bool txn_failed = s->bdat_open;
 		s->bdat_error = NULL;
-		if (txn_failed)
+		if (txn_failed) {
+			txn_observe(s);
 			txn_reset(s);
+		}
 		session_bad_command(s->ss);
 		return;
 	}
 	if (s->too_big) {
 		session_reply(s->ss, "552 5.3.4 Message size exceeds fixed maximum message size");
+		txn_observe(s);
 		txn_reset(s);
 		return;
 	}

@@ -98,11 +98,15 @@ def sink():
     s.close()
 
 
+LOOP = "loop.test"      # routed to the instance's own smtp port (STARTTLS, then 5xx)
+
+
 def metrics_instance(tern_factory, sink, **kw):
-    routes = (f"[routes]\n{RELAY} = 127.0.0.1:{sink.port}\n"
-              f"{DEAD} = 127.0.0.1:{th.free_port()}\n")
-    inst = tern_factory(start=False, extra_config=routes, **kw)
+    inst = tern_factory(start=False, **kw)
     inst.ports["metrics"] = th.free_port()
+    inst.extra_config = (f"[routes]\n{RELAY} = 127.0.0.1:{sink.port}\n"
+                         f"{DEAD} = 127.0.0.1:{th.free_port()}\n"
+                         f"{LOOP} = 127.0.0.1:{inst.ports['smtp']}\n")
     inst.write_config()
     inst.start()
     return inst
@@ -123,6 +127,18 @@ def test_counters_move_with_mail_and_logins(tern_factory, sink):
     # the MX role: one message to a local user, delivered at once
     with smtplib.SMTP("127.0.0.1", inst.ports["smtp"], timeout=th.IO_TIMEOUT) as s:
         s.send_message(message("someone@remote.example", ALICE, "mx"))
+    # ... and one in BDAT chunks
+    with th.RawSMTP("127.0.0.1", inst.ports["smtp"]) as c:
+        assert c.read_reply()[0] == 220
+        assert c.cmd("EHLO chunky.example")[0] == 250
+        assert c.cmd("MAIL FROM:<someone@remote.example>")[0] == 250
+        assert c.cmd(f"RCPT TO:<{ALICE}>")[0] == 250
+        a, z = b"Subject: chunks\r\n\r\nfirst ", b"and last\r\n"
+        c.send(f"BDAT {len(a)}\r\n".encode() + a)
+        assert c.read_reply()[0] == 250
+        c.send(f"BDAT {len(z)} LAST\r\n".encode() + z)
+        assert c.read_reply()[0] == 250
+        assert c.cmd("QUIT")[0] == 221
     # submission: relayed to the sink, bounced by it (reject-...), deferred (nothing listens)
     submit(inst, f"friend@{RELAY}", "relayed")
     submit(inst, f"reject-x@{RELAY}", "bounced")
@@ -132,26 +148,26 @@ def test_counters_move_with_mail_and_logins(tern_factory, sink):
                  and m["tern_recipients_bounced_total"] >= b["tern_recipients_bounced_total"] + 1
                  and m["tern_recipients_deferred_total"] >= b["tern_recipients_deferred_total"] + 1
                  and m["tern_recipients_delivered_local_total"]
-                 >= b["tern_recipients_delivered_local_total"] + 2
+                 >= b["tern_recipients_delivered_local_total"] + 3
                  and m['tern_queue_recipients{state="deferred"}'] >= 1,
                  "relay, bounce and deferral counted")
     d = diff(b, m)
-    assert d.get(series("tern_messages_received_total", protocol="smtp")) == 1, d
+    assert d.get(series("tern_messages_received_total", protocol="smtp")) == 2, d
     assert d.get(series("tern_messages_received_total", protocol="submission")) == 3, d
     assert d.get("tern_recipients_relayed_total") == 1, d
     assert d.get("tern_recipients_bounced_total") == 1, d
     assert d.get("tern_recipients_deferred_total") == 1, d
-    # alice's message, and the bounce report to alice (the sender), both delivered locally
-    assert d.get("tern_recipients_delivered_local_total") == 2, d
-    assert d.get(series("tern_sessions_total", protocol="smtp")) == 1, d
+    # alice's two messages, and the bounce report to alice (the sender), delivered locally
+    assert d.get("tern_recipients_delivered_local_total") == 3, d
+    assert d.get(series("tern_sessions_total", protocol="smtp")) == 2, d
     assert d.get(series("tern_sessions_total", protocol="submission")) == 3, d
     assert d.get(series("tern_logins_total", protocol="submission", result="ok")) == 3, d
     assert d.get(series("tern_tls_handshakes_total", direction="inbound", result="ok")) == 3, d
-    # every final outcome is observed once: 2 local + 1 relayed + 1 bounced
-    assert d.get("tern_delivery_delay_seconds_count") == 4, d
-    assert d.get('tern_delivery_delay_seconds_bucket{le="+Inf"}') == 4, d
-    # four transactions, MAIL to the reply after the data
-    assert d.get("tern_smtp_transaction_seconds_count") == 4, d
+    # every final outcome is observed once: 3 local + 1 relayed + 1 bounced
+    assert d.get("tern_delivery_delay_seconds_count") == 5, d
+    assert d.get('tern_delivery_delay_seconds_bucket{le="+Inf"}') == 5, d
+    # five transactions, MAIL to the reply after the data (DATA or the last BDAT)
+    assert d.get("tern_smtp_transaction_seconds_count") == 5, d
     assert 0 < d.get("tern_smtp_transaction_seconds_sum", 0) < th.scaled(60), d
     assert m["tern_queue_messages"] >= 1 and m['tern_queue_recipients{state="deferred"}'] == 1, m
     assert m['tern_connections{protocol="smtp"}'] == 0
@@ -163,7 +179,7 @@ def test_counters_move_with_mail_and_logins(tern_factory, sink):
                         timeout=th.IO_TIMEOUT)
     p.user(ALICE)
     p.pass_(th.USERS[ALICE])
-    assert p.stat()[0] >= 2
+    assert p.stat()[0] >= 3
     p.quit()
     p = poplib.POP3_SSL("127.0.0.1", inst.ports["pop3s"], context=th.tls_context(),
                         timeout=th.IO_TIMEOUT)
@@ -285,3 +301,20 @@ def test_counters_survive_killed_worker_and_runner(tern_factory, sink):
     assert m["tern_recipients_delivered_local_total"] == 4, m
     assert m["tern_delivery_delay_seconds_count"] == 6, m
     promtool_check(scrape(inst))
+
+
+def test_outbound_tls_handshake(tern_factory, sink):
+    """The queue's client handshakes: mail routed to our own MX port goes over STARTTLS
+    (one outbound and one inbound handshake), is refused there (no relaying) and bounced."""
+    inst = metrics_instance(tern_factory, sink)
+    b = metrics(inst)
+    submit(inst, f"someone@{LOOP}", "loop")
+    m = wait_for(inst, lambda m: m["tern_recipients_bounced_total"] == 1
+                 and m["tern_recipients_delivered_local_total"] == 1, "bounced to the sender")
+    d = diff(b, m)
+    assert d.get(series("tern_tls_handshakes_total", direction="outbound", result="ok")) == 1, d
+    assert series("tern_tls_handshakes_total", direction="outbound", result="failed") not in d
+    # submission's STARTTLS and the runner's, both answered by us
+    assert d.get(series("tern_tls_handshakes_total", direction="inbound", result="ok")) == 2, d
+    assert d.get(series("tern_sessions_total", protocol="smtp")) == 1, d
+    assert "tern_recipients_relayed_total" not in d
