@@ -103,3 +103,45 @@ int http_autodiscover_email(const char *body, size_t len, char *out, size_t outs
 	out[n] = '\0';
 	return 1;
 }
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int http_query_param(const char *query, const char *name, char *out, size_t outsz)
+{
+	size_t nlen = strlen(name);
+	const char *p = query;
+	while (*p != '\0') {
+		size_t plen = strcspn(p, "&");
+		if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+			size_t n = 0;
+			for (const char *v = p + nlen + 1; v < p + plen; v++) {
+				char c = *v;
+				if (c == '%') {
+					int hi = v + 2 < p + plen ? hexval(v[1]) : -1;
+					int lo = hi >= 0 ? hexval(v[2]) : -1;
+					if (lo < 0 || (hi == 0 && lo == 0))
+						return -1;
+					c = (char)(hi * 16 + lo);
+					v += 2;
+				} else if (c == '+') {
+					c = ' ';
+				}
+				if (n + 1 >= outsz)
+					return -1;
+				out[n++] = c;
+			}
+			if (outsz == 0)
+				return -1;
+			out[n] = '\0';
+			return 1;
+		}
+		p += plen;
+		if (*p == '&')
+			p++;
+	}
+	return 0;
+}

@@ -34,4 +34,9 @@ bool http_email_valid(const char *s, const char **domain_r);
  * nothing beyond len. */
 int http_autodiscover_email(const char *body, size_t len, char *out, size_t outsz);
 
+/* http_query_param - the value of the first name=value pair named name in the query string
+ * query (pairs split at '&', the value percent-decoded, '+' a space) into out (NUL-terminated).
+ * 1 found, 0 absent, -1 malformed (a bad %-escape, %00, longer than outsz - 1). */
+int http_query_param(const char *query, const char *name, char *out, size_t outsz);
+
 #endif

@@ -13,7 +13,9 @@
 #include <event2/listener.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
+#include "http/autoconfig.h"
 #include "http/parse.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
@@ -135,10 +137,18 @@ static void serve_acme(struct http_site *site, struct evhttp_request *req, const
 	ssize_t len = -1;
 	if (http_acme_token_valid(token))
 		len = read_challenge(site->srv->cfg->acme_challenge_dir, token, body);
+	/* the token is base64url (printable, no spaces) when len >= 0: safe to log */
+	char *peer = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
 	if (len < 0) {
+		if (http_acme_token_valid(token))
+			log_info("http: acme challenge %s: not found (from %s)", token,
+				 peer != NULL ? peer : "?");
 		not_found(req);
 		return;
 	}
+	log_info("http: acme challenge %s: served to %s", token, peer != NULL ? peer : "?");
 	struct evbuffer *b = evbuffer_new();
 	if (b == NULL)
 		log_fatalx("out of memory");
@@ -147,16 +157,140 @@ static void serve_acme(struct http_site *site, struct evhttp_request *req, const
 	evbuffer_free(b);
 }
 
-/* serve_web - the http and https listeners */
+/* reply_doc - answer with a document made by make(out, cfg, arg) */
+static void reply_doc(struct evhttp_request *req, const char *ctype,
+		      void (*make)(struct evbuffer *, const struct tern_config *, const char *),
+		      const struct tern_config *cfg, const char *arg)
+{
+	struct evbuffer *b = evbuffer_new();
+	if (b == NULL)
+		log_fatalx("out of memory");
+	make(b, cfg, arg);
+	reply(req, HTTP_OK, "OK", ctype, b);
+	evbuffer_free(b);
+}
+
+/* host_header - the request's Host header, or "" */
+static const char *host_header(struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+	return h != NULL ? h : "";
+}
+
+/* query_email - the emailaddress= of the query: 1 with a valid address of one of our domains
+ * in email (*domain_r: ours, lower case), 0 when there is none, -1 when it is bad or not
+ * ours */
+static int query_email(const struct tern_config *cfg, struct evhttp_request *req,
+		       char email[HTTP_EMAIL_MAX + 1], const char **domain_r)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	int r = query != NULL ? http_query_param(query, "emailaddress", email,
+						 HTTP_EMAIL_MAX + 1) : 0;
+	if (r <= 0)
+		return r;
+	const char *d;
+	if (!http_email_valid(email, &d))
+		return -1;
+	*domain_r = http_host_domain(d, "", cfg->domains, cfg->n_domains);
+	return *domain_r != NULL ? 1 : -1;
+}
+
+/* serve_thunderbird - /mail/config-v1.1.xml (Host autoconfig.DOMAIN) and
+ * /.well-known/autoconfig/mail/config-v1.1.xml (Host DOMAIN): the domain of ?emailaddress=
+ * when one is given, else the Host's; ours or 404 */
+static void serve_thunderbird(struct http_site *site, struct evhttp_request *req)
+{
+	const struct tern_config *cfg = site->srv->cfg;
+	char email[HTTP_EMAIL_MAX + 1];
+	const char *domain = NULL;
+	int r = query_email(cfg, req, email, &domain);
+	if (r == 0) {
+		const char *host = host_header(req);
+		domain = http_host_domain(host, "autoconfig.", cfg->domains, cfg->n_domains);
+		if (domain == NULL)
+			domain = http_host_domain(host, "", cfg->domains, cfg->n_domains);
+	}
+	if (domain == NULL) {
+		not_found(req);
+		return;
+	}
+	reply_doc(req, "application/xml; charset=utf-8", autoconfig_thunderbird, cfg, domain);
+}
+
+/* serve_outlook - POST /autodiscover/autodiscover.xml: the <EMailAddress> of the request
+ * body (at most HTTP_MAX_BODY, evhttp's limit) */
+static void serve_outlook(struct http_site *site, struct evhttp_request *req)
+{
+	const struct tern_config *cfg = site->srv->cfg;
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *body = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
+	char email[HTTP_EMAIL_MAX + 1];
+	const char *d;
+	if (body == NULL || http_autodiscover_email(body, len, email, sizeof(email)) != 1 ||
+	    !http_email_valid(email, &d)) {
+		reply_text(req, HTTP_BADREQUEST, "Bad Request", "no EMailAddress\n");
+		return;
+	}
+	if (http_host_domain(d, "", cfg->domains, cfg->n_domains) == NULL) {
+		not_found(req);
+		return;
+	}
+	reply_doc(req, "application/xml; charset=utf-8", autoconfig_outlook, cfg, email);
+}
+
+/* serve_apple - /apple/tern.mobileconfig?emailaddress=ADDRESS (one of our domains) */
+static void serve_apple(struct http_site *site, struct evhttp_request *req)
+{
+	const struct tern_config *cfg = site->srv->cfg;
+	char email[HTTP_EMAIL_MAX + 1];
+	const char *domain;
+	if (query_email(cfg, req, email, &domain) != 1) {
+		not_found(req);
+		return;
+	}
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Content-Disposition", "attachment; filename=\"tern.mobileconfig\"");
+	reply_doc(req, "application/x-apple-aspen-config", autoconfig_apple, cfg, email);
+}
+
+/* mta_sts - autoconfig_mta_sts in reply_doc's shape */
+static void mta_sts(struct evbuffer *out, const struct tern_config *cfg, const char *unused)
+{
+	autoconfig_mta_sts(out, cfg);
+}
+
+/* serve_mta_sts - /.well-known/mta-sts.txt with Host mta-sts.DOMAIN (RFC 8461 §3.3) */
+static void serve_mta_sts(struct http_site *site, struct evhttp_request *req)
+{
+	const struct tern_config *cfg = site->srv->cfg;
+	if (http_host_domain(host_header(req), "mta-sts.", cfg->domains, cfg->n_domains) == NULL) {
+		not_found(req);
+		return;
+	}
+	reply_doc(req, "text/plain", mta_sts, cfg, NULL);
+}
+
+/* serve_web - the http and https listeners: a route table by path and method */
 static void serve_web(struct http_site *site, struct evhttp_request *req, const char *path)
 {
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	bool get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
-	if (get && strncmp(path, ACME_PREFIX, sizeof(ACME_PREFIX) - 1) == 0) {
+	if (strncmp(path, ACME_PREFIX, sizeof(ACME_PREFIX) - 1) == 0 && get)
 		serve_acme(site, req, path + sizeof(ACME_PREFIX) - 1);
-		return;
-	}
-	not_found(req);
+	else if ((!strcmp(path, "/mail/config-v1.1.xml") ||
+		  !strcmp(path, "/.well-known/autoconfig/mail/config-v1.1.xml")) && get)
+		serve_thunderbird(site, req);
+	else if (!strcasecmp(path, "/autodiscover/autodiscover.xml") && m == EVHTTP_REQ_POST)
+		serve_outlook(site, req);
+	else if (!strcmp(path, "/apple/tern.mobileconfig") && get)
+		serve_apple(site, req);
+	else if (!strcmp(path, "/.well-known/mta-sts.txt") && get)
+		serve_mta_sts(site, req);
+	else if (m == EVHTTP_REQ_POST)
+		reply_text(req, 405, "Method Not Allowed", "method not allowed\n");
+	else
+		not_found(req);
 }
 
 /* on_request - every request of every listener */
