@@ -15,11 +15,14 @@ set -eu
 # DKIM/ARC interop: python3-dkim (dkim.verify, dkim.sign, dkim.arc_sign/arc_verify) with
 # python3-nacl (its Ed25519), opendkim-tools (opendkim-testmsg, another verifier and signer).
 # strace (the POP3 test that RETR goes out through sendfile).
+# prometheus: for /usr/bin/promtool, whose `check metrics` (Prometheus's own text-format parser
+# and linter) the metrics test runs on a scrape; the Prometheus server it also ships is never
+# started (policy-rc.d below, then disabled like Dovecot).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev libpsl-dev publicsuffix
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
 offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout python3-spf python3-dnspython
-python3-dkim python3-nacl opendkim-tools valgrind strace"
+python3-dkim python3-nacl opendkim-tools valgrind strace prometheus"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
@@ -45,6 +48,14 @@ trap 'exit 130' INT TERM HUP
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+case $missing in
+*prometheus*)
+	# the same for the Prometheus server the package ships: only promtool is used
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+	fi
+	;;
+esac
 case $missing in
 *dovecot*)
 	# should the system Dovecot have started after all (systemd ignores policy-rc.d for

@@ -607,6 +607,14 @@ void login_pool_free(struct login_pool **pp)
 	*pp = NULL;
 }
 
+void login_count(enum metrics_protocol protocol, enum login_result result)
+{
+	enum metrics_login_result m = result == LOGIN_OK	   ? METRICS_LOGIN_OK
+				      : result == LOGIN_FAILED ? METRICS_LOGIN_FAILED
+							       : METRICS_LOGIN_TEMPFAIL;
+	metrics_count(METRICS_LOGINS + 3 * protocol + m);
+}
+
 size_t login_pool_queued(const struct login_pool *p)
 {
 	return p->queued;

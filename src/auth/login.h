@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <event2/event.h>
 
+#include "lib/metrics.h"
+
 struct accounts;
 struct login_pool;
 struct login;
@@ -59,6 +61,10 @@ int login_sasl_feed(struct login_pool *pool, struct sasl_state *sasl, const char
 /* login_cancel - forget a check in flight (NULL or already done: nothing); its callback
  * will not be called. A job already on a thread finishes there and is freed on return. */
 void login_cancel(struct login **login);
+
+/* login_count - count a check's outcome for /metrics under the session's protocol (each
+ * protocol calls it where the result comes back). */
+void login_count(enum metrics_protocol protocol, enum login_result result);
 
 /* login_pool_queued - checks waiting or running (for tests and stats). */
 size_t login_pool_queued(const struct login_pool *pool);

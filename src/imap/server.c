@@ -18,6 +18,7 @@
 #include "lib/base64.h"
 #include "lib/conn.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/xmalloc.h"
 #include "store/notify.h"
 
@@ -294,6 +295,7 @@ static void login_done(void *ctx, enum login_result r, const char *user)
 {
 	struct imap_session *s = ctx;
 	s->login = NULL;
+	login_count(METRICS_IMAP, r);
 	char *tag = s->login_tag;
 	s->login_tag = NULL;
 	if (session_is_closing(s->ss)) {
@@ -522,6 +524,7 @@ static void cmd_idle(void *ctx, const void *a)
 	struct imap_session *s = ctx;
 	const struct imap_req *r = a;
 	s->idling = true;
+	metrics_gauge_add(METRICS_IMAP_IDLE, 1);
 	s->idle_tag = xstrdup(r->tag);
 	imap_reply(s, "+ idling");
 	if (session_state(s->ss) == IMAP_S_SELECTED)
@@ -681,6 +684,7 @@ static bool idle_input(struct imap_session *s)
 	bool done = strcasecmp(line, "DONE") == 0;
 	free(line);
 	s->idling = false;
+	metrics_gauge_add(METRICS_IMAP_IDLE, -1);
 	if (!idle_wake(s))
 		return false;
 	if (done) {
@@ -818,6 +822,9 @@ static bool imap_can_drain(void *ctx)
 static void imap_on_end(void *ctx)
 {
 	struct imap_session *s = ctx;
+	metrics_gauge_add(METRICS_CONNECTIONS + METRICS_IMAP, -1);
+	if (s->idling)
+		metrics_gauge_add(METRICS_IMAP_IDLE, -1);
 	login_cancel(&s->login);
 	if (s->sasl_active)
 		sasl_free(&s->sasl);
@@ -875,6 +882,8 @@ void imap_session_start(struct imap_server *srv, int fd, const struct sockaddr *
 {
 	struct imap_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
+	metrics_count(METRICS_SESSIONS + METRICS_IMAP);
+	metrics_gauge_add(METRICS_CONNECTIONS + METRICS_IMAP, 1);
 	struct imap_parser_limits lim = imap_parser_default_limits;
 	/* no parser limit on a streamed literal's size: APPEND checks max_message_size itself,
 	 * to answer NO [TOOBIG] (RFC 7889) rather than BAD */

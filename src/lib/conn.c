@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "lib/connlimit.h"
+#include "lib/metrics.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xmalloc.h"
@@ -51,6 +52,7 @@ struct conn {
 	struct timeval timeout;
 	size_t max_input;
 	bool tls;
+	bool handshaking;	/* a TLS handshake began and has not ended yet (metrics) */
 	bool counted;		/* holds a slot in connlimit */
 	bool paused;
 	bool waiting_drain;	/* paused until the peer reads our output */
@@ -165,6 +167,7 @@ struct conn *conn_new(struct event_base *base, int fd, const struct sockaddr *pe
 							BEV_OPT_CLOSE_ON_FREE);
 		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
 		c->tls = true;
+		c->handshaking = true;
 	} else {
 		c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	}
@@ -182,6 +185,8 @@ void conn_free(struct conn **cp)
 		return;
 	if (c->counted)
 		connlimit_release((const struct sockaddr *)&c->peer);
+	if (c->handshaking)
+		metrics_count(METRICS_TLS_IN_FAILED);	/* closed before the handshake ended */
 	if (c->kick != NULL)
 		event_free(c->kick);
 	if (c->zflush != NULL)
@@ -223,8 +228,16 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
-	if (what & BEV_EVENT_CONNECTED)
-		return;		/* TLS handshake done */
+	if (what & BEV_EVENT_CONNECTED) {
+		/* TLS handshake done */
+		if (c->handshaking)
+			metrics_count(METRICS_TLS_IN_OK);
+		c->handshaking = false;
+		return;
+	}
+	if (c->handshaking)
+		metrics_count(METRICS_TLS_IN_FAILED);
+	c->handshaking = false;
 	if ((what & BEV_EVENT_ERROR) && c->tls) {
 		unsigned long e;
 		while ((e = bufferevent_get_openssl_error(conn_wire(c))) != 0) {
@@ -306,6 +319,7 @@ int conn_starttls(struct conn *c, SSL_CTX *tls_ctx)
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	c->bev = tb;
 	c->tls = true;
+	c->handshaking = true;
 	conn_setup_bev(c);
 	return 0;
 }

@@ -21,6 +21,7 @@
 #include "auth/recipient.h"
 #include "dkim/dkim.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/net.h"
 #include "lib/xmalloc.h"
 #include "mime/downgrade.h"
@@ -62,6 +63,8 @@ struct runner {
 	LIST_HEAD(, delivery) deliveries;
 	LIST_HEAD(, idle_conn) idle;
 	unsigned active;
+	struct event *gauge_timer;	/* queue gauges due (runner_gauges) */
+	uint64_t gauges_at;		/* when they were last read (metrics_now_usec) */
 	bool stopping;
 	bool arc_nokey_logged;		/* "no key to seal with" is logged once */
 };
@@ -379,6 +382,15 @@ static int64_t retry_at(const struct runner *r, int attempts)
 	return (int64_t)time(NULL) + (int64_t)delay;
 }
 
+/* arrival_delay_usec - from a message's arrival (whole seconds) to now, for /metrics */
+static uint64_t arrival_delay_usec(int64_t arrived)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t us = ((int64_t)ts.tv_sec - arrived) * 1000000 + ts.tv_nsec / 1000;
+	return us > 0 ? (uint64_t)us : 0;
+}
+
 /* log_attempt - one line per recipient and attempt, in Postfix's form */
 static void log_attempt(const struct delivery *d, size_t i, const char *relay,
 			const char *status_code, const char *status, const char *text)
@@ -428,6 +440,8 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		}
 		if (ok) {
 			log_attempt(d, i, d->relay, status, "sent", text);
+			metrics_count(local ? METRICS_DELIVERED_LOCAL : METRICS_RELAYED);
+			metrics_observe(METRICS_DELIVERY_DELAY, arrival_delay_usec(d->arrived));
 			remove[i] = true;
 			/* RFC 3461 section 6.2: a server that offers DSN took the request on with
 			 * the message; otherwise the report is ours: delivered, or relayed */
@@ -444,6 +458,7 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		}
 		if (!perm && !expired) {
 			log_attempt(d, i, d->relay[0] ? d->relay : "none", status, "deferred", text);
+			metrics_count(METRICS_DEFERRED);
 			defer_error[i] = xasprintf("%s (%s)", status, text);
 			if (warn_due && !d->delay_warned[i] && wants_delay_notice(d->notify[i])) {
 				/* tell the sender once that we are still trying */
@@ -462,6 +477,8 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		if (!perm)
 			snprintf(status, sizeof(status), "4.4.7");	/* expired */
 		log_attempt(d, i, d->relay[0] ? d->relay : "none", status, "bounced", text);
+		metrics_count(METRICS_BOUNCED);
+		metrics_observe(METRICS_DELIVERY_DELAY, arrival_delay_usec(d->arrived));
 		remove[i] = true;
 		if (!wants_failure_notice(d->notify[i])) {
 			log_info("%s: to=<%s>: no bounce (NOTIFY=%s)", d->qid, d->addrs[i], d->notify[i]);
@@ -1006,6 +1023,39 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 	d->n++;
 }
 
+/* runner_gauges - what the queue holds, for /metrics: after every scan, but read from
+ * queue.db at most once a second (queue_counts reads every row); a call within the second
+ * arms a timer instead, so that the last change shows a second later at most */
+static void runner_gauges(struct runner *r)
+{
+	metrics_gauge_set(METRICS_QUEUE_ACTIVE, r->active);
+	uint64_t now = metrics_now_usec();
+	if (r->gauges_at != 0 && now - r->gauges_at < 1000000) {
+		if (!evtimer_pending(r->gauge_timer, NULL)) {
+			struct timeval tv = { 1, 0 };
+			evtimer_add(r->gauge_timer, &tv);
+		}
+		return;
+	}
+	r->gauges_at = now;
+	struct queue_counts c;
+	char *err = NULL;
+	if (queue_counts(r->q, &c, &err) < 0) {
+		log_warnx("%s", err);
+		free(err);
+		return;
+	}
+	metrics_gauge_set(METRICS_QUEUE_MESSAGES, c.messages);
+	metrics_gauge_set(METRICS_QUEUE_QUEUED, c.queued);
+	metrics_gauge_set(METRICS_QUEUE_DEFERRED, c.deferred);
+	metrics_gauge_set(METRICS_QUEUE_BOUNCE, c.bounce);
+}
+
+static void gauge_cb(evutil_socket_t fd, short what, void *arg)
+{
+	runner_gauges(arg);
+}
+
 /* runner_scan - start deliveries for what is due, within the concurrency limits */
 static void runner_scan(struct runner *r)
 {
@@ -1033,6 +1083,7 @@ static void runner_scan(struct runner *r)
 		delivery_start(d);
 	}
 	free(sc.pending);
+	runner_gauges(r);
 	/* sleep until the next recipient is due, or a wake-up */
 	int64_t next = queue_next_due(r->q);
 	int64_t now = (int64_t)time(NULL);
@@ -1078,6 +1129,8 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	memset(r, 0, sizeof(*r));
 	log_init("queue");
 	signal(SIGPIPE, SIG_IGN);
+	if (metrics_join() < 0)
+		log_warnx("no free metrics slot: the queue runner is not counted in /metrics");
 	r->cfg = cfg;
 	r->dkim = dkim;
 	LIST_INIT(&r->deliveries);
@@ -1104,6 +1157,7 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 		event_add(r->wake_ev, NULL);
 	}
 	r->timer = evtimer_new(r->base, rescan_cb, r);
+	r->gauge_timer = evtimer_new(r->base, gauge_cb, r);
 	r->rescan = event_new(r->base, -1, 0, rescan_cb, r);
 	r->sigterm = evsignal_new(r->base, SIGTERM, runner_stop, r);
 	r->sigint = evsignal_new(r->base, SIGINT, runner_stop, r);
@@ -1126,6 +1180,7 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	 * out after the restart (at least once, as SMTP allows). */
 	r->stopping = true;
 	event_free(r->timer);
+	event_free(r->gauge_timer);
 	event_free(r->rescan);
 	event_free(r->sigterm);
 	event_free(r->sigint);

@@ -18,6 +18,7 @@
 #include "lib/buf.h"
 #include "lib/conn.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/session.h"
 #include "lib/strnum.h"
 #include "lib/xmalloc.h"
@@ -203,6 +204,7 @@ fail:
 static void login_done(void *ctx, enum login_result r, const char *user)
 {
 	struct pop3_session *s = ctx;
+	login_count(METRICS_POP3, r);
 	if (session_is_closing(s->ss))
 		return;		/* timed out meanwhile */
 	if (r == LOGIN_OK) {
@@ -759,6 +761,7 @@ static void pop3_on_raw(void *ctx)
 static void pop3_on_end(void *ctx)
 {
 	struct pop3_session *s = ctx;
+	metrics_gauge_add(METRICS_CONNECTIONS + METRICS_POP3, -1);
 	if (s->sending_active && s->send.fd >= 0)
 		close(s->send.fd);
 	login_cancel(&s->login);
@@ -796,6 +799,8 @@ void pop3_session_start(struct pop3_server *srv, int fd, const struct sockaddr *
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->send.fd = -1;
+	metrics_count(METRICS_SESSIONS + METRICS_POP3);
+	metrics_gauge_add(METRICS_CONNECTIONS + METRICS_POP3, 1);
 	s->ss = session_new(&srv->sessions, srv->base, fd, peer, peerlen,
 			    role == ROLE_POP3S ? srv->tls : NULL, &srv->cfg->session_limits[role],
 			    &pop3_session_ops, s, 'p', config_role_name(role),

@@ -308,6 +308,36 @@ int64_t queue_next_due(struct queue *q)
 	return r;
 }
 
+int queue_counts(struct queue *q, struct queue_counts *c, char **error_r)
+{
+	sqlite3_stmt *st;
+	*c = (struct queue_counts){ 0 };
+	if (sqlite3_prepare_v2(q->db,
+			       "SELECT state, COUNT(*) FROM recipients GROUP BY state"
+			       " UNION ALL SELECT NULL, COUNT(*) FROM messages",
+			       -1, &st, NULL) != SQLITE_OK) {
+		*error_r = db_error(q->db, "counts");
+		return -1;
+	}
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(st, 0);
+		int64_t n = sqlite3_column_int64(st, 1);
+		if (state == NULL)
+			c->messages = n;
+		else if (strcmp(state, "deferred") == 0)
+			c->deferred += n;
+		else if (strcmp(state, "bounce") == 0)
+			c->bounce += n;
+		else
+			c->queued += n;
+	}
+	if (rc != SQLITE_DONE)
+		*error_r = db_error(q->db, "counts");
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* changes_or_error - the row count of the last statement, or -1 with *error_r */
 static int changes_or_error(struct queue *q, int rc, const char *what, char **error_r)
 {

@@ -72,6 +72,13 @@ int queue_due_list(struct queue *q, int64_t now, size_t limit,
 		   void (*cb)(void *ctx, const struct queue_due *d), void *ctx, char **error_r);
 /* queue_next_due - the earliest next_try of any recipient, or -1 when the queue is empty. */
 int64_t queue_next_due(struct queue *q);
+/* queue_counts - what the queue holds: messages, and recipients by state (queued: never
+ * tried; deferred: waiting for a retry; bounce: to be bounced). One read of both tables (a
+ * full scan: the runner calls it at most once a second). 0 or -1. */
+struct queue_counts {
+	int64_t messages, queued, deferred, bounce;
+};
+int queue_counts(struct queue *q, struct queue_counts *c, char **error_r);
 /* queue_rcpt_remove - the recipient is done (delivered or bounced). */
 int queue_rcpt_remove(struct queue *q, int64_t rcpt_id, char **error_r);
 /* queue_rcpt_defer - record a failed attempt: attempts+1, next try, the error text. */

@@ -13,6 +13,7 @@
 
 #include "lib/fs.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -31,6 +32,7 @@ int spool_open(const char *spool_dir, const char *sender, struct spool_msg **msg
 {
 	struct spool_msg *m = xcalloc(1, sizeof(*m));
 	spool_qid_new(m->qid);
+	m->opened_usec = metrics_now_usec();
 	m->path = xasprintf("%s/incoming/%s", spool_dir, m->qid);
 	m->fd = open(m->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (m->fd < 0 && errno == ENOENT) {
@@ -161,6 +163,8 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		if (stored == 0) {
 			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir%s%s)",
 				 m->qid, addr, mailbox ? " folder " : "", mailbox ? mailbox : "");
+			metrics_count(METRICS_DELIVERED_LOCAL);
+			metrics_observe(METRICS_DELIVERY_DELAY, metrics_since_usec(m->opened_usec));
 			n_delivered++;
 			continue;
 		}

@@ -16,6 +16,7 @@ struct spool_msg {
 	uint64_t body_offset;	/* where the message text starts (after Return-Path) */
 	bool failed;		/* a write failed: the message cannot be accepted */
 	bool no_space;		/* ... because the disk (or quota) is full: 452, not 451 */
+	uint64_t opened_usec;	/* metrics_now_usec() at spool_open: the arrival */
 	size_t wlen;
 	char wbuf[65536];
 };

@@ -22,6 +22,7 @@
 #include "auth/srs.h"
 #include "auth/throttle.h"
 #include "lib/connlimit.h"
+#include "lib/metrics.h"
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/net.h"
@@ -508,6 +509,7 @@ static void reap(struct master *m)
 			if (c->pid != pid)
 				continue;
 			c->pid = 0;
+			metrics_child_gone(pid);	/* its counters stay for its successor */
 			bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 			if (!clean || (!got_term && !c->retiring)) {
 				if (WIFSIGNALED(status))
@@ -661,7 +663,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	if (cfg->listen[ROLE_HTTP].enabled || cfg->listen[ROLE_HTTPS].enabled)
 		make_challenge_dir(cfg);
 	open_listeners(&m);
-	if (connlimit_init() < 0 || throttle_init() < 0)
+	if (connlimit_init() < 0 || throttle_init() < 0 || metrics_init() < 0)
 		log_fatal("shared tables");
 	throttle_set_allowance(cfg->login_free_failures, cfg->login_free_failures_ip);
 	throttle_set_limits(cfg->login_free_failures_account, cfg->login_max_inflight);

@@ -17,6 +17,7 @@
 #include "lib/bgpool.h"
 #include "http/server.h"
 #include "lib/connlimit.h"
+#include "lib/metrics.h"
 #include "lib/log.h"
 #include "outbound/dns.h"
 #include "lib/xmalloc.h"
@@ -285,6 +286,8 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	session_list_set_pool(&w.smtp.sessions, &w.pool);
 	session_list_set_pool(&w.pop3.sessions, &w.pool);
 	session_list_set_pool(&w.imap.sessions, &w.pool);
+	if (metrics_join() < 0)
+		log_warnx("no free metrics slot: this worker is not counted in /metrics");
 	if (connlimit_worker_join() < 0)
 		log_warnx("no free counter for the connection total: max_connections not enforced "
 			  "for this worker");

@@ -22,6 +22,7 @@
 #include "lib/buf.h"
 #include "lib/linereader.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/net.h"
 #include "lib/strnum.h"
 #include "lib/tls.h"
@@ -1508,6 +1509,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_client *c = arg;
 	if (what & BEV_EVENT_CONNECTED) {
+		if (c->state == CS_HANDSHAKE)
+			metrics_count(METRICS_TLS_OUT_OK);
 		if (c->state == CS_HANDSHAKE && c->implicit_tls && !c->tls) {
 			c->tls = true;
 			set_state(c, CS_GREETING);
@@ -1536,6 +1539,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state == CS_HANDSHAKE) {
 		char text[400];
+		metrics_count(METRICS_TLS_OUT_FAILED);
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 		long vr = ssl != NULL && c->tls_verify ? SSL_get_verify_result(ssl) : X509_V_OK;
 		if (vr != X509_V_OK)
@@ -1564,6 +1568,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		free_later(c);
 		return;
 	}
+	if (c->state == CS_HANDSHAKE)
+		metrics_count(METRICS_TLS_OUT_FAILED);
 	fail_now(c, "timeout", "4.4.2", NULL);
 }
 

@@ -22,6 +22,7 @@
 #include "lib/conn.h"
 #include "lib/fs.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/session.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
@@ -81,6 +82,7 @@ struct smtp_session {
 
 	/* the transaction */
 	bool have_mail;
+	uint64_t mail_usec;		/* when MAIL was accepted (metrics_now_usec) */
 	char *sender;			/* "" for <> */
 	char *dsn_ret;			/* RET= (RFC 3461), NULL when not given */
 	char *dsn_envid;		/* ENVID= as received (xtext) */
@@ -179,6 +181,7 @@ static bool notify_ok(const char *v)
 static void txn_reset(struct smtp_session *s)
 {
 	s->have_mail = false;
+	s->mail_usec = 0;
 	free(s->sender);
 	s->sender = NULL;
 	free(s->dsn_ret);
@@ -213,10 +216,17 @@ static void txn_reset(struct smtp_session *s)
 	s->commands_in_txn = 0;
 }
 
+/* metrics_protocol - the protocol label of this session's numbers */
+static enum metrics_protocol metrics_protocol(const struct smtp_session *s)
+{
+	return s->role == ROLE_SMTP ? METRICS_SMTP : METRICS_SUBMISSION;
+}
+
 /* smtp_on_end - the SMTP part of the one teardown: everything the session owns */
 static void smtp_on_end(void *ctx)
 {
 	struct smtp_session *s = ctx;
+	metrics_gauge_add(METRICS_CONNECTIONS + metrics_protocol(s), -1);
 	if (s->msg != NULL)
 		log_info("%s: %s: connection ended during message, discarded", session_id(s->ss),
 			 s->msg->qid);
@@ -316,6 +326,7 @@ static void auth_done(void *ctx, enum login_result r, const char *user)
 	const char *mech = s->sasl.mech == SASL_PLAIN ? "PLAIN" : "LOGIN";
 	sasl_free(&s->sasl);
 	s->sasl_active = false;
+	login_count(metrics_protocol(s), r);
 	if (session_is_closing(s->ss))
 		return;		/* timed out meanwhile */
 	session_set_state(s->ss, SMTP_S_CMD);
@@ -511,6 +522,7 @@ static void cmd_mail(void *ctx, const void *a)
 		return;
 	}
 	s->have_mail = true;
+	s->mail_usec = metrics_now_usec();
 	s->sender = xstrdup(pa.path.null ? "" : pa.path.address);
 	smtp_path_args_free(&pa);
 	/* mail from other MTAs: SPF starts now, in the background (inbound/) */
@@ -833,9 +845,17 @@ static int deliver(struct smtp_session *s, const char *mailbox, const struct spo
 	return queued;
 }
 
+/* txn_observe - the transaction's time, MAIL to the final reply after its data (metrics) */
+static void txn_observe(const struct smtp_session *s)
+{
+	if (s->mail_usec != 0)
+		metrics_observe(METRICS_SMTP_TRANSACTION, metrics_since_usec(s->mail_usec));
+}
+
 /* message_done - the transaction is over, whatever its outcome */
 static void message_done(struct smtp_session *s)
 {
+	txn_observe(s);
 	txn_reset(s);
 	session_set_state(s->ss, SMTP_S_CMD);
 	conn_set_timeout(s->conn, s->srv->cfg->smtp_timeout_command);
@@ -865,6 +885,7 @@ static void message_deliver(struct smtp_session *s, const char *mailbox,
 		 s->n_rcpts, s->locals.n, (size_t)queued, s->auth_user ? " auth=yes" : "",
 		 mailbox ? " folder=Junk" : "");
 	session_reply(s->ss, "250 2.0.0 Ok: queued as %s", s->msg->qid);
+	metrics_count(METRICS_RECEIVED + metrics_protocol(s));
 	spool_close(&s->msg);
 	if (queued > 0)
 		queue_wake(s->srv->spool_dir);
@@ -1244,13 +1265,16 @@ static void bdat_chunk_done(struct smtp_session *s)
 		session_reply(s->ss, "%s", s->bdat_error);
 		bool txn_failed = s->bdat_open;
 		s->bdat_error = NULL;
-		if (txn_failed)
+		if (txn_failed) {
+			txn_observe(s);
 			txn_reset(s);
+		}
 		session_bad_command(s->ss);
 		return;
 	}
 	if (s->too_big) {
 		session_reply(s->ss, "552 5.3.4 Message size exceeds fixed maximum message size");
+		txn_observe(s);
 		txn_reset(s);
 		return;
 	}
@@ -1512,6 +1536,8 @@ void smtp_session_start(struct smtp_server *srv, int fd, const struct sockaddr *
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->role = role;
+	metrics_count(METRICS_SESSIONS + metrics_protocol(s));
+	metrics_gauge_add(METRICS_CONNECTIONS + metrics_protocol(s), 1);
 	SSL_CTX *implicit_tls = role == ROLE_SUBMISSIONS ? srv->tls : NULL;
 	s->ss = session_new(&srv->sessions, srv->base, fd, peer, peerlen, implicit_tls,
 			    &srv->cfg->session_limits[role], &smtp_session_ops, s, 's',
