@@ -13,6 +13,7 @@
 
 #include "lib/fs.h"
 #include "lib/log.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -151,7 +152,7 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		char *err = NULL;
 		if (i < n_locals && !report &&
 		    store_deliver_file_to(data_dir, addr, mailbox, m->path, m->size, hostname,
-					  &err) == 0) {
+					  m->qid, &err) == 0) {
 			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir%s%s)",
 				 m->qid, addr, mailbox ? " folder " : "", mailbox ? mailbox : "");
 			n_delivered++;
@@ -160,6 +161,7 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		if (i < n_locals && !report) {
 			log_warnx("%s: to=<%s>: mailbox busy or unwritable, queued for a retry: %s",
 				  m->qid, addr, err != NULL ? err : "?");
+			TRACE(m->qid, "store-busy", "to=%s error=%s", addr, err != NULL ? err : "?");
 			free(err);
 		}
 		q_notify[n_queued] = notify;
@@ -202,6 +204,7 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		if (rc == 0) {
 			log_info("%s: forwarded copies queued as %s from=<%s> nrcpt=%zu", m->qid, fqid,
 				 o->fwd_sender, o->n_fwd);
+			TRACE(m->qid, "forward", "qid=%s from=%s nrcpt=%zu", fqid, o->fwd_sender, o->n_fwd);
 			n_queued += o->n_fwd;
 		} else if (n_delivered > 0 || n_queued > 0) {
 			log_warnx("%s: some recipients already have the message; a retry will give "

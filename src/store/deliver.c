@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/fs.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
@@ -138,7 +139,8 @@ static void structure_for(const struct stat *st, const char *path, buf *out)
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r)
 {
-	return store_deliver_file_to(data_dir, address, NULL, src_path, size, hostname, error_r);
+	return store_deliver_file_to(data_dir, address, NULL, src_path, size, hostname, NULL,
+				     error_r);
 }
 
 /* deliver_folder - the id and directory of mailbox, created when missing */
@@ -174,7 +176,7 @@ static int deliver_folder(struct store *s, const char *mailbox, int64_t *id_r, c
 
 int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
 			  const char *src_path, uint64_t size, const char *hostname,
-			  char **error_r)
+			  const char *qid, char **error_r)
 {
 	struct store *s;
 	struct stat sst = { 0 };
@@ -232,6 +234,8 @@ int store_deliver_file_to(const char *data_dir, const char *address, const char 
 		fs_fsync_dir(newdir);
 		goto out;
 	}
+	TRACE(qid, "stored", "user=%s folder=%s uidvalidity=%u uid=%u file=%s", address,
+	      mailbox ? mailbox : "INBOX", uidvalidity, uid, name);
 	r = 0;
 out:
 	free(dst);

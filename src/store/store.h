@@ -101,10 +101,11 @@ char *store_maildir_path(const char *data_dir, const char *address);
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r);
 /* store_deliver_file_to - store_deliver_file into the folder mailbox (NULL: INBOX), which
- * is created when missing (a "Junk" folder is what IMAP lists as \\Junk, RFC 6154). */
+ * is created when missing (a "Junk" folder is what IMAP lists as \\Junk, RFC 6154). qid
+ * (may be NULL): the queue id the trace journal's "stored" event names (lib/trace.h). */
 int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
 			  const char *src_path, uint64_t size, const char *hostname,
-			  char **error_r);
+			  const char *qid, char **error_r);
 /* store_deliver_cache_close - close the handles store_deliver_file keeps and free its cached
  * structure (at a worker's or the queue runner's exit, and in tests). */
 void store_deliver_cache_close(void);
