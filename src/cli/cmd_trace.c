@@ -103,9 +103,9 @@ static const char *msgid_bare(const char *id, char *out, size_t outsz)
 /* S - a value made safe for the terminal (static buffers, a few at a time) */
 static const char *S(const char *v)
 {
-	static char bufs[8][1200];
+	static char bufs[32][1200];	/* enough for every value of one sentence */
 	static unsigned k;
-	char *b = bufs[k++ % 8];
+	char *b = bufs[k++ % 32];
 	return v == NULL ? "" : log_sanitize(b, sizeof(bufs[0]), v, strlen(v));
 }
 

@@ -251,7 +251,7 @@ int trace_parse_line(const char *line, size_t len, struct trace_line *out)
 	char *words[3];
 	char *save = NULL, *tok = strtok_r(c, " ", &save);
 	size_t nw = 0;
-	for (; tok != NULL && nw < 3; tok = nw < 2 ? strtok_r(NULL, " ", &save) : NULL)
+	for (; tok != NULL && nw < 3; tok = nw < 3 ? strtok_r(NULL, " ", &save) : NULL)
 		words[nw++] = tok;
 	if (nw < 3 || !valid_time(words[0]))
 		goto bad;
