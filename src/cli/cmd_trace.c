@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/dataowner.h"
@@ -17,6 +18,7 @@
 #include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
+#include "store/store.h"
 
 static const char help[] =
 	"usage: tern trace ID [--json] [-c FILE]\n"
@@ -33,6 +35,7 @@ struct story {
 	size_t n_qids;
 	struct place {
 		char *user;
+		char *folder;	/* as the journal last named it */
 		unsigned long uidvalidity, uid;
 	} *places;
 	size_t n_places;
@@ -65,6 +68,7 @@ static bool place_of(const struct trace_line *l, const char *uv_key, const char 
 	if (user == NULL || uv == NULL || uid == NULL)
 		return false;
 	p->user = (char *)user;
+	p->folder = (char *)trace_get(l, strcmp(uv_key, "uidvalidity") == 0 ? "folder" : "to_folder");
 	p->uidvalidity = strtoul(uv, NULL, 10);
 	p->uid = strtoul(uid, NULL, 10);
 	return true;
@@ -86,6 +90,7 @@ static void add_place(struct story *st, const struct place *p)
 	st->places = xreallocarray(st->places, st->n_places + 1, sizeof(*st->places));
 	st->places[st->n_places] = *p;
 	st->places[st->n_places].user = xstrdup(p->user);
+	st->places[st->n_places].folder = xstrdup(p->folder ? p->folder : "INBOX");
 	st->n_places++;
 }
 
@@ -333,6 +338,61 @@ static void print_queued(void *ctx, const struct queue_msg_info *m)
 	}
 }
 
+/* print_place - where a stored copy is now: its flags from the mailbox index, or gone.
+ * Opening the mailbox is what an IMAP SELECT does (it picks up files dropped in new/). */
+static void print_place(const struct tern_config *cfg, const struct story *st,
+			const struct place *p)
+{
+	char *dir = store_maildir_path(cfg->data_dir, p->user), *err = NULL;
+	struct stat sb;
+	struct store *s = NULL;
+	struct store_mailbox *mb = NULL;
+	const struct store_msg *m = NULL;
+	size_t n = 0;
+	const char *state = "no longer there (expunged, moved or deleted)";
+	char flags[96] = "";
+	if (stat(dir, &sb) < 0)
+		state = "no such mailbox any more";
+	else if (store_open(cfg->data_dir, p->user, &s, &err) < 0 ||
+		 store_mailbox_open(s, p->folder, &mb, &err) < 0)
+		state = "mailbox not readable now";
+	else if (store_mailbox_uidvalidity(mb) == p->uidvalidity) {
+		struct store_uid_range r = { (uint32_t)p->uid, (uint32_t)p->uid };
+		if (store_mailbox_messages_in(mb, &r, 1, 0, &m, &n, &err) == 0 && n == 1) {
+			static const struct { uint32_t bit; const char *name; } names[] = {
+				{ STORE_F_SEEN, "\\Seen" }, { STORE_F_ANSWERED, "\\Answered" },
+				{ STORE_F_FLAGGED, "\\Flagged" }, { STORE_F_DELETED, "\\Deleted" },
+				{ STORE_F_DRAFT, "\\Draft" },
+			};
+			for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+				if (m->flags & names[i].bit)
+					snprintf(flags + strlen(flags), sizeof(flags) - strlen(flags),
+						 "%s%s", *flags ? " " : "", names[i].name);
+			state = "there";
+		}
+	}
+	if (st->json) {
+		printf("{\"now\":\"mailbox\",\"user\":");
+		json_str(p->user);
+		printf(",\"folder\":");
+		json_str(p->folder);
+		printf(",\"uid\":%lu,\"state\":", p->uid);
+		json_str(state);
+		printf(",\"flags\":");
+		json_str(flags);
+		printf("}\n");
+	} else if (strcmp(state, "there") == 0) {
+		printf("now: in %s folder %s uid %lu, flags: %s\n", S(p->user), S(p->folder), p->uid,
+		       *flags ? flags : "(none: unread)");
+	} else {
+		printf("now: %s folder %s uid %lu: %s\n", S(p->user), S(p->folder), p->uid, state);
+	}
+	free(err);
+	store_mailbox_close(&mb);
+	store_close(&s);
+	free(dir);
+}
+
 int cmd_trace(int argc, char **argv)
 {
 	const char *id = NULL, *conf = NULL;
@@ -387,6 +447,8 @@ int cmd_trace(int argc, char **argv)
 	free(err);
 	queue_close(&q);
 	free(spool);
+	for (size_t i = 0; i < st.n_places; i++)
+		print_place(cfg, &st, &st.places[i]);
 	if (st.n_events == 0 && qc.n == 0) {
 		fprintf(stderr, "tern: %s: no such message in the trace journal (%s%s) or the "
 				"queue\n", id, dir, cfg->trace_days == 0 ? ", which trace_days = 0 "
@@ -397,8 +459,10 @@ int cmd_trace(int argc, char **argv)
 	for (size_t i = 0; i < st.n_qids; i++)
 		free(st.qids[i]);
 	free(st.qids);
-	for (size_t i = 0; i < st.n_places; i++)
+	for (size_t i = 0; i < st.n_places; i++) {
 		free(st.places[i].user);
+		free(st.places[i].folder);
+	}
 	free(st.places);
 	config_free(&cfg);
 	return rc;

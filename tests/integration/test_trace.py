@@ -197,6 +197,9 @@ def test_local_read_over_imap_and_pop3(inst):
     typ, data = im.uid("FETCH", uid, "(BODY[])")
     assert typ == "OK" and tok.encode() in data[0][1]
     im.logout()
+    # the mailbox index says where it is now, and that it was read
+    out = wait_trace(inst, qid, "read: \\Seen set by FETCH")
+    assert f"now: in bob@example.test folder INBOX uid {uid}, flags: \\Seen\n" in out, out
     # POP3: RETR, then DELE committed at QUIT
     p = poplib.POP3_SSL("127.0.0.1", inst.ports["pop3s"], context=th.tls_context())
     p.user("bob@example.test")
@@ -216,6 +219,8 @@ def test_local_read_over_imap_and_pop3(inst):
                      "downloaded over POP3 (RETR) by bob@example.test",
                      "deleted over POP3 (DELE, committed at QUIT) by bob@example.test")
     assert "no TLS, not authenticated" in lines[0]
+    assert out.endswith(f"now: bob@example.test folder INBOX uid {uid}: no longer there "
+                        "(expunged, moved or deleted)\n"), out
     # the reading happened after the storing, at a time the journal shows
     times = [line[:26] for line in lines]
     assert times == sorted(times), times
@@ -241,7 +246,9 @@ def test_bounce_shows_the_dsn_queue_id(inst, sink):
     r = trace(inst, dsn_qid)
     assert r.returncode == 0, r
     in_order(r.stdout, "created: non-delivery report about " + qid,
-             "stored for alice@example.test")
+             "stored for alice@example.test",
+             "now: in alice@example.test folder INBOX uid ")
+    assert r.stdout.endswith(", flags: (none: unread)\n"), r.stdout
 
 
 def test_unknown_id(inst):
