@@ -302,3 +302,36 @@ def test_trace_off(tern_factory):
     assert not (inst.data_dir / "trace").exists()
     r = trace(inst, f"<{tok}@client.example.net>")
     assert r.returncode != 0 and "trace_days = 0" in r.stderr
+
+
+def test_imap_store_move_expunge(inst):
+    """STORE +FLAGS \\Seen, MOVE to another folder (followed to the new UID), EXPUNGE."""
+    tok = th.token()
+    with inst.smtp() as s:
+        s.sendmail("sender@example.net", ["bob@example.test"], th.make_message(tok))
+    inst.wait_message("bob@example.test", tok)
+    im = imaplib.IMAP4_SSL("127.0.0.1", inst.ports["imaps"], ssl_context=th.tls_context())
+    im.login("bob@example.test", th.USERS["bob@example.test"])
+    im.select("INBOX")
+    uid = im.uid("SEARCH", None, "SUBJECT", tok)[1][0].split()[-1].decode()
+    assert im.uid("STORE", uid, "+FLAGS", "(\\Seen \\Flagged)")[0] == "OK"
+    typ, data = im.uid("MOVE", uid, "Archive")
+    assert typ == "OK", data
+    im.select("Archive")
+    new_uid = im.uid("SEARCH", None, "SUBJECT", tok)[1][0].split()[-1].decode()
+    r = trace(inst, f"<{tok}@client.example.net>")
+    assert f"now: in bob@example.test folder Archive uid {new_uid}, flags: \\Seen \\Flagged" \
+        in r.stdout, r.stdout
+    assert im.uid("STORE", new_uid, "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert im.expunge()[0] == "OK"
+    im.logout()
+    out = wait_trace(inst, f"<{tok}@client.example.net>", "expunged over IMAP")
+    in_order(out, "stored for bob@example.test in folder INBOX",
+             f"flags changed over IMAP (STORE): \\Seen set, \\Deleted not set; "
+             f"bob@example.test folder INBOX uid {uid}",
+             f"moved over IMAP from bob@example.test folder INBOX uid {uid} to folder Archive "
+             f"uid {new_uid}",
+             f"\\Deleted set; bob@example.test folder Archive uid {new_uid}",
+             f"expunged over IMAP from bob@example.test folder Archive uid {new_uid}",
+             f"now: bob@example.test folder INBOX uid {uid}: no longer there",
+             f"now: bob@example.test folder Archive uid {new_uid}: no longer there")
