@@ -4,6 +4,7 @@
 #include "cli/cmd_trace.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,8 @@
 #include "cli/dataowner.h"
 #include "cli/devdata.h"
 #include "config/config.h"
-#include "lib/log.h"
 #include "lib/trace.h"
+#include "lib/utf8.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -105,25 +106,55 @@ static const char *msgid_bare(const char *id, char *out, size_t outsz)
 	return out;
 }
 
-/* S - a value made safe for the terminal (static buffers, a few at a time) */
+/* S - a value made safe for the terminal: printable ASCII and well-formed UTF-8 above the C1
+ * controls stay, any other byte is shown \xNN; cut at about 1 KB (static buffers, enough for
+ * every value of one sentence) */
 static const char *S(const char *v)
 {
-	static char bufs[32][1200];	/* enough for every value of one sentence */
+	static char bufs[32][1200];
 	static unsigned k;
 	char *b = bufs[k++ % 32];
-	return v == NULL ? "" : log_sanitize(b, sizeof(bufs[0]), v, strlen(v));
+	size_t o = 0, len = v ? strlen(v) : 0;
+	for (size_t i = 0; i < len && o + 12 < sizeof(bufs[0]);) {
+		unsigned char c = (unsigned char)v[i];
+		uint32_t cp;
+		size_t n = c >= 0x80 ? utf8_decode((const unsigned char *)v + i, len - i, &cp) : 0;
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			b[o++] = (char)c;
+			i++;
+		} else if (n > 0 && cp >= 0xa0) {
+			memcpy(b + o, v + i, n);
+			o += n;
+			i += n;
+		} else {
+			o += (size_t)snprintf(b + o, 5, "\\x%02x", c);
+			i++;
+		}
+	}
+	b[o] = '\0';
+	return b;
 }
 
+/* json_str - v as a JSON string; a byte that is not well-formed UTF-8 becomes \u00XX */
 static void json_str(const char *v)
 {
 	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)(v ? v : ""); *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
+	size_t len = v ? strlen(v) : 0;
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)v[i];
+		uint32_t cp;
+		size_t n = c >= 0x80 ? utf8_decode((const unsigned char *)v + i, len - i, &cp) : 0;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c == 0x7f || (c >= 0x80 && n == 0))
+			printf("\\u%04x", c);
+		else if (n > 0) {
+			fwrite(v + i, 1, n, stdout);
+			i += n;
+			continue;
+		} else
+			putchar(c);
+		i++;
 	}
 	putchar('"');
 }

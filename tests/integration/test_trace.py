@@ -266,9 +266,10 @@ def test_hostile_message_id_forges_nothing(inst):
     forged = f"FORGED{tok}"
     # folded, with spaces, '=', '%' and what would be a whole journal line after a newline
     mid = (f"<{tok} evil=1 %0A@x>\r\n 2026-01-01T00:00:00.000000Z {forged} stored "
-           f"user=bob@example.test uidvalidity=1 uid=1")
+           f"user=bob@example.test uidvalidity=1 uid=1 \x1b[31mred caf\u00e9 \xc2\x9b")
     msg = (f"From: <sender@example.net>\r\nTo: <bob@example.test>\r\nSubject: {tok}\r\n"
            f"Message-ID: {mid}\r\n\r\nhello\r\n").encode()
+    msg = msg.replace("\xc2\x9b".encode(), b"\xc2\x9b\xff")  # a C1 control (CSI), a bad byte
     with inst.smtp() as s:
         s.ehlo("client.example.net")
         s.mail("sender@example.net")
@@ -291,6 +292,11 @@ def test_hostile_message_id_forges_nothing(inst):
     assert ev["msgid"].startswith(f"<{tok} evil=1 %0A@x> 2026-01-01T00:00:00.000000Z {forged}")
     assert "user=bob@example.test" in ev["msgid"]
     assert "received on smtp" in out
+    # the terminal sees no control byte: ESC, the C1 CSI and the bad byte are shown \xNN,
+    # well-formed UTF-8 stays
+    assert "\x1b" not in out and "\\x1b[31mred" in out
+    assert "\u009b" not in out and "\\xc2\\x9b\\xff" in out
+    assert "café" in out
 
 
 def test_trace_off(tern_factory):
