@@ -14,6 +14,7 @@
 #include "auth/accounts.h"
 #include "cli/cmd_dkim.h"
 #include "cli/cmd_send.h"
+#include "cli/cmd_trace.h"
 #include "cli/cmd_read.h"
 #include "cli/cmd_user.h"
 #include "cli/dataowner.h"
@@ -46,6 +47,7 @@ static const char usage_text[] =
 	"                                  read a mailbox over IMAP or POP3 (see 'tern read --help')\n"
 	"  dkim generate DOMAIN|list|check DOMAIN [-c FILE]\n"
 	"                                  DKIM signing keys and their DNS records\n"
+	"  trace ID [--json] [-c FILE]     the story of one message (queue id or Message-ID)\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -362,5 +364,7 @@ int main(int argc, char **argv)
 		return cmd_read(argc - 1, argv + 1);
 	if (!strcmp(cmd, "dkim"))
 		return cmd_dkim(argc - 1, argv + 1);
+	if (!strcmp(cmd, "trace"))
+		return cmd_trace(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", cmd);
 }

@@ -73,6 +73,7 @@ static const struct key_def top_keys[] = {
 	{ "imap_max_bad_commands", K_UINT, OFF(imap_max_bad_commands), 1, 10000 },
 	{ "pop3_max_auth_failures", K_UINT, OFF(pop3_max_auth_failures), 1, 1000 },
 	{ "dkim_dir", K_STR, OFF(dkim_dir), 0, 0 },
+	{ "trace_days", K_UINT, OFF(trace_days), 0, 3650 },
 	/* floods and slow clients */
 	{ "max_connections", K_UINT, OFF(max_connections), 0, 10000000 },
 	{ "max_connections_per_worker", K_UINT, OFF(max_connections_per_worker), 0, 1000000 },
@@ -131,6 +132,7 @@ static void config_defaults(struct tern_config *c)
 	c->max_commands_per_session = 100000;
 	c->max_commands_before_login = 50;
 	c->queue_mx_port = 25;
+	c->trace_days = 7;
 	c->queue_retry_min = 300;
 	c->queue_retry_max = 4 * 3600;
 	c->queue_max_lifetime = 5 * 24 * 3600;

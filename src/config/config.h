@@ -128,6 +128,8 @@ struct tern_config {
 	 * "dkim" next to the config file, ./tern-dkim for the development instance) */
 	char *dkim_dir;
 
+	unsigned trace_days;		/* trace journal kept this many days; 0: off */
+
 	unsigned queue_mx_port;
 	unsigned queue_retry_min;	/* seconds: first retry delay, doubled per attempt */
 	unsigned queue_retry_max;	/* seconds: cap on the retry delay */

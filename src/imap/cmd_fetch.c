@@ -21,6 +21,7 @@
 #include "lib/conn.h"
 #include "lib/log.h"
 #include "lib/strnum.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "mime/decode.h"
 #include "mime/tree.h"
@@ -284,6 +285,9 @@ static void seen_cb(void *ctx, const struct store_msg *m, enum store_update what
 	struct imap_fetch_job *j = s->fetch;
 	if (what != STORE_UPDATE_CHANGED)
 		return;
+	TRACE(NULL, "seen", "user=%s folder=%s uidvalidity=%u uid=%u by=%s session=%s client=%s",
+	      s->user, s->view.name, s->view.uidvalidity, m->uid, "imap-fetch", session_id(s->ss),
+	      conn_peer_ip(s->conn));
 	imap_view_own(&s->view, m->uid, m->modseq);
 	struct fetch_msg *fm = bsearch(&m->uid, j->msgs, j->n_msgs, sizeof(*fm), cmp_msg_uid);
 	if (fm == NULL)

@@ -6,7 +6,9 @@
 
 #include "imap/imap_private.h"
 #include "lib/log.h"
+#include "lib/conn.h"
 #include "lib/strnum.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 
 /* set_arg - argument 0 as the view's UIDs; false (BAD sent) when malformed */
@@ -56,6 +58,11 @@ static void store_cb(void *ctx, const struct store_msg *m, enum store_update wha
 	}
 	if (what == STORE_UPDATE_CHANGED)
 		imap_view_own(&s->view, m->uid, m->modseq);
+	if (what == STORE_UPDATE_CHANGED)
+		TRACE(NULL, "flags", "user=%s folder=%s uidvalidity=%u uid=%u seen=%d deleted=%d "
+		      "flags=%u session=%s client=%s", s->user, s->view.name, s->view.uidvalidity,
+		      m->uid, !!(m->flags & STORE_F_SEEN), !!(m->flags & STORE_F_DELETED),
+		      (unsigned)m->flags, session_id(s->ss), conn_peer_ip(s->conn));
 	if (c->silent && what == STORE_UPDATE_CHANGED && !s->condstore)
 		return;
 	if (c->silent && what == STORE_UPDATE_SAME)
@@ -222,6 +229,11 @@ static void copy_or_move(struct imap_session *s, const struct imap_req *r, bool 
 			imap_uid_set_out(&code, res.dst_uids, res.n);
 			buf_puts(&code, "] ");
 		}
+		for (size_t k = 0; trace_on && k < res.n; k++)
+			trace_event(NULL, move ? "moved" : "copied", "user=%s folder=%s uidvalidity=%u "
+				    "uid=%u to_folder=%s to_uidvalidity=%u to_uid=%u", s->user,
+				    s->view.name, s->view.uidvalidity, res.src_uids[k], dest,
+				    res.uidvalidity, res.dst_uids[k]);
 		if (move) {
 			/* RFC 6851 §4.3: COPYUID untagged before the expunges */
 			if (res.n > 0)
@@ -252,6 +264,7 @@ void imap_cmd_move(void *ctx, const void *req)
 /* ---- EXPUNGE, CLOSE, UNSELECT ---- */
 
 struct expunged {
+	struct imap_session *s;
 	uint32_t *uids;
 	size_t n, cap;
 };
@@ -259,6 +272,8 @@ struct expunged {
 static void expunge_cb(void *ctx, uint32_t uid, uint64_t modseq)
 {
 	struct expunged *e = ctx;
+	TRACE(NULL, "expunged", "user=%s folder=%s uidvalidity=%u uid=%u by=%s session=%s",
+	      e->s->user, e->s->view.name, e->s->view.uidvalidity, uid, "imap", session_id(e->s->ss));
 	if (e->n == e->cap) {
 		e->cap = e->cap ? e->cap * 2 : 16;
 		e->uids = xreallocarray(e->uids, e->cap, sizeof(*e->uids));
@@ -270,7 +285,7 @@ static void expunge_cb(void *ctx, uint32_t uid, uint64_t modseq)
 static int expunge_deleted(struct imap_session *s, const uint32_t *uids, size_t n, bool all,
 			   bool quiet, char **err)
 {
-	struct expunged e = { 0 };
+	struct expunged e = { .s = s };
 	size_t nr = 0;
 	struct store_uid_range *ranges = all ? NULL : imap_uid_ranges(uids, n, &nr);
 	int rc = 0;

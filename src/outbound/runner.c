@@ -23,6 +23,7 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/net.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "mime/downgrade.h"
 #include "outbound/arcseal.h"
@@ -336,6 +337,8 @@ static void bounce_deliver(struct runner *r, const struct delivery *d,
 		log_warnx("%s: bounce to <%s>: no such local user; dropped", qid, sender);
 		goto out;
 	}
+	TRACE(qid, "dsn", "kind=%s qid=%s to=%s nrcpt=%zu", kind, m->qid, sender, n);
+	TRACE(m->qid, "received", "origin=dsn of=%s kind=%s from= to=%s", qid, kind, sender);
 	if (spool_deliver(m, cfg->data_dir, cfg->hostname, (const char *const *)t.locals,
 			  t.n_locals, r->q, "", (const char *const *)t.remotes, t.n_remotes, NULL,
 			  &err) < 0)
@@ -399,6 +402,8 @@ static void log_attempt(const struct delivery *d, size_t i, const char *relay,
 	log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)", d->qid,
 		 d->addrs[i], relay, (long long)(time(NULL) - d->arrived), status_code, status,
 		 log_sanitize(safe, sizeof(safe), text, strlen(text)));
+	TRACE(d->qid, "attempt", "to=%s relay=%s status=%s dsn=%s attempt=%d reply=%s", d->addrs[i],
+	      relay, status, status_code, d->attempts[i] + 1, text);
 }
 
 /* delivery_finish - record every recipient's outcome; bounce what failed; next scan.
@@ -882,8 +887,9 @@ static void delivery_local(struct delivery *d)
 	char **errs = xcalloc(d->n, sizeof(char *));
 	snprintf(d->relay, sizeof(d->relay), "local");
 	for (size_t i = 0; i < d->n; i++) {
-		if (store_deliver_file(r->cfg->data_dir, d->addrs[i], path,
-				       d->body_offset + d->size, r->cfg->hostname, &errs[i]) == 0) {
+		if (store_deliver_file_to(r->cfg->data_dir, d->addrs[i], NULL, path,
+					  d->body_offset + d->size, r->cfg->hostname, d->qid,
+					  &errs[i]) == 0) {
 			rep[i].status = SMTP_CLIENT_OK;
 			rep[i].text = "delivered to maildir";
 			continue;
@@ -1057,12 +1063,29 @@ static void gauge_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* runner_scan - start deliveries for what is due, within the concurrency limits */
+/* trace_housekeeping - at most once an hour, remove the trace journal's files older than
+ * trace_days (the runner is the one process that does it) */
+static void trace_housekeeping(struct runner *r)
+{
+	static time_t last;
+	time_t now = time(NULL);
+	if (!trace_on || now - last < 3600)
+		return;
+	last = now;
+	char *dir = trace_dir(r->cfg->data_dir);
+	int n = trace_prune(dir, r->cfg->trace_days, now);
+	if (n > 0)
+		log_info("trace: removed %d journal file(s) older than %u days", n, r->cfg->trace_days);
+	free(dir);
+}
+
 static void runner_scan(struct runner *r)
 {
 	struct scan sc = { .r = r };
 	char *err = NULL;
 	if (r->stopping)
 		return;
+	trace_housekeeping(r);
 	if (queue_due_list(r->q, (int64_t)time(NULL), RUNNER_SCAN_LIMIT, scan_cb, &sc, &err) < 0) {
 		log_warnx("%s", err);
 		free(err);

@@ -21,6 +21,7 @@
 #include "lib/metrics.h"
 #include "lib/session.h"
 #include "lib/strnum.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "pop3/parser.h"
 #include "store/store.h"
@@ -573,6 +574,10 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 		session_reply(s->ss, "-ERR [SYS/TEMP] Cannot read message %zu", i + 1);
 		return;
 	}
+	if (!top)
+		TRACE(NULL, "retr", "user=%s folder=INBOX uidvalidity=%u uid=%u session=%s client=%s",
+		      s->account, s->uidvalidity, s->msgs[i].uid, session_id(s->ss),
+		      conn_peer_ip(s->conn));
 	if (top)
 		session_reply(s->ss, "+OK");
 	else
@@ -599,6 +604,7 @@ static void cmd_retr(void *ctx, const void *a)
 	size_t i;
 	if (msg_arg(s, c, &i) != NULL)
 		send_start(s, i, false, 0);
+
 }
 
 static void cmd_top(void *ctx, const void *a)
@@ -647,6 +653,9 @@ static void cmd_quit(void *ctx, const void *a)
 		session_close(s->ss, "-ERR [SYS/TEMP] Some deleted messages not removed");
 		return;
 	}
+	for (size_t k = 0; trace_on && k < n; k++)
+		trace_event(NULL, "dele", "user=%s folder=INBOX uidvalidity=%u uid=%u session=%s",
+			    s->account, s->uidvalidity, uids[k], session_id(s->ss));
 	free(uids);
 	/* let the next session in now, not once the goodbye has drained */
 	store_mailbox_close(&s->mb);

@@ -14,6 +14,7 @@
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -156,10 +157,11 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		const struct spool_link *l = links != NULL && i < n_locals ? &links[i] : NULL;
 		int stored = -1;
 		if (i < n_locals && !report && l != NULL && l->dst != NULL && l->err == 0)
-			stored = store_deliver_linked(data_dir, addr, mailbox, l->dst, &err);
+			stored = store_deliver_linked(data_dir, addr, mailbox, l->dst, m->qid,
+						      &err);
 		else if (i < n_locals && !report)	/* a link not tried or not made: here */
 			stored = store_deliver_file_to(data_dir, addr, mailbox, m->path, m->size,
-						       hostname, &err);
+						       hostname, m->qid, &err);
 		if (stored == 0) {
 			log_info("%s: to=<%s> relay=local status=sent (delivered to maildir%s%s)",
 				 m->qid, addr, mailbox ? " folder " : "", mailbox ? mailbox : "");
@@ -171,6 +173,7 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		if (i < n_locals && !report) {
 			log_warnx("%s: to=<%s>: mailbox busy or unwritable, queued for a retry: %s",
 				  m->qid, addr, err != NULL ? err : "?");
+			TRACE(m->qid, "store-busy", "to=%s error=%s", addr, err != NULL ? err : "?");
 			free(err);
 		}
 		q_notify[n_queued] = notify;
@@ -216,6 +219,7 @@ int spool_deliver_opts(struct spool_msg *m, const char *data_dir, const char *ho
 		if (rc == 0) {
 			log_info("%s: forwarded copies queued as %s from=<%s> nrcpt=%zu", m->qid, fqid,
 				 o->fwd_sender, o->n_fwd);
+			TRACE(m->qid, "forward", "qid=%s from=%s nrcpt=%zu", fqid, o->fwd_sender, o->n_fwd);
 			n_queued += o->n_fwd;
 		} else if (n_delivered > 0 || n_queued > 0) {
 			log_warnx("%s: some recipients already have the message; a retry will give "

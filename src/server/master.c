@@ -27,6 +27,7 @@
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/tls.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "dkim/dkim.h"
 #include "outbound/runner.h"
@@ -470,6 +471,7 @@ static void spawn(struct master *m, struct child *c, enum child_kind kind)
 		child_setup(m, master_pid);
 		if (kind == CHILD_WORKER)
 			dkim_keyring_free(&m->dkim);	/* workers face clients: no private keys */
+		trace_init(m->cfg->data_dir, m->cfg->trace_days);	/* after the drop to user */
 		int rc = kind == CHILD_WORKER ? worker_main(m->cfg, m->tls, m->listen_fds)
 					      : runner_main(m->cfg, m->dkim);
 		exit(rc);

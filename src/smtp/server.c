@@ -25,6 +25,7 @@
 #include "lib/metrics.h"
 #include "lib/session.h"
 #include "lib/tls.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "mime/address.h"
 #include "mime/hdrfilter.h"
@@ -863,6 +864,71 @@ static void message_done(struct smtp_session *s)
 		session_close(s->ss, "421 4.3.2 Service shutting down");
 }
 
+/* message_id_of - the Message-ID field's value (unfolded, trimmed; at most 998 bytes) in
+ * the first 16 KiB of the spool file's header, or NULL. For the trace journal only: one
+ * pread of a file the page cache holds. */
+static char *message_id_of(struct spool_msg *m)
+{
+	char head[16384];
+	if (spool_flush(m) < 0)
+		return NULL;
+	ssize_t n = pread(m->fd, head, sizeof(head) - 1, (off_t)m->body_offset);
+	if (n <= 0)
+		return NULL;
+	head[n] = '\0';
+	for (char *p = head; p != NULL && *p && !(p[0] == '\r' && p[1] == '\n');) {
+		if (strncasecmp(p, "Message-ID:", 11) == 0) {
+			buf v;
+			buf_init(&v, 998);
+			for (char *q = p + 11; *q; q++) {
+				if (*q == '\r' || *q == '\n') {
+					if (*q == '\n' && q[1] != ' ' && q[1] != '\t')
+						break;
+					continue;
+				}
+				if (buf_append(&v, q, 1) < 0)
+					break;
+			}
+			char *id = xstrdup(buf_cstr(&v));
+			buf_free(&v);
+			char *a = id + strspn(id, " \t");
+			size_t len = strlen(a);
+			while (len > 0 && (a[len - 1] == ' ' || a[len - 1] == '\t'))
+				len--;
+			memmove(id, a, len);
+			id[len] = '\0';
+			return id;
+		}
+		p = strchr(p, '\n');
+		p = p != NULL ? p + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* trace_received - the trace journal's "received" event (the client, the session, the
+ * envelope, the Message-ID) and one "rcpt" event per recipient, before the delivery */
+static void trace_received(struct smtp_session *s, const char *mailbox)
+{
+	SSL *ssl = conn_is_tls(s->conn) ? conn_ssl(s->conn) : NULL;
+	char *msgid = message_id_of(s->msg);
+	trace_event(s->msg->qid, "received",
+		    "session=%s role=%s client=%s helo=%s user=%s tls=%s cipher=%s from=%s "
+		    "size=%llu nrcpt=%zu msgid=%s folder=%s",
+		    session_id(s->ss), config_role_name(s->role), conn_peer_ip(s->conn),
+		    s->helo ? s->helo : "", s->auth_user ? s->auth_user : "",
+		    ssl ? SSL_get_version(ssl) : "no", ssl ? SSL_get_cipher_name(ssl) : "",
+		    s->sender, (unsigned long long)s->msg_bytes, s->n_rcpts, msgid ? msgid : "",
+		    mailbox ? mailbox : "");
+	free(msgid);
+	const struct addr_list *lists[] = { &s->locals, &s->remotes, &s->forwards };
+	static const char *const kinds[] = { "local", "remote", "forward" };
+	for (size_t k = 0; k < 3; k++)
+		for (size_t i = 0; i < lists[k]->n; i++)
+			trace_event(s->msg->qid, "rcpt", "to=%s route=%s notify=%s",
+				    lists[k]->v[i], kinds[k],
+				    lists[k]->notify[i] ? lists[k]->notify[i] : "");
+}
+
 /* message_deliver - put the message where it goes (local copies into mailbox, NULL: INBOX;
  * links: what the sync threads did already, or NULL) and answer */
 static void message_deliver(struct smtp_session *s, const char *mailbox,
@@ -870,7 +936,10 @@ static void message_deliver(struct smtp_session *s, const char *mailbox,
 {
 	char *err = NULL;
 	int queued = 0;
+	if (trace_on && !s->msg->failed)
+		trace_received(s, mailbox);
 	if (s->msg->failed || (queued = deliver(s, mailbox, links, queued_already, &err)) < 0) {
+		TRACE(s->msg->qid, "refused", "reply=%s", s->msg->no_space ? "452 4.3.1" : "451 4.3.0");
 		log_warnx("%s: %s: message not accepted: %s", session_id(s->ss), s->msg->qid,
 			  err ? err : "write error");
 		free(err);
@@ -886,6 +955,7 @@ static void message_deliver(struct smtp_session *s, const char *mailbox,
 		 mailbox ? " folder=Junk" : "");
 	session_reply(s->ss, "250 2.0.0 Ok: queued as %s", s->msg->qid);
 	metrics_count(METRICS_RECEIVED + metrics_protocol(s));
+	TRACE(s->msg->qid, "accepted", "reply=%s queued=%d", "250 2.0.0", queued);
 	spool_close(&s->msg);
 	if (queued > 0)
 		queue_wake(s->srv->spool_dir);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/fs.h"
+#include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
@@ -138,7 +139,8 @@ static void structure_for(const struct stat *st, const char *path, buf *out)
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r)
 {
-	return store_deliver_file_to(data_dir, address, NULL, src_path, size, hostname, error_r);
+	return store_deliver_file_to(data_dir, address, NULL, src_path, size, hostname, NULL,
+				     error_r);
 }
 
 /* deliver_folder - the id and directory of mailbox, created when missing */
@@ -209,7 +211,7 @@ int store_deliver_prepare(const char *data_dir, const char *address, const char 
 }
 
 int store_deliver_linked(const char *data_dir, const char *address, const char *mailbox,
-			 const char *dst, char **error_r)
+			 const char *dst, const char *qid, char **error_r)
 {
 	struct store *s;
 	struct stat sst = { 0 };
@@ -240,8 +242,11 @@ int store_deliver_linked(const char *data_dir, const char *address, const char *
 				 0, NULL, &structure, &uid, &uidvalidity, error_r);
 	buf_free(&structure);
 	free(file);
-	if (ir == 0)
+	if (ir == 0) {
+		TRACE(qid, "stored", "user=%s folder=%s uidvalidity=%u uid=%u file=%s", address,
+		      mailbox ? mailbox : "INBOX", uidvalidity, uid, name);
 		return 0;
+	}
 fail:
 	/* Answering 4xx: the client sends it again, so the file must go. */
 	unlink(dst);
@@ -274,7 +279,7 @@ static int link_new(const char *src, const char *dst, const char *dir, bool fold
 
 int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
 			  const char *src_path, uint64_t size, const char *hostname,
-			  char **error_r)
+			  const char *qid, char **error_r)
 {
 	char *dst = NULL, *dir = NULL;
 	(void)size;
@@ -288,7 +293,7 @@ int store_deliver_file_to(const char *data_dir, const char *address, const char 
 		store_set_error(error_r, "fsync %s: %s", dir, strerror(errno));
 		unlink(dst);
 	} else {
-		r = store_deliver_linked(data_dir, address, mailbox, dst, error_r);
+		r = store_deliver_linked(data_dir, address, mailbox, dst, qid, error_r);
 	}
 	free(dst);
 	free(dir);

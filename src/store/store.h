@@ -101,10 +101,11 @@ char *store_maildir_path(const char *data_dir, const char *address);
 int store_deliver_file(const char *data_dir, const char *address, const char *src_path,
 		       uint64_t size, const char *hostname, char **error_r);
 /* store_deliver_file_to - store_deliver_file into the folder mailbox (NULL: INBOX), which
- * is created when missing (a "Junk" folder is what IMAP lists as \\Junk, RFC 6154). */
+ * is created when missing (a "Junk" folder is what IMAP lists as \\Junk, RFC 6154). qid
+ * (may be NULL): the queue id the trace journal's "stored" event names (lib/trace.h). */
 int store_deliver_file_to(const char *data_dir, const char *address, const char *mailbox,
 			  const char *src_path, uint64_t size, const char *hostname,
-			  char **error_r);
+			  const char *qid, char **error_r);
 /* store_deliver_prepare / store_deliver_linked - store_deliver_file_to in two halves, for a
  * caller that makes the link and its fsync elsewhere (off the event loop, many at once):
  * prepare names the new/ file *dst_r (in the directory *dir_r; both the caller's to free)
@@ -114,7 +115,7 @@ int store_deliver_prepare(const char *data_dir, const char *address, const char 
 			  const char *src_path, const char *hostname, char **dst_r, char **dir_r,
 			  char **error_r);
 int store_deliver_linked(const char *data_dir, const char *address, const char *mailbox,
-			 const char *dst, char **error_r);
+			 const char *dst, const char *qid, char **error_r);
 /* store_deliver_cache_close - close the handles store_deliver_file keeps and free its cached
  * structure (at a worker's or the queue runner's exit, and in tests). */
 void store_deliver_cache_close(void);
