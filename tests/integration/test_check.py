@@ -1,0 +1,223 @@
+"""`tern check` against a private dnsmasq (tests/integration/dnszone.py):
+
+- a complete zone for example.test (MX -> the host name, its A 127.0.0.1 where tern listens,
+  the PTR back, SPF, the DKIM records `tern dkim generate` printed, DMARC, MTA-STS, TLS-RPT,
+  mta-sts. and autoconfig. names on a certificate that names them): every check ok but one
+  warning, the self-signed certificate; exit status 1;
+- a broken zone for other.test checked by a server named mx2.example.test (an address it does
+  not listen on, a PTR naming another host, a missing PTR, MX elsewhere, two SPF records, a
+  DKIM record holding another key and one missing, no DMARC, invalid MTA-STS and TLS-RPT):
+  each problem is an error line with the record to publish; exit status 2;
+- without --private-ok the loopback address and the smtp port other than 25 are warned about;
+- a broken configuration file: the FILE:LINE error and exit status 2;
+- DNS that does not answer: errors, not a hang."""
+import subprocess
+
+import pytest
+
+import tern_harness as th
+from dkim_tools import records_from_list
+from dnszone import Dnsmasq
+
+HOST = th.HOSTNAME          # mx.example.test
+HOST2 = "mx2.example.test"
+
+
+def txt_line(name, text):
+    """A dnsmasq txt-record= line, the text cut into 255-byte strings."""
+    parts = ",".join(f'"{text[i:i + 255]}"' for i in range(0, len(text), 255))
+    return f"txt-record={name},{parts}"
+
+
+def make_cert(d):
+    """A self-signed certificate naming the host and the example.test policy hosts."""
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "90", "-subj", f"/CN={HOST}",
+                    "-addext", f"subjectAltName=DNS:{HOST},DNS:mta-sts.example.test,"
+                    "DNS:autoconfig.example.test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    key.chmod(0o600)
+    return cert, key
+
+
+def lines_of(r):
+    print(r.stdout)     # shown when the test fails
+    out = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    return out[:-1], out[-1]          # the checks, and the summary
+
+
+def by_level(lines, level):
+    return [ln for ln in lines if ln.split()[0] == level]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("check")
+    cert, key = make_cert(base)
+    good = th.TernInstance(base / "good", extra_config=f"[tls]\ncert = {cert}\nkey = {key}\n")
+    bad = th.TernInstance(base / "bad", settings={"hostname": HOST2})
+    dns = None
+    try:
+        r = good.cli("dkim", "generate", "example.test", "--selector", "s1")
+        assert r.returncode == 0, r
+        recs = records_from_list(r.stdout)
+        r = bad.cli("dkim", "generate", "other.test", "--selector", "s2")
+        assert r.returncode == 0, r
+        bad_recs = records_from_list(r.stdout)
+        assert set(recs) == {"s1-rsa._domainkey.example.test", "s1-ed._domainkey.example.test"}
+        zone = [
+            # example.test: complete
+            f"mx-host=example.test,{HOST},10",
+            f"host-record={HOST},127.0.0.1",                 # A, and the PTR back
+            'txt-record=example.test,"v=spf1 mx -all"',
+            'txt-record=_dmarc.example.test,"v=DMARC1; p=quarantine; '
+            'rua=mailto:postmaster@example.test"',
+            'txt-record=_mta-sts.example.test,"v=STSv1; id=20261130120000Z;"',
+            'txt-record=_smtp._tls.example.test,"v=TLSRPTv1; rua=mailto:tlsrpt@example.test"',
+            f"cname=mta-sts.example.test,{HOST}",
+            f"cname=autoconfig.example.test,{HOST}",
+            # other.test: broken, served by mx2.example.test
+            f"address=/{HOST2}/127.0.0.9",                   # not ours, and no PTR
+            f"address=/{HOST2}/127.0.0.1",                   # ours, PTR names mx.example.test
+            "mx-host=other.test,mx.elsewhere.test,10",
+            'txt-record=other.test,"v=spf1 mx -all"',
+            'txt-record=other.test,"v=spf1 ip4:192.0.2.1 -all"',
+            # the Ed25519 selector publishes example.test's key; the RSA one is missing
+            txt_line("s2-ed._domainkey.other.test", recs["s1-ed._domainkey.example.test"]),
+            'txt-record=_mta-sts.other.test,"v=STSv1; id=not-valid!"',
+            'txt-record=_smtp._tls.other.test,"v=TLSRPTv1; rua=ftp://reports.other.test"',
+        ]
+        zone += [txt_line(n, t) for n, t in recs.items()]
+        dns = Dnsmasq(base / "dns", zone).start()
+        for inst in (good, bad):
+            inst.dns_port = dns.port
+            inst.write_config()
+        good.start()          # makes the data dir as `tern serve` does
+        yield good, bad, recs, bad_recs, dns
+    finally:
+        good.stop()
+        good.cleanup()
+        bad.cleanup()
+        if dns is not None:
+            dns.stop()
+
+
+def test_complete_zone_is_ok(env):
+    good, _, recs, _, _ = env
+    r = good.cli("check", "example.test", "--private-ok")
+    checks, summary = lines_of(r)
+    errors, warnings = by_level(checks, "error"), by_level(checks, "warning")
+    assert errors == [], r
+    # the only warning: the test's certificate is self-signed (what to do is said)
+    assert len(warnings) == 1 and "tls  the certificate is self-signed" in warnings[0], r
+    assert "[tls] cert and key" in warnings[0]
+    assert r.returncode == 1, r
+    oks = "\n".join(by_level(checks, "ok"))
+    for needle in (f"example.test  MX 10 {HOST} points here",
+                   f"{HOST}  has address 127.0.0.1, which this server listens on",
+                   f"{HOST}  PTR of 127.0.0.1 is {HOST}, which resolves back to 127.0.0.1",
+                   'example.test  SPF "v=spf1 mx -all" authorises',
+                   "example.test  DKIM s1-rsa._domainkey.example.test publishes our rsa key",
+                   "example.test  DKIM s1-ed._domainkey.example.test publishes our ed25519 key",
+                   "example.test  DMARC", "p=quarantine",
+                   'example.test  MTA-STS "v=STSv1; id=20261130120000Z;"',
+                   'example.test  TLS-RPT "v=TLSRPTv1; rua=mailto:tlsrpt@example.test"',
+                   f"tls  the certificate names {HOST}",
+                   "tls  the certificate names mta-sts.example.test",
+                   "tls  the certificate names autoconfig.example.test",
+                   "tls  the certificate is valid until",
+                   "config  data dir", "config  dkim_dir"):
+        assert needle in oks, (needle, r)
+    assert summary.endswith("1 warning(s), 0 error(s)"), summary
+
+
+def test_broken_zone_reports_each_problem(env):
+    _, bad, recs, bad_recs, _ = env
+    r = bad.cli("check", "other.test", "--private-ok")
+    checks, summary = lines_of(r)
+    errors = "\n".join(by_level(checks, "error"))
+    expected = [
+        f"error    {HOST2}  has address 127.0.0.9, which this server does not listen on",
+        f"error    {HOST2}  PTR of 127.0.0.1 is {HOST}, not {HOST2}",
+        f"publish  1.0.0.127.in-addr.arpa. PTR {HOST2}.",
+        f"error    {HOST2}  PTR of 127.0.0.9 missing",
+        f"publish  9.0.0.127.in-addr.arpa. PTR {HOST2}.",
+        f"error    other.test  MX points elsewhere (10 mx.elsewhere.test), not to {HOST2}: "
+        f"publish  other.test. MX 10 {HOST2}.",
+        "error    other.test  SPF: 2 records",
+        'publish  other.test. TXT "v=spf1 mx -all"',
+        "error    other.test  DMARC missing: publish  _dmarc.other.test. TXT "
+        '"v=DMARC1; p=quarantine; rua=mailto:postmaster@other.test"',
+        'error    other.test  MTA-STS "v=STSv1; id=not-valid!" is invalid '
+        "(id= must be 1 to 32 letters and digits): publish  _mta-sts.other.test. TXT "
+        '"v=STSv1; id=',
+        'error    other.test  TLS-RPT "v=TLSRPTv1; rua=ftp://reports.other.test" is invalid',
+        'publish  _smtp._tls.other.test. TXT "v=TLSRPTv1; rua=mailto:postmaster@other.test"',
+    ]
+    for needle in expected:
+        assert needle in errors, (needle, r)
+    # DKIM: the published key is another one, the other selector missing; both with the
+    # exact record (the real p= of our keys, cut into 255-byte strings as dkim generate does)
+    ed = [ln for ln in checks if "s2-ed._domainkey.other.test differs" in ln]
+    rsa = [ln for ln in checks if "s2-rsa._domainkey.other.test missing" in ln]
+    assert len(ed) == 1 and ed[0].startswith("error"), r
+    assert len(rsa) == 1 and rsa[0].startswith("error"), r
+    for line, sel in ((ed[0], "s2-ed"), (rsa[0], "s2-rsa")):
+        published = records_from_list(line.split("publish  ", 1)[1])
+        assert published == {f"{sel}._domainkey.other.test":
+                             bad_recs[f"{sel}._domainkey.other.test"]}, line
+    assert r.returncode == 2, r
+    assert summary.endswith(f"{len(by_level(checks, 'error'))} error(s)"), summary
+
+
+def test_public_server_warnings(env):
+    """Without --private-ok: 127.0.0.1 cannot be reached from outside, and other servers
+    connect to port 25."""
+    good = env[0]
+    r = good.cli("check", "example.test")
+    warnings = "\n".join(by_level(lines_of(r)[0], "warning"))
+    assert f"{HOST}  has address 127.0.0.1, a private or loopback address" in warnings, r
+    assert f"[listen] smtp is on port {good.ports['smtp']}" in warnings, r
+    assert r.returncode == 1, r
+
+
+def test_unknown_domain_and_every_domain(env):
+    good = env[0]
+    r = good.cli("check", "nowhere.test", "--private-ok")
+    print(r.stdout)
+    assert "error    nowhere.test  is not one of the configured domains" in r.stdout, r
+    assert "error    nowhere.test  MX missing (the domain does not exist)" in r.stdout, r
+    assert r.returncode == 2
+    # without DOMAIN: every configured domain (example.test and other.test)
+    r = good.cli("check", "--private-ok")
+    assert f"ok       example.test  MX 10 {HOST} points here" in r.stdout, r
+    assert f"error    other.test  MX points elsewhere (10 mx.elsewhere.test), not to {HOST}" \
+        in r.stdout, r
+    assert r.returncode == 2
+
+
+def test_broken_config_file(tmp_path):
+    conf = tmp_path / "tern.conf"
+    conf.write_text(f"hostname = {HOST}\ndata_dir = {tmp_path}/data\ndomains = example.test\n"
+                    "\n[listen]\nsmtp = 127.0.0.1:nope\n")
+    r = th.run_tern(["check", "-c", str(conf)])
+    assert r.returncode == 2, r
+    assert r.stdout.startswith(f"error    config  {conf}:6: "), r
+    r = th.run_tern(["check", "-c", str(tmp_path / "missing.conf")])
+    assert r.returncode == 2 and "error    config  " in r.stdout, r
+    r = th.run_tern(["check", "--bogus"])
+    assert r.returncode == 64, r
+
+
+def test_dns_not_answering(tmp_path):
+    """A resolver that never answers: each lookup fails after its timeout, reported as an
+    error; the command ends."""
+    inst = th.TernInstance(tmp_path / "t")      # its [dns] port has no server
+    try:
+        r = inst.cli("check", "example.test", "--private-ok", timeout=300)
+        assert r.returncode == 2, r
+        assert f"error    {HOST}  A/AAAA lookup failed" in r.stdout, r
+        assert "error    example.test  MX lookup failed" in r.stdout, r
+    finally:
+        inst.cleanup()
