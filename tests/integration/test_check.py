@@ -221,3 +221,97 @@ def test_dns_not_answering(tmp_path):
         assert "error    example.test  MX lookup failed" in r.stdout, r
     finally:
         inst.cleanup()
+
+
+# ---- certificates from a private CA (the system store is replaced by SSL_CERT_FILE) ----------
+
+def _ca_pki(d):
+    """A root CA, an intermediate and a function issuing leaves under the intermediate."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(subject, key, issuer, issuer_key, ca, days, sans=(), start=None):
+        start = start or now - datetime.timedelta(days=1)
+        b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
+                                              False, False), critical=True)
+        else:
+            b = b.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(s) for s in sans]), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    def pem(c):
+        return c.public_bytes(serialization.Encoding.PEM)
+
+    root_key, mid_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = cert("Test Root", root_key, "Test Root", root_key, True, 3650)
+    mid = cert("Test Intermediate", mid_key, "Test Root", root_key, True, 3650)
+    (d / "root.pem").write_bytes(pem(root))
+
+    def leaf(tag, sans, days=90, start=None, with_chain=True):
+        k = ec.generate_private_key(ec.SECP256R1())
+        c = cert(HOST, k, "Test Intermediate", mid_key, False, days, sans, start)
+        cp, kp = d / f"{tag}-cert.pem", d / f"{tag}-key.pem"
+        cp.write_bytes(pem(c) + (pem(mid) if with_chain else b""))
+        kp.write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+        kp.chmod(0o600)
+        return cp, kp
+
+    return d / "root.pem", leaf, now
+
+
+def check_with_cert(good, tmp_path, cert, key, root):
+    """`tern check example.test` with good's configuration but another certificate, and root
+    as the only trusted CA."""
+    text = good.conf.read_text()
+    text = "\n".join(f"cert = {cert}" if ln.startswith("cert = ") else
+                     f"key = {key}" if ln.startswith("key = ") else ln
+                     for ln in text.splitlines()) + "\n"
+    conf = good.base / f"tern-{cert.stem}.conf"     # next to good's: the same dkim and tls dirs
+    conf.write_text(text)
+    env = dict(good.env, SSL_CERT_FILE=str(root), SSL_CERT_DIR=str(tmp_path))
+    r = th.run_tern(["check", "example.test", "--private-ok", "-c", str(conf)], env=env)
+    print(r.stdout)
+    return r
+
+
+def test_ca_signed_certificate(env, tmp_path):
+    import datetime
+    good = env[0]
+    root, leaf, now = _ca_pki(tmp_path)
+    names = [HOST, "mta-sts.example.test", "autoconfig.example.test"]
+    # a leaf with its intermediate in the file: everything ok, exit 0
+    r = check_with_cert(good, tmp_path, *leaf("full", names), root)
+    assert "ok       tls  the certificate chain verifies against the system's CAs" in r.stdout
+    assert r.returncode == 0, r
+    assert r.stdout.splitlines()[-1].endswith("0 warning(s), 0 error(s)"), r
+    # the intermediate left out of the file: the chain does not verify
+    r = check_with_cert(good, tmp_path, *leaf("bare", names, with_chain=False), root)
+    assert "error    tls  the certificate chain does not verify" in r.stdout, r
+    assert "intermediate certificate missing" in r.stdout and r.returncode == 2, r
+    # expiring in five days, and naming neither the host nor the policy hosts
+    r = check_with_cert(good, tmp_path, *leaf("soon", ["other.name.test"], days=6), root)
+    assert "warning  tls  the certificate expires in 4 day(s)" in r.stdout, r
+    assert f"error    tls  the certificate does not name {HOST} (it names: other.name.test)" \
+        in r.stdout, r
+    assert "error    tls  the certificate does not name mta-sts.example.test" in r.stdout, r
+    assert "warning  tls  the certificate does not name autoconfig.example.test" in r.stdout, r
+    assert r.returncode == 2
+    # expired yesterday
+    r = check_with_cert(good, tmp_path, *leaf("old", names, days=30,
+                                               start=now - datetime.timedelta(days=31)), root)
+    assert "error    tls  the certificate expired on" in r.stdout and r.returncode == 2, r
