@@ -463,7 +463,8 @@ static void check_tls_files(struct checker *c)
 	char *key = self ? xasprintf("%s/key.pem", cfg->tls_dir) : xstrdup(cfg->tls_key);
 	char *why = NULL;
 	int cfd = -1, kfd = -1;
-	if (self && (d == 0 || access(cert, F_OK) < 0)) {
+	struct stat st;
+	if (self && (d == 0 || (lstat(cert, &st) < 0 && errno == ENOENT))) {
 		report(c, L_WARN, "tls",
 		       "no certificate yet: tern serve makes a self-signed one in %s on its first "
 		       "start (set [tls] cert and key to a CA-issued pair for real use)",
@@ -471,7 +472,8 @@ static void check_tls_files(struct checker *c)
 		goto out;
 	}
 	if ((cfd = master_tls_open(cert, &why)) < 0) {
-		report(c, L_ERROR, "tls", "certificate: %s", why);
+		report(c, geteuid() == 0 ? L_ERROR : L_WARN, "tls", "certificate: %s%s", why,
+		       geteuid() == 0 ? "" : " (run tern check as root to check it)");
 		goto out;
 	}
 	if ((kfd = master_tls_open(key, &why)) < 0) {
@@ -479,7 +481,6 @@ static void check_tls_files(struct checker *c)
 		       geteuid() == 0 ? "" : " (run tern check as root to check it)");
 		goto out;
 	}
-	struct stat st;
 	if (fstat(kfd, &st) == 0 && (st.st_mode & 077) != 0)
 		report(c, L_ERROR, "tls", "key %s has mode %04o: others may read it; chmod 600 %s",
 		       key, (unsigned)(st.st_mode & 07777), key);
@@ -589,8 +590,8 @@ static void check_cert(struct checker *c)
 		int e = X509_STORE_CTX_get_error(x);
 		if (e == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT)
 			report(c, L_WARN, "tls",
-			       "the certificate is self-signed: mail clients refuse it and MTA-STS "
-			       "senders will not deliver; get one for %s from a CA (e.g. Let's "
+			       "the certificate is self-signed: mail clients refuse it and senders "
+			       "that enforce MTA-STS will not deliver; get one for %s from a CA (e.g. Let's "
 			       "Encrypt with certbot) and set [tls] cert and key",
 			       c->cfg->hostname);
 		else

@@ -10,8 +10,16 @@
   each problem is an error line with the record to publish; exit status 2;
 - without --private-ok the loopback address and the smtp port other than 25 are warned about;
 - a broken configuration file: the FILE:LINE error and exit status 2;
-- DNS that does not answer: errors, not a hang."""
+- DNS that does not answer: errors, not a hang;
+- certificates from a private CA (SSL_CERT_FILE): a full chain is all ok (exit 0); a missing
+  intermediate, expiry soon, other names, expired;
+- run as the data owner: the root-only key and DKIM keys are warnings ("run as root")."""
+import os
+import pwd
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -315,3 +323,39 @@ def test_ca_signed_certificate(env, tmp_path):
     r = check_with_cert(good, tmp_path, *leaf("old", names, days=30,
                                                start=now - datetime.timedelta(days=31)), root)
     assert "error    tls  the certificate expired on" in r.stdout and r.returncode == 2, r
+
+
+def test_as_the_data_owner(tmp_path_factory):
+    """Run by the data dir's owner (not root): the root-only TLS key and DKIM keys are
+    warnings that say to run it as root, not errors; the rest is checked."""
+    if os.geteuid() != 0:
+        pytest.fail("this test becomes the data owner from root (make test runs as root)")
+    d = Path(tempfile.mkdtemp(prefix="tern-check-", dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        (d / "tls").mkdir(mode=0o700)
+        (d / "data").mkdir(mode=0o700)
+        os.chown(d / "data", pwd.getpwnam("nobody").pw_uid, -1)
+        cert, key = make_cert(d / "tls")
+        conf = d / "tern.conf"
+        conf.write_text(f"hostname = {HOST}\ndata_dir = {d}/data\ndomains = example.test\n"
+                        "user = nobody\n[listen]\nsmtp = 127.0.0.1:25\n[dns]\n"
+                        f"servers = 127.0.0.1:{th.free_udp_port()}\n")
+        conf.chmod(0o644)
+        r = th.run_tern(["dkim", "generate", "example.test", "-c", str(conf)])
+        assert r.returncode == 0, r
+        p = subprocess.run(["runuser", "-u", "nobody", "--", th.TERN_BIN, "check",
+                            "example.test", "-c", str(conf)], capture_output=True, text=True,
+                           timeout=th.CLI_TIMEOUT)
+        print(p.stdout, p.stderr)
+        assert f"ok       config  data dir {d}/data: owner uid" in p.stdout
+        assert f"warning  tls  certificate: {cert}: Permission denied (run tern check as root" \
+            in p.stdout
+        assert "warning  config  DKIM keys: " in p.stdout and "run tern check as root" in p.stdout
+        assert "error    config" not in p.stdout and "error    tls" not in p.stdout
+        # as root the same files check out
+        r = th.run_tern(["check", "example.test", "-c", str(conf)])
+        assert "ok       tls  certificate " in r.stdout and " load and match" in r.stdout, r
+        assert "DKIM keys" not in r.stdout, r
+    finally:
+        shutil.rmtree(d)
