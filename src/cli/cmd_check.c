@@ -607,6 +607,15 @@ static void check_cert(struct checker *c)
 
 /* ---- the host name: addresses and reverse DNS ----------------------------------------------- */
 
+/* listening_on - addr is one of the addresses this server listens on */
+static bool listening_on(const struct checker *c, const char *addr)
+{
+	for (size_t j = 0; j < c->listen.n; j++)
+		if (same_addr(c->listen.v[j], addr))
+			return true;
+	return false;
+}
+
 /* suggested_address - an address to put in a record we suggest */
 static const char *suggested_address(struct checker *c)
 {
@@ -699,10 +708,7 @@ static void check_host(struct checker *c)
 	}
 	for (size_t i = 0; i < c->host_addrs.n; i++) {
 		const char *a = c->host_addrs.v[i];
-		bool ours = false;
-		for (size_t j = 0; j < c->listen.n && !ours; j++)
-			ours = same_addr(c->listen.v[j], a);
-		if (!ours)
+		if (!listening_on(c, a))
 			report(c, L_ERROR, host,
 			       "has address %s, which this server does not listen on (it listens on "
 			       "%zu address(es)%s%s): fix the record or [listen]",
@@ -949,17 +955,25 @@ static void check_dmarc(struct checker *c, const char *dom)
 }
 
 /* check_policy_host - a host name the domain publishes for HTTPS (mta-sts., autoconfig.):
- * when it has addresses, the certificate must name it. Returns whether it has any. */
-static bool check_policy_host(struct checker *c, const char *name, enum level cert_level,
-			      const char *why)
+ * when it leads to this server, the certificate must name it; another server's certificate
+ * is not ours to check. Returns whether the name has addresses. */
+static bool check_policy_host(struct checker *c, const char *dom, const char *name,
+			      enum level cert_level, const char *why)
 {
 	struct strlist addrs = { 0 };
 	char *err = NULL;
 	enum dns_answer_status st = lookup_addrs(c, name, &addrs, &err);
+	bool ours = false;
+	for (size_t i = 0; i < addrs.n && !ours; i++)
+		ours = listening_on(c, addrs.v[i]);
+	if (st == DNS_ANSWER_OK && ours)
+		check_cert_name(c, name, cert_level, why);
+	else if (st == DNS_ANSWER_OK)
+		report(c, L_OK, dom, "%s leads to another server (%s): its certificate is not "
+				     "checked here",
+		       name, addrs.v[0]);
 	free(err);
 	strlist_free(&addrs);
-	if (st == DNS_ANSWER_OK)
-		check_cert_name(c, name, cert_level, why);
 	return st == DNS_ANSWER_OK;
 }
 
@@ -1011,7 +1025,7 @@ static void check_mtasts_tlsrpt(struct checker *c, const char *dom)
 	check_one_record(c, dom, "MTA-STS", name, want, mtasts_is_record, mtasts_record_check,
 			 &present);
 	char *policy_host = xasprintf("mta-sts.%s", dom);
-	bool has_host = check_policy_host(c, policy_host, L_ERROR,
+	bool has_host = check_policy_host(c, dom, policy_host, L_ERROR,
 					  ": senders fetch the MTA-STS policy over HTTPS from it");
 	if (present && !has_host)
 		report(c, L_ERROR, dom,
@@ -1030,7 +1044,7 @@ static void check_mtasts_tlsrpt(struct checker *c, const char *dom)
 	free(name);
 
 	char *autoconf = xasprintf("autoconfig.%s", dom);
-	check_policy_host(c, autoconf, L_WARN,
+	check_policy_host(c, dom, autoconf, L_WARN,
 			  ": mail clients that look for their settings there will refuse it");
 	free(autoconf);
 }

@@ -85,6 +85,7 @@ def env(tmp_path_factory):
             'txt-record=_smtp._tls.example.test,"v=TLSRPTv1; rua=mailto:tlsrpt@example.test"',
             f"cname=mta-sts.example.test,{HOST}",
             f"cname=autoconfig.example.test,{HOST}",
+            "host-record=mta-sts.other.test,192.0.2.80",     # a web server elsewhere
             # other.test: broken, served by mx2.example.test
             f"address=/{HOST2}/127.0.0.9",                   # not ours, and no PTR
             f"address=/{HOST2}/127.0.0.1",                   # ours, PTR names mx.example.test
@@ -165,6 +166,9 @@ def test_broken_zone_reports_each_problem(env):
     ]
     for needle in expected:
         assert needle in errors, (needle, r)
+    # the policy host is another server's: its certificate is not ours to check
+    assert "ok       other.test  mta-sts.other.test leads to another server (192.0.2.80)" \
+        in r.stdout, r
     # DKIM: the published key is another one, the other selector missing; both with the
     # exact record (the real p= of our keys, cut into 255-byte strings as dkim generate does)
     ed = [ln for ln in checks if "s2-ed._domainkey.other.test differs" in ln]
