@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli/check_records.h"
+#include "cli/devdata.h"
 #include "config/config.h"
 #include "dkim/dkim.h"
 #include "dmarc/dmarc.h"
@@ -1095,6 +1096,8 @@ int cmd_check(int argc, char **argv)
 		free(err);
 		return 2;
 	}
+	if (conf == NULL)
+		cli_dev_place_data(cfg, false);	/* where `tern serve` keeps it */
 	c.cfg = cfg;
 	report(&c, L_OK, "config", "%s loads: hostname %s, %zu domain(s)",
 	       cfg->path ? cfg->path : "the development configuration", cfg->hostname,
