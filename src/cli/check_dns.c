@@ -30,6 +30,20 @@ static const char *suggested_address(struct checker *c)
 	return "<this server's public address>";
 }
 
+/* resolves_to - name has addr among its A/AAAA records */
+static bool resolves_to(struct checker *c, const char *name, const char *addr)
+{
+	struct check_list addrs = { 0 };
+	char *err = NULL;
+	bool found = false;
+	if (check_addrs(c, name, &addrs, &err) == DNS_ANSWER_OK)
+		for (size_t i = 0; i < addrs.n && !found; i++)
+			found = check_same_addr(addrs.v[i], addr);
+	free(err);
+	check_list_free(&addrs);
+	return found;
+}
+
 static void check_ptr(struct checker *c, const char *addr)
 {
 	const char *host = c->cfg->hostname;
@@ -70,9 +84,12 @@ static void check_ptr(struct checker *c, const char *addr)
 			       addr, host, addr);
 		else
 			check_report(c, CHECK_ERROR, host,
-			       "PTR of %s is %s, not %s: other servers compare it with our HELO name; "
-			       "ask whoever runs the address to publish  %s. PTR %s.",
-			       addr, buf_cstr(&all), host, rev, host);
+			       "PTR of %s is %s (%s), not %s: other servers compare it with our "
+			       "HELO name; ask whoever runs the address to publish  %s. PTR %s.",
+			       addr, buf_cstr(&all),
+			       resolves_to(c, names.v[0], addr) ? "it resolves back to the address"
+								 : "not even forward-confirmed",
+			       host, rev, host);
 		buf_free(&all);
 	}
 	free(err);

@@ -89,6 +89,8 @@ def env(tmp_path_factory):
             # other.test: broken, served by mx2.example.test
             f"address=/{HOST2}/127.0.0.9",                   # not ours, and no PTR
             f"address=/{HOST2}/127.0.0.1",                   # ours, PTR names mx.example.test
+            f"address=/{HOST2}/127.0.0.10",                  # PTR names a host that is not there
+            "ptr-record=10.0.0.127.in-addr.arpa,ghost.test",
             "mx-host=other.test,mx.elsewhere.test,10",
             'txt-record=other.test,"v=spf1 mx -all"',
             'txt-record=other.test,"v=spf1 ip4:192.0.2.1 -all"',
@@ -148,10 +150,13 @@ def test_broken_zone_reports_each_problem(env):
     errors = "\n".join(by_level(checks, "error"))
     expected = [
         f"error    {HOST2}  has address 127.0.0.9, which this server does not listen on",
-        f"error    {HOST2}  PTR of 127.0.0.1 is {HOST}, not {HOST2}",
+        f"error    {HOST2}  PTR of 127.0.0.1 is {HOST} (it resolves back to the address), "
+        f"not {HOST2}",
         f"publish  1.0.0.127.in-addr.arpa. PTR {HOST2}.",
         f"error    {HOST2}  PTR of 127.0.0.9 missing",
         f"publish  9.0.0.127.in-addr.arpa. PTR {HOST2}.",
+        f"error    {HOST2}  PTR of 127.0.0.10 is ghost.test (not even forward-confirmed), "
+        f"not {HOST2}",
         f"error    other.test  MX points elsewhere (10 mx.elsewhere.test), not to {HOST2}: "
         f"publish  other.test. MX 10 {HOST2}.",
         "error    other.test  SPF: 2 records",
