@@ -197,8 +197,9 @@ static void add_addr(char ***list, size_t *n, const char *text)
 	(*list)[(*n)++] = xstrdup(text);
 }
 
-/* master_listen_addresses - see master.h */
-size_t master_listen_addresses(const struct tern_config *cfg, char ***list_r)
+/* listen_addresses - the addresses clients reach us at, for the self-signed certificate: each
+ * listener's address, and for a wildcard one every address of the host in that family */
+static size_t listen_addresses(const struct tern_config *cfg, char ***list_r)
 {
 	char text[INET6_ADDRSTRLEN];
 	char **list = NULL;
@@ -242,11 +243,11 @@ size_t master_listen_addresses(const struct tern_config *cfg, char ***list_r)
 	return n;
 }
 
-/* master_tls_open - see master.h. As root only through directories and links that root
- * alone controls (fs_open_trusted): the master would otherwise load whatever key a user who
- * can rename one directory on the way points it at, and serve it from the workers. Without
- * root there is no boundary to keep. */
-int master_tls_open(const char *path, char **error_r)
+/* tls_open - open a TLS file for the master. As root only through directories and links
+ * that root alone controls (fs_open_trusted): the master would otherwise load whatever key a
+ * user who can rename one directory on the way points it at, and serve it from the workers.
+ * Without root there is no boundary to keep. -1 with *error_r. */
+static int tls_open(const char *path, char **error_r)
 {
 	if (geteuid() != 0) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -315,7 +316,7 @@ static SSL_CTX *load_tls(struct master *m, char **error_r)
 		/* the directory is root's now: names in it stay what they are */
 		if (access(m->cert_path, F_OK) < 0 || access(m->key_path, F_OK) < 0) {
 			char **addrs = NULL;
-			size_t n = master_listen_addresses(m->cfg, &addrs);
+			size_t n = listen_addresses(m->cfg, &addrs);
 			log_info("generating a self-signed certificate for %s and %zu address(es) in %s",
 				 m->cfg->hostname, n, m->cert_path);
 			int r = tls_make_selfsigned_for(m->cert_path, m->key_path, m->cfg->hostname,
@@ -327,10 +328,10 @@ static SSL_CTX *load_tls(struct master *m, char **error_r)
 				return NULL;
 		}
 	}
-	int cfd = master_tls_open(m->cert_path, error_r);
+	int cfd = tls_open(m->cert_path, error_r);
 	if (cfd < 0)
 		return NULL;
-	int kfd = master_tls_open(m->key_path, error_r);
+	int kfd = tls_open(m->key_path, error_r);
 	if (kfd < 0) {
 		close(cfd);
 		return NULL;
@@ -355,7 +356,7 @@ static int load_srs_key(struct master *m, char **error_r)
 		return -1;
 	char *path = xasprintf("%s/srs.key", cfg->tls_dir);
 	int fd = -1;
-	if (access(path, F_OK) == 0 && (fd = master_tls_open(path, error_r)) < 0) {
+	if (access(path, F_OK) == 0 && (fd = tls_open(path, error_r)) < 0) {
 		free(path);
 		return -1;
 	}
@@ -711,4 +712,15 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	free(m.key_path);
 	log_info("stopped");
 	return 0;
+}
+
+/* master_listen_addresses, master_tls_open - see master.h (for `tern check`) */
+size_t master_listen_addresses(const struct tern_config *cfg, char ***list_r)
+{
+	return listen_addresses(cfg, list_r);
+}
+
+int master_tls_open(const char *path, char **error_r)
+{
+	return tls_open(path, error_r);
 }
