@@ -97,6 +97,26 @@ static void check_ptr(struct checker *c, const char *addr)
 	free(rev);
 }
 
+/* wildcard_for - some listener takes every address of addr's family (0.0.0.0, or :: which
+ * lib/net.c binds IPV6_V6ONLY): a NAT may forward an address the interfaces do not have */
+static bool wildcard_for(const struct checker *c, const char *addr)
+{
+	unsigned char b[16];
+	int fam = check_addr_bytes(addr, b);
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		const struct listen_spec *l = &c->cfg->listen[r];
+		if (!l->enabled)
+			continue;
+		if (l->addr.ss_family == AF_INET && fam == AF_INET &&
+		    ((const struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY))
+			return true;
+		if (l->addr.ss_family == AF_INET6 && fam == AF_INET6 &&
+		    IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&l->addr)->sin6_addr))
+			return true;
+	}
+	return false;
+}
+
 void check_host(struct checker *c)
 {
 	const struct tern_config *cfg = c->cfg;
@@ -130,7 +150,12 @@ void check_host(struct checker *c)
 	}
 	for (size_t i = 0; i < c->host_addrs.n; i++) {
 		const char *a = c->host_addrs.v[i];
-		if (!check_listening_on(c, a))
+		if (!check_listening_on(c, a) && wildcard_for(c, a))
+			check_report(c, CHECK_WARN, host,
+			       "has address %s, which none of this host's interfaces has: right only "
+			       "if it is forwarded here (NAT); else fix the record",
+			       a);
+		else if (!check_listening_on(c, a))
 			check_report(c, CHECK_ERROR, host,
 			       "has address %s, which this server does not listen on (it listens on "
 			       "%zu address(es)%s%s): fix the record or [listen]",

@@ -368,3 +368,19 @@ def test_as_the_data_owner(tmp_path_factory):
         assert "DKIM keys" not in r.stdout, r
     finally:
         shutil.rmtree(d)
+
+
+def test_wildcard_listener_and_nat(env):
+    """With smtp on 0.0.0.0 an address none of the interfaces has may be forwarded by a NAT:
+    a warning, not an error; the addresses of the interfaces count as ours."""
+    bad = env[1]
+    text = "\n".join(f"smtp = 0.0.0.0:{bad.ports['smtp']}" if ln.startswith("smtp = ") else ln
+                     for ln in bad.conf.read_text().splitlines()) + "\n"
+    conf = bad.base / "tern-wildcard.conf"
+    conf.write_text(text)
+    r = th.run_tern(["check", "other.test", "--private-ok", "-c", str(conf)], env=bad.env)
+    print(r.stdout)
+    assert f"warning  {HOST2}  has address 127.0.0.9, which none of this host's interfaces " \
+        "has: right only if it is forwarded here (NAT)" in r.stdout, r
+    assert f"ok       {HOST2}  has address 127.0.0.1, which this server listens on" in r.stdout
+    assert "does not listen on" not in r.stdout, r
