@@ -13,7 +13,8 @@
 - DNS that does not answer: errors, not a hang;
 - certificates from a private CA (SSL_CERT_FILE): a full chain is all ok (exit 0); a missing
   intermediate, expiry soon, other names, expired;
-- run as the data owner: the root-only key and DKIM keys are warnings ("run as root")."""
+- run as the data owner: the root-only key and DKIM keys are warnings ("run as root");
+- smtp on 0.0.0.0: a host address no interface has is a NAT warning, not an error."""
 import os
 import pwd
 import shutil
