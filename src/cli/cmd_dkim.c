@@ -11,7 +11,6 @@
 
 #include "config/config.h"
 #include "dkim/dkim.h"
-#include "dkim/parse.h"
 #include "lib/buf.h"
 #include "lib/xmalloc.h"
 #include "outbound/dns.h"
@@ -44,13 +43,9 @@ static const char help_text[] =
 /* print_record - "sel._domainkey.domain. IN TXT "..." "..."", 255-byte strings */
 static void print_record(const struct dkim_key *k)
 {
-	char *rec = dkim_key_record(k);
-	size_t len = strlen(rec);
-	printf("%s._domainkey.%s. IN TXT", k->selector, k->domain);
-	for (size_t i = 0; i < len; i += 255)
-		printf(" \"%.*s\"", (int)(len - i < 255 ? len - i : 255), rec + i);
-	printf("\n");
-	free(rec);
+	char *line = dkim_key_zone_line(k);
+	printf("%s\n", line);
+	free(line);
 }
 
 static struct tern_config *load(const char *path)
@@ -141,7 +136,6 @@ static int dkim_list(struct tern_config *cfg)
 
 struct check {
 	const struct dkim_key *k;
-	char *want;
 	int *bad;
 	int *pending;
 	struct event_base *base;
@@ -153,17 +147,7 @@ static void on_txt(void *ctx, const struct dns_txt_result *r)
 	const char *name = c->k->selector;
 	bool ok = false;
 	if (r->status == DNS_ANSWER_OK) {
-		struct dkim_keyrec want, got;
-		const char *err;
-		dkim_keyrec_parse(c->want, strlen(c->want), &want, &err);
-		for (size_t i = 0; i < r->n && !ok; i++) {
-			if (dkim_keyrec_parse(r->txts[i], strlen(r->txts[i]), &got, &err) == 0 &&
-			    got.k == want.k && got.p.len == want.p.len &&
-			    memcmp(got.p.data, want.p.data, got.p.len) == 0)
-				ok = true;
-			dkim_keyrec_free(&got);
-		}
-		dkim_keyrec_free(&want);
+		ok = dkim_key_published(c->k, (const char *const *)r->txts, r->n);
 		printf("%s %s._domainkey.%s: %s\n", ok ? "ok" : "MISMATCH", name, c->k->domain,
 		       ok ? "the published key matches" : "the published record differs from the key");
 		if (!ok)
@@ -212,7 +196,7 @@ static int dkim_check(struct tern_config *cfg, const char *domain)
 		if (strcasecmp(k->domain, domain) != 0)
 			continue;
 		struct check *c = &checks[i];
-		*c = (struct check){ .k = k, .want = dkim_key_record(k), .bad = &bad,
+		*c = (struct check){ .k = k, .bad = &bad,
 				     .pending = &pending, .base = base };
 		char *name = xasprintf("%s._domainkey.%s", k->selector, k->domain);
 		dns_lookup_txt(d, name, on_txt, c);
@@ -226,8 +210,6 @@ static int dkim_check(struct tern_config *cfg, const char *domain)
 	}
 	dns_free(&d);
 	event_base_free(base);
-	for (size_t i = 0; i < ring->n; i++)
-		free(checks[i].want);
 	free(checks);
 	dkim_keyring_free(&ring);
 	return bad ? 1 : 0;

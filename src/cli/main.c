@@ -1,4 +1,4 @@
-/* main - the tern command: dispatch to serve, user, alias, queue, version */
+/* main - the tern command: dispatch to serve, user, alias, queue, check, version */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "cli/cmd_check.h"
 #include "cli/cmd_dkim.h"
 #include "cli/cmd_send.h"
 #include "cli/cmd_trace.h"
@@ -48,6 +49,10 @@ static const char usage_text[] =
 	"  dkim generate DOMAIN|list|check DOMAIN [-c FILE]\n"
 	"                                  DKIM signing keys and their DNS records\n"
 	"  trace ID [--json] [-c FILE]     the story of one message (queue id or Message-ID)\n"
+	"  check [DOMAIN] [--private-ok] [-c FILE]\n"
+	"                                  check the configuration, its files and the domains' DNS\n"
+	"                                  records (MX, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)\n"
+	"                                  and the certificate; exit 0 ok, 1 warnings, 2 errors\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -366,5 +371,7 @@ int main(int argc, char **argv)
 		return cmd_dkim(argc - 1, argv + 1);
 	if (!strcmp(cmd, "trace"))
 		return cmd_trace(argc - 1, argv + 1);
+	if (!strcmp(cmd, "check"))
+		return cmd_check(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", cmd);
 }

@@ -81,6 +81,15 @@ size_t dkim_keyring_pick(const struct dkim_keyring *ring, const char *domain,
 /* dkim_key_record - the TXT record text for k ("v=DKIM1; k=rsa; p=..."); caller frees */
 char *dkim_key_record(const struct dkim_key *k);
 
+/* dkim_key_zone_line - the zone-file line that publishes k:
+ * 'SEL._domainkey.DOMAIN. IN TXT "..." "..."' (the record cut into 255-byte strings), no
+ * newline; caller frees */
+char *dkim_key_zone_line(const struct dkim_key *k);
+
+/* dkim_key_published - true when one of the n TXT records (strings joined) is a valid key
+ * record with k's key type and public key (other tags may differ) */
+bool dkim_key_published(const struct dkim_key *k, const char *const *txts, size_t n);
+
 /* dkim_key_generate - a new key of type into dkim_dir/<domain>/<selector>.pem: directories
  * made 0700 where missing (never through a symlink; when run as root they must be root's),
  * the file written to a temporary name (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), fsync'd, linked to

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "dkim/dkim.h"
+#include "dkim/parse.h"
 #include "lib/base64.h"
 #include "lib/log.h"
 #include "lib/xmalloc.h"
@@ -252,6 +253,40 @@ char *dkim_key_record(const struct dkim_key *k)
 			      k->type == DKIM_KEYTYPE_ED25519 ? "ed25519" : "rsa", buf_cstr(&p));
 	buf_free(&p);
 	return rec;
+}
+
+char *dkim_key_zone_line(const struct dkim_key *k)
+{
+	char *rec = dkim_key_record(k);
+	size_t len = strlen(rec);
+	buf line;
+	buf_init(&line, 0);
+	buf_printf(&line, "%s._domainkey.%s. IN TXT", k->selector, k->domain);
+	for (size_t i = 0; i < len; i += 255)
+		buf_printf(&line, " \"%.*s\"", (int)(len - i < 255 ? len - i : 255), rec + i);
+	free(rec);
+	char *out = xstrdup(buf_cstr(&line));
+	buf_free(&line);
+	return out;
+}
+
+bool dkim_key_published(const struct dkim_key *k, const char *const *txts, size_t n)
+{
+	char *rec = dkim_key_record(k);
+	struct dkim_keyrec want, got;
+	const char *err;
+	bool ok = false;
+	dkim_keyrec_parse(rec, strlen(rec), &want, &err);
+	for (size_t i = 0; i < n && !ok; i++) {
+		if (dkim_keyrec_parse(txts[i], strlen(txts[i]), &got, &err) == 0 &&
+		    got.k == want.k && got.p.len == want.p.len &&
+		    memcmp(got.p.data, want.p.data, got.p.len) == 0)
+			ok = true;
+		dkim_keyrec_free(&got);
+	}
+	dkim_keyrec_free(&want);
+	free(rec);
+	return ok;
 }
 
 /* open_dir_at - mkdirat (0700) where missing and open without following a symlink; when

@@ -741,3 +741,14 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	log_info("stopped");
 	return 0;
 }
+
+/* master_listen_addresses, master_tls_open - see master.h (for `tern check`) */
+size_t master_listen_addresses(const struct tern_config *cfg, char ***list_r)
+{
+	return listen_addresses(cfg, list_r);
+}
+
+int master_tls_open(const char *path, char **error_r)
+{
+	return tls_open(path, error_r);
+}
