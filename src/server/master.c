@@ -617,6 +617,13 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	m.cfg = cfg;
 	log_init("master");
 	log_set_debug(cfg->debug);
+	/* log, log_timestamps, log_facility, syslog_socket: set before any child is forked */
+	if (log_configure(cfg->log_dest, cfg->log_stamps, cfg->log_facility, cfg->syslog_socket,
+			  &err) < 0) {
+		log_warnx("%s: lines go to stderr until it answers", err);
+		free(err);
+		err = NULL;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	tls_init();
