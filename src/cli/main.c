@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
+#include "cli/cmd_backup.h"
 #include "cli/cmd_dkim.h"
 #include "cli/cmd_send.h"
 #include "cli/cmd_read.h"
@@ -46,6 +47,7 @@ static const char usage_text[] =
 	"                                  read a mailbox over IMAP or POP3 (see 'tern read --help')\n"
 	"  dkim generate DOMAIN|list|check DOMAIN [-c FILE]\n"
 	"                                  DKIM signing keys and their DNS records\n"
+	"  backup DIR -c FILE              copy the data dir consistently while it runs\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -362,5 +364,7 @@ int main(int argc, char **argv)
 		return cmd_read(argc - 1, argv + 1);
 	if (!strcmp(cmd, "dkim"))
 		return cmd_dkim(argc - 1, argv + 1);
+	if (!strcmp(cmd, "backup"))
+		return cmd_backup(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", cmd);
 }

@@ -337,7 +337,6 @@ static int set_top(struct tern_config *c, const char *key, const char *value, ch
 			return -1;
 		}
 		free(c->postmaster);
-	free(c->syslog_socket);
 		c->postmaster = lower_dup(value);
 		return 0;
 	}
@@ -727,6 +726,7 @@ void config_free(struct tern_config **cp)
 	free(c->domains);
 	free(c->user);
 	free(c->postmaster);
+	free(c->syslog_socket);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		free(c->listen[r].text);
 	free(c->tls_cert);
