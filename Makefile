@@ -197,11 +197,11 @@ DIST_SUBST := sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)
 ETC := $(DESTDIR)$(SYSCONFDIR)/tern
 
 .PHONY: install uninstall
-build/dist/%: dist/%.in
-	@mkdir -p $(dir $@)
-	$(DIST_SUBST) $< > $@
-
-install: tern build/dist/tern.service build/dist/tern.conf
+# the paths come from this make's variables: filled in afresh at every install
+install: tern
+	@mkdir -p build/dist
+	$(DIST_SUBST) dist/tern.service.in > build/dist/tern.service
+	$(DIST_SUBST) dist/tern.conf.in > build/dist/tern.conf
 	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(ETC)
 	install -m 0755 tern $(DESTDIR)$(SBINDIR)/tern
 	install -m 0644 build/dist/tern.service $(DESTDIR)$(UNITDIR)/tern.service

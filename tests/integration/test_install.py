@@ -30,9 +30,13 @@ import tern_harness as th
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make(*args, destdir):
+def make(*args, destdir, prefix="/usr"):
+    # a fresh make, as an operator would run it: not the sub-make of `make test` (whose
+    # MAKEFLAGS carry its variables and jobserver)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     r = subprocess.run(["make", "-C", str(REPO), "--no-print-directory", *args,
-                        f"DESTDIR={destdir}", "PREFIX=/usr"],
+                        f"DESTDIR={destdir}"] + ([f"PREFIX={prefix}"] if prefix else []),
+                       env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
     assert r.returncode == 0, f"make {' '.join(args)} failed:\n{r.stdout.decode()[-4000:]}"
     return r.stdout.decode()
@@ -119,6 +123,25 @@ def test_reinstall_keeps_config_and_uninstall(tmp_path):
         assert not (dest / gone).exists(), f"uninstall left {gone}"
     assert conf.read_bytes() == edited, "uninstall must keep the configuration"
     assert (dest / "var/lib/tern").is_dir(), "uninstall must keep the data"
+
+
+def test_default_prefix_and_variables(tmp_path):
+    """PREFIX defaults to /usr/local (the unit in /usr/local/lib/systemd/system, which systemd
+    reads); SBINDIR, SYSCONFDIR and LOCALSTATEDIR move what they name, in the files too."""
+    dest = tmp_path / "a"
+    make("install", destdir=dest, prefix=None)
+    unit = (dest / "usr/local/lib/systemd/system/tern.service").read_text()
+    assert (dest / "usr/local/sbin/tern").is_file()
+    assert "ExecStart=/usr/local/sbin/tern serve -c /etc/tern/tern.conf" in unit
+    dest = tmp_path / "b"
+    make("install", "SBINDIR=/opt/tern/bin", "SYSCONFDIR=/opt/etc", "LOCALSTATEDIR=/srv",
+         destdir=dest)
+    unit = (dest / "lib/systemd/system/tern.service").read_text()
+    assert (dest / "opt/tern/bin/tern").is_file() and (dest / "srv/tern").is_dir()
+    assert "ExecStart=/opt/tern/bin/tern serve -c /opt/etc/tern/tern.conf" in unit
+    assert "ReadWritePaths=/srv/tern /opt/etc/tern/tls" in unit
+    conf = (dest / "opt/etc/tern/tern.conf").read_text()
+    assert re.search(r"^data_dir = /srv/tern$", conf, re.M)
 
 
 def test_systemd_analyze_verify(installed, tmp_path):
