@@ -25,6 +25,7 @@
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/sdnotify.h"
 #include "lib/tls.h"
 #include "lib/xmalloc.h"
 #include "dkim/dkim.h"
@@ -673,6 +674,8 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	spawn(&m, &m.children[0], CHILD_RUNNER);
 	spawn_generation(&m);
 	print_ready(&m);
+	if (sdnotify("READY=1\nSTATUS=listening") < 0)	/* systemd Type=notify */
+		log_warn("NOTIFY_SOCKET");
 	if (dev_banner != NULL)
 		fprintf(stderr, "%s", dev_banner);
 
@@ -688,10 +691,13 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 		restart_due(&m);
 		if (got_hup && !got_term) {
 			got_hup = 0;
+			sdnotify_reloading();
 			reload(&m);
+			sdnotify("READY=1");
 		}
 	}
 
+	sdnotify("STOPPING=1");
 	log_info("stopping: waiting up to %us for transactions in flight", cfg->shutdown_timeout);
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		if (m.children[i].pid != 0)

@@ -5,10 +5,12 @@ the TLS and data directories with the right modes, never overwrite an existing c
 `make uninstall` must take back what it put down but the config and the data. Then the
 installed unit's own ExecStart line (read from the installed tern.service, with the DESTDIR
 binary and a test config) runs the server as systemd would start it: as root, restricted to
-the unit's CapabilityBoundingSet with NoNewPrivileges (setpriv), LimitNOFILE and UMask; a
-message goes in over SMTP and comes back over POP3; the unit's ExecReload command reloads it
-and it still serves (IMAP); SIGTERM to the master alone (KillMode=mixed) stops everything,
-which needs CAP_KILL in the bounding set. `systemd-analyze verify` must accept the unit.
+the unit's CapabilityBoundingSet with NoNewPrivileges (setpriv), LimitNOFILE and UMask, with a
+NOTIFY_SOCKET (Type=notify: READY=1 only once it accepts connections); a message goes in
+over SMTP and comes back over POP3; the unit's ExecReload command reloads it (RELOADING=1,
+then READY=1) and it still serves (IMAP); SIGTERM to the master alone (KillMode=mixed,
+STOPPING=1) stops everything, which needs CAP_KILL in the bounding set. `systemd-analyze
+verify` must accept the unit.
 """
 import imaplib
 import os
@@ -18,6 +20,7 @@ import resource
 import shlex
 import signal
 import smtplib
+import socket
 import stat
 import subprocess
 import time
@@ -179,6 +182,23 @@ def sandbox_prefix(svc):
     return pre + ["--"]
 
 
+def notify_listener(path):
+    """The service manager's end of $NOTIFY_SOCKET"""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(th.scaled(30))
+    return s
+
+
+def notified(sock, want):
+    """The next notification, which must hold every line of want"""
+    msg = sock.recv(4096).decode()
+    lines = msg.split("\n")
+    for w in want:
+        assert w in lines, f"expected {w!r}, got {msg!r}"
+    return lines
+
+
 def start_as_unit(inst, argv, svc):
     nofile = int(svc["LimitNOFILE"][0])
     umask = int(svc["UMask"][0], 8)
@@ -194,7 +214,6 @@ def start_as_unit(inst, argv, svc):
         inst.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                      start_new_session=True, env=inst.env, preexec_fn=limits)
     inst.pgid = inst.proc.pid
-    inst.wait_ready()
 
 
 def wait_log(inst, needle, since, timeout=30):
@@ -216,11 +235,19 @@ def send(inst, tok):
 def test_installed_unit_serves_and_reloads(installed, tern_factory):
     dest, _ = installed
     svc = unit_service(dest / "lib/systemd/system/tern.service")
-    assert svc["Type"] == ["simple"] and svc["KillMode"] == ["mixed"]
+    assert svc["Type"] == ["notify"] and svc["KillMode"] == ["mixed"]
     env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0"}
     inst = tern_factory(start=False, env=env)
+    notify = notify_listener(str(inst.base / "notify.sock"))
+    inst.env["NOTIFY_SOCKET"] = str(inst.base / "notify.sock")
     argv = sandbox_prefix(svc) + unit_command(dest, inst, svc)
     start_as_unit(inst, argv, svc)
+    notified(notify, ["READY=1"])
+    # ready means ready: the first connection gets its banner (systemd starts what is
+    # ordered after tern.service at this moment)
+    with smtplib.SMTP("127.0.0.1", inst.ports["smtp"], timeout=th.IO_TIMEOUT) as s:
+        assert s.noop()[0] == 250
+    inst.wait_ready()
     if os.geteuid() == 0:
         kids = th.children_of(inst.proc.pid)
         assert kids, "no children"
@@ -248,6 +275,9 @@ def test_installed_unit_serves_and_reloads(installed, tern_factory):
                   for a in shlex.split(svc["ExecReload"][0])]
     assert reload_cmd[0] == "/bin/kill"
     subprocess.run(reload_cmd, check=True, timeout=30)
+    lines = notified(notify, ["RELOADING=1"])
+    assert any(re.fullmatch(r"MONOTONIC_USEC=\d+", x) for x in lines), lines
+    notified(notify, ["READY=1"])
     wait_log(inst, "new workers started", mark)
     assert inst.running()
     tok2 = th.token()
@@ -267,6 +297,8 @@ def test_installed_unit_serves_and_reloads(installed, tern_factory):
     # systemctl stop with KillMode=mixed: SIGTERM to the master alone; it must be able to
     # stop its children (which run as another user: CAP_KILL) and exit 0
     inst.proc.send_signal(signal.SIGTERM)
+    notified(notify, ["STOPPING=1"])
+    notify.close()
     assert inst.proc.wait(th.scaled(60)) == 0, inst.log_tail()
     deadline = time.monotonic() + th.scaled(10)
     while th.group_members(inst.pgid) and time.monotonic() < deadline:
@@ -280,3 +312,18 @@ def test_installed_unit_serves_and_reloads(installed, tern_factory):
     bad = [line for line in served
            if not th.LOG_LINE_RE.match(line)]
     assert not bad, f"lines without timestamp and level: {bad[:5]}"
+
+
+def test_notify_abstract_socket(tern_factory):
+    """$NOTIFY_SOCKET may name an abstract socket ('@name', as systemd does in containers)"""
+    name = f"tern-test-notify-{th.token()}"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    s.settimeout(th.scaled(30))
+    try:
+        inst = tern_factory(provision=False, env={"NOTIFY_SOCKET": "@" + name})
+        assert "READY=1" in s.recv(4096).decode().split("\n")
+        inst.stop()
+        assert "STOPPING=1" in s.recv(4096).decode().split("\n")
+    finally:
+        s.close()
