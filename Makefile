@@ -187,6 +187,7 @@ SBINDIR       ?= $(PREFIX)/sbin
 SYSCONFDIR    ?= /etc
 LOCALSTATEDIR ?= /var/lib
 DOCDIR        ?= $(PREFIX)/share/doc/tern
+MANDIR        ?= $(PREFIX)/share/man
 ifeq ($(PREFIX),/usr)
 UNITDIR       ?= /lib/systemd/system
 else
@@ -202,8 +203,11 @@ install: tern
 	@mkdir -p build/dist
 	$(DIST_SUBST) dist/tern.service.in > build/dist/tern.service
 	$(DIST_SUBST) dist/tern.conf.in > build/dist/tern.conf
-	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(ETC)
+	$(DIST_SUBST) dist/tern.8.in > build/dist/tern.8
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(ETC) \
+		$(DESTDIR)$(MANDIR)/man8
 	install -m 0755 tern $(DESTDIR)$(SBINDIR)/tern
+	install -m 0644 build/dist/tern.8 $(DESTDIR)$(MANDIR)/man8/tern.8
 	install -m 0644 build/dist/tern.service $(DESTDIR)$(UNITDIR)/tern.service
 	install -m 0644 docs/operations.md docs/configuration.md docs/security.md $(DESTDIR)$(DOCDIR)/
 	install -d -m 0700 $(ETC)/tls $(DESTDIR)$(LOCALSTATEDIR)/tern
@@ -218,7 +222,8 @@ install: tern
 
 # uninstall leaves the configuration, the keys and the mail (SYSCONFDIR/tern, LOCALSTATEDIR/tern)
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/tern $(DESTDIR)$(UNITDIR)/tern.service $(ETC)/tern.conf.sample
+	rm -f $(DESTDIR)$(SBINDIR)/tern $(DESTDIR)$(UNITDIR)/tern.service $(ETC)/tern.conf.sample \
+		$(DESTDIR)$(MANDIR)/man8/tern.8
 	rm -f $(DESTDIR)$(DOCDIR)/operations.md $(DESTDIR)$(DOCDIR)/configuration.md \
 		$(DESTDIR)$(DOCDIR)/security.md
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true

@@ -15,12 +15,13 @@ set -eu
 # DKIM/ARC interop: python3-dkim (dkim.verify, dkim.sign, dkim.arc_sign/arc_verify) with
 # python3-nacl (its Ed25519), opendkim-tools (opendkim-testmsg, another verifier and signer).
 # Install and the systemd unit (tests/integration/test_install.py): systemd (systemd-analyze
-# verify checks the unit) and procps (/bin/kill, the unit's ExecReload).
+# verify checks the unit), procps (/bin/kill, the unit's ExecReload) and man-db (man(1): verify
+# looks up the unit's Documentation=man:tern(8)).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev libpsl-dev publicsuffix
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
 offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout python3-spf python3-dnspython
-python3-dkim python3-nacl opendkim-tools valgrind systemd procps"
+python3-dkim python3-nacl opendkim-tools valgrind systemd procps man-db"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

@@ -82,6 +82,7 @@ def test_layout_and_modes(installed):
         "var/lib/tern": (stat.S_IFDIR, 0o700),
         "usr/share/doc/tern/operations.md": (stat.S_IFREG, 0o644),
         "usr/share/doc/tern/configuration.md": (stat.S_IFREG, 0o644),
+        "usr/share/man/man8/tern.8": (stat.S_IFREG, 0o644),
     }
     for rel, (kind, m) in expect.items():
         p = dest / rel
@@ -121,7 +122,7 @@ def test_reinstall_keeps_config_and_uninstall(tmp_path):
     assert (dest / "etc/tern/tern.conf.sample").is_file(), out
     assert mode(dest / "etc/tern/tern.conf.sample") == 0o600
     make("uninstall", destdir=dest)
-    for gone in ("usr/sbin/tern", "lib/systemd/system/tern.service",
+    for gone in ("usr/sbin/tern", "lib/systemd/system/tern.service", "usr/share/man/man8/tern.8",
                  "etc/tern/tern.conf.sample", "usr/share/doc/tern"):
         assert not (dest / gone).exists(), f"uninstall left {gone}"
     assert conf.read_bytes() == edited, "uninstall must keep the configuration"
@@ -148,15 +149,18 @@ def test_default_prefix_and_variables(tmp_path):
 
 
 def test_systemd_analyze_verify(installed, tmp_path):
-    """systemd-analyze checks every directive and that the commands exist: the unit with its
-    binary path pointed at the DESTDIR copy (the only change) must pass without a word."""
+    """systemd-analyze checks every directive, that the commands exist and that the man page
+    named in Documentation= is there: the unit with its binary path pointed at the DESTDIR copy
+    (the only change) must pass without a word."""
     dest, _ = installed
     text = (dest / "lib/systemd/system/tern.service").read_text()
     copy = tmp_path / "tern.service"
     copy.write_text(text.replace("ExecStart=/usr/sbin/tern",
                                  f"ExecStart={dest}/usr/sbin/tern"))
+    # Documentation=man:tern(8): verify runs man(1), which finds the installed page here
+    env = dict(os.environ, MANPATH=str(dest / "usr/share/man"))
     r = subprocess.run(["systemd-analyze", "verify", str(copy)], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=60)
+                       stderr=subprocess.STDOUT, timeout=60, env=env)
     out = r.stdout.decode()
     assert r.returncode == 0, out
     assert "tern.service" not in out, f"systemd-analyze has remarks:\n{out}"
