@@ -13,21 +13,46 @@
 #include "lib/xmalloc.h"
 #include "store/store_private.h"
 
-/* base_in - true when the directory dir holds an entry whose Maildir base name (before ':')
- * is base */
-static bool base_in(const char *dir, const char *base)
+/* The Maildir base names (before ':') of a mailbox's files, sorted: looked up once per file
+ * or row, so that a mailbox of n messages costs n log n, not n^2 directory reads. */
+struct bases {
+	char **v;
+	size_t n;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* bases_add_dir - add the entries of dir (missing: none) */
+static void bases_add_dir(struct bases *b, const char *dir)
 {
 	DIR *d = opendir(dir);
-	if (d == NULL)
-		return false;
-	size_t bl = strlen(base);
-	bool hit = false;
 	struct dirent *e;
-	while (!hit && (e = readdir(d)) != NULL)
-		hit = strncmp(e->d_name, base, bl) == 0 &&
-		      (e->d_name[bl] == '\0' || e->d_name[bl] == ':');
-	closedir(d);
-	return hit;
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		b->v = xreallocarray(b->v, b->n + 1, sizeof(*b->v));
+		b->v[b->n++] = maildir_base(e->d_name);
+	}
+	if (d != NULL)
+		closedir(d);
+	qsort(b->v, b->n, sizeof(*b->v), cmp_str);
+}
+
+static bool bases_has(const struct bases *b, const char *base)
+{
+	return b->n > 0 && bsearch(&base, b->v, b->n, sizeof(*b->v), cmp_str) != NULL;
+}
+
+static void bases_free(struct bases *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->v[i]);
+	free(b->v);
+	b->v = NULL;
+	b->n = 0;
 }
 
 /* copy_maildir - tmp/ (empty), new/ and then cur/ of one mailbox: a file that moves from
@@ -50,13 +75,15 @@ static int copy_maildir(const char *src, const char *dst, struct backup_counts *
 	if (backup_copy_dir(s_new, d_new, c, error_r) < 0 ||
 	    backup_copy_dir(s_cur, d_cur, c, error_r) < 0)
 		goto out;
+	struct bases in_cur = { 0 };
+	bases_add_dir(&in_cur, d_cur);
 	DIR *d = opendir(d_new);
 	struct dirent *e;
 	while (d != NULL && (e = readdir(d)) != NULL) {
 		if (e->d_name[0] == '.')
 			continue;
 		char *base = maildir_base(e->d_name);
-		if (base_in(d_cur, base)) {
+		if (bases_has(&in_cur, base)) {
 			char *dup = xasprintf("%s/%s", d_new, e->d_name);
 			unlink(dup);
 			free(dup);
@@ -65,6 +92,7 @@ static int copy_maildir(const char *src, const char *dst, struct backup_counts *
 	}
 	if (d != NULL)
 		closedir(d);
+	bases_free(&in_cur);
 	r = 0;
 out:
 	free(s_new);
@@ -75,23 +103,17 @@ out:
 	return r;
 }
 
-/* file_present - the message's file (by its name or its base) in new/ or cur/ of dir */
-static bool file_present(const char *dir, const char *name, const char *file)
+/* mailbox_bases - the base names of new/ and cur/ of the mailbox directory dir (relative to
+ * root; "" is INBOX) */
+static void mailbox_bases(struct bases *b, const char *root, const char *dir)
 {
 	const char *subs[] = { "cur", "new" };
 	for (size_t i = 0; i < 2; i++) {
-		char *p = xasprintf("%s/%s/%s", dir, subs[i], file);
-		bool ok = access(p, F_OK) == 0;
+		char *p = dir != NULL && dir[0] != '\0' ? xasprintf("%s/%s/%s", root, dir, subs[i])
+						     : xasprintf("%s/%s", root, subs[i]);
+		bases_add_dir(b, p);
 		free(p);
-		if (ok)
-			return true;
-		p = xasprintf("%s/%s", dir, subs[i]);
-		ok = base_in(p, name);
-		free(p);
-		if (ok)
-			return true;
 	}
-	return false;
 }
 
 /* drop_missing - in the copy's index, turn the rows whose file is not in the copy into
@@ -101,12 +123,14 @@ static int drop_missing(const char *dst_root, const char *index, struct backup_c
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *sel = NULL, *del = NULL, *bump = NULL, *rec = NULL;
+	struct bases files = { 0 };	/* one mailbox's files at a time (rows by mailbox) */
 	int ok = 0;
 	if (sqlite3_open_v2(index, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
 		goto fail;
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT m.mailbox_id, m.uid, m.name, m.file, b.dir"
-			       " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id", -1, &sel,
+			       " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+			       " ORDER BY m.mailbox_id", -1, &sel,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
 			       &del, NULL) != SQLITE_OK ||
@@ -119,15 +143,20 @@ static int drop_missing(const char *dst_root, const char *index, struct backup_c
 			       NULL) != SQLITE_OK)
 		rec = NULL;
 	int rc;
+	sqlite3_int64 listed = -1;	/* the mailbox whose files are in files */
 	while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
 		sqlite3_int64 mbox = sqlite3_column_int64(sel, 0), uid = sqlite3_column_int64(sel, 1);
 		const char *name = (const char *)sqlite3_column_text(sel, 2);
 		const char *file = (const char *)sqlite3_column_text(sel, 3);
-		const char *dir = (const char *)sqlite3_column_text(sel, 4);
-		char *mdir = dir != NULL && dir[0] != '\0' ? xasprintf("%s/%s", dst_root, dir)
-							    : xstrdup(dst_root);
-		bool there = name != NULL && file != NULL && file_present(mdir, name, file);
-		free(mdir);
+		if (mbox != listed) {
+			bases_free(&files);
+			mailbox_bases(&files, dst_root, (const char *)sqlite3_column_text(sel, 4));
+			listed = mbox;
+		}
+		char *fbase = file != NULL ? maildir_base(file) : NULL;
+		bool there = (name != NULL && bases_has(&files, name)) ||
+			     (fbase != NULL && bases_has(&files, fbase));
+		free(fbase);
 		if (there)
 			continue;
 		sqlite3_bind_int64(del, 1, mbox);
@@ -147,7 +176,8 @@ static int drop_missing(const char *dst_root, const char *index, struct backup_c
 		c->dropped++;
 	}
 	ok = rc == SQLITE_DONE;
-fail:;
+fail:
+	bases_free(&files);
 	sqlite3_stmt *all[] = { sel, del, bump, rec };
 	return backup_db_finish(db, ok, index, all, 4, error_r);
 }
