@@ -38,7 +38,8 @@ static void bases_add_dir(struct bases *b, const char *dir)
 	}
 	if (d != NULL)
 		closedir(d);
-	qsort(b->v, b->n, sizeof(*b->v), cmp_str);
+	if (b->n > 1)
+		qsort(b->v, b->n, sizeof(*b->v), cmp_str);
 }
 
 static bool bases_has(const struct bases *b, const char *base)
