@@ -11,6 +11,9 @@
 # make bench-smtp  SMTP delivery benchmark against Postfix
 # make bench-imap  IMAP benchmark against Dovecot
 # make bench-imap-big  IMAP on one 100,000-message mailbox against Dovecot
+# make install  PREFIX=/usr/local DESTDIR= SBINDIR SYSCONFDIR=/etc LOCALSTATEDIR=/var/lib:
+#               the binary, the systemd unit, a sample /etc/tern/tern.conf (never over an
+#               existing one), /var/lib/tern (docs/operations.md); make uninstall
 
 # Two stages, so that the first `make` on a machine without the -dev packages works: the
 # pkg-config calls below are expanded when a makefile is read, which must happen after
@@ -25,9 +28,9 @@ GOALS := $(or $(MAKECMDGOALS),all)
 $(GOALS): stage2
 	@:
 
-# clean and lint need no packages from deps.sh.
+# clean, lint and uninstall need no packages from deps.sh.
 stage2:
-ifneq ($(filter-out clean lint,$(GOALS)),)
+ifneq ($(filter-out clean lint uninstall,$(GOALS)),)
 	@./scripts/deps.sh
 endif
 	@$(MAKE) --no-print-directory TERN_INNER=1 $(GOALS)
@@ -38,7 +41,7 @@ CC      ?= cc
 PKGS    := libevent libevent_openssl openssl libcares sqlite3 libpsl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ifneq ($(filter-out clean lint deps,$(MAKECMDGOALS)),)
+ifneq ($(filter-out clean lint deps uninstall,$(MAKECMDGOALS)),)
 ifeq ($(PKG_LIBS),)
 $(error pkg-config finds no $(PKGS): run ./scripts/deps.sh, or plain `make`, which runs it)
 endif
@@ -175,6 +178,56 @@ bench-imap: tern
 
 bench-imap-big: tern
 	./bench/imap_big.sh
+
+# Installing (docs/operations.md). Paths in the unit and the sample config are the run-time
+# ones (without DESTDIR). The unit goes where systemd looks for it: /lib/systemd/system for
+# PREFIX=/usr (Debian's place for packaged units), else PREFIX/lib/systemd/system.
+PREFIX        ?= /usr/local
+SBINDIR       ?= $(PREFIX)/sbin
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var/lib
+DOCDIR        ?= $(PREFIX)/share/doc/tern
+MANDIR        ?= $(PREFIX)/share/man
+ifeq ($(PREFIX),/usr)
+UNITDIR       ?= /lib/systemd/system
+else
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+endif
+DIST_SUBST := sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+ETC := $(DESTDIR)$(SYSCONFDIR)/tern
+
+.PHONY: install uninstall
+# the paths come from this make's variables: filled in afresh at every install
+install: tern
+	@mkdir -p build/dist
+	$(DIST_SUBST) dist/tern.service.in > build/dist/tern.service
+	$(DIST_SUBST) dist/tern.conf.in > build/dist/tern.conf
+	$(DIST_SUBST) dist/tern.8.in > build/dist/tern.8
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR) $(ETC) \
+		$(DESTDIR)$(MANDIR)/man8
+	install -m 0755 tern $(DESTDIR)$(SBINDIR)/tern
+	install -m 0644 build/dist/tern.8 $(DESTDIR)$(MANDIR)/man8/tern.8
+	install -m 0644 build/dist/tern.service $(DESTDIR)$(UNITDIR)/tern.service
+	install -m 0644 docs/operations.md docs/configuration.md docs/security.md $(DESTDIR)$(DOCDIR)/
+	install -d -m 0700 $(ETC)/tls $(DESTDIR)$(LOCALSTATEDIR)/tern
+	@if [ -e $(ETC)/tern.conf ]; then \
+		install -m 0600 build/dist/tern.conf $(ETC)/tern.conf.sample; \
+		echo "install: kept $(ETC)/tern.conf; the new sample is tern.conf.sample"; \
+	else \
+		install -m 0600 build/dist/tern.conf $(ETC)/tern.conf; \
+		echo "install: edit $(SYSCONFDIR)/tern/tern.conf (hostname, domains, user)"; \
+	fi
+	@echo "install: then: systemctl daemon-reload && systemctl enable --now tern"
+
+# uninstall leaves the configuration, the keys and the mail (SYSCONFDIR/tern, LOCALSTATEDIR/tern)
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/tern $(DESTDIR)$(UNITDIR)/tern.service $(ETC)/tern.conf.sample \
+		$(DESTDIR)$(MANDIR)/man8/tern.8
+	rm -f $(DESTDIR)$(DOCDIR)/operations.md $(DESTDIR)$(DOCDIR)/configuration.md \
+		$(DESTDIR)$(DOCDIR)/security.md
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	@echo "uninstall: left $(SYSCONFDIR)/tern and $(LOCALSTATEDIR)/tern (configuration, keys, mail)"
 
 lint:
 	clang-format --dry-run $(SRC) $(UNIT_SRC)

@@ -13,6 +13,7 @@
 
 #include "auth/accounts.h"
 #include "cli/cmd_check.h"
+#include "cli/cmd_backup.h"
 #include "cli/cmd_dkim.h"
 #include "cli/cmd_send.h"
 #include "cli/cmd_trace.h"
@@ -53,6 +54,7 @@ static const char usage_text[] =
 	"                                  check the configuration, its files and the domains' DNS\n"
 	"                                  records (MX, PTR, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)\n"
 	"                                  and the certificate; exit 0 ok, 1 warnings, 2 errors\n"
+	"  backup DIR -c FILE              copy the data dir consistently while it runs\n"
 	"  version                         print the version\n"
 	"\n"
 	"Run 'tern COMMAND --help' for a command's options.\n";
@@ -373,5 +375,7 @@ int main(int argc, char **argv)
 		return cmd_trace(argc - 1, argv + 1);
 	if (!strcmp(cmd, "check"))
 		return cmd_check(argc - 1, argv + 1);
+	if (!strcmp(cmd, "backup"))
+		return cmd_backup(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", cmd);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/conf.h"
+#include "lib/log.h"
 #include "lib/net.h"
 #include "lib/strnum.h"
 #include "lib/xmalloc.h"
@@ -142,6 +143,7 @@ static void config_defaults(struct tern_config *c)
 	c->dmarc_enforce = true;
 	c->srs = true;
 	c->srs_max_age = 21;
+	log_facility_parse("mail", &c->log_facility);
 }
 
 static int parse_bool(const char *v, bool *r);
@@ -270,8 +272,54 @@ static char *lower_dup(const char *s)
 	return r;
 }
 
+/* set_log - the logging keys: log, log_timestamps, log_facility, syslog_socket. 1: not
+ * one of them; 0: set; -1 with *error_r. */
+static int set_log(struct tern_config *c, const char *key, const char *value, char **error_r)
+{
+	if (!strcmp(key, "log")) {
+		if (!strcmp(value, "stderr") || !strcmp(value, "syslog")) {
+			c->log_dest = !strcmp(value, "syslog") ? LOG_TO_SYSLOG : LOG_TO_STDERR;
+			return 0;
+		}
+		*error_r = xstrdup("expected stderr or syslog");
+		return -1;
+	}
+	if (!strcmp(key, "log_timestamps")) {
+		bool on;
+		if (!strcmp(value, "auto")) {
+			c->log_stamps = LOG_STAMPS_AUTO;
+		} else if (parse_bool(value, &on) == 0) {
+			c->log_stamps = on ? LOG_STAMPS_YES : LOG_STAMPS_NO;
+		} else {
+			*error_r = xstrdup("expected auto, yes or no");
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "log_facility")) {
+		if (log_facility_parse(value, &c->log_facility) < 0) {
+			*error_r = xstrdup("expected mail, daemon, user or local0 to local7");
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "syslog_socket")) {
+		if (value[0] != '/' || strlen(value) >= 108) {
+			*error_r = xstrdup("expected an absolute path (under 108 bytes)");
+			return -1;
+		}
+		free(c->syslog_socket);
+		c->syslog_socket = xstrdup(value);
+		return 0;
+	}
+	return 1;
+}
+
 static int set_top(struct tern_config *c, const char *key, const char *value, char **error_r)
 {
+	int lr = set_log(c, key, value, error_r);
+	if (lr <= 0)
+		return lr;
 	if (!strcmp(key, "domains")) {
 		for (size_t i = 0; i < c->n_domains; i++)
 			free(c->domains[i]);
@@ -709,6 +757,7 @@ void config_free(struct tern_config **cp)
 	free(c->domains);
 	free(c->user);
 	free(c->postmaster);
+	free(c->syslog_socket);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		free(c->listen[r].text);
 	free(c->tls_cert);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/log.h"
 #include "lib/session.h"
 
 enum listen_role {
@@ -53,6 +54,10 @@ struct tern_config {
 	char *user;			/* NULL: do not change user */
 	unsigned workers;		/* 0 = one per CPU */
 	bool debug;
+	enum log_dest log_dest;		/* log: stderr (default) or syslog */
+	enum log_stamps log_stamps;	/* log_timestamps: auto (default), yes, no */
+	int log_facility;		/* log_facility: a syslog facility (LOG_MAIL) */
+	char *syslog_socket;		/* syslog_socket: NULL = /dev/log */
 
 	/* SMTP limits */
 	uint64_t max_message_size;

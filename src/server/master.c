@@ -26,6 +26,7 @@
 #include "lib/fs.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/sdnotify.h"
 #include "lib/tls.h"
 #include "lib/trace.h"
 #include "lib/xmalloc.h"
@@ -643,6 +644,13 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	m.cfg = cfg;
 	log_init("master");
 	log_set_debug(cfg->debug);
+	/* log, log_timestamps, log_facility, syslog_socket: set before any child is forked */
+	if (log_configure(cfg->log_dest, cfg->log_stamps, cfg->log_facility, cfg->syslog_socket,
+			  &err) < 0) {
+		log_warnx("%s: lines go to stderr until it answers", err);
+		free(err);
+		err = NULL;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	tls_init();
@@ -694,6 +702,8 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	spawn(&m, &m.children[0], CHILD_RUNNER);
 	spawn_generation(&m);
 	print_ready(&m);
+	if (sdnotify("READY=1\nSTATUS=listening") < 0)	/* systemd Type=notify */
+		log_warn("NOTIFY_SOCKET");
 	if (dev_banner != NULL)
 		fprintf(stderr, "%s", dev_banner);
 
@@ -709,10 +719,13 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 		restart_due(&m);
 		if (got_hup && !got_term) {
 			got_hup = 0;
+			sdnotify_reloading();
 			reload(&m);
+			sdnotify("READY=1");
 		}
 	}
 
+	sdnotify("STOPPING=1");
 	log_info("stopping: waiting up to %us for transactions in flight", cfg->shutdown_timeout);
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		if (m.children[i].pid != 0)

@@ -47,6 +47,10 @@ USERS = {
     "jörg@example.test": "jörg-Secret-3",
 }
 
+# A log line on stderr (src/lib/log.h): RFC 3339 UTC timestamp with milliseconds, level, tag.
+LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+                         r"(debug|info|warning|error|fatal) tern/[a-z]+\[\d+\]: ")
+
 SANITIZER_PATTERNS = (
     "ERROR: AddressSanitizer",
     "ERROR: LeakSanitizer",

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/xmalloc.h"
+#include "store/backup.h"
 #include "store/store.h"
 #include "test.h"
 
@@ -966,7 +967,112 @@ static void test_two_processes(void)
 	teardown();
 }
 
+/* ---- backup (tern backup) ---------------------------------------------------------------- */
+
+/* unlink_containing - remove the file of root/new or root/cur that holds needle */
+static int unlink_containing(const char *needle)
+{
+	const char *subs[] = { "new", "cur" };
+	for (int i = 0; i < 2; i++) {
+		char d[700];
+		snprintf(d, sizeof(d), "%s/%s", root, subs[i]);
+		DIR *dir = opendir(d);
+		struct dirent *e;
+		while (dir != NULL && (e = readdir(dir)) != NULL) {
+			char p[1000], buf[256];
+			snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
+			int fd = e->d_name[0] == '.' ? -1 : open(p, O_RDONLY);
+			ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+			if (fd >= 0)
+				close(fd);
+			if (n > 0 && (buf[n] = '\0', strstr(buf, needle) != NULL)) {
+				closedir(dir);
+				return unlink(p);
+			}
+		}
+		if (dir != NULL)
+			closedir(dir);
+	}
+	return -1;
+}
+
+/* The copy of an account made while it changes: a row whose file went away before the copy
+ * (expunged meanwhile) becomes an expunge in the copy; a file without a row (arrived
+ * meanwhile) is picked up at the next open; flags come with the index. */
+static void test_backup_account(void)
+{
+	setup();
+	CHECK(deliver(msg1) == 0 && deliver(msg2) == 0 && deliver(msg3) == 0);
+	struct store *s = open_store();
+	struct store_mailbox *mb = open_mb(s, "INBOX");
+	struct store_uid_range r1 = { 1, 1 };
+	CHECK(store_flags_update(mb, &r1, 1, STORE_FLAGS_ADD, STORE_F_SEEN, NULL, 0, NULL, NULL,
+				 NULL) == 0);
+	uint64_t before = 0;
+	CHECK(store_mailbox_highestmodseq(mb, &before, NULL) == 0);
+	store_mailbox_close(&mb);
+	store_close(&s);
+	store_deliver_cache_close();
+	CHECK(unlink_containing("Subject: two") == 0);		/* uid 2's file: gone */
+	char foreign[700];
+	snprintf(foreign, sizeof(foreign), "%s/new/1700000000.foreign.host", root);
+	write_file(foreign, "Subject: four\r\n\r\nbody four\r\n", 27);
+
+	char copy[300], dst[600];
+	snprintf(copy, sizeof(copy), "%s-copy", datadir);
+	char *p = store_maildir_path(copy, ADDR);
+	snprintf(dst, sizeof(dst), "%s", p);
+	free(p);
+	char parent[600];
+	snprintf(parent, sizeof(parent), "%s", dst);
+	*strrchr(parent, '/') = '\0';
+	char mkp[700];
+	snprintf(mkp, sizeof(mkp), "mkdir -p '%s'", parent);
+	CHECK(system(mkp) == 0);
+	struct backup_counts c = { 0 };
+	char *err = NULL;
+	CHECK(store_backup_account(root, dst, &c, &err) == 0);
+	if (err != NULL)
+		fprintf(stderr, "backup: %s\n", err);
+	free(err);
+	CHECK(c.files == 3 && c.dropped == 1);
+	err = NULL;
+	CHECK(store_backup_account(root, dst, &c, &err) < 0 && err != NULL);	/* no overwrite */
+	free(err);
+
+	/* the copy, as a data dir of its own */
+	char save[256];
+	snprintf(save, sizeof(save), "%s", datadir);
+	snprintf(datadir, sizeof(datadir), "%s", copy);
+	s = open_store();
+	mb = open_mb(s, "INBOX");
+	const struct store_msg *m;
+	size_t n = 0;
+	CHECK(mb != NULL && store_mailbox_messages(mb, &m, &n, NULL) == 0);
+	CHECK(n == 3);
+	if (n == 3) {
+		CHECK(m[0].uid == 1 && (m[0].flags & STORE_F_SEEN));
+		CHECK(m[1].uid == 3 && !(m[1].flags & STORE_F_SEEN));
+		CHECK(m[2].uid == 4);	/* the file that had no row: indexed with a new UID */
+		size_t len;
+		char *body = read_msg(mb, 4, &len);
+		CHECK(body != NULL && strstr(body, "body four") != NULL);
+		free(body);
+	}
+	uint64_t after = 0;
+	CHECK(store_mailbox_highestmodseq(mb, &after, NULL) == 0 && after > before);
+	store_mailbox_close(&mb);
+	store_close(&s);
+	char sql[200];
+	snprintf(root, sizeof(root), "%s", dst);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM expunged WHERE uid = 2");
+	CHECK(db_count(sql) == 1);
+	teardown();
+	snprintf(datadir, sizeof(datadir), "%s", save);
+	teardown();
+}
+
 TEST_MAIN(TEST(test_maildir_path), TEST(test_deliver_indexes), TEST(test_pickup_foreign_files),
 	  TEST(test_flags_keywords_modseq), TEST(test_expunge), TEST(test_copy_move_append),
 	  TEST(test_counts_recent), TEST(test_folders), TEST(test_lock_changes_hooks),
-	  TEST(test_index_lost), TEST(test_two_processes))
+	  TEST(test_index_lost), TEST(test_two_processes), TEST(test_backup_account))
