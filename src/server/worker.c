@@ -14,8 +14,8 @@
 
 #include "auth/accounts.h"
 #include "auth/login.h"
-#include "lib/bgpool.h"
 #include "http/server.h"
+#include "lib/bgpool.h"
 #include "lib/connlimit.h"
 #include "lib/metrics.h"
 #include "lib/log.h"
