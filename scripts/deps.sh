@@ -14,11 +14,15 @@ set -eu
 # (`make valgrind`: memcheck over the integration tests).
 # DKIM/ARC interop: python3-dkim (dkim.verify, dkim.sign, dkim.arc_sign/arc_verify) with
 # python3-nacl (its Ed25519), opendkim-tools (opendkim-testmsg, another verifier and signer).
+# ACME ([tls] acme, src/acme): libcurl4-openssl-dev (HTTPS to the CA, OpenSSL flavour like
+# the rest of tern) and libjansson-dev (JSON); pebble (Let's Encrypt's test CA, which
+# test_acme.py runs on loopback).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev libpsl-dev publicsuffix
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
 offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout python3-spf python3-dnspython
-python3-dkim python3-nacl opendkim-tools valgrind"
+python3-dkim python3-nacl opendkim-tools valgrind
+libcurl4-openssl-dev libjansson-dev pebble"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

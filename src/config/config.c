@@ -133,6 +133,8 @@ static void config_defaults(struct tern_config *c)
 	c->dmarc_enforce = true;
 	c->srs = true;
 	c->srs_max_age = 21;
+	c->acme_renew_days = 30;
+	c->acme_check_interval = 12 * 3600;
 }
 
 static int parse_bool(const char *v, bool *r);
@@ -404,6 +406,49 @@ static int set_queue(struct tern_config *c, const char *key, const char *value, 
 	return -1;
 }
 
+/* set_acme - the [tls] acme* keys */
+static int set_acme(struct tern_config *c, const char *key, const char *value, char **error_r)
+{
+	char **f = !strcmp(key, "acme")		      ? &c->acme_url
+		   : !strcmp(key, "acme_email")	      ? &c->acme_email
+		   : !strcmp(key, "acme_ca_file")      ? &c->acme_ca_file
+		   : !strcmp(key, "acme_challenge_dir") ? &c->acme_challenge_dir
+							: NULL;
+	uint64_t v;
+	if (!strcmp(key, "acme_names"))
+		return add_domain_list(value, &c->acme_names, &c->n_acme_names, error_r);
+	if (!strcmp(key, "acme_renew_days") || !strcmp(key, "acme_check_interval")) {
+		bool days = key[5] == 'r';
+		uint64_t max = days ? 365 : 7 * 86400;
+		if (strnum_u64z(value, max, &v) < 0 || v < 1) {
+			*error_r = xasprintf("expected a whole number from 1 to %llu",
+					     (unsigned long long)max);
+			return -1;
+		}
+		*(days ? &c->acme_renew_days : &c->acme_check_interval) = (unsigned)v;
+		return 0;
+	}
+	if (f == NULL) {
+		*error_r = xstrdup("unknown key");
+		return -1;
+	}
+	if (f == &c->acme_url && strncmp(value, "https://", 8) != 0) {
+		*error_r = xstrdup("expected the https:// URL of an ACME directory");
+		return -1;
+	}
+	if (f == &c->acme_email && (strchr(value, '@') == NULL || strpbrk(value, " \t<>,\"") != NULL)) {
+		*error_r = xstrdup("expected an address (local@domain)");
+		return -1;
+	}
+	if ((f == &c->acme_ca_file || f == &c->acme_challenge_dir) && value[0] != '/') {
+		*error_r = xstrdup("expected an absolute path");
+		return -1;
+	}
+	free(*f);
+	*f = xstrdup(value);
+	return 0;
+}
+
 static int config_entry(void *ctx, const char *section, const char *key, const char *value,
 			char **error_r)
 {
@@ -412,6 +457,8 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 		return set_top(c, key, value, error_r);
 	if (!strcmp(section, "listen"))
 		return set_listen(c, key, value, error_r);
+	if (!strcmp(section, "tls") && !strncmp(key, "acme", 4))
+		return set_acme(c, key, value, error_r);
 	if (!strcmp(section, "tls")) {
 		char **f = !strcmp(key, "cert") ? &c->tls_cert : !strcmp(key, "key") ? &c->tls_key
 			   : !strcmp(key, "dir") ? &c->tls_dir : NULL;
@@ -520,6 +567,14 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 		return -1;
 	}
 	if (key_dir_finish(&c->tls_dir, c->path, "tls", name, error_r) < 0)
+		return -1;
+	if (c->acme_url != NULL && c->tls_cert != NULL) {
+		*error_r = xasprintf("%s: [tls] acme manages [tls] dir's cert.pem and key.pem: "
+				     "remove [tls] cert and key", name);
+		return -1;
+	}
+	if (c->acme_url != NULL &&
+	    key_dir_finish(&c->acme_challenge_dir, c->path, "acme-challenge", name, error_r) < 0)
 		return -1;
 	/* the limits of every session core, by protocol */
 	for (int r = 0; r < ROLE_COUNT; r++) {
@@ -683,6 +738,13 @@ void config_free(struct tern_config **cp)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->tls_dir);
+	free(c->acme_url);
+	free(c->acme_email);
+	free(c->acme_ca_file);
+	for (size_t i = 0; i < c->n_acme_names; i++)
+		free(c->acme_names[i]);
+	free(c->acme_names);
+	free(c->acme_challenge_dir);
 	free(c->dns_servers);
 	free(c->dkim_dir);
 	free(c->queue_source_ip);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acme/acme.h"
 #include "auth/srs.h"
 #include "auth/throttle.h"
 #include "lib/connlimit.h"
@@ -56,6 +57,9 @@ struct master {
 	struct child children[MAX_CHILDREN];
 	unsigned n_workers;
 	struct dkim_keyring *dkim;	/* signing keys, for the queue runner only */
+	pid_t acme_pid;			/* the ACME child (root, no listeners), or 0 */
+	time_t acme_next;		/* when to start it next; 0: no ACME */
+	unsigned acme_failures;		/* failed runs in a row: back-off */
 };
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
@@ -475,12 +479,77 @@ static void spawn_generation(struct master *m)
 	}
 }
 
+/* acme_start - fork the ACME child when it is due ([tls] acme): it keeps root (it writes the
+ * root-only key and certificate), closes the listeners and runs acme_run (acme.h), which may
+ * block on the CA for minutes (bounded by an alarm) */
+static void acme_start(struct master *m)
+{
+	if (m->acme_next == 0 || m->acme_pid != 0 || time(NULL) < m->acme_next || got_term)
+		return;
+	pid_t master_pid = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("fork (acme)");
+		m->acme_next = time(NULL) + 60;
+		return;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGCHLD, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master_pid)
+			_exit(0);
+		for (int r = 0; r < ROLE_COUNT; r++)
+			if (m->listen_fds[r] >= 0)
+				close(m->listen_fds[r]);
+		dkim_keyring_free(&m->dkim);
+		log_init("acme");
+		alarm(15 * 60);	/* a CA that never answers must not hold renewals forever */
+		_exit(acme_run(m->cfg, m->cert_path, m->key_path));
+	}
+	m->acme_pid = pid;
+}
+
+/* acme_done - the ACME child ended: reload when it renewed (as SIGHUP does: new workers,
+ * old sessions finish on the old ones), and plan the next run: after acme_check_interval, or
+ * after a failure sooner, 1 min doubling per failure up to the interval */
+static void acme_done(struct master *m, int status)
+{
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : ACME_FAILED;
+	unsigned every = m->cfg->acme_check_interval, wait = every;
+	m->acme_pid = 0;
+	if (rc == ACME_RENEWED)
+		got_hup = 1;
+	if (rc == ACME_RENEWED || rc == ACME_UP_TO_DATE) {
+		m->acme_failures = 0;
+	} else {
+		unsigned shift = m->acme_failures < 10 ? m->acme_failures : 10;
+		m->acme_failures++;
+		wait = 60u << shift;
+		if (wait > every)
+			wait = every;
+		if (WIFSIGNALED(status))
+			log_warnx("acme child killed by signal %d", WTERMSIG(status));
+		log_warnx("acme: attempt %u failed; next attempt in %u s", m->acme_failures, wait);
+	}
+	m->acme_next = time(NULL) + wait;
+}
+
 /* reap - collect dead children; restart those that should still run */
 static void reap(struct master *m)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == m->acme_pid) {
+			acme_done(m, status);
+			continue;
+		}
 		for (size_t i = 0; i < MAX_CHILDREN; i++) {
 			struct child *c = &m->children[i];
 			if (c->pid != pid)
@@ -636,6 +705,11 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	if (cfg->srs && load_srs_key(&m, &err) < 0)
 		log_fatalx("SRS: %s", err);
 	check_access(&m);
+	if (cfg->acme_url != NULL) {
+		if (acme_prepare_challenge_dir(cfg->acme_challenge_dir, &err) < 0)
+			log_fatalx("ACME: %s", err);
+		m.acme_next = time(NULL);	/* check the certificate at once */
+	}
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)
 		log_fatal("shared tables");
@@ -679,6 +753,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 			reap(&m);
 		}
 		restart_due(&m);
+		acme_start(&m);
 		if (got_hup && !got_term) {
 			got_hup = 0;
 			reload(&m);
@@ -689,6 +764,8 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		if (m.children[i].pid != 0)
 			kill(m.children[i].pid, SIGTERM);
+	if (m.acme_pid != 0)
+		kill(m.acme_pid, SIGTERM);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (m.listen_fds[r] >= 0)
 			close(m.listen_fds[r]);
