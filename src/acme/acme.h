@@ -24,8 +24,5 @@ void acme_names_free(char **names, size_t n);
  * A fresh reason, or NULL when it is good. *not_after_r: its expiry (0 when unreadable). */
 char *acme_cert_due(const char *pem, size_t len, char **names, size_t n, unsigned renew_days,
 		    long *not_after_r);
-/* acme_prepare_challenge_dir - create the challenge directory: root's, 0755 (the workers
- * read it), inside a parent only root controls. 0 or -1 with *error_r. */
-int acme_prepare_challenge_dir(const char *dir, char **error_r);
 
 #endif

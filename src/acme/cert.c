@@ -154,36 +154,3 @@ char *acme_check_chain(const char *pem, size_t len, EVP_PKEY *key, char **names,
 	X509_free(x);
 	return why;
 }
-
-int acme_prepare_challenge_dir(const char *dir, char **error_r)
-{
-	if (geteuid() != 0) {
-		if (fs_mkdirs(dir, 0755) < 0) {
-			*error_r = xasprintf("mkdir %s: %s", dir, strerror(errno));
-			return -1;
-		}
-		return 0;
-	}
-	const char *slash = strrchr(dir, '/');
-	char *parent = slash == dir ? xstrdup("/") : xstrndup(dir, (size_t)(slash - dir));
-	char *why = NULL;
-	int pfd = fs_open_trusted(parent, O_PATH | O_DIRECTORY, &why);
-	free(parent);
-	if (pfd >= 0) {
-		if (mkdirat(pfd, slash + 1, 0755) < 0 && errno != EEXIST)
-			why = xasprintf("mkdir: %s", strerror(errno));
-		close(pfd);
-	}
-	int dfd = why == NULL ? fs_open_trusted(dir, O_RDONLY | O_DIRECTORY, &why) : -1;
-	if (dfd >= 0 && fchmod(dfd, 0755) < 0)
-		why = xasprintf("chmod 0755: %s", strerror(errno));
-	if (dfd >= 0)
-		close(dfd);
-	if (why != NULL) {
-		*error_r = xasprintf("[tls] acme_challenge_dir %s: %s (it must be a directory of "
-				     "root's in directories of root's)", dir, why);
-		free(why);
-		return -1;
-	}
-	return 0;
-}

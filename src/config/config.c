@@ -21,6 +21,7 @@
 
 static const char *const role_names[ROLE_COUNT] = {
 	"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps",
+	"http", "https", "metrics",
 };
 
 enum key_type { K_STR, K_UINT, K_SIZE, K_U64, K_BOOL };
@@ -80,6 +81,9 @@ static const struct key_def top_keys[] = {
 	{ "transfer_min_rate", K_UINT, OFF(transfer_min_rate), 1, 1 << 30 },
 	{ "max_commands_per_session", K_UINT, OFF(max_commands_per_session), 10, 100000000 },
 	{ "max_commands_before_login", K_UINT, OFF(max_commands_before_login), 3, 100000 },
+	/* the HTTP role */
+	{ "mta_sts_max_age", K_UINT, OFF(mta_sts_max_age), 1, 31557600 },
+	{ "http_timeout", K_UINT, OFF(http_timeout), 1, 3600 },
 };
 
 static void config_defaults(struct tern_config *c)
@@ -117,6 +121,9 @@ static void config_defaults(struct tern_config *c)
 	c->imap_timeout = 1800;		/* RFC 9051 §5.4: at least 30 minutes */
 	c->imap_max_bad_commands = 20;
 	c->pop3_max_auth_failures = 3;
+	c->mta_sts_mode = MTA_STS_TESTING;
+	c->mta_sts_max_age = 604800;	/* a week (RFC 8461 §3.2 suggests weeks) */
+	c->http_timeout = 30;
 	/* floods and slow clients */
 	c->line_timeout = 300;		/* RFC 5321 §4.5.3.2.7: the command timeout */
 	c->login_timeout = 60;		/* RFC 9051 §5.4 allows a short pre-login timer */
@@ -294,6 +301,15 @@ static int set_top(struct tern_config *c, const char *key, const char *value, ch
 		c->postmaster = lower_dup(value);
 		return 0;
 	}
+	if (!strcmp(key, "mta_sts_mode")) {
+		if (!strcmp(value, "enforce") || !strcmp(value, "testing") || !strcmp(value, "none")) {
+			c->mta_sts_mode = value[0] == 'e' ? MTA_STS_ENFORCE
+					  : value[0] == 't' ? MTA_STS_TESTING : MTA_STS_NONE;
+			return 0;
+		}
+		*error_r = xstrdup("expected enforce, testing or none");
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof(top_keys) / sizeof(top_keys[0]); i++) {
 		const struct key_def *k = &top_keys[i];
 		if (strcmp(k->name, key) != 0)
@@ -343,16 +359,23 @@ static int set_listen(struct tern_config *c, const char *key, const char *value,
 		if (strcmp(role_names[r], key) != 0)
 			continue;
 		struct listen_spec *l = &c->listen[r];
-		if (net_parse_addrport(value, &l->addr, &l->addrlen) < 0) {
+		/* metrics is for loopback unless an address is written: a port alone, or "yes" */
+		char *text = r == ROLE_METRICS && !strcmp(value, "yes") ? xstrdup(METRICS_DEFAULT_LISTEN)
+			     : r == ROLE_METRICS && value[strspn(value, "0123456789")] == '\0'
+				     ? xasprintf("127.0.0.1:%s", value)
+				     : xstrdup(value);
+		if (net_parse_addrport(text, &l->addr, &l->addrlen) < 0) {
+			free(text);
 			*error_r = xstrdup("expected a numeric address:port, e.g. 0.0.0.0:25 or [::]:25");
 			return -1;
 		}
 		free(l->text);
-		l->text = xstrdup(value);
+		l->text = text;
 		l->enabled = true;
 		return 0;
 	}
-	*error_r = xstrdup("unknown listener role (smtp submission submissions pop3 pop3s imap imaps)");
+	*error_r = xstrdup("unknown listener role (smtp submission submissions pop3 pop3s imap imaps "
+			   "http https metrics)");
 	return -1;
 }
 
@@ -412,7 +435,6 @@ static int set_acme(struct tern_config *c, const char *key, const char *value, c
 	char **f = !strcmp(key, "acme")		      ? &c->acme_url
 		   : !strcmp(key, "acme_email")	      ? &c->acme_email
 		   : !strcmp(key, "acme_ca_file")      ? &c->acme_ca_file
-		   : !strcmp(key, "acme_challenge_dir") ? &c->acme_challenge_dir
 							: NULL;
 	uint64_t v;
 	if (!strcmp(key, "acme_names"))
@@ -440,7 +462,7 @@ static int set_acme(struct tern_config *c, const char *key, const char *value, c
 		*error_r = xstrdup("expected an address (local@domain)");
 		return -1;
 	}
-	if ((f == &c->acme_ca_file || f == &c->acme_challenge_dir) && value[0] != '/') {
+	if (f == &c->acme_ca_file && value[0] != '/') {
 		*error_r = xstrdup("expected an absolute path");
 		return -1;
 	}
@@ -457,11 +479,12 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 		return set_top(c, key, value, error_r);
 	if (!strcmp(section, "listen"))
 		return set_listen(c, key, value, error_r);
-	if (!strcmp(section, "tls") && !strncmp(key, "acme", 4))
+	if (!strcmp(section, "tls") && !strncmp(key, "acme", 4) && strcmp(key, "acme_challenge_dir"))
 		return set_acme(c, key, value, error_r);
 	if (!strcmp(section, "tls")) {
 		char **f = !strcmp(key, "cert") ? &c->tls_cert : !strcmp(key, "key") ? &c->tls_key
-			   : !strcmp(key, "dir") ? &c->tls_dir : NULL;
+			   : !strcmp(key, "dir") ? &c->tls_dir
+			   : !strcmp(key, "acme_challenge_dir") ? &c->acme_challenge_dir : NULL;
 		if (f == NULL) {
 			*error_r = xstrdup("unknown key");
 			return -1;
@@ -573,8 +596,10 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 				     "remove [tls] cert and key", name);
 		return -1;
 	}
-	if (c->acme_url != NULL &&
-	    key_dir_finish(&c->acme_challenge_dir, c->path, "acme-challenge", name, error_r) < 0)
+	/* not inside [tls] dir: that one is 0700 and the workers (the run user) read this */
+	if (key_dir_finish(&c->acme_challenge_dir, c->path,
+			   c->path[0] == '(' ? "tern-acme-challenge" : "acme-challenge", name,
+			   error_r) < 0)
 		return -1;
 	/* the limits of every session core, by protocol */
 	for (int r = 0; r < ROLE_COUNT; r++) {
@@ -671,7 +696,7 @@ struct tern_config *config_dev(void)
 	free(c->tls_dir);
 	c->tls_dir = config_path_in_data(c, "tls");
 	for (int r = ROLE_SMTP; r < ROLE_COUNT; r++) {
-		if (set_listen(c, role_names[r], dev_listen[r], &err) < 0)
+		if (dev_listen[r] != NULL && set_listen(c, role_names[r], dev_listen[r], &err) < 0)
 			abort();
 	}
 	return c;
@@ -744,8 +769,8 @@ void config_free(struct tern_config **cp)
 	for (size_t i = 0; i < c->n_acme_names; i++)
 		free(c->acme_names[i]);
 	free(c->acme_names);
-	free(c->acme_challenge_dir);
 	free(c->dns_servers);
+	free(c->acme_challenge_dir);
 	free(c->dkim_dir);
 	free(c->queue_source_ip);
 	for (size_t i = 0; i < c->n_queue_require_tls; i++)

@@ -18,8 +18,18 @@ enum listen_role {
 	ROLE_POP3S,
 	ROLE_IMAP,
 	ROLE_IMAPS,
+	/* the HTTP role (src/http): not sessions; served by evhttp in every worker */
+	ROLE_HTTP,
+	ROLE_HTTPS,
+	ROLE_METRICS,		/* /metrics only; "PORT" alone means 127.0.0.1:PORT */
 	ROLE_COUNT
 };
+
+/* ROLE_IS_HTTP - the roles served by src/http rather than a session core */
+#define ROLE_IS_HTTP(r) ((r) == ROLE_HTTP || (r) == ROLE_HTTPS || (r) == ROLE_METRICS)
+/* the address of "[listen] metrics = yes" (loopback only) */
+#define METRICS_DEFAULT_LISTEN "127.0.0.1:9425"
+
 
 struct listen_spec {
 	bool enabled;
@@ -110,9 +120,17 @@ struct tern_config {
 	unsigned acme_check_interval;	/* seconds between checks (43200) */
 	char **acme_names;		/* NULL: hostname, mta-sts.D and autoconfig.D per domain */
 	size_t n_acme_names;
-	char *acme_challenge_dir;	/* absolute; default: next to the config, acme-challenge */
 
 	char *dns_servers;		/* NULL: /etc/resolv.conf; else "addr:port,addr:port" */
+
+	/* HTTP role (src/http) */
+	char *acme_challenge_dir;	/* [tls] acme_challenge_dir: absolute after loading;
+					 * default "acme-challenge" next to the config file
+					 * (./tern-acme-challenge for the development instance):
+					 * root's, 0755, files 0644, read by the workers */
+	enum { MTA_STS_NONE, MTA_STS_TESTING, MTA_STS_ENFORCE } mta_sts_mode;
+	unsigned mta_sts_max_age;	/* seconds */
+	unsigned http_timeout;		/* seconds for a request (headers and body) or idle */
 
 	/* DKIM: dkim_dir/<domain>/<selector>.pem, root's; absolute after loading (default:
 	 * "dkim" next to the config file, ./tern-dkim for the development instance) */

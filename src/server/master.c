@@ -270,12 +270,13 @@ static int tls_open(const char *path, char **error_r)
 	return fd;
 }
 
-/* make_tls_dir - the directory of the self-signed pair: created 0700 by root inside a parent
- * only root controls, and checked to be root's. 0 or -1 with *error_r. */
-static int make_tls_dir(const char *dir, char **error_r)
+/* make_root_dir - a directory of root's: created with mode by root inside a parent only
+ * root controls, and checked to be root's (without root: made as it is). 0 or -1 with
+ * *error_r. */
+static int make_root_dir(const char *dir, mode_t mode, char **error_r)
 {
 	if (geteuid() != 0) {
-		if (fs_mkdirs(dir, 0700) < 0) {
+		if (fs_mkdirs(dir, mode) < 0) {
 			*error_r = xasprintf("mkdir %s: %s", dir, strerror(errno));
 			return -1;
 		}
@@ -287,19 +288,40 @@ static int make_tls_dir(const char *dir, char **error_r)
 	int pfd = fs_open_trusted(parent, O_PATH | O_DIRECTORY, &why);
 	free(parent);
 	if (pfd >= 0) {
-		if (mkdirat(pfd, slash + 1, 0700) < 0 && errno != EEXIST)
+		if (mkdirat(pfd, slash + 1, mode) < 0 && errno != EEXIST)
 			why = xasprintf("mkdir %s: %s", dir, strerror(errno));
 		close(pfd);
 	}
 	int dfd = why == NULL ? fs_open_trusted(dir, O_PATH | O_DIRECTORY, &why) : -1;
 	if (dfd < 0) {
-		*error_r = xasprintf("directory %s: %s (set [tls] dir to a directory of "
-				     "root's)", dir, why);
+		*error_r = xasprintf("directory %s: %s (set [tls] dir or acme_challenge_dir to a "
+				     "directory of root's)", dir, why);
 		free(why);
 		return -1;
 	}
 	close(dfd);
 	return 0;
+}
+
+/* make_tls_dir - the directory of the self-signed pair and root's keys: 0700 */
+static int make_tls_dir(const char *dir, char **error_r)
+{
+	return make_root_dir(dir, 0700, error_r);
+}
+
+/* make_challenge_dir - [tls] acme_challenge_dir: written by root (the ACME client), read by
+ * the workers (the run user), so root's and 0755 (made so whatever the umask). */
+static void make_challenge_dir(const struct tern_config *cfg)
+{
+	char *err = NULL;
+	if (make_root_dir(cfg->acme_challenge_dir, 0755, &err) < 0)
+		log_fatalx("acme_challenge_dir: %s", err);
+	struct stat st;
+	if (stat(cfg->acme_challenge_dir, &st) < 0)
+		log_fatal("acme_challenge_dir %s", cfg->acme_challenge_dir);
+	if (geteuid() == 0 && (st.st_mode & 0755) != 0755 &&
+	    chmod(cfg->acme_challenge_dir, (st.st_mode & 07777) | 0755) < 0)
+		log_fatal("acme_challenge_dir %s: chmod", cfg->acme_challenge_dir);
 }
 
 /* load_tls - the configured pair, or a self-signed one in tls_dir made on first start */
@@ -705,11 +727,10 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	if (cfg->srs && load_srs_key(&m, &err) < 0)
 		log_fatalx("SRS: %s", err);
 	check_access(&m);
-	if (cfg->acme_url != NULL) {
-		if (acme_prepare_challenge_dir(cfg->acme_challenge_dir, &err) < 0)
-			log_fatalx("ACME: %s", err);
-		m.acme_next = time(NULL);	/* check the certificate at once */
-	}
+	if (cfg->listen[ROLE_HTTP].enabled || cfg->listen[ROLE_HTTPS].enabled || cfg->acme_url)
+		make_challenge_dir(cfg);
+	if (cfg->acme_url != NULL)
+		m.acme_next = time(NULL);	/* ACME: check the certificate at once */
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)
 		log_fatal("shared tables");

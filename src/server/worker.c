@@ -14,6 +14,7 @@
 
 #include "auth/accounts.h"
 #include "auth/login.h"
+#include "http/server.h"
 #include "lib/connlimit.h"
 #include "lib/log.h"
 #include "outbound/dns.h"
@@ -38,6 +39,7 @@ struct worker {
 	struct smtp_server smtp;
 	struct pop3_server pop3;
 	struct imap_server imap;
+	struct http_server *http;	/* NULL without an http, https or metrics listener */
 	struct worker_listener listeners[ROLE_COUNT];
 	struct event *sigterm, *sigint, *drain_timer, *drain_deadline;
 	struct session_pool pool;	/* the caps over every protocol */
@@ -212,6 +214,7 @@ static void worker_stop(evutil_socket_t sig, short what, void *arg)
 	smtp_server_drain(&w->smtp);
 	pop3_server_drain(&w->pop3);
 	imap_server_drain(&w->imap);
+	http_server_drain(w->http);
 	struct timeval tick = { 0, 50000 };
 	struct timeval limit = { (time_t)w->cfg->shutdown_timeout, 0 };
 	w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check, w);
@@ -286,7 +289,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	log_info("connections: at most %u in this worker, %u in all (descriptors %lu)", w.pool.max,
 		 w.pool.max_total, nofile);
 	for (int r = 0; r < ROLE_COUNT; r++) {
-		if (listen_fds[r] < 0)
+		if (listen_fds[r] < 0 || ROLE_IS_HTTP(r))
 			continue;
 		w.listeners[r].w = &w;
 		w.listeners[r].role = (enum listen_role)r;
@@ -296,6 +299,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 			log_fatalx("evconnlistener_new failed for %s", config_role_name(r));
 		evconnlistener_set_error_cb(w.listeners[r].l, worker_accept_error);
 	}
+	w.http = http_server_new(w.base, cfg, tls, listen_fds);
 	w.sigterm = evsignal_new(w.base, SIGTERM, worker_stop, &w);
 	w.sigint = evsignal_new(w.base, SIGINT, worker_stop, &w);
 	event_add(w.sigterm, NULL);
@@ -307,6 +311,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	dns_free(&dns);	/* after the sessions: they cancelled their checks */
 	pop3_server_free(&w.pop3);
 	imap_server_free(&w.imap);
+	http_server_free(&w.http);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (w.listeners[r].l != NULL)
 			evconnlistener_free(w.listeners[r].l);

@@ -316,9 +316,19 @@ class TernInstance:
         except OSError:
             return False
         try:
-            if role in ("submissions", "pop3s", "imaps"):
+            if role in ("submissions", "pop3s", "imaps", "https"):
                 sock = tls_context().wrap_socket(sock, server_hostname=HOSTNAME)
             sock.settimeout(scaled(5))
+            if role in ("http", "https", "metrics"):
+                # the HTTP role: any answer to a request (a 404 for /) is readiness
+                sock.sendall(b"GET / HTTP/1.0\r\nHost: probe\r\n\r\n")
+                data = b""
+                while b"\n" not in data:
+                    chunk = sock.recv(512)
+                    if not chunk:
+                        return False
+                    data += chunk
+                return data.startswith(b"HTTP/1.")
             data = b""
             while b"\n" not in data:
                 chunk = sock.recv(512)
