@@ -194,8 +194,11 @@ int acme_parse_authz(const char *body, size_t len, struct acme_authz *a, char **
 	json_t *chals = json_object_get(j, "challenges");
 	if (get_str(j, "status", true, &a->status, "authorization", error_r) < 0)
 		goto out;
-	if (!json_is_object(ident) ||
-	    get_str(ident, "value", true, &a->identifier, "authorization identifier", error_r) < 0)
+	if (!json_is_object(ident)) {
+		*error_r = xstrdup("authorization: \"identifier\" is not an object");
+		goto out;
+	}
+	if (get_str(ident, "value", true, &a->identifier, "authorization identifier", error_r) < 0)
 		goto out;
 	if (!json_is_array(chals) || json_array_size(chals) > 32) {
 		*error_r = xstrdup("authorization: \"challenges\" is not a list of at most 32");
