@@ -532,7 +532,7 @@ static void acme_start(struct master *m)
 		dkim_keyring_free(&m->dkim);
 		log_init("acme");
 		alarm(15 * 60);	/* a CA that never answers must not hold renewals forever */
-		_exit(acme_run(m->cfg, m->cert_path, m->key_path));
+		exit(acme_run(m->cfg, m->cert_path, m->key_path));	/* exit: LeakSanitizer runs */
 	}
 	m->acme_pid = pid;
 }
@@ -731,6 +731,9 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 		make_challenge_dir(cfg);
 	if (cfg->acme_url != NULL)
 		m.acme_next = time(NULL);	/* ACME: check the certificate at once */
+	if (cfg->acme_url != NULL && !cfg->listen[ROLE_HTTP].enabled)
+		log_warnx("[tls] acme without [listen] http: the CA's http-01 requests (port 80) must "
+			  "reach %s some other way", cfg->acme_challenge_dir);
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0)
 		log_fatal("shared tables");
