@@ -137,10 +137,18 @@ static void serve_acme(struct http_site *site, struct evhttp_request *req, const
 	ssize_t len = -1;
 	if (http_acme_token_valid(token))
 		len = read_challenge(site->srv->cfg->acme_challenge_dir, token, body);
+	/* the token is base64url (printable, no spaces) when len >= 0: safe to log */
+	char *peer = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
 	if (len < 0) {
+		if (http_acme_token_valid(token))
+			log_info("http: acme challenge %s: not found (from %s)", token,
+				 peer != NULL ? peer : "?");
 		not_found(req);
 		return;
 	}
+	log_info("http: acme challenge %s: served to %s", token, peer != NULL ? peer : "?");
 	struct evbuffer *b = evbuffer_new();
 	if (b == NULL)
 		log_fatalx("out of memory");
