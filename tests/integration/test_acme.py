@@ -165,6 +165,8 @@ def acme_env(tmp_path):
             thing.cleanup()
             found = thing.sanitizer_reports()
             assert not found, f"sanitizer reports {found}: {thing.log_tail(80)}"
+            vg = thing.valgrind_reports()
+            assert not vg, f"valgrind reports:\n{thing.valgrind_text(vg)}"
     shutil.rmtree(chal, ignore_errors=True)
 
 
