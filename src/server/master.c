@@ -532,7 +532,9 @@ static void acme_start(struct master *m)
 		dkim_keyring_free(&m->dkim);
 		log_init("acme");
 		alarm(15 * 60);	/* a CA that never answers must not hold renewals forever */
-		exit(acme_run(m->cfg, m->cert_path, m->key_path));	/* exit: LeakSanitizer runs */
+		int rc = acme_run(m->cfg, m->cert_path, m->key_path);
+		signal(SIGTERM, SIG_IGN);	/* the master stopping must not cut exit's cleanup */
+		exit(rc);			/* exit, not _exit: LeakSanitizer runs */
 	}
 	m->acme_pid = pid;
 }
