@@ -12,13 +12,17 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "http/autoconfig.h"
 #include "http/parse.h"
+#include "lib/connlimit.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/net.h"
 #include "lib/xmalloc.h"
 
 #define HTTP_MAX_HEADERS 8192		/* request line and headers, bytes */
@@ -44,6 +48,8 @@ struct http_server {
 	struct event_base *base;
 	const struct tern_config *cfg;
 	SSL_CTX *tls;
+	unsigned long refused;		/* connections over a cap */
+	unsigned n_conns, max_conns;	/* counted connections in this worker; 0: no cap */
 	struct http_site sites[SITE_COUNT];
 };
 
@@ -309,21 +315,113 @@ static void on_request(struct evhttp_request *req, void *arg)
 		serve_web(site, req, path);
 }
 
-/* https_bev - a TLS bufferevent for a new https connection (evhttp sets its descriptor).
- * Never NULL: evhttp would fall back to a plain-text connection on the https port. */
+/* One connection's place in the per-client count (lib/connlimit, shared with the mail
+ * roles). evhttp 2.1 gives no hook between accept and its connection: bevcb makes the
+ * connection's bufferevent (holding a reference of its own, so that it stays valid) and
+ * a zero-time callback, run once evhttp has given it its socket, finds the connection (the
+ * bufferevent's callback argument, which bufferevent_free clears when evhttp is done with
+ * it) and counts the client, to be released by the connection's close callback, or refuses
+ * it. */
+struct http_conn {
+	struct bufferevent *bev;	/* until conn_check */
+	struct http_server *srv;
+	struct sockaddr_storage peer;
+};
+
+/* conn_closed - evhttp frees a counted connection */
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct http_conn *c = arg;
+	connlimit_release((const struct sockaddr *)&c->peer);
+	c->srv->n_conns--;
+	free(c);
+}
+
+/* conn_check - right after accept: count the client, or refuse it when it has
+ * max_connections_per_ip connections already (over every role and worker) or the worker
+ * has max_conns HTTP connections */
+static void conn_check(evutil_socket_t unused, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	struct bufferevent *bev = c->bev;
+	bufferevent_event_cb eventcb = NULL;
+	void *cbarg = NULL;
+	bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
+	struct evhttp_connection *evcon = eventcb != NULL ? cbarg : NULL;
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	socklen_t len = sizeof(c->peer);
+	if (evcon == NULL || fd < 0 || getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0) {
+		/* already over (evhttp freed it) or going: nothing to count */
+		bufferevent_decref(bev);
+		free(c);
+		return;
+	}
+	struct http_server *srv = c->srv;
+	bool full = srv->max_conns != 0 && srv->n_conns >= srv->max_conns;
+	if (!full && connlimit_acquire((const struct sockaddr *)&c->peer,
+				       srv->cfg->max_connections_per_ip)) {
+		srv->n_conns++;
+		c->bev = NULL;
+		evhttp_connection_set_closecb(evcon, conn_closed, c);
+		bufferevent_decref(bev);
+		return;
+	}
+	char ip[64];
+	srv->refused++;
+	if (full)
+		log_info("http: refused %s: %u HTTP connections in this worker "
+			 "(max_connections_per_worker); %lu refused so far",
+			 net_ntop((const struct sockaddr *)&c->peer, ip, sizeof(ip)), srv->n_conns,
+			 srv->refused);
+	else
+		log_info("http: refused %s: %u connections from it (max_connections_per_ip); "
+			 "%lu refused so far",
+			 net_ntop((const struct sockaddr *)&c->peer, ip, sizeof(ip)),
+			 connlimit_count((const struct sockaddr *)&c->peer), srv->refused);
+	evhttp_connection_free(evcon);
+	bufferevent_decref(bev);	/* the last reference: closes the socket */
+	free(c);
+}
+
+/* new_bev - the bufferevent of a new connection (evhttp sets its descriptor): plain, or TLS
+ * on the https listener. Never NULL: evhttp would fall back to a plain-text connection (on
+ * the https port too). */
+static struct bufferevent *new_bev(struct event_base *base, bool tls, struct http_server *srv)
+{
+	struct bufferevent *bev;
+	if (tls) {
+		SSL *ssl = SSL_new(srv->tls);
+		if (ssl == NULL)
+			log_fatalx("https: SSL_new failed");
+		bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						     BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL)
+			log_fatalx("https: bufferevent_openssl_socket_new failed");
+		/* HTTP clients often close without close_notify: that is the end of the request */
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	} else {
+		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL)
+			log_fatalx("http: bufferevent_socket_new failed");
+	}
+	struct http_conn *c = xcalloc(1, sizeof(*c));
+	c->srv = srv;
+	c->bev = bev;
+	bufferevent_incref(bev);
+	struct timeval now = { 0, 0 };
+	if (event_base_once(base, -1, EV_TIMEOUT, conn_check, c, &now) < 0)
+		log_fatalx("http: event_base_once failed");
+	return bev;
+}
+
+static struct bufferevent *http_bev(struct event_base *base, void *arg)
+{
+	return new_bev(base, false, arg);
+}
+
 static struct bufferevent *https_bev(struct event_base *base, void *arg)
 {
-	struct http_server *srv = arg;
-	SSL *ssl = SSL_new(srv->tls);
-	if (ssl == NULL)
-		log_fatalx("https: SSL_new failed");
-	struct bufferevent *bev = bufferevent_openssl_socket_new(
-		base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL)
-		log_fatalx("https: bufferevent_openssl_socket_new failed");
-	/* HTTP clients often close without close_notify: that is the end of the request */
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	return new_bev(base, true, arg);
 }
 
 static void resume_accept(evutil_socket_t fd, short what, void *arg)
@@ -358,8 +456,7 @@ static void site_start(struct http_server *srv, enum http_site_kind kind, int fd
 	evhttp_set_allowed_methods(site->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
 						       (kind == SITE_METRICS ? 0 : EVHTTP_REQ_POST));
 	evhttp_set_gencb(site->http, on_request, site);
-	if (kind == SITE_HTTPS)
-		evhttp_set_bevcb(site->http, https_bev, srv);
+	evhttp_set_bevcb(site->http, kind == SITE_HTTPS ? https_bev : http_bev, srv);
 	site->bound = evhttp_accept_socket_with_handle(site->http, fd);
 	if (site->bound == NULL)
 		log_fatalx("evhttp_accept_socket failed");
@@ -368,7 +465,7 @@ static void site_start(struct http_server *srv, enum http_site_kind kind, int fd
 }
 
 struct http_server *http_server_new(struct event_base *base, const struct tern_config *cfg,
-				    SSL_CTX *tls, const int *listen_fds)
+				    SSL_CTX *tls, const int *listen_fds, unsigned max_conns)
 {
 	static const enum listen_role roles[SITE_COUNT] = { ROLE_HTTP, ROLE_HTTPS, ROLE_METRICS };
 	bool any = false;
@@ -380,6 +477,7 @@ struct http_server *http_server_new(struct event_base *base, const struct tern_c
 	srv->base = base;
 	srv->cfg = cfg;
 	srv->tls = tls;
+	srv->max_conns = max_conns;
 	for (int k = 0; k < SITE_COUNT; k++)
 		if (listen_fds[roles[k]] >= 0)
 			site_start(srv, (enum http_site_kind)k, listen_fds[roles[k]]);

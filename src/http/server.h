@@ -12,10 +12,12 @@
 struct http_server;
 
 /* http_server_new - serve listen_fds[ROLE_HTTP], [ROLE_HTTPS] (TLS with tls) and
- * [ROLE_METRICS] (each -1 when not configured) on base. NULL when none is configured. The
- * config and tls must outlive the server. Failures to set up are fatal (log_fatalx). */
+ * [ROLE_METRICS] (each -1 when not configured) on base, at most max_conns connections at
+ * once (0: no cap; counted apart from the sessions) and max_connections_per_ip per client
+ * (counted with the sessions). NULL when none is configured. The config and tls must
+ * outlive the server. Failures to set up are fatal (log_fatalx). */
 struct http_server *http_server_new(struct event_base *base, const struct tern_config *cfg,
-				    SSL_CTX *tls, const int *listen_fds);
+				    SSL_CTX *tls, const int *listen_fds, unsigned max_conns);
 /* http_server_drain - stop accepting connections (SIGTERM); requests in flight go on. */
 void http_server_drain(struct http_server *srv);
 /* http_server_free - close every connection and listener; *srv = NULL. */

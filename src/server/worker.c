@@ -299,7 +299,8 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 			log_fatalx("evconnlistener_new failed for %s", config_role_name(r));
 		evconnlistener_set_error_cb(w.listeners[r].l, worker_accept_error);
 	}
-	w.http = http_server_new(w.base, cfg, tls, listen_fds);
+	/* HTTP connections: as many again as sessions, counted apart */
+	w.http = http_server_new(w.base, cfg, tls, listen_fds, w.pool.max);
 	w.sigterm = evsignal_new(w.base, SIGTERM, worker_stop, &w);
 	w.sigint = evsignal_new(w.base, SIGINT, worker_stop, &w);
 	event_add(w.sigterm, NULL);

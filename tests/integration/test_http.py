@@ -378,7 +378,8 @@ def test_slow_client_does_not_block(tern_factory):
     """Clients that send half a request and stall hold no worker: another client is served at
     once, and the stalled ones are closed after http_timeout."""
     import time
-    inst = tern_factory(start=False, workers=1, settings={"http_timeout": "2"})
+    inst = tern_factory(start=False, workers=1, settings={"http_timeout": "2",
+                                                         "max_connections_per_ip": "25"})
     inst.ports["http"] = th.free_port()
     inst.write_config()
     inst.start()
@@ -407,3 +408,99 @@ def test_slow_client_does_not_block(tern_factory):
         assert b"version: STSv1" not in data
         s.close()
     assert time.monotonic() - t0 < th.scaled(15)
+    # and their places in max_connections_per_ip (25) are free again: 20 more are served
+    held = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", inst.ports["http"]), timeout=th.scaled(10))
+        s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\n\r\n")
+        data = b""
+        while b"max_age" not in data:
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        held.append(s)
+    for s in held:
+        s.close()
+
+
+
+def connect_from(port, src):
+    """A TCP connection to 127.0.0.1:port from the loopback address src."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    s.settimeout(th.scaled(10))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def served(s):
+    """True when a keep-alive MTA-STS request on s is answered 200 (the connection stays
+    open); False when the server closed it instead."""
+    try:
+        s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"
+                  b"Host: mta-sts.example.test\r\n\r\n")
+        data = b""
+        while b"max_age" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return False
+    return data.startswith(b"HTTP/1.1 200")
+
+
+def test_connections_per_ip(tern_factory):
+    """max_connections_per_ip holds for HTTP connections too (counted with the mail roles'):
+    one more from the same address is closed at once, another address is served, and a
+    closed connection frees its place."""
+    import time
+    inst = tern_factory(start=False, settings={"max_connections_per_ip": "3"})
+    inst.ports["http"] = th.free_port()
+    inst.write_config()
+    inst.start()
+    port = inst.ports["http"]
+
+    held = [connect_from(port, "127.0.0.2") for _ in range(3)]
+    assert all(served(s) for s in held)      # keep-alive: still open and counted
+    extra = connect_from(port, "127.0.0.2")
+    assert not served(extra)
+    extra.close()
+    assert "http: refused 127.0.0.2" in inst.log_text()
+    other = connect_from(port, "127.0.0.3")
+    assert served(other)
+    other.close()
+    held.pop().close()
+    deadline = time.monotonic() + th.scaled(10)
+    while True:     # the server frees the place when it sees the close
+        s = connect_from(port, "127.0.0.2")
+        ok = served(s)
+        s.close()
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert ok
+    for s in held:
+        s.close()
+
+
+def test_connections_per_worker(tern_factory):
+    """A worker holds at most max_connections_per_worker HTTP connections (counted apart
+    from its sessions): one more is closed at once, whatever its address."""
+    inst = tern_factory(start=False, workers=1, settings={"max_connections_per_worker": "3"})
+    inst.ports["http"] = th.free_port()
+    inst.write_config()
+    inst.start()
+    port = inst.ports["http"]
+
+    held = [connect_from(port, f"127.0.0.{i}") for i in (2, 3, 4)]
+    assert all(served(s) for s in held)
+    extra = connect_from(port, "127.0.0.5")
+    assert not served(extra)
+    extra.close()
+    assert "max_connections_per_worker" in inst.log_text()
+    # a mail session is not refused for it: the caps are counted apart
+    with inst.smtp() as smtp:
+        assert smtp.noop()[0] == 250
+    for s in held:
+        s.close()
