@@ -368,6 +368,30 @@ static SSL_CTX *load_tls(struct master *m, char **error_r)
 	return ctx;
 }
 
+/* acme_restart_selfsigned - with [tls] acme, the pair in [tls] dir is ours to replace: when it
+ * cannot be loaded at start (a crash between the renames of a renewal left a new key with
+ * the old chain, or a file was damaged), start on a fresh self-signed pair rather than not at
+ * all; the ACME child orders a real one at once. Only names in [tls] dir, which load_tls
+ * checked to be root's. True when the pair was removed. */
+static bool acme_restart_selfsigned(struct master *m, const char *why)
+{
+	char *refused = NULL;
+	int dfd = geteuid() == 0 ? fs_open_trusted(m->cfg->tls_dir, O_PATH | O_DIRECTORY, &refused)
+				 : open(m->cfg->tls_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		free(refused);
+		return false;	/* not a directory of ours: the error stands */
+	}
+	log_warnx("TLS: %s; [tls] acme: starting with a new self-signed certificate until the CA "
+		  "issues one", why);
+	bool ok = (unlinkat(dfd, "cert.pem", 0) == 0 || errno == ENOENT) &&
+		  (unlinkat(dfd, "key.pem", 0) == 0 || errno == ENOENT);
+	if (!ok)
+		log_warn("removing the pair in %s", m->cfg->tls_dir);
+	close(dfd);
+	return ok;
+}
+
 /* load_srs_key - [inbound] srs_secret, or the random key file srs.key in tls_dir: root's, read
  * like the TLS key (the run user must not choose what root reads or where it writes), made
  * on first start. 0 or -1 with *error_r. */
@@ -717,6 +741,11 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	resolve_user(&m, dev_banner != NULL);
 	prepare_data_dir(&m);
 	m.tls = load_tls(&m, &err);
+	if (m.tls == NULL && cfg->acme_url != NULL && acme_restart_selfsigned(&m, err)) {
+		free(err);
+		err = NULL;
+		m.tls = load_tls(&m, &err);
+	}
 	if (m.tls == NULL)
 		log_fatalx("TLS: %s", err);
 	/* DKIM keys are root's: read them now, as root, for the queue runner we fork */

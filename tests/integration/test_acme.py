@@ -14,6 +14,8 @@ loopback.
   transaction on the old one.
 - Failure: with the CA down (tern restarted with a certificate due for renewal), the
   certificate served stays the same, the log says why and when the next attempt is.
+- A key and chain that do not match at start (a crash between the two renames of a renewal):
+  tern starts on a new self-signed pair and the CA's certificate follows.
 - badNonce: pebble rejecting 30% of nonces: tern retries once with the fresh nonce
   (RFC 8555 §6.5) and still gets its certificate.
 
@@ -342,3 +344,21 @@ def test_bad_nonce_is_retried(acme_env):
     wait_log(inst, r"acme: new certificate serial=", timeout=th.scaled(120))
     ctx = trusting(pebble.root_pem())
     wait_verified(inst, ctx)
+
+
+def test_mismatched_pair_at_start_recovers(acme_env):
+    """A crash between the two renames of a renewal leaves a new key with the old chain: tern
+    still starts (on a fresh self-signed pair, logged) and the CA's certificate follows."""
+    inst, pebble = acme_env()
+    ctx = trusting(pebble.root_pem())
+    wait_log(inst, r"acme: new certificate serial=")
+    serial = wait_verified(inst, ctx)
+    inst.stop()
+    key = inst.tls_dir / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", str(key)], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    inst.start()
+    assert "[tls] acme: starting with a new self-signed certificate" in inst.log_text()
+    wait_log(inst, r"acme: new certificate serial=", count=2)
+    assert wait_verified(inst, ctx, not_serial=serial) != serial
