@@ -38,7 +38,7 @@ endif
 else # TERN_INNER: the real build
 
 CC      ?= cc
-PKGS    := libevent libevent_openssl openssl libcares sqlite3 libpsl
+PKGS    := libevent libevent_openssl openssl libcares sqlite3 libpsl libcurl jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifneq ($(filter-out clean lint deps uninstall,$(MAKECMDGOALS)),)

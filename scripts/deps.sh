@@ -23,11 +23,15 @@ set -eu
 # Install and the systemd unit (tests/integration/test_install.py): systemd (systemd-analyze
 # verify checks the unit), procps (/bin/kill, the unit's ExecReload) and man-db (man(1): verify
 # looks up the unit's Documentation=man:tern(8)).
+# ACME ([tls] acme, src/acme): libcurl4-openssl-dev (HTTPS to the CA, OpenSSL flavour like
+# the rest of tern) and libjansson-dev (JSON); pebble (Let's Encrypt's test CA, which
+# test_acme.py runs on loopback).
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev libpsl-dev publicsuffix
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
 offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout python3-spf python3-dnspython
-python3-dkim python3-nacl opendkim-tools valgrind strace prometheus python3-cryptography systemd procps man-db"
+python3-dkim python3-nacl opendkim-tools valgrind strace prometheus python3-cryptography systemd procps man-db
+libcurl4-openssl-dev libjansson-dev pebble"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then

@@ -144,6 +144,8 @@ static void config_defaults(struct tern_config *c)
 	c->srs = true;
 	c->srs_max_age = 21;
 	log_facility_parse("mail", &c->log_facility);
+	c->acme_renew_days = 30;
+	c->acme_check_interval = 12 * 3600;
 }
 
 static int parse_bool(const char *v, bool *r);
@@ -477,6 +479,48 @@ static int set_queue(struct tern_config *c, const char *key, const char *value, 
 	return -1;
 }
 
+/* set_acme - the [tls] acme* keys */
+static int set_acme(struct tern_config *c, const char *key, const char *value, char **error_r)
+{
+	char **f = !strcmp(key, "acme")		      ? &c->acme_url
+		   : !strcmp(key, "acme_email")	      ? &c->acme_email
+		   : !strcmp(key, "acme_ca_file")      ? &c->acme_ca_file
+							: NULL;
+	uint64_t v;
+	if (!strcmp(key, "acme_names"))
+		return add_domain_list(value, &c->acme_names, &c->n_acme_names, error_r);
+	if (!strcmp(key, "acme_renew_days") || !strcmp(key, "acme_check_interval")) {
+		bool days = key[5] == 'r';
+		uint64_t max = days ? 365 : 7 * 86400;
+		if (strnum_u64z(value, max, &v) < 0 || v < 1) {
+			*error_r = xasprintf("expected a whole number from 1 to %llu",
+					     (unsigned long long)max);
+			return -1;
+		}
+		*(days ? &c->acme_renew_days : &c->acme_check_interval) = (unsigned)v;
+		return 0;
+	}
+	if (f == NULL) {
+		*error_r = xstrdup("unknown key");
+		return -1;
+	}
+	if (f == &c->acme_url && strncmp(value, "https://", 8) != 0) {
+		*error_r = xstrdup("expected the https:// URL of an ACME directory");
+		return -1;
+	}
+	if (f == &c->acme_email && (strchr(value, '@') == NULL || strpbrk(value, " \t<>,\"") != NULL)) {
+		*error_r = xstrdup("expected an address (local@domain)");
+		return -1;
+	}
+	if (f == &c->acme_ca_file && value[0] != '/') {
+		*error_r = xstrdup("expected an absolute path");
+		return -1;
+	}
+	free(*f);
+	*f = xstrdup(value);
+	return 0;
+}
+
 static int config_entry(void *ctx, const char *section, const char *key, const char *value,
 			char **error_r)
 {
@@ -485,6 +529,8 @@ static int config_entry(void *ctx, const char *section, const char *key, const c
 		return set_top(c, key, value, error_r);
 	if (!strcmp(section, "listen"))
 		return set_listen(c, key, value, error_r);
+	if (!strcmp(section, "tls") && !strncmp(key, "acme", 4) && strcmp(key, "acme_challenge_dir"))
+		return set_acme(c, key, value, error_r);
 	if (!strcmp(section, "tls")) {
 		char **f = !strcmp(key, "cert") ? &c->tls_cert : !strcmp(key, "key") ? &c->tls_key
 			   : !strcmp(key, "dir") ? &c->tls_dir
@@ -595,6 +641,11 @@ static int config_finish(struct tern_config *c, const char *name, char **error_r
 	}
 	if (key_dir_finish(&c->tls_dir, c->path, "tls", name, error_r) < 0)
 		return -1;
+	if (c->acme_url != NULL && c->tls_cert != NULL) {
+		*error_r = xasprintf("%s: [tls] acme manages [tls] dir's cert.pem and key.pem: "
+				     "remove [tls] cert and key", name);
+		return -1;
+	}
 	/* not inside [tls] dir: that one is 0700 and the workers (the run user) read this */
 	if (key_dir_finish(&c->acme_challenge_dir, c->path,
 			   c->path[0] == '(' ? "tern-acme-challenge" : "acme-challenge", name,
@@ -763,6 +814,12 @@ void config_free(struct tern_config **cp)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->tls_dir);
+	free(c->acme_url);
+	free(c->acme_email);
+	free(c->acme_ca_file);
+	for (size_t i = 0; i < c->n_acme_names; i++)
+		free(c->acme_names[i]);
+	free(c->acme_names);
 	free(c->dns_servers);
 	free(c->acme_challenge_dir);
 	free(c->dkim_dir);

@@ -117,6 +117,14 @@ struct tern_config {
 	char *tls_key;
 	char *tls_dir;			/* absolute; default: the config file's directory + "/tls"
 					 * (never inside data_dir, which the run user owns) */
+	/* ACME (src/acme): [tls] acme = directory URL; NULL: no ACME */
+	char *acme_url;
+	char *acme_email;		/* contact for the account, or NULL */
+	char *acme_ca_file;		/* PEM roots to trust for the CA's HTTPS (private CAs) */
+	unsigned acme_renew_days;	/* renew this many days before expiry (30) */
+	unsigned acme_check_interval;	/* seconds between checks (43200) */
+	char **acme_names;		/* NULL: hostname, mta-sts.D and autoconfig.D per domain */
+	size_t n_acme_names;
 
 	char *dns_servers;		/* NULL: /etc/resolv.conf; else "addr:port,addr:port" */
 

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acme/acme.h"
 #include "auth/srs.h"
 #include "auth/throttle.h"
 #include "lib/connlimit.h"
@@ -59,6 +60,9 @@ struct master {
 	struct child children[MAX_CHILDREN];
 	unsigned n_workers;
 	struct dkim_keyring *dkim;	/* signing keys, for the queue runner only */
+	pid_t acme_pid;			/* the ACME child (root, no listeners), or 0 */
+	time_t acme_next;		/* when to start it next; 0: no ACME */
+	unsigned acme_failures;		/* failed runs in a row: back-off */
 };
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
@@ -367,6 +371,30 @@ static SSL_CTX *load_tls(struct master *m, char **error_r)
 	return ctx;
 }
 
+/* acme_restart_selfsigned - with [tls] acme, the pair in [tls] dir is ours to replace: when it
+ * cannot be loaded at start (a crash between the renames of a renewal left a new key with
+ * the old chain, or a file was damaged), start on a fresh self-signed pair rather than not at
+ * all; the ACME child orders a real one at once. Only names in [tls] dir, which load_tls
+ * checked to be root's. True when the pair was removed. */
+static bool acme_restart_selfsigned(struct master *m, const char *why)
+{
+	char *refused = NULL;
+	int dfd = geteuid() == 0 ? fs_open_trusted(m->cfg->tls_dir, O_PATH | O_DIRECTORY, &refused)
+				 : open(m->cfg->tls_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		free(refused);
+		return false;	/* not a directory of ours: the error stands */
+	}
+	log_warnx("TLS: %s; [tls] acme: starting with a new self-signed certificate until the CA "
+		  "issues one", why);
+	bool ok = (unlinkat(dfd, "cert.pem", 0) == 0 || errno == ENOENT) &&
+		  (unlinkat(dfd, "key.pem", 0) == 0 || errno == ENOENT);
+	if (!ok)
+		log_warn("removing the pair in %s", m->cfg->tls_dir);
+	close(dfd);
+	return ok;
+}
+
 /* load_srs_key - [inbound] srs_secret, or the random key file srs.key in tls_dir: root's, read
  * like the TLS key (the run user must not choose what root reads or where it writes), made
  * on first start. 0 or -1 with *error_r. */
@@ -501,12 +529,79 @@ static void spawn_generation(struct master *m)
 	}
 }
 
+/* acme_start - fork the ACME child when it is due ([tls] acme): it keeps root (it writes the
+ * root-only key and certificate), closes the listeners and runs acme_run (acme.h), which may
+ * block on the CA for minutes (bounded by an alarm) */
+static void acme_start(struct master *m)
+{
+	if (m->acme_next == 0 || m->acme_pid != 0 || time(NULL) < m->acme_next || got_term)
+		return;
+	pid_t master_pid = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_warn("fork (acme)");
+		m->acme_next = time(NULL) + 60;
+		return;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGCHLD, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master_pid)
+			_exit(0);
+		for (int r = 0; r < ROLE_COUNT; r++)
+			if (m->listen_fds[r] >= 0)
+				close(m->listen_fds[r]);
+		dkim_keyring_free(&m->dkim);
+		log_init("acme");
+		alarm(15 * 60);	/* a CA that never answers must not hold renewals forever */
+		int rc = acme_run(m->cfg, m->cert_path, m->key_path);
+		signal(SIGTERM, SIG_IGN);	/* the master stopping must not cut exit's cleanup */
+		exit(rc);			/* exit, not _exit: LeakSanitizer runs */
+	}
+	m->acme_pid = pid;
+}
+
+/* acme_done - the ACME child ended: reload when it renewed (as SIGHUP does: new workers,
+ * old sessions finish on the old ones), and plan the next run: after acme_check_interval, or
+ * after a failure sooner, 1 min doubling per failure up to the interval */
+static void acme_done(struct master *m, int status)
+{
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : ACME_FAILED;
+	unsigned every = m->cfg->acme_check_interval, wait = every;
+	m->acme_pid = 0;
+	if (rc == ACME_RENEWED)
+		got_hup = 1;
+	if (rc == ACME_RENEWED || rc == ACME_UP_TO_DATE) {
+		m->acme_failures = 0;
+	} else {
+		unsigned shift = m->acme_failures < 10 ? m->acme_failures : 10;
+		m->acme_failures++;
+		wait = 60u << shift;
+		if (wait > every)
+			wait = every;
+		if (WIFSIGNALED(status))
+			log_warnx("acme child killed by signal %d", WTERMSIG(status));
+		log_warnx("acme: attempt %u failed; next attempt in %u s", m->acme_failures, wait);
+	}
+	m->acme_next = time(NULL) + wait;
+}
+
 /* reap - collect dead children; restart those that should still run */
 static void reap(struct master *m)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == m->acme_pid) {
+			acme_done(m, status);
+			continue;
+		}
 		for (size_t i = 0; i < MAX_CHILDREN; i++) {
 			struct child *c = &m->children[i];
 			if (c->pid != pid)
@@ -658,6 +753,11 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	resolve_user(&m, dev_banner != NULL);
 	prepare_data_dir(&m);
 	m.tls = load_tls(&m, &err);
+	if (m.tls == NULL && cfg->acme_url != NULL && acme_restart_selfsigned(&m, err)) {
+		free(err);
+		err = NULL;
+		m.tls = load_tls(&m, &err);
+	}
 	if (m.tls == NULL)
 		log_fatalx("TLS: %s", err);
 	/* DKIM keys are root's: read them now, as root, for the queue runner we fork */
@@ -670,8 +770,13 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	if (cfg->srs && load_srs_key(&m, &err) < 0)
 		log_fatalx("SRS: %s", err);
 	check_access(&m);
-	if (cfg->listen[ROLE_HTTP].enabled || cfg->listen[ROLE_HTTPS].enabled)
+	if (cfg->listen[ROLE_HTTP].enabled || cfg->listen[ROLE_HTTPS].enabled || cfg->acme_url)
 		make_challenge_dir(cfg);
+	if (cfg->acme_url != NULL)
+		m.acme_next = time(NULL);	/* ACME: check the certificate at once */
+	if (cfg->acme_url != NULL && !cfg->listen[ROLE_HTTP].enabled)
+		log_warnx("[tls] acme without [listen] http: the CA's http-01 requests (port 80) must "
+			  "reach %s some other way", cfg->acme_challenge_dir);
 	open_listeners(&m);
 	if (connlimit_init() < 0 || throttle_init() < 0 || metrics_init() < 0)
 		log_fatal("shared tables");
@@ -717,6 +822,7 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 			reap(&m);
 		}
 		restart_due(&m);
+		acme_start(&m);
 		if (got_hup && !got_term) {
 			got_hup = 0;
 			sdnotify_reloading();
@@ -730,6 +836,8 @@ int master_run(struct tern_config *cfg, const char *dev_banner)
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		if (m.children[i].pid != 0)
 			kill(m.children[i].pid, SIGTERM);
+	if (m.acme_pid != 0)
+		kill(m.acme_pid, SIGTERM);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (m.listen_fds[r] >= 0)
 			close(m.listen_fds[r]);
