@@ -211,6 +211,7 @@ install: tern
 	install -m 0644 build/dist/tern.service $(DESTDIR)$(UNITDIR)/tern.service
 	install -m 0644 docs/operations.md docs/configuration.md docs/security.md $(DESTDIR)$(DOCDIR)/
 	install -d -m 0700 $(ETC)/tls $(DESTDIR)$(LOCALSTATEDIR)/tern
+	install -d -m 0755 $(ETC)/acme-challenge
 	@if [ -e $(ETC)/tern.conf ]; then \
 		install -m 0600 build/dist/tern.conf $(ETC)/tern.conf.sample; \
 		echo "install: kept $(ETC)/tern.conf; the new sample is tern.conf.sample"; \

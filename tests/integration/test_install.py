@@ -79,6 +79,7 @@ def test_layout_and_modes(installed):
         "lib/systemd/system/tern.service": (stat.S_IFREG, 0o644),
         "etc/tern/tern.conf": (stat.S_IFREG, 0o600),
         "etc/tern/tls": (stat.S_IFDIR, 0o700),
+        "etc/tern/acme-challenge": (stat.S_IFDIR, 0o755),
         "var/lib/tern": (stat.S_IFDIR, 0o700),
         "usr/share/doc/tern/operations.md": (stat.S_IFREG, 0o644),
         "usr/share/doc/tern/configuration.md": (stat.S_IFREG, 0o644),
@@ -98,7 +99,7 @@ def test_layout_and_modes(installed):
     conf = (dest / "etc/tern/tern.conf").read_text()
     assert not re.search(r"@[A-Z]+@", unit) and str(dest) not in unit
     assert "ExecStart=/usr/sbin/tern serve -c /etc/tern/tern.conf" in unit
-    assert "ReadWritePaths=/var/lib/tern /etc/tern/tls" in unit
+    assert "ReadWritePaths=/var/lib/tern /etc/tern/tls /etc/tern/acme-challenge" in unit
     assert re.search(r"^data_dir = /var/lib/tern$", conf, re.M)
     assert not re.search(r"@[A-Z]+@", conf) and str(dest) not in conf
     # the sample config loads (every key it sets is a real one), with its data dir moved
@@ -143,7 +144,7 @@ def test_default_prefix_and_variables(tmp_path):
     unit = (dest / "lib/systemd/system/tern.service").read_text()
     assert (dest / "opt/tern/bin/tern").is_file() and (dest / "srv/tern").is_dir()
     assert "ExecStart=/opt/tern/bin/tern serve -c /opt/etc/tern/tern.conf" in unit
-    assert "ReadWritePaths=/srv/tern /opt/etc/tern/tls" in unit
+    assert "ReadWritePaths=/srv/tern /opt/etc/tern/tls /opt/etc/tern/acme-challenge" in unit
     conf = (dest / "opt/etc/tern/tern.conf").read_text()
     assert re.search(r"^data_dir = /srv/tern$", conf, re.M)
 
