@@ -137,7 +137,7 @@ FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -pthread -Isrc -g -O1 -fsanitize=fuzzer $(
 FUZZ_OBJ_CFLAGS := $(filter-out -fsanitize=fuzzer,$(FUZZ_CFLAGS)) -fsanitize=fuzzer-no-link
 FUZZ_OBJ    := $(LIBSRC:%.c=build/fuzz/obj/%.o)
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_SECONDS ?= 5
+FUZZ_SECONDS ?= 3
 FUZZ_LONG_SECONDS ?= 300
 
 build/fuzz/obj/%.o: %.c
@@ -152,7 +152,7 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libtern.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -o $@ $< build/fuzz/libtern.a $(LIBS)
 
 # make fuzz: build the targets. make fuzz-test (part of make test): replay
-# tests/fuzz/regressions/, then FUZZ_SECONDS (5) of fuzzing per target from the seed corpus
+# tests/fuzz/regressions/, then FUZZ_SECONDS (3) of fuzzing per target from the seed corpus
 # into a temporary directory; any crash fails. make fuzz-run: FUZZ_LONG_SECONDS (300) per
 # target, new inputs kept in build/fuzz/corpus/NAME; FUZZ_TARGETS="base64 sasl" picks some.
 .PHONY: fuzz-test fuzz-run
