@@ -341,3 +341,34 @@ def test_imap_store_move_expunge(inst):
              f"expunged over IMAP from bob@example.test folder Archive uid {new_uid}",
              f"now: bob@example.test folder INBOX uid {uid}: no longer there",
              f"now: bob@example.test folder Archive uid {new_uid}: no longer there")
+
+
+def test_one_message_relayed_after_deferral_and_read(inst, sink):
+    """The issue's case in one message: received, relayed after one deferral (its remote
+    recipient) and read over IMAP (its local one), all in one story."""
+    tok = th.token()
+    remote = f"once-{tok}@{RELAY}"
+    msg = th.make_message(tok, sender="alice@example.test", to=f"bob@example.test, {remote}")
+    qid = submit(inst, "alice@example.test", ["bob@example.test", remote], msg)
+    inst.wait_message("bob@example.test", tok)
+    im = imaplib.IMAP4_SSL("127.0.0.1", inst.ports["imaps"], ssl_context=th.tls_context())
+    im.login("bob@example.test", th.USERS["bob@example.test"])
+    im.select("INBOX")
+    typ, data = im.uid("SEARCH", None, "SUBJECT", tok)
+    uid = data[0].split()[-1].decode()
+    typ, data = im.uid("FETCH", uid, "(BODY[])")
+    assert typ == "OK" and tok.encode() in data[0][1]
+    im.logout()
+    wait_trace(inst, qid, "sent (2.0.0 250 2.0.0 Ok: kept by the sink)")
+    out = wait_trace(inst, qid, "read: \\Seen set by FETCH")
+    in_order(out,
+             "received on submission from client.example.net [127.0.0.1]",
+             "recipient <bob@example.test> (local)",
+             f"recipient <{remote}> (remote)",
+             f"stored for bob@example.test in folder INBOX (uid {uid},",
+             "accepted: answered 250 2.0.0")
+    attempts = in_order(out, f"attempt 1 to <{remote}>", "attempt 2 to",
+                        "sent (2.0.0 250 2.0.0 Ok: kept by the sink)")
+    assert "deferred (4.3.0 451 4.3.0 sink busy" in attempts[0], attempts[0]
+    assert f"read: \\Seen set by FETCH over IMAP, bob@example.test folder INBOX uid {uid}" in out
+    assert f"now: in bob@example.test folder INBOX uid {uid}, flags: \\Seen\n" in out, out
