@@ -143,6 +143,19 @@ def submit(inst, sender, rcpts, msg):
     return re.search(rb"queued as (\S+)", resp).group(1).decode()
 
 
+def read_over_imap(inst, tok):
+    """bob reads the message carrying tok with FETCH BODY[] (which sets \\Seen); its UID"""
+    im = imaplib.IMAP4_SSL("127.0.0.1", inst.ports["imaps"], ssl_context=th.tls_context())
+    im.login("bob@example.test", th.USERS["bob@example.test"])
+    im.select("INBOX")
+    typ, data = im.uid("SEARCH", None, "SUBJECT", tok)
+    uid = data[0].split()[-1].decode()
+    typ, data = im.uid("FETCH", uid, "(BODY[])")
+    assert typ == "OK" and tok.encode() in data[0][1]
+    im.logout()
+    return uid
+
+
 def test_relayed_after_one_deferral(inst, sink):
     tok = th.token()
     msg = th.make_message(tok, sender="alice@example.test", to=f"once-{tok}@{RELAY}")
@@ -189,14 +202,7 @@ def test_local_read_over_imap_and_pop3(inst):
     qid = re.search(rb"queued as (\S+)", resp).group(1).decode()
     inst.wait_message("bob@example.test", tok)
     # IMAP: FETCH BODY[] sets \Seen
-    im = imaplib.IMAP4_SSL("127.0.0.1", inst.ports["imaps"], ssl_context=th.tls_context())
-    im.login("bob@example.test", th.USERS["bob@example.test"])
-    im.select("INBOX")
-    typ, data = im.uid("SEARCH", None, "SUBJECT", tok)
-    uid = data[0].split()[-1].decode()
-    typ, data = im.uid("FETCH", uid, "(BODY[])")
-    assert typ == "OK" and tok.encode() in data[0][1]
-    im.logout()
+    uid = read_over_imap(inst, tok)
     # the mailbox index says where it is now, and that it was read
     out = wait_trace(inst, qid, "read: \\Seen set by FETCH")
     assert f"now: in bob@example.test folder INBOX uid {uid}, flags: \\Seen\n" in out, out
@@ -351,14 +357,7 @@ def test_one_message_relayed_after_deferral_and_read(inst, sink):
     msg = th.make_message(tok, sender="alice@example.test", to=f"bob@example.test, {remote}")
     qid = submit(inst, "alice@example.test", ["bob@example.test", remote], msg)
     inst.wait_message("bob@example.test", tok)
-    im = imaplib.IMAP4_SSL("127.0.0.1", inst.ports["imaps"], ssl_context=th.tls_context())
-    im.login("bob@example.test", th.USERS["bob@example.test"])
-    im.select("INBOX")
-    typ, data = im.uid("SEARCH", None, "SUBJECT", tok)
-    uid = data[0].split()[-1].decode()
-    typ, data = im.uid("FETCH", uid, "(BODY[])")
-    assert typ == "OK" and tok.encode() in data[0][1]
-    im.logout()
+    uid = read_over_imap(inst, tok)
     wait_trace(inst, qid, "sent (2.0.0 250 2.0.0 Ok: kept by the sink)")
     out = wait_trace(inst, qid, "read: \\Seen set by FETCH")
     in_order(out,
