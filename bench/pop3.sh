@@ -166,6 +166,7 @@ TERN_MAIL=$TMP/tern-data/mail/example.test
 	echo "[listen]"
 	echo "smtp = 127.0.0.1:$TERN_SMTP"
 	echo "pop3 = 127.0.0.1:$TERN_POP3"
+	tern_conf_inbound
 } >"$TERN_CONF"
 
 for u in "$USER_ADDR" $(cat "$TMP/idle-users"); do
