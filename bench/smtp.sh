@@ -57,11 +57,15 @@ rss_report() {
 	TERN_RSS_LINES+=("$(printf '%-7s total %6d kB:%s' "$label" "$total" "$parts")")
 }
 
-# run_source SESSIONS COUNT PORT OUTFILE - smtp-source, bounded; returns its status
+# run_source SESSIONS COUNT PORT OUTFILE - smtp-source, bounded; returns its status. Its CPU
+# time (user + system, /usr/bin/time) goes to OUTFILE.cpu
 run_source() {
-	timeout "$RUN_TIMEOUT" "$SMTP_SOURCE" -s "$1" -l "$SIZE" -m "$2" -M bench-client.example.org \
-		-f "$SENDER" -t "$RCPT" "127.0.0.1:$3" >"$4" 2>&1
+	timeout "$RUN_TIMEOUT" /usr/bin/time -f '%U %S' -o "$4.cpu" "$SMTP_SOURCE" -s "$1" -l "$SIZE" -m "$2" \
+		-M bench-client.example.org -f "$SENDER" -t "$RCPT" "127.0.0.1:$3" >"$4" 2>&1
 }
+
+# source_cpu OUTFILE - smtp-source's CPU seconds in that run
+source_cpu() { awk 'NF == 2 { printf "%.3f", $1 + $2 }' "$1.cpu"; }
 
 RESULTS=()	# "impl|sessions|messages|seconds|rate"
 add_result() { RESULTS+=("$1|$2|$3|$4|$5"); }
@@ -121,6 +125,8 @@ for s in $SESSIONS_LIST; do
 	sec=$(secs "$t0" "$t1")
 	add_result tern "$s" "$MSGS" "$sec" "$(rate "$MSGS" "$sec")"
 	result "smtp.s$s.tern" "$(rate "$MSGS" "$sec")"
+	result "smtp.tern.s$s.client" "$(source_cpu "$out")/$sec"
+	say "tern      sessions=$s: smtp-source used $(source_cpu "$out")s of CPU"
 	say "tern      sessions=$s: $MSGS delivered in ${sec}s"
 done
 rss_report after
@@ -194,6 +200,7 @@ if postfix_usable && pf_setup; then
 		add_result "postfix (delivered)" "$s" "$MSGS" "$sec2" "$(rate "$MSGS" "$sec2")"
 		result "smtp.s$s.postfix" "$(rate "$MSGS" "$sec2")"
 		result "smtp.s$s.postfix250" "$(rate "$MSGS" "$sec1")"
+		result "smtp.postfix.s$s.client" "$(source_cpu "$out")/$sec1"
 		say "postfix   sessions=$s: $MSGS accepted in ${sec1}s, all in Maildir after ${sec2}s"
 	done
 	stop_postfix
