@@ -66,7 +66,7 @@ if want pop3; then
 	done
 fi
 if want imap; then
-	step imap imap.sh BENCH_CLIENTS="10 50" BENCH_SECONDS=10 BENCH_RUNS=2 BENCH_IDLE=500 \
+	step imap imap.sh BENCH_CLIENTS="10 50" BENCH_SECONDS=10 BENCH_RUNS=2 BENCH_IDLE=300 \
 		BENCH_IDLE_TLS=1 BENCH_WAKE=20
 fi
 
