@@ -7,7 +7,7 @@
 # A benchmark, not a test: it fails (exit 1) when a script failed (something broken), never
 # because a target is missed; the table says which are met.
 #
-# Knobs (environment): BENCH_ROUNDS_SMTP=2, BENCH_ROUNDS_POP3=3 (runs of smtp.sh / pop3.sh;
+# Knobs (environment): BENCH_ROUNDS_SMTP=2, BENCH_ROUNDS_POP3=2 (runs of smtp.sh / pop3.sh;
 # each round runs tern, then the peer), BENCH_SCALING=1 (0 skips the workers = 1 runs),
 # BENCH_ONLY="smtp relay pop3 imap" (the parts to run), BENCH_OUT=bench/results.
 set -uo pipefail
@@ -15,7 +15,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${BENCH_OUT:-$ROOT/bench/results}
 ROUNDS_SMTP=${BENCH_ROUNDS_SMTP:-2}
-ROUNDS_POP3=${BENCH_ROUNDS_POP3:-3}
+ROUNDS_POP3=${BENCH_ROUNDS_POP3:-2}
 SCALING=${BENCH_SCALING:-1}
 ONLY=${BENCH_ONLY:-"smtp relay pop3 imap"}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
