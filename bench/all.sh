@@ -62,7 +62,7 @@ if want relay; then
 fi
 if want pop3; then
 	for ((r = 1; r <= ROUNDS_POP3; r++)); do
-		step "pop3-$r" pop3.sh BENCH_MSGS=1000 BENCH_RUNS=3 BENCH_IDLE=50 BENCH_PAR=10
+		step "pop3-$r" pop3.sh BENCH_MSGS=1000 BENCH_RUNS=5 BENCH_IDLE=50 BENCH_PAR=10
 	done
 fi
 if want imap; then

@@ -258,6 +258,8 @@ TERN_DATA=$TMP/tern-data
 	# 2,000 logins at once: the default queue of 64 password checks per worker would
 	# answer the rest "try again later"
 	echo "login_queue = $((NUSERS + 100))"
+	# and the cap on password checks in flight over all workers (256 by default) likewise
+	echo "login_max_inflight = $((NUSERS + 100))"
 	echo "allow_plaintext_auth_loopback = yes"
 	echo "[listen]"
 	echo "imap = 127.0.0.1:$TERN_IMAP"
