@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/all.sh - `make bench`: every benchmark against its peer (Postfix, Dovecot), then tern
-# alone with workers = 1 for the scaling figures; one table of medians and ratios at the end,
+# alone with workers = 1 and 2, back to back, for the scaling figures; one table of medians and ratios at the end,
 # also written to bench/results/latest.md. Each script runs with sizes that fit the whole in
 # about 20 minutes on a 2-core machine and appends its figures ("KEY VALUE" lines) to a results
 # file (BENCH_RESULTS); this script reads only those files, never the scripts' human output.
@@ -8,7 +8,7 @@
 # because a target is missed; the table says which are met.
 #
 # Knobs (environment): BENCH_ROUNDS_SMTP=2, BENCH_ROUNDS_POP3=2 (runs of smtp.sh / pop3.sh;
-# each round runs tern, then the peer), BENCH_SCALING=1 (0 skips the workers = 1 runs),
+# each round runs tern, then the peer), BENCH_SCALING=1 (0 skips the scaling runs),
 # BENCH_ONLY="smtp relay pop3 imap" (the parts to run), BENCH_OUT=bench/results.
 set -uo pipefail
 
@@ -54,11 +54,11 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 # --- against the peers (tern with workers = 2, each script's default) -------------------------
 if want smtp; then
 	for ((r = 1; r <= ROUNDS_SMTP; r++)); do
-		step "smtp-$r" smtp.sh BENCH_MSGS=2000 BENCH_SESSIONS="1 20" BENCH_WARMUP=200
+		step "smtp-$r" smtp.sh BENCH_MSGS=1500 BENCH_SESSIONS="1 20" BENCH_WARMUP=200
 	done
 fi
 if want relay; then
-	step relay relay.sh BENCH_MSGS=2000 BENCH_RUNS=3 BENCH_MODES="plain tls" BENCH_WARMUP=200
+	step relay relay.sh BENCH_MSGS=1500 BENCH_RUNS=3 BENCH_MODES="plain tls" BENCH_WARMUP=200
 fi
 if want pop3; then
 	for ((r = 1; r <= ROUNDS_POP3; r++)); do
@@ -70,13 +70,20 @@ if want imap; then
 		BENCH_IDLE_TLS=1 BENCH_WAKE=20
 fi
 
-# --- scaling: tern alone with workers = 1 (workers = 2 is the run above) ------------------------
+# --- scaling: tern alone with workers = 1, then 2, back to back (the same moment's machine) ------
 if [ "$SCALING" = 1 ]; then
-	want smtp && step smtp-w1 smtp.sh BENCH_WORKERS=1 BENCH_POSTFIX=0 BENCH_MSGS=2000 BENCH_SESSIONS=20 BENCH_WARMUP=200
-	want relay && step relay-w1 relay.sh BENCH_WORKERS=1 BENCH_POSTFIX=0 BENCH_MSGS=2000 BENCH_RUNS=2 \
-		BENCH_MODES=plain BENCH_WARMUP=200
-	want imap && step imap-w1 imap.sh BENCH_WORKERS=1 BENCH_DOVECOT=0 BENCH_CLIENTS="10 50" BENCH_SECONDS=10 \
-		BENCH_RUNS=1 BENCH_IDLE=0 BENCH_WAKE=0
+	for w in 1 2; do
+		want smtp && step "smtp-w$w" smtp.sh BENCH_WORKERS=$w BENCH_POSTFIX=0 BENCH_MSGS=1500 \
+			BENCH_SESSIONS=20 BENCH_WARMUP=200
+	done
+	for w in 1 2; do
+		want relay && step "relay-w$w" relay.sh BENCH_WORKERS=$w BENCH_POSTFIX=0 BENCH_MSGS=1500 \
+			BENCH_RUNS=1 BENCH_MODES=plain BENCH_WARMUP=200
+	done
+	for w in 1 2; do
+		want imap && step "imap-w$w" imap.sh BENCH_WORKERS=$w BENCH_DOVECOT=0 BENCH_CLIENTS="10 50" \
+			BENCH_SECONDS=10 BENCH_RUNS=1 BENCH_IDLE=0 BENCH_WAKE=0
+	done
 fi
 
 TOTAL=$((SECONDS - T0))
@@ -88,9 +95,11 @@ import glob, os, statistics, sys
 
 run_dir, total, load0, load1, ncpu = sys.argv[1:]
 vals = {}      # key -> [values] over the comparison steps (workers = 2)
-w1 = {}        # key -> [values] over the workers = 1 steps
+w1 = {}        # key -> [values] over the scaling steps, workers = 1
+w2 = {}        # and workers = 2
 for path in sorted(glob.glob(os.path.join(run_dir, "*.res"))):
-    into = w1 if os.path.basename(path).endswith("-w1.res") else vals
+    base = os.path.basename(path)
+    into = w1 if base.endswith("-w1.res") else w2 if base.endswith("-w2.res") else vals
     for line in open(path):
         parts = line.split()
         if len(parts) == 2:
@@ -142,7 +151,7 @@ p("Peers: Postfix " + "(SMTP in: delivered to Maildir; relay: clients in mynetwo
   "Dovecot (POP3, IMAP). Memory rows: lower is better, the target is tern's own figure.")
 
 p("")
-p("Scaling, tern alone: workers = 1 against workers = 2 (the runs above)")
+p("Scaling, tern alone: workers = 1, then workers = 2, run back to back")
 p("")
 p("| benchmark | workers = 1 | workers = 2 | growth |")
 p("|---|---:|---:|---:|")
@@ -150,7 +159,7 @@ for name, key in (("SMTP in, 20 sessions (msg/s)", "smtp.s20.tern"),
                   ("Relay end to end (msg/s)", "relay.tern.plain"),
                   ("IMAP mixed, 10 clients (ops/s)", "imap.tern.mixed10"),
                   ("IMAP mixed, 50 clients (ops/s)", "imap.tern.mixed50")):
-    a, b = med(w1, key), med(vals, key)
+    a, b = med(w1, key), med(w2, key)
     g = f"{b / a:.2f}x" if a and b is not None else "-"
     p(f"| {name} | {fmt(a)} | {fmt(b)} | {g} |")
 
@@ -159,7 +168,7 @@ p("Load generators: own CPU time against wall time (the largest share of any run
 p("")
 p("| generator, run | CPU s | wall s | share |")
 p("|---|---:|---:|---:|")
-for d in (vals, w1):
+for d in (vals, w1, w2):
     for key in sorted(k for k in d if k.endswith(".client")):
         worst = None
         for v in d[key]:
@@ -168,7 +177,7 @@ for d in (vals, w1):
                 worst = (c / w, c, w)
         if worst:
             gen = {"smtp": "smtp-source", "relay": "smtp_load", "pop3": "pop3_load", "imap": "imap_load"}[key.split(".")[0]]
-            label = key[:-len(".client")] + (" (workers = 1)" if d is w1 else "")
+            label = key[:-len(".client")] + (" (workers = 1)" if d is w1 else " (workers = 2)" if d is w2 else "")
             p(f"| {gen}: {label} | {worst[1]:.3f} | {worst[2]:.3f} | {worst[0] * 100:.0f}% |")
 p("")
 m, s = divmod(int(total), 60)
