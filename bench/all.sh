@@ -136,7 +136,8 @@ p(f"| benchmark | tern | peer | tern/peer | target | met | runs |")
 p(f"|---|---:|---:|---:|---|---|---:|")
 for name, tk, pk, kind, target, ttext in ROWS:
     t, q = med(vals, tk), med(vals, pk)
-    ratio = t / q if t is not None and q else None
+    # a memory growth at or below zero is noise around nothing: no ratio for it
+    ratio = t / q if t is not None and q and t > 0 else None
     if kind == "ratio":
         met = "-" if ratio is None else ("yes" if ratio >= target else "no")
     elif kind == "max":
