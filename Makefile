@@ -14,6 +14,8 @@
 # make install  PREFIX=/usr/local DESTDIR= SBINDIR SYSCONFDIR=/etc LOCALSTATEDIR=/var/lib:
 #               the binary, the systemd unit, a sample /etc/tern/tern.conf (never over an
 #               existing one), /var/lib/tern (docs/operations.md); make uninstall
+# make bench     every benchmark against its peer, one table (bench/all.sh; up to 20 minutes)
+# make bench-tools  the C load generators of the benchmarks (build/bench/)
 
 # Two stages, so that the first `make` on a machine without the -dev packages works: the
 # pkg-config calls below are expanded when a makefile is read, which must happen after
@@ -62,7 +64,7 @@ OBJ_A  := $(LIBSRC:%.c=build/asan/%.o)
 UNIT_A := $(UNIT_SRC:tests/unit/%.c=build/asan/unit/%)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps test unit integration reliability e2e valgrind run fuzz clean lint bench-smtp bench-pop3 bench-relay bench-imap bench-imap-big asan
+.PHONY: all deps test unit integration reliability e2e valgrind run fuzz clean lint bench bench-tools bench-smtp bench-pop3 bench-relay bench-imap bench-imap-big asan
 all: tern
 
 # The outer make already ran scripts/deps.sh.
@@ -164,19 +166,32 @@ fuzz-test: $(FUZZ_BIN)
 fuzz-run: $(FUZZ_BIN)
 	./tests/fuzz/run.sh -t $(FUZZ_LONG_SECONDS) -k $(FUZZ_TARGETS)
 
-bench-smtp: tern
+# The load generators (bench/*.c): -O2, OpenSSL where TLS is needed; not part of `make`.
+BENCH_TOOLS  := build/bench/imap_load build/bench/pop3_load build/bench/smtp_load
+BENCH_CFLAGS := -std=gnu17 -O2 -pthread -Wall -Wextra -Werror -Wshadow -Wvla
+
+build/bench/%: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lssl -lcrypto
+
+bench-tools: $(BENCH_TOOLS)
+
+bench: tern bench-tools
+	./bench/all.sh
+
+bench-smtp: tern bench-tools
 	./bench/smtp.sh
 
-bench-pop3: tern
+bench-pop3: tern bench-tools
 	./bench/pop3.sh
 
-bench-relay: tern
+bench-relay: tern bench-tools
 	./bench/relay.sh
 
-bench-imap: tern
+bench-imap: tern bench-tools
 	./bench/imap.sh
 
-bench-imap-big: tern
+bench-imap-big: tern bench-tools
 	./bench/imap_big.sh
 
 # Installing (docs/operations.md). Paths in the unit and the sample config are the run-time

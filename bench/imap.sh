@@ -23,6 +23,8 @@
 #   BENCH_TIMEOUT=600      seconds allowed for one client run (the 2,000 logins included)
 #   BENCH_DOVECOT=1        0: skip the Dovecot half
 #   BENCH_KEEP=0           1: keep the temporary directory (configs, logs, mail) at the end
+#   BENCH_RESULTS=         a file to append "imap.IMPL.mixedN OPS_PER_S" and "imap.IMPL.idle_plain|tls KB"
+#                          lines to
 #   BENCH_TERN=./tern      the tern binary
 #   TMPDIR                 where the temporary directory is made
 set -euo pipefail
@@ -83,8 +85,7 @@ say "IMAP benchmark: mixed load (clients: $CLIENTS; ${SECONDS_RUN}s per run, $RU
 bench_header "ulimit -n $(ulimit -n)"
 
 # --- the load generator -----------------------------------------------------------------------
-LOAD=$TMP/imap_load
-cc -O2 -pthread -o "$LOAD" "$ROOT/bench/imap_load.c" -lssl -lcrypto || die "building bench/imap_load.c failed"
+LOAD=$(bench_tool imap_load)
 
 # --- one certificate for both servers' TLS listeners: self-signed P-256, as tern makes its own
 if [ "$IDLE_TLS" = 1 ]; then
@@ -172,10 +173,13 @@ mixed_run() {
 		FAILURES+=("$impl mixed $n clients: $(grep -m1 -- '->' "$out" || head -n1 "$out")")
 		return 1
 	fi
+	local cpu
+	cpu=$(awk '/^client_cpu / { print $2 "/" $4 }' "$out")
 	# ops N seconds S ops_per_s R p50_ms A p99_ms B
 	set -- $line
-	say "$(printf '%-8s %3d clients run %d: %7d ops in %5ss = %6s ops/s, p50 %s ms, p99 %s ms' \
-		"$impl" "$n" "$r" "$2" "$4" "$6" "$8" "${10}")"
+	say "$(printf '%-8s %3d clients run %d: %7d ops in %5ss = %6s ops/s, p50 %s ms, p99 %s ms, client CPU/wall %ss' \
+		"$impl" "$n" "$r" "$2" "$4" "$6" "$8" "${10}" "$cpu")"
+	result "imap.$impl.mixed$n.client" "$cpu"
 	RESULTS+=("$impl|$n|$r|$2|$4|$6|$8|${10}|$out")
 }
 
@@ -254,6 +258,8 @@ TERN_DATA=$TMP/tern-data
 	# 2,000 logins at once: the default queue of 64 password checks per worker would
 	# answer the rest "try again later"
 	echo "login_queue = $((NUSERS + 100))"
+	# and the cap on password checks in flight over all workers (256 by default) likewise
+	echo "login_max_inflight = $((NUSERS + 100))"
 	echo "allow_plaintext_auth_loopback = yes"
 	echo "[listen]"
 	echo "imap = 127.0.0.1:$TERN_IMAP"
@@ -405,6 +411,7 @@ for n in $CLIENTS; do
 		if [ -n "$best" ]; then
 			IFS='|' read -r ops p50 p99 f <<<"$best"
 			BEST[$impl.$n]=$ops
+			result "imap.$impl.mixed$n" "$ops"
 			BEST_FILES+=("$f")
 			BEST_NAMES+=("$impl/$n")
 			printf '%-8s %8s %10s %10s %10s\n' "$impl" "$n" "$ops" "$p50" "$p99"
@@ -454,6 +461,7 @@ if [ "$IDLE" -gt 0 ]; then
 			read -r ni nl <<<"$extra"
 			more=" ($ni imap, ${nl:-0} imap-login)"
 		fi
+		result "imap.$impl.idle_$tls" "$(per "$bpss" "$apss")"
 		printf '%-17s %12s %12s %10s  %s\n' "$name" "$(per "$bpss" "$apss")" "$(per "$brss" "$arss")" "$took" \
 			"$bn -> $an$more; PSS $bpss -> $apss kB"
 	done

@@ -15,7 +15,8 @@
  *   \Deleted, UID EXPUNGE it, NOOP: each command counts as one operation. The mailboxes must
  *   hold at least 50 messages. Prints "ops N seconds S ops_per_s R p50_ms A p99_ms B": the
  *   rate is each client's operations over its own SECONDS of cycles, summed; LOGIN, the first
- *   SELECT and LOGOUT are neither counted nor timed (S: the longest client's cycle time).
+ *   SELECT and LOGOUT are neither counted nor timed (S: the longest client's cycle time);
+ *   then "client_cpu C wall W": this process's CPU time (getrusage) and the run's wall time.
  * idle: log in, SELECT, IDLE, and stay (for memory figures) for SECONDS after all sessions
  *   are idling; prints "idle N" once all are.
  * warm: users 1..CLIENTS each log in, SELECT INBOX and LOG OUT once, WARM_THREADS (4) at a
@@ -36,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -479,7 +481,6 @@ int main(int argc, char **argv)
 			if (d > span)
 				span = d;
 		}
-		(void)el;
 		for (int i = 0; i < N_KINDS; i++) {
 			long cnt = atomic_load(&kind_count[i]);
 			if (cnt > 0)
@@ -490,6 +491,12 @@ int main(int argc, char **argv)
 		printf("ops %ld seconds %.2f ops_per_s %.0f p50_ms %.3f p99_ms %.3f\n",
 		       atomic_load(&total_ops), span, rate,
 		       m ? lat[m / 2] : 0.0, m ? lat[(size_t)((double)m * 0.99)] : 0.0);
+		/* the generator's own CPU time (user + system, all threads) against the wall time of
+		 * the whole run, logins included: far below it, the client was not the limit */
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		printf("client_cpu %.3f wall %.3f\n",
+		       ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, el);
 	}
 	return 0;
 }

@@ -256,6 +256,14 @@ tern_conf_head() {
 	return 0
 }
 
+# tern_conf_inbound - the [inbound] section of every benchmark's tern.conf: no SPF/DKIM/DMARC
+# checks on incoming SMTP (Postfix checks none by default; with them tern's time per message
+# is the resolver's latency, which says nothing about tern)
+tern_conf_inbound() {
+	echo "[inbound]"
+	echo "checks = no"
+}
+
 # tern_start PORT PREFIX [PORT PREFIX...] - `tern serve -c TERN_CONF` in the background (its
 # log appended to TERN_LOG), until each PORT greets with its PREFIX; dies when it does not
 # within 20 s
@@ -428,4 +436,128 @@ stop_dovecot() {
 	[ -n "$DV_PID" ] || return 0
 	stop_pid "$DV_PID" "dovecot master"
 	DV_PID=""
+}
+
+# --- load generators and results ---------------------------------------------------------------
+
+# bench_tool NAME - the path of the C load generator build/bench/NAME (from bench/NAME.c),
+# built with `make bench-tools` when it is missing or older than its source
+bench_tool() {
+	local bin=$ROOT/build/bench/$1
+	if [ ! -x "$bin" ] || [ "$ROOT/bench/$1.c" -nt "$bin" ]; then
+		make -C "$ROOT" --no-print-directory -s bench-tools >&2 || die "building $1 (make bench-tools) failed"
+	fi
+	echo "$bin"
+}
+
+# result KEY VALUE - one machine-readable result: "KEY VALUE" appended to BENCH_RESULTS when the
+# caller (bench/all.sh) set it; otherwise nothing
+result() {
+	[ -n "${BENCH_RESULTS:-}" ] || return 0
+	printf '%s %s\n' "$1" "$2" >>"$BENCH_RESULTS"
+}
+
+# --- a private Postfix instance ----------------------------------------------------------------
+# Globals: PF (TMP/pf), PF_CONF, PF_LOG, PF_PORT (set by postfix_start), PF_STARTED, PF_SKIP.
+PF_STARTED=0
+PF_SKIP=""
+PF_PORT=""
+
+# postfix_usable - 0 when a private Postfix can run here (BENCH_POSTFIX=1 in DO_POSTFIX, root,
+# the package); else 1 with PF_SKIP set
+postfix_usable() {
+	if [ "${DO_POSTFIX:-1}" != 1 ]; then
+		PF_SKIP="BENCH_POSTFIX=$DO_POSTFIX"
+	elif [ "$IS_ROOT" -ne 1 ]; then
+		PF_SKIP="needs root (Postfix's master runs as root and delivers as another uid)"
+	elif ! command -v postfix >/dev/null || ! id postfix >/dev/null 2>&1 || ! getent group postdrop >/dev/null; then
+		PF_SKIP="postfix package incomplete (postfix command, user postfix, group postdrop)"
+	fi
+	[ -z "$PF_SKIP" ]
+}
+
+# postfix_start PORT [NAME=VALUE...] - a private instance in TMP/pf (its own config_directory,
+# queue_directory, data_directory; /etc/postfix is not touched) with Debian's stock master.cf
+# services (chroot off), smtpd on 127.0.0.1:PORT, its log in PF_LOG through postlogd, and
+# Postfix's defaults (compatibility level 3.6) but for the NAME=VALUEs the script adds (its
+# destinations); until PORT greets. 1 with PF_SKIP set when it does not start.
+postfix_start() {
+	PF=$TMP/pf
+	PF_CONF=$PF/etc
+	PF_LOG=$PF/maillog
+	PF_PORT=$1
+	shift
+	mkdir -p "$PF_CONF" "$PF/spool" "$PF/data"
+	chown postfix "$PF/data"
+	cat >"$PF_CONF/master.cf" <<-EOF
+	127.0.0.1:$PF_PORT inet n - n - - smtpd
+	pickup    unix  n       -       n       60      1       pickup
+	cleanup   unix  n       -       n       -       0       cleanup
+	qmgr      unix  n       -       n       300     1       qmgr
+	rewrite   unix  -       -       n       -       -       trivial-rewrite
+	bounce    unix  -       -       n       -       0       bounce
+	defer     unix  -       -       n       -       0       bounce
+	trace     unix  -       -       n       -       0       bounce
+	verify    unix  -       -       n       -       1       verify
+	flush     unix  n       -       n       1000?   0       flush
+	proxymap  unix  -       -       n       -       -       proxymap
+	smtp      unix  -       -       n       -       -       smtp
+	relay     unix  -       -       n       -       -       smtp
+	showq     unix  n       -       n       -       -       showq
+	error     unix  -       -       n       -       -       error
+	retry     unix  -       -       n       -       -       error
+	discard   unix  -       -       n       -       -       discard
+	local     unix  -       n       n       -       -       local
+	virtual   unix  -       n       n       -       -       virtual
+	anvil     unix  -       -       n       -       1       anvil
+	scache    unix  -       -       n       -       1       scache
+	postlog   unix-dgram n  -       n       -       1       postlogd
+	EOF
+	: >"$PF_CONF/main.cf"
+	postconf -c "$PF_CONF" -e \
+		compatibility_level=3.6 \
+		"queue_directory=$PF/spool" \
+		"data_directory=$PF/data" \
+		mail_owner=postfix setgid_group=postdrop \
+		myhostname=pf.example.test mydomain=example.test mydestination=localhost \
+		inet_interfaces=127.0.0.1 inet_protocols=ipv4 \
+		alias_maps= alias_database= \
+		smtpd_tls_security_level=none smtp_tls_security_level=none \
+		"maillog_file=$PF_LOG" "maillog_file_prefixes=$TMP" \
+		"$@"
+	# postfix(1) reports its own errors only on a terminal or in maillog_file
+	if ! postfix -c "$PF_CONF" check >"$TMP/pf-check.out" 2>&1; then
+		PF_SKIP="'postfix check' failed: $(tail -n 3 "$PF_LOG" 2>/dev/null | tr '\n' ' ')"
+		return 1
+	fi
+	PF_STARTED=1
+	if ! postfix -c "$PF_CONF" start >"$TMP/pf-start.out" 2>&1 ||
+		! wait_greeting "$PF_PORT" 220 20; then
+		PF_SKIP="private instance did not start: $(grep -E 'fatal|error' "$PF_LOG" 2>/dev/null | tail -n 3 | tr '\n' ' ')"
+		return 1
+	fi
+	return 0
+}
+
+# postfix_queued - messages in the private instance's queue now (files under maildrop,
+# incoming, active, deferred, hold: the queue files; no postqueue fork, cheap to poll)
+postfix_queued() {
+	find "$PF/spool/maildrop" "$PF/spool/incoming" "$PF/spool/active" "$PF/spool/deferred" \
+		"$PF/spool/hold" -type f 2>/dev/null | wc -l
+}
+
+stop_postfix() {
+	[ "$PF_STARTED" -eq 1 ] || return 0
+	PF_STARTED=0
+	timeout 30 postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+	# postfix stop waits for the master; if it is still there, end it by its pid file
+	local pidf=$PF/spool/pid/master.pid pid
+	if [ -f "$pidf" ]; then
+		pid=$(tr -dc 0-9 <"$pidf")
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+			sleep 1
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
 }

@@ -12,23 +12,27 @@
 #   BENCH_RUNS=3           runs per mode; the best (shortest) counts
 #   BENCH_BATCH=50         RETR commands written at once in the pipelined mode
 #   BENCH_IDLE=50          idle logged-in sessions for the memory figure (0: skip it)
+#   BENCH_PAR=10           sessions at once in the parallel mode, one account each (of the idle
+#                          accounts, so at most BENCH_IDLE; 0: skip it)
 #   BENCH_IDLE_MSGS=       messages in each idle session's maildrop (default: BENCH_MSGS)
 #   BENCH_WORKERS=2        tern worker processes
 #   BENCH_TIMEOUT=120      seconds allowed for one client run (and for the SMTP fill)
 #   BENCH_DOVECOT=1        0: skip the Dovecot half
 #   BENCH_KEEP=0           1: keep the temporary directory (configs, logs, mail) at the end
+#   BENCH_RESULTS=         a file to append "pop3.IMPL.MODE MSG_PER_S" and "pop3.IMPL.idle_kb KB"
+#                          lines to
 #   TMPDIR                 where the temporary directory is made
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TERN=$ROOT/tern
-CLIENT=$ROOT/bench/pop3_client.py
 MSGS=${BENCH_MSGS:-1000}
 SIZE=${BENCH_SIZE:-10240}
 RUNS=${BENCH_RUNS:-3}
 BATCH=${BENCH_BATCH:-50}
 IDLE=${BENCH_IDLE:-50}
 IDLE_MSGS=${BENCH_IDLE_MSGS:-$MSGS}
+PAR=${BENCH_PAR:-10}
 WORKERS=${BENCH_WORKERS:-2}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
 DO_DOVECOT=${BENCH_DOVECOT:-1}
@@ -44,8 +48,10 @@ MODES="one pipe"
 SMTP_SOURCE=/usr/sbin/smtp-source
 [ -x "$SMTP_SOURCE" ] || die "$SMTP_SOURCE missing (scripts/bench-deps.sh installs postfix)"
 [ -x "$TERN" ] || die "$TERN missing: run 'make bench-pop3' (or 'make tern') first"
-command -v python3 >/dev/null || die "python3 missing"
+CLIENT=$(bench_tool pop3_load)
 [ "$IDLE_MSGS" -le "$MSGS" ] || die "BENCH_IDLE_MSGS ($IDLE_MSGS) > BENCH_MSGS ($MSGS)"
+[ "$PAR" -le "$IDLE" ] || die "BENCH_PAR ($PAR) > BENCH_IDLE ($IDLE): the parallel sessions use the idle accounts"
+[ "$PAR" -eq 0 ] || [ "$IDLE_MSGS" -gt 0 ] || die "BENCH_PAR needs BENCH_IDLE_MSGS > 0"
 
 bench_identity
 bench_tmp bench-pop3 stop_idle stop_tern stop_dovecot
@@ -63,9 +69,15 @@ first_files() {
 	shopt -u nullglob
 }
 
-# retr_run PORT MODE OUTFILE - one client run, bounded; returns its status
+# retr_run PORT MODE OUTFILE - one client run, bounded; returns its status. MODE one, pipe
+# (one session of USER_ADDR) or par (PAR sessions of idle01.., pipelined, at once)
 retr_run() {
-	timeout "$RUN_TIMEOUT" python3 "$CLIENT" retr --port "$1" --user "$USER_ADDR" --password "$PASS" \
+	if [ "$2" = par ]; then
+		timeout "$RUN_TIMEOUT" "$CLIENT" retr --port "$1" --user 'idle%02d@example.test' --sessions "$PAR" \
+			--password "$PASS" --mode pipe --batch "$BATCH" --expect "$IDLE_MSGS" --timeout 30 >"$3" 2>&1
+		return
+	fi
+	timeout "$RUN_TIMEOUT" "$CLIENT" retr --port "$1" --user "$USER_ADDR" --password "$PASS" \
 		--mode "$2" --batch "$BATCH" --expect "$MSGS" --timeout 30 >"$3" 2>&1
 }
 
@@ -74,7 +86,7 @@ retr_run() {
 # not grown for many sessions at once (freed memory would hide the cost of the next ones)
 idle_warm() {
 	[ "$IDLE" -gt 0 ] || return 0
-	timeout "$RUN_TIMEOUT" python3 "$CLIENT" logins --port "$1" --users-file "$TMP/idle-users" \
+	timeout "$RUN_TIMEOUT" "$CLIENT" logins --port "$1" --users-file "$TMP/idle-users" \
 		--password "$PASS" </dev/null >"$TMP/idle-warm.out" 2>&1
 }
 
@@ -87,7 +99,7 @@ idle_measure() {
 	sleep 0.5
 	b=$($before)
 	mkfifo "$TMP/idle-in"
-	timeout "$RUN_TIMEOUT" python3 "$CLIENT" idle --port "$port" --users-file "$TMP/idle-users" \
+	timeout "$RUN_TIMEOUT" "$CLIENT" idle --port "$port" --users-file "$TMP/idle-users" \
 		--password "$PASS" <"$TMP/idle-in" >"$TMP/idle-$impl.out" 2>&1 &
 	IDLE_PID=$!
 	exec 4>"$TMP/idle-in"	# the client's stdin stays open until we close this
@@ -107,15 +119,28 @@ idle_measure() {
 	rm -f "$TMP/idle-in"
 	grep -q '^DONE' "$TMP/idle-$impl.out" || die "$impl: idle sessions did not end cleanly"
 	IDLE_LINES+=("$impl|$b|$a")
+	# the figure: tern's growth over its children; Dovecot's pop3 processes (one per session)
+	local apss apss2
+	read -r _ _ _ _ apss2 _ <<<"$a"
+	if [ "$impl" = tern ]; then
+		read -r _ bpss _ <<<"$b"
+		read -r _ apss _ <<<"$a"
+		result "pop3.tern.idle_kb" "$(awk -v a="$bpss" -v b="$apss" -v n="$IDLE" 'BEGIN { printf "%.1f", (b - a) / n }')"
+	else
+		result "pop3.dovecot.idle_kb" "$(awk -v b="$apss2" -v n="$IDLE" 'BEGIN { printf "%.1f", b / n }')"
+	fi
 }
 
 RESULTS=()	# "impl|mode|messages|seconds|rate|octets"
-# bench_server IMPL PORT - warm-up run, then RUNS runs of each mode; the best run counts
+# bench_server IMPL PORT [MODES] - warm-up run, then RUNS runs of each mode (MODES, default
+# "one pipe"); the best run counts
 bench_server() {
-	local impl=$1 port=$2 mode r out rc best sec oct cpu
-	out=$TMP/$impl-warmup.out
-	retr_run "$port" pipe "$out" || { cat "$out" >&2; die "$impl: warm-up run failed"; }
-	for mode in $MODES; do
+	local impl=$1 port=$2 modes=${3:-$MODES} mode r out rc best sec oct cpu bestcpu n
+	if [ -z "${3:-}" ]; then
+		out=$TMP/$impl-warmup.out
+		retr_run "$port" pipe "$out" || { cat "$out" >&2; die "$impl: warm-up run failed"; }
+	fi
+	for mode in $modes; do
 		best=""
 		for ((r = 1; r <= RUNS; r++)); do
 			out=$TMP/$impl-$mode-$r.out
@@ -129,22 +154,32 @@ bench_server() {
 			sec=$(json_field "$(cat "$out")" seconds)
 			oct=$(json_field "$(cat "$out")" octets)
 			cpu=$(json_field "$(cat "$out")" client_cpu)
+			n=$(json_field "$(cat "$out")" messages)
 			say "$(printf '%-8s %-5s run %d: %d messages (%d octets) in %ss (client CPU %ss)' \
-				"$impl" "$mode" "$r" "$MSGS" "$oct" "$sec" "$cpu")"
+				"$impl" "$mode" "$r" "$n" "$oct" "$sec" "$cpu")"
 			if [ -z "$best" ] || awk -v a="$sec" -v b="$best" 'BEGIN { exit !(a < b) }'; then
 				best=$sec
+				bestcpu=$cpu
 			fi
 		done
-		RESULTS+=("$impl|$mode|$MSGS|$best|$(rate "$MSGS" "$best")|$oct")
+		RESULTS+=("$impl|$mode|$n|$best|$(rate "$n" "$best")|$oct|$bestcpu")
+		result "pop3.$impl.$mode" "$(rate "$n" "$best")"
+		result "pop3.$impl.$mode.client" "$bestcpu/$best"
 	done
 }
 
-mode_name() { case $1 in one) echo "one-at-a-time" ;; pipe) echo "pipelined/$BATCH" ;; esac; }
+mode_name() {
+	case $1 in
+	one) echo "one-at-a-time" ;;
+	pipe) echo "pipelined/$BATCH" ;;
+	par) echo "${PAR}x pipelined" ;;
+	esac
+}
 
 say "POP3 retrieval benchmark: RETR 1..$MSGS of a $MSGS-message maildrop ($SIZE-byte payloads)," \
 	"one at a time and pipelined in batches of $BATCH, best of $RUNS runs"
 bench_header
-say "client: bench/pop3_client.py (python $(python3 -c 'import platform; print(platform.python_version())')), one connection, plain POP3 on loopback"
+say "client: bench/pop3_load.c, one connection (${PAR} in the parallel mode, one account each), plain POP3 on loopback"
 say ""
 
 # idle accounts: idle01..idleNN
@@ -166,6 +201,7 @@ TERN_MAIL=$TMP/tern-data/mail/example.test
 	echo "[listen]"
 	echo "smtp = 127.0.0.1:$TERN_SMTP"
 	echo "pop3 = 127.0.0.1:$TERN_POP3"
+	tern_conf_inbound
 } >"$TERN_CONF"
 
 for u in "$USER_ADDR" $(cat "$TMP/idle-users"); do
@@ -199,6 +235,7 @@ kill -0 "$TERN_PID" 2>/dev/null || die "tern master died during the runs"
 idle_warm "$TERN_POP3" || { cat "$TMP/idle-warm.out" >&2; die "tern: first login of the idle accounts failed"; }
 tern_mem() { mem_tree --below "$TERN_PID"; }	# the workers and the queue runner
 idle_measure tern "$TERN_POP3" tern_mem tern_mem
+[ "$PAR" -eq 0 ] || bench_server tern "$TERN_POP3" par
 stop_tern
 tern_check_log 1 || TERN_PROBLEMS=1
 
@@ -252,6 +289,7 @@ if dovecot_usable pop3 && dv_setup; then
 	sleep 0.5	# the pop3 processes of the warm-up logins exit after QUIT
 	dv_mem() { mem_tree --below "$DV_PID" pop3; }	# all of them, then the pop3 ones
 	idle_measure dovecot "$DV_PORT" dv_mem dv_mem
+	[ "$PAR" -eq 0 ] || bench_server dovecot "$DV_PORT" par
 	dovecot_check_log
 	stop_dovecot
 fi
@@ -259,16 +297,16 @@ fi
 
 # --- report -----------------------------------------------------------------------------------
 say ""
-printf '%-15s %-16s %9s %9s %9s %9s\n' implementation mode messages seconds msg/s MB/s
-printf '%-15s %-16s %9s %9s %9s %9s\n' --------------- ---------------- --------- --------- --------- ---------
+printf '%-15s %-16s %9s %9s %9s %9s %11s\n' implementation mode messages seconds msg/s MB/s "client CPU"
+printf '%-15s %-16s %9s %9s %9s %9s %11s\n' --------------- ---------------- --------- --------- --------- --------- -----------
 for r in "${RESULTS[@]}"; do
-	IFS='|' read -r impl mode n sec rt oct <<<"$r"
-	printf '%-15s %-16s %9s %9s %9s %9s\n' "$impl" "$(mode_name "$mode")" "$n" "$sec" "$rt" \
-		"$(awk -v o="$oct" -v s="$sec" 'BEGIN { printf "%.1f", o / s / 1e6 }')"
+	IFS='|' read -r impl mode n sec rt oct cpu <<<"$r"
+	printf '%-15s %-16s %9s %9s %9s %9s %11s\n' "$impl" "$(mode_name "$mode")" "$n" "$sec" "$rt" \
+		"$(awk -v o="$oct" -v s="$sec" 'BEGIN { printf "%.1f", o / s / 1e6 }')" "${cpu}s"
 done
 say ""
 if [ -z "$DV_SKIP" ]; then
-	for mode in $MODES; do
+	for mode in $MODES $([ "$PAR" -eq 0 ] || echo par); do
 		t=""; d=""
 		for r in "${RESULTS[@]}"; do
 			IFS='|' read -r impl m _ _ rt _ <<<"$r"

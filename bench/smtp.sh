@@ -13,6 +13,7 @@
 #   BENCH_WARMUP=200       messages sent (and discarded) before measuring each server; 0: none
 #   BENCH_POSTFIX=1        0: skip the Postfix half
 #   BENCH_KEEP=0           1: keep the temporary directory (configs, logs, mail) at the end
+#   BENCH_RESULTS=         a file to append "smtp.sN.tern|postfix|postfix250 MSG_PER_S" lines to
 #   TMPDIR                 where the temporary directory is made (the disk under test)
 set -euo pipefail
 
@@ -37,25 +38,6 @@ SMTP_SOURCE=/usr/sbin/smtp-source
 [ -x "$TERN" ] || die "$TERN missing: run 'make bench-smtp' (or 'make tern') first"
 
 bench_identity
-PF_CONF=""
-PF_STARTED=0
-
-stop_postfix() {
-	[ "$PF_STARTED" -eq 1 ] || return 0
-	PF_STARTED=0
-	timeout 30 postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
-	# postfix stop waits for the master; if it is still there, end it by its pid file
-	local pidf=$TMP/pf/spool/pid/master.pid pid
-	if [ -f "$pidf" ]; then
-		pid=$(tr -dc 0-9 <"$pidf")
-		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			sleep 1
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-}
-
 bench_tmp bench stop_tern stop_postfix
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -75,11 +57,15 @@ rss_report() {
 	TERN_RSS_LINES+=("$(printf '%-7s total %6d kB:%s' "$label" "$total" "$parts")")
 }
 
-# run_source SESSIONS COUNT PORT OUTFILE - smtp-source, bounded; returns its status
+# run_source SESSIONS COUNT PORT OUTFILE - smtp-source, bounded; returns its status. Its CPU
+# time (user + system, /usr/bin/time) goes to OUTFILE.cpu
 run_source() {
-	timeout "$RUN_TIMEOUT" "$SMTP_SOURCE" -s "$1" -l "$SIZE" -m "$2" -M bench-client.example.org \
-		-f "$SENDER" -t "$RCPT" "127.0.0.1:$3" >"$4" 2>&1
+	timeout "$RUN_TIMEOUT" /usr/bin/time -f '%U %S' -o "$4.cpu" "$SMTP_SOURCE" -s "$1" -l "$SIZE" -m "$2" \
+		-M bench-client.example.org -f "$SENDER" -t "$RCPT" "127.0.0.1:$3" >"$4" 2>&1
 }
+
+# source_cpu OUTFILE - smtp-source's CPU seconds in that run
+source_cpu() { awk 'NF == 2 { printf "%.3f", $1 + $2 }' "$1.cpu"; }
 
 RESULTS=()	# "impl|sessions|messages|seconds|rate"
 add_result() { RESULTS+=("$1|$2|$3|$4|$5"); }
@@ -99,6 +85,7 @@ TERN_NEW=$TMP/tern-data/mail/example.test/bench/new
 	echo "max_connections_per_ip = 1000"
 	echo "[listen]"
 	echo "smtp = 127.0.0.1:$TERN_PORT"
+	tern_conf_inbound
 } >"$TERN_CONF"
 
 tern_user_add "$RCPT" pw
@@ -137,6 +124,9 @@ for s in $SESSIONS_LIST; do
 	tern_check_log "$log_from" || TERN_PROBLEMS=1
 	sec=$(secs "$t0" "$t1")
 	add_result tern "$s" "$MSGS" "$sec" "$(rate "$MSGS" "$sec")"
+	result "smtp.s$s.tern" "$(rate "$MSGS" "$sec")"
+	result "smtp.tern.s$s.client" "$(source_cpu "$out")/$sec"
+	say "tern      sessions=$s: smtp-source used $(source_cpu "$out")s of CPU"
 	say "tern      sessions=$s: $MSGS delivered in ${sec}s"
 done
 rss_report after
@@ -145,76 +135,19 @@ grep -Eai 'warn|error|fatal|exited' "$TERN_LOG" >/dev/null && TERN_PROBLEMS=1
 [ "$TERN_PROBLEMS" -eq 1 ] && warn "tern log: $TERN_LOG (see the lines above)"
 
 # --- Postfix ----------------------------------------------------------------------------------
-PF_SKIP=""
-if [ "$DO_POSTFIX" != 1 ]; then
-	PF_SKIP="BENCH_POSTFIX=$DO_POSTFIX"
-elif [ "$IS_ROOT" -ne 1 ]; then
-	PF_SKIP="needs root (Postfix's master runs as root and delivers as another uid)"
-elif ! command -v postfix >/dev/null || ! id postfix >/dev/null 2>&1 || ! getent group postdrop >/dev/null; then
-	PF_SKIP="postfix package incomplete (postfix command, user postfix, group postdrop)"
-fi
-
-PF_PORT=""
 PF_NEW=$TMP/pf-mail/example.test/bench/new
+# pf_setup - the private Postfix of bench/lib.sh, delivering example.test by virtual(8) into
+# Maildirs owned by nobody
 pf_setup() {
-	local pf=$TMP/pf
-	PF_CONF=$pf/etc
-	PF_PORT=$(free_port "$TERN_PORT")
-	mkdir -p "$PF_CONF" "$pf/spool" "$pf/data" "$TMP/pf-mail"
-	chown postfix "$pf/data"
+	mkdir -p "$TMP/pf-mail"
 	chown nobody:nogroup "$TMP/pf-mail"
 	echo "$RCPT example.test/bench/" >"$TMP/vmailbox"
-	# Debian's stock services, chroot off (the private queue is not a chroot jail)
-	cat >"$PF_CONF/master.cf" <<-EOF
-	127.0.0.1:$PF_PORT inet n - n - - smtpd
-	pickup    unix  n       -       n       60      1       pickup
-	cleanup   unix  n       -       n       -       0       cleanup
-	qmgr      unix  n       -       n       300     1       qmgr
-	rewrite   unix  -       -       n       -       -       trivial-rewrite
-	bounce    unix  -       -       n       -       0       bounce
-	defer     unix  -       -       n       -       0       bounce
-	trace     unix  -       -       n       -       0       bounce
-	verify    unix  -       -       n       -       1       verify
-	flush     unix  n       -       n       1000?   0       flush
-	proxymap  unix  -       -       n       -       -       proxymap
-	showq     unix  n       -       n       -       -       showq
-	error     unix  -       -       n       -       -       error
-	retry     unix  -       -       n       -       -       error
-	discard   unix  -       -       n       -       -       discard
-	local     unix  -       n       n       -       -       local
-	virtual   unix  -       n       n       -       -       virtual
-	anvil     unix  -       -       n       -       1       anvil
-	scache    unix  -       -       n       -       1       scache
-	postlog   unix-dgram n  -       n       -       1       postlogd
-	EOF
-	: >"$PF_CONF/main.cf"
-	postconf -c "$PF_CONF" -e \
-		compatibility_level=3.6 \
-		"queue_directory=$pf/spool" \
-		"data_directory=$pf/data" \
-		mail_owner=postfix setgid_group=postdrop \
-		myhostname=pf.example.test mydomain=example.test mydestination=localhost \
-		inet_interfaces=127.0.0.1 inet_protocols=ipv4 \
-		alias_maps= alias_database= \
-		smtpd_tls_security_level=none smtp_tls_security_level=none \
+	postfix_start "$(free_port "$TERN_PORT")" \
 		virtual_mailbox_domains=example.test \
 		"virtual_mailbox_base=$TMP/pf-mail" \
 		"virtual_mailbox_maps=texthash:$TMP/vmailbox" \
 		"virtual_uid_maps=static:$(id -u nobody)" \
-		"virtual_gid_maps=static:$(id -g nobody)" \
-		"maillog_file=$pf/maillog" "maillog_file_prefixes=$TMP"
-	# postfix(1) reports its own errors only on a terminal or in maillog_file
-	if ! postfix -c "$PF_CONF" check >"$TMP/pf-check.out" 2>&1; then
-		PF_SKIP="'postfix check' failed: $(tail -n 3 "$pf/maillog" 2>/dev/null | tr '\n' ' ')"
-		return 1
-	fi
-	PF_STARTED=1
-	if ! postfix -c "$PF_CONF" start >"$TMP/pf-start.out" 2>&1 ||
-		! wait_greeting "$PF_PORT" 220 20; then
-		PF_SKIP="private instance did not start: $(grep -E 'fatal|error' "$pf/maillog" 2>/dev/null | tail -n 3 | tr '\n' ' ')"
-		return 1
-	fi
-	return 0
+		"virtual_gid_maps=static:$(id -g nobody)"
 }
 
 # pf_wait_delivered COUNT - poll until COUNT files are in new/; prints the end time (ns)
@@ -231,9 +164,8 @@ pf_wait_delivered() {
 	done
 }
 
-if [ -z "$PF_SKIP" ] && pf_setup; then
+if postfix_usable && pf_setup; then
 	say "postfix: private instance $(postconf -h -c "$PF_CONF" mail_version), config $PF_CONF, 127.0.0.1:$PF_PORT"
-	PF_LOG=$TMP/pf/maillog
 	if [ "$WARMUP" -gt 0 ]; then
 		run_source 20 "$WARMUP" "$PF_PORT" "$TMP/pf-warmup.out" ||
 			{ cat "$TMP/pf-warmup.out" >&2; tail -n 20 "$PF_LOG" >&2; die "postfix warm-up: smtp-source failed"; }
@@ -266,6 +198,9 @@ if [ -z "$PF_SKIP" ] && pf_setup; then
 		sec2=$(secs "$t0" "$t2")
 		add_result "postfix (250 only)" "$s" "$MSGS" "$sec1" "$(rate "$MSGS" "$sec1")"
 		add_result "postfix (delivered)" "$s" "$MSGS" "$sec2" "$(rate "$MSGS" "$sec2")"
+		result "smtp.s$s.postfix" "$(rate "$MSGS" "$sec2")"
+		result "smtp.s$s.postfix250" "$(rate "$MSGS" "$sec1")"
+		result "smtp.postfix.s$s.client" "$(source_cpu "$out")/$sec1"
 		say "postfix   sessions=$s: $MSGS accepted in ${sec1}s, all in Maildir after ${sec2}s"
 	done
 	stop_postfix

@@ -1,10 +1,11 @@
 #!/bin/sh
-# bench-deps.sh - install what `make bench-smtp`, `bench-pop3` and `bench-imap` need beyond
+# bench-deps.sh - install what `make bench` and the `make bench-*` targets need beyond
 # scripts/deps.sh:
 #   postfix        ships /usr/sbin/smtp-source (the load generator of both benchmarks) and is
 #                  the MTA bench-smtp compares against;
 #   dovecot-pop3d  (with dovecot-core) the POP3 server bench-pop3 compares against;
-#   dovecot-imapd  the IMAP server bench-imap compares against.
+#   dovecot-imapd  the IMAP server bench-imap compares against;
+#   time           /usr/bin/time: the CPU time of smtp-source (is the load generator the limit?).
 # Not part of deps.sh: the tests must not need them. Neither package may set up or start a
 # system service: the benchmarks run private instances in a temporary directory.
 # Idempotent: when everything is present it only runs dpkg-query.
@@ -16,6 +17,9 @@ if ! have postfix || [ ! -x /usr/sbin/smtp-source ]; then
 fi
 if ! have dovecot-pop3d || ! have dovecot-imapd || ! have dovecot-core || [ ! -x /usr/sbin/dovecot ]; then
 	need="$need dovecot-core dovecot-pop3d dovecot-imapd"
+fi
+if ! have time || [ ! -x /usr/bin/time ]; then
+	need="$need time"
 fi
 [ -n "$need" ] || exit 0
 echo "bench-deps.sh: installing$need" >&2
