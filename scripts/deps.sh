@@ -14,7 +14,8 @@ set -eu
 # (`make valgrind`: memcheck over the integration tests).
 # DKIM/ARC interop: python3-dkim (dkim.verify, dkim.sign, dkim.arc_sign/arc_verify) with
 # python3-nacl (its Ed25519), opendkim-tools (opendkim-testmsg, another verifier and signer).
-# strace (the POP3 test that RETR goes out through sendfile).
+# strace (the POP3 test that RETR goes out through sendfile); iproute2 (ss: which process
+# serves a connection, for the POP3 speed tests; not in a minimal Debian).
 # prometheus: for /usr/bin/promtool, whose `check metrics` (Prometheus's own text-format parser
 # and linter) the metrics test runs on a scrape; the Prometheus server it also ships is never
 # started (policy-rc.d below, then disabled like Dovecot).
@@ -30,7 +31,7 @@ PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev libpsl-dev publicsuffix
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
 offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout python3-spf python3-dnspython
-python3-dkim python3-nacl opendkim-tools valgrind strace prometheus python3-cryptography systemd procps man-db
+python3-dkim python3-nacl opendkim-tools valgrind strace iproute2 prometheus python3-cryptography systemd procps man-db
 libcurl4-openssl-dev libjansson-dev pebble"
 missing=""
 for p in $PKGS; do
