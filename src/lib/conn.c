@@ -59,6 +59,7 @@ struct conn {
 	bool closing;
 	bool closed_notified;
 	struct timeval close_deadline;
+	struct evbuffer_iovec resv;	/* conn_write_reserve's extent */
 };
 
 #define CONN_OUTPUT_HIGH (64 * 1024)
@@ -273,6 +274,22 @@ struct evbuffer *conn_input(struct conn *c)
 void conn_write(struct conn *c, const void *p, size_t n)
 {
 	bufferevent_write(c->bev, p, n);
+}
+
+void *conn_write_reserve(struct conn *c, size_t len)
+{
+	if (len == 0 ||
+	    evbuffer_reserve_space(bufferevent_get_output(c->bev), (ev_ssize_t)len, &c->resv, 1) < 1)
+		return NULL;
+	return c->resv.iov_base;
+}
+
+void conn_write_commit(struct conn *c, size_t len)
+{
+	if (len == 0)
+		return;
+	c->resv.iov_len = len;
+	evbuffer_commit_space(bufferevent_get_output(c->bev), &c->resv, 1);
 }
 
 int conn_send_file(struct conn *c, int fd, uint64_t offset, uint64_t len)

@@ -36,6 +36,11 @@ void conn_free(struct conn **c);
 
 struct evbuffer *conn_input(struct conn *c);
 void conn_write(struct conn *c, const void *p, size_t n);
+/* conn_write_reserve / conn_write_commit - write len bytes without a copy of ours: reserve
+ * gives a contiguous place for them at the end of the output (NULL: none), commit makes the
+ * first len of them output (0: nothing; the reservation is dropped). */
+void *conn_write_reserve(struct conn *c, size_t len);
+void conn_write_commit(struct conn *c, size_t len);
 /* conn_send_file - queue len bytes of the file fd from offset, sent without a copy through
  * user space (sendfile); on success the connection owns fd (closed once sent). -1 (fd still
  * the caller's) over TLS or COMPRESS: write the bytes instead. */

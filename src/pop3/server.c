@@ -27,7 +27,8 @@
 #include "store/store.h"
 
 #define POP3_SLEEP_SECS 2		/* idle after a download: the store's connection goes */
-#define POP3_SEND_CHUNK 16384		/* the limits are in the configuration (pop3_*) */
+#define POP3_SEND_CHUNK 16384
+#define POP3_COPY_MAX (256 * 1024)	/* larger files as they are: sendfile (no copy) */		/* the limits are in the configuration (pop3_*) */
 
 enum pop3_state {
 	POP3_S_AUTHORIZATION,
@@ -60,6 +61,7 @@ struct pop3_send {
 	bool header_line_empty;	/* the current header line has no content so far */
 	uint64_t body_lines;
 	uint64_t file_size;	/* > 0: the file goes out as it is (send_file) */
+	bool copy_whole;	/* ... read into the output in one piece (small files) */
 	bool file_queued;	/* ... and is in the output now */
 };
 
@@ -434,6 +436,19 @@ static void cmd_noop(void *ctx, const void *a)
 	session_reply(s->ss, "+OK");
 }
 
+/* no_dot_lines - no line of b (n > 0 bytes, after a byte *prev) starts with "." (nothing to
+ * byte-stuff); *prev becomes b's last byte */
+static bool no_dot_lines(const char *b, size_t n, char *prev)
+{
+	if (*prev == '\n' && b[0] == '.')
+		return false;
+	for (const char *p = b; (p = memchr(p, '\n', n - (size_t)(p - b) - 1)) != NULL; p++)
+		if (p[1] == '.')
+			return false;
+	*prev = b[n - 1];
+	return true;
+}
+
 /* sendable_as_is - the file (size bytes) is its own POP3 form: CRLF line ends (the caller
  * knows), ends with CRLF, and no line starts with "." (nothing to byte-stuff) */
 static bool sendable_as_is(int fd, uint64_t size)
@@ -445,30 +460,55 @@ static bool sendable_as_is(int fd, uint64_t size)
 		ssize_t n = pread(fd, b, sizeof(b), (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0 || !no_dot_lines(b, (size_t)n, &prev))
 			return false;
-		if (prev == '\n' && b[0] == '.')
-			return false;
-		for (const char *p = b; (p = memchr(p, '\n', (size_t)n - (size_t)(p - b) - 1)) != NULL;
-		     p++)
-			if (p[1] == '.')
-				return false;
-		prev = b[n - 1];
 		off += (uint64_t)n;
 	}
 	return size >= 2 && prev == '\n';
 }
 
-/* send_file - the whole file into the output without a copy (sendfile), then the end */
+/* copy_whole - a small file read straight into the output in one piece, if it is its own
+ * POP3 form (else nothing is written: -1, and it is streamed). With the +OK before it and
+ * the "." after it, the reply leaves in one write: a sendfile between two writes would
+ * wake a client waiting for it three times, which costs more than the copy saves. */
+static int copy_whole(struct pop3_session *s)
+{
+	struct pop3_send *x = &s->send;
+	size_t size = (size_t)x->file_size, got = 0;
+	char *p = conn_write_reserve(s->conn, size);
+	if (p == NULL)
+		return -1;
+	while (got < size) {
+		ssize_t n = pread(x->fd, p + got, size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	char prev = '\n';
+	if (got != size || size < 2 || !no_dot_lines(p, size, &prev) || prev != '\n') {
+		conn_write_commit(s->conn, 0);
+		return -1;
+	}
+	conn_write_commit(s->conn, size);
+	close(x->fd);
+	return 0;
+}
+
+/* send_file - the whole file into the output (small: one copy; large: sendfile, no copy),
+ * then the end */
 static void send_file(struct pop3_session *s)
 {
 	struct pop3_send *x = &s->send;
 	if (!x->file_queued) {
-		if (conn_send_file(s->conn, x->fd, 0, x->file_size) < 0) {
-			x->file_size = 0;	/* TLS after all: stream it */
+		int r = x->copy_whole ? copy_whole(s) : conn_send_file(s->conn, x->fd, 0,
+									 x->file_size);
+		if (r < 0) {
+			x->file_size = 0;	/* not as it is after all: stream it */
 			return;
 		}
-		x->fd = -1;	/* the output's now */
+		x->fd = -1;	/* closed, or the output's now */
 		x->file_queued = true;
 		conn_write(s->conn, ".\r\n", 3);
 	}
@@ -589,9 +629,14 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 	s->send.top = top;
 	s->send.header_line_empty = true;
 	s->send.body_lines = lines;
-	if (!top && crlf && !conn_is_tls(s->conn) && !conn_is_compressed(s->conn) &&
-	    sendable_as_is(fd, s->msgs[i].size))
-		s->send.file_size = s->msgs[i].size;
+	uint64_t size = s->msgs[i].size;
+	if (!top && crlf && size <= POP3_COPY_MAX) {
+		s->send.file_size = size;	/* checked as it is copied */
+		s->send.copy_whole = true;
+	} else if (!top && crlf && !conn_is_tls(s->conn) && !conn_is_compressed(s->conn) &&
+		   sendable_as_is(fd, size)) {
+		s->send.file_size = size;
+	}
 	s->sending_active = true;
 	session_set_raw(s->ss, true);	/* pop3_on_raw streams it */
 	session_deadline_start(s->ss);	/* a reader too slow for transfer_min_rate is dropped */
