@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/strnum.h"
 #include "lib/utf8.h"
 
 bool http_acme_token_valid(const char *s)
@@ -104,12 +105,6 @@ int http_autodiscover_email(const char *body, size_t len, char *out, size_t outs
 	return 1;
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 int http_query_param(const char *query, const char *name, char *out, size_t outsz)
 {
 	size_t nlen = strlen(name);
@@ -121,8 +116,8 @@ int http_query_param(const char *query, const char *name, char *out, size_t outs
 			for (const char *v = p + nlen + 1; v < p + plen; v++) {
 				char c = *v;
 				if (c == '%') {
-					int hi = v + 2 < p + plen ? hexval(v[1]) : -1;
-					int lo = hi >= 0 ? hexval(v[2]) : -1;
+					int hi = v + 2 < p + plen ? strnum_hexdigit(v[1]) : -1;
+					int lo = hi >= 0 ? strnum_hexdigit(v[2]) : -1;
 					if (lo < 0 || (hi == 0 && lo == 0))
 						return -1;
 					c = (char)(hi * 16 + lo);

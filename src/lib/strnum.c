@@ -26,3 +26,14 @@ int strnum_u64z(const char *s, uint64_t max, uint64_t *r)
 {
 	return strnum_u64(s, strlen(s), max, r);
 }
+
+int strnum_hexdigit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -9,5 +9,8 @@
 int strnum_u64(const char *s, size_t len, uint64_t max, uint64_t *r);
 /* strnum_u64z - the same for a NUL-terminated string. */
 int strnum_u64z(const char *s, uint64_t max, uint64_t *r);
+/* strnum_hexdigit - the value of one hexadecimal digit (0-9, a-f, A-F), or -1 for any other
+ * byte, NUL and bytes >= 0x80 included (plain char may be signed: any value is safe). */
+int strnum_hexdigit(int c);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/strnum.h"
 #include "lib/xmalloc.h"
 
 bool trace_on;
@@ -191,17 +192,6 @@ void trace_event(const char *qid, const char *event, const char *fmt, ...)
 
 /* ---- reading ---- */
 
-static int unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* unescape - decode %XX in place; -1 on a bad escape or a raw byte a writer never puts */
 static int unescape(char *s)
 {
@@ -209,7 +199,7 @@ static int unescape(char *s)
 	for (char *r = s; *r; r++) {
 		unsigned char c = (unsigned char)*r;
 		if (c == '%') {
-			int a = unhex(r[1]), b = a < 0 ? -1 : unhex(r[2]);
+			int a = strnum_hexdigit(r[1]), b = a < 0 ? -1 : strnum_hexdigit(r[2]);
 			if (b < 0)
 				return -1;
 			*w++ = (char)(a << 4 | b);

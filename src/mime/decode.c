@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "lib/strnum.h"
+
 static const signed char b64_value[256] = {
 	['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,
 	['H'] = 8,  ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14,
@@ -91,17 +93,6 @@ int mime_base64_decode(const char *in, size_t len, buf *out)
 	return mime_base64_end(&st, out);
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 int mime_qp_decode(const char *in, size_t len, bool header_q, buf *out)
 {
 	size_t i = 0;
@@ -133,8 +124,8 @@ int mime_qp_decode(const char *in, size_t len, bool header_q, buf *out)
 					start = end;
 					break;
 				}
-				int h = j + 2 < end ? hexval((unsigned char)in[j + 1]) : -1;
-				int l = h >= 0 ? hexval((unsigned char)in[j + 2]) : -1;
+				int h = j + 2 < end ? strnum_hexdigit((unsigned char)in[j + 1]) : -1;
+				int l = h >= 0 ? strnum_hexdigit((unsigned char)in[j + 2]) : -1;
 				if (h >= 0 && l >= 0) {
 					if (buf_putc(out, (char)(h * 16 + l)) < 0)
 						return -1;

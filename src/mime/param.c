@@ -116,19 +116,11 @@ static size_t value_parse(const char *s, size_t len, size_t i, buf *v, size_t *u
 	return e;
 }
 
-static int hexv(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static void percent_decode(const char *s, buf *out)
 {
 	for (; *s; s++) {
 		int h, l;
-		if (*s == '%' && (h = hexv(s[1])) >= 0 && (l = hexv(s[2])) >= 0) {
+		if (*s == '%' && (h = strnum_hexdigit(s[1])) >= 0 && (l = strnum_hexdigit(s[2])) >= 0) {
 			buf_putc(out, (char)(h * 16 + l));
 			s += 2;
 		} else {

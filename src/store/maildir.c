@@ -174,17 +174,6 @@ char *store_name_dir(const char *norm)
 	return b.data;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 char *store_dir_name(const char *entry)
 {
 	if (entry[0] != '.' || entry[1] == '\0' || strcmp(entry, "..") == 0)
@@ -195,7 +184,7 @@ char *store_dir_name(const char *entry)
 		if (*p == '.') {
 			buf_putc(&b, STORE_SEP);
 		} else if (*p == '%') {
-			int hi = hexval(p[1]), lo = hi >= 0 ? hexval(p[2]) : -1;
+			int hi = strnum_hexdigit(p[1]), lo = hi >= 0 ? strnum_hexdigit(p[2]) : -1;
 			if (lo < 0) {
 				buf_free(&b);
 				return NULL;
