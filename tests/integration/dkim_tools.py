@@ -5,10 +5,8 @@ import os
 import re
 import shutil
 import socket
-import socketserver
 import struct
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -83,79 +81,6 @@ class Dnsmasq:
             self.proc.terminate()
             self.proc.wait(5)
         self.proc = None
-
-
-class _SinkHandler(socketserver.StreamRequestHandler):
-    def reply(self, line):
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self):
-        sink = self.server.sink
-        self.reply("220 sink.relay.test ESMTP")
-        sender, rcpts = None, []
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            cmd = line.decode("utf-8", "replace").strip()
-            verb = cmd[:4].upper()
-            if verb == "EHLO":
-                self.wfile.write(b"250-sink.relay.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n")
-            elif verb == "MAIL":
-                sender, rcpts = re.search(r"<([^>]*)>", cmd).group(1), []
-                self.reply("250 2.1.0 Ok")
-            elif verb == "RCPT":
-                addr = re.search(r"<([^>]*)>", cmd).group(1)
-                if addr.startswith("reject-"):
-                    self.reply(f"550 5.1.1 <{addr}>: no such user")
-                else:
-                    rcpts.append(addr)
-                    self.reply("250 2.1.5 Ok")
-            elif verb == "DATA":
-                self.reply("354 go ahead")
-                data = b""
-                while True:
-                    chunk = self.rfile.readline()
-                    if not chunk or chunk == b".\r\n":
-                        break
-                    data += chunk[1:] if chunk.startswith(b".") else chunk
-                with sink.lock:
-                    sink.messages.append((sender, list(rcpts), data))
-                self.reply("250 2.0.0 Ok: kept")
-            elif verb == "QUIT":
-                self.reply("221 2.0.0 Bye")
-                return
-            else:
-                self.reply("250 2.0.0 Ok")
-
-
-class Sink:
-    """An SMTP server on 127.0.0.1 that keeps (sender, rcpts, data) of every message."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages = []
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SinkHandler)
-        self.server.daemon_threads = True
-        self.server.sink = self
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait(self, needle, timeout=60, sender=None):
-        """The first message holding needle (and from sender, when given)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for m in self.messages:
-                    if needle in m[2] and (sender is None or m[0] == sender):
-                        return m
-            time.sleep(0.1)  # poll interval
-        raise AssertionError(f"the sink never got a message with {needle!r}")
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def records_from_list(text):

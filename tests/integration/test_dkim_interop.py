@@ -23,8 +23,9 @@ import dkim
 import pytest
 
 import tern_harness as th
-from dkim_tools import (Dnsmasq, Sink, dnsfunc_for, ed25519_keypair, records_from_list,
-                        rsa_keypair, tern_verify)
+from dkim_tools import (Dnsmasq, dnsfunc_for, ed25519_keypair, records_from_list, rsa_keypair,
+                        tern_verify)
+from smtp_sink import Sink
 
 ALICE = "alice@example.test"
 RELAY = "relay.test"

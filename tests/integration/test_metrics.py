@@ -18,7 +18,7 @@ from email.message import EmailMessage
 import pytest
 
 import tern_harness as th
-from dkim_tools import Sink
+from smtp_sink import Sink
 
 RELAY = "relay.test"    # routed to the sink
 DEAD = "dead.test"      # routed to a port where nothing listens: deferred

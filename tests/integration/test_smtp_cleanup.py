@@ -4,19 +4,18 @@ removed on every role, in the delivered file and in relayed mail; NOTIFY=SUCCESS
 (Action: delivered locally, relayed to a next hop without DSN); RFC 6533 reports for
 SMTPUTF8 messages; `tern queue bounce` reports the message's last real error.
 
-Relayed mail goes to a tiny SMTP peer in this file (no DSN offered) through [routes]."""
+Relayed mail goes to a tiny SMTP peer (smtp_sink.py; no DSN offered) through [routes]."""
 import email
 import email.policy
 import email.utils
 import re
 import socket
-import socketserver
-import threading
 import time
 
 import pytest
 
 import tern_harness as th
+from smtp_sink import Sink
 from tern_harness import HOSTNAME, assert_reply, check_delivered, make_message, token
 
 ALICE = "alice@example.test"
@@ -24,93 +23,12 @@ BOB = "bob@example.test"
 RELAY_DOMAIN = "relay.test"
 
 
-class _PeerHandler(socketserver.StreamRequestHandler):
-    """A minimal ESMTP server: EHLO without DSN; RCPT to reject-* gets 550, defer-* 451
-    (with a text naming the recipient); messages are kept with their envelope."""
-
-    def reply(self, line):
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self):
-        peer = self.server.peer
-        self.reply("220 peer.relay.test ESMTP")
-        sender, rcpts = None, []
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            cmd = line.decode("utf-8", "replace").strip()
-            verb = cmd[:4].upper()
-            if verb == "EHLO":
-                self.wfile.write(b"250-peer.relay.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                                 b"250 PIPELINING\r\n")
-            elif verb == "HELO":
-                self.reply("250 peer.relay.test")
-            elif verb == "MAIL":
-                sender, rcpts = cmd, []
-                self.reply("250 2.1.0 Ok")
-            elif verb == "RCPT":
-                addr = re.search(r"<([^>]*)>", cmd).group(1)
-                if addr.startswith("reject-"):
-                    self.reply(f"550 5.1.1 <{addr}>: no such user here (peer)")
-                elif addr.startswith("defer-"):
-                    self.reply(f"451 4.2.0 <{addr}>: mailbox busy, peer says {addr[6:]}")
-                else:
-                    rcpts.append(addr)
-                    self.reply("250 2.1.5 Ok")
-            elif verb == "DATA":
-                if not rcpts:
-                    self.reply("554 5.5.1 No valid recipients")
-                    continue
-                self.reply("354 go ahead")
-                data = b""
-                while True:
-                    chunk = self.rfile.readline()
-                    if not chunk or chunk == b".\r\n":
-                        break
-                    data += chunk[1:] if chunk.startswith(b".") else chunk
-                with peer.lock:
-                    peer.messages.append((sender, list(rcpts), data))
-                self.reply("250 2.0.0 Ok: kept")
-            elif verb == "RSET":
-                sender, rcpts = None, []
-                self.reply("250 2.0.0 Ok")
-            elif verb == "QUIT":
-                self.reply("221 2.0.0 Bye")
-                return
-            else:
-                self.reply("250 2.0.0 Ok")
-
-
-class Peer:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages = []
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _PeerHandler)
-        self.server.daemon_threads = True
-        self.server.peer = self
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait(self, needle, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for m in self.messages:
-                    if needle.encode() in m[2]:
-                        return m
-            time.sleep(0.1)
-        raise AssertionError(f"the peer never got a message with {needle!r}")
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def peer():
-    p = Peer()
+    """EHLO without DSN; RCPT to reject-* gets 550, defer-* 451 (with a text naming the
+    recipient)"""
+    p = Sink(name="peer.relay.test", extensions=("8BITMIME", "SMTPUTF8", "PIPELINING"),
+             reject_text="no such user here (peer)", defer_prefix=True)
     yield p
     p.close()
 

@@ -8,87 +8,21 @@ import imaplib
 import json
 import poplib
 import re
-import socketserver
-import threading
 import time
 
 import pytest
 
 import tern_harness as th
+from smtp_sink import Sink
 
 RELAY = "relay.test"
 
 
-class _Handler(socketserver.StreamRequestHandler):
-    def reply(self, line):
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self):
-        sink = self.server.sink
-        self.reply("220 sink.relay.test ESMTP")
-        rcpts = []
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            cmd = line.decode("utf-8", "replace").strip()
-            verb = cmd[:4].upper()
-            if verb == "EHLO":
-                self.wfile.write(b"250-sink.relay.test\r\n250-8BITMIME\r\n250 PIPELINING\r\n")
-            elif verb == "MAIL":
-                rcpts = []
-                self.reply("250 2.1.0 Ok")
-            elif verb == "RCPT":
-                addr = re.search(r"<([^>]*)>", cmd).group(1)
-                with sink.lock:
-                    n = sink.rcpt_seen.get(addr, 0)
-                    sink.rcpt_seen[addr] = n + 1
-                if addr.startswith("reject-"):
-                    self.reply(f"550 5.1.1 <{addr}>: no such user here")
-                elif addr.startswith("once-") and n == 0:
-                    self.reply("451 4.3.0 sink busy, try again later please")
-                else:
-                    rcpts.append(addr)
-                    self.reply("250 2.1.5 Ok")
-            elif verb == "DATA":
-                self.reply("354 go ahead")
-                data = b""
-                while True:
-                    chunk = self.rfile.readline()
-                    if not chunk or chunk == b".\r\n":
-                        break
-                    data += chunk
-                with sink.lock:
-                    sink.messages.append((list(rcpts), data))
-                self.reply("250 2.0.0 Ok: kept by the sink")
-            elif verb == "QUIT":
-                self.reply("221 2.0.0 Bye")
-                return
-            else:
-                self.reply("250 2.0.0 Ok")
-
-
-class DeferOnceSink:
-    """SMTP on 127.0.0.1: once-* recipients get 451 the first time, reject-* get 550."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages = []
-        self.rcpt_seen = {}
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.server.sink = self
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def sink():
-    s = DeferOnceSink()
+    """once-* recipients get 451 the first time, reject-* get 550"""
+    s = Sink(kept_reply="250 2.0.0 Ok: kept by the sink", reject_text="no such user here",
+             defer_once=True)
     yield s
     s.close()
 
