@@ -435,8 +435,9 @@ static void open_listeners(struct master *m)
 	}
 }
 
-/* child_setup - in a new child: default signals, die with the master, drop root */
-static void child_setup(struct master *m, pid_t master_pid)
+/* child_detach - in a new child: default signals, an empty mask, and die with the master
+ * (PDEATHSIG; a master gone before it was set leaves the child alone: it exits) */
+static void child_detach(pid_t master_pid)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -448,15 +449,27 @@ static void child_setup(struct master *m, pid_t master_pid)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != master_pid)
 		_exit(0);
-	if (m->drop) {
-		if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
-			log_fatal("dropping privileges");
-		if (setuid(0) == 0)
-			log_fatalx("could drop root but get it back: refusing to run");
-		prctl(PR_SET_PDEATHSIG, SIGTERM);	/* setuid clears it */
-		if (getppid() != master_pid)
-			_exit(0);
-	}
+}
+
+/* child_drop_root - to the run user for good (when the master runs as root) */
+static void child_drop_root(struct master *m, pid_t master_pid)
+{
+	if (!m->drop)
+		return;
+	if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
+		log_fatal("dropping privileges");
+	if (setuid(0) == 0)
+		log_fatalx("could drop root but get it back: refusing to run");
+	prctl(PR_SET_PDEATHSIG, SIGTERM);	/* setuid clears it */
+	if (getppid() != master_pid)
+		_exit(0);
+}
+
+/* child_setup - in a new worker, runner or check child: detach, then drop root */
+static void child_setup(struct master *m, pid_t master_pid)
+{
+	child_detach(master_pid);
+	child_drop_root(m, master_pid);
 }
 
 /* check_access - prepare_as_user in a child that dropped root; fail fast when the run
@@ -544,16 +557,7 @@ static void acme_start(struct master *m)
 		return;
 	}
 	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGCHLD, SIG_DFL);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != master_pid)
-			_exit(0);
+		child_detach(master_pid);	/* and no child_drop_root: it keeps root */
 		for (int r = 0; r < ROLE_COUNT; r++)
 			if (m->listen_fds[r] >= 0)
 				close(m->listen_fds[r]);
