@@ -2,23 +2,18 @@
  *
  * Why threads and not an auth process: a check needs the stored hash (an indexed read the
  * worker already does in microseconds) and ~80 ms of yescrypt. Threads that run only
- * crypt_rn on copies share nothing with the loop but two short lists under one mutex; an
+ * crypt_rn on copies share nothing with the loop but a bgpool's two short lists; an
  * auth process would add a protocol, a socket per worker, its own restart and privilege
  * story, for no gain in isolation (the worker already holds tern.db open). */
 #include "auth/login.h"
 
 #include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -31,13 +26,15 @@
 
 #define LOGIN_CACHE_SIZE 256
 #define LOGIN_KEY_LEN 32		/* HMAC-SHA-256 */
-#define LOGIN_THREAD_NICE 10		/* below the loop: it gets the CPU first */
+#define LOGIN_THREAD_NICE 10		/* below the loop: on a busy machine hashing delays logins,
+					 * never the other sessions */
 #define LOGIN_MAX_PER_IP 8		/* checks in flight for one client address */
 
-/* One hashing job. The thread reads password and stored and writes ok; owner is the loop's
- * business only (NULL once the check was cancelled). */
+/* One hashing job on the pool's bgpool. The thread reads password and stored and writes ok;
+ * owner is the loop's business only. */
 struct login_job {
-	struct login_job *next;
+	struct bgjob bg;		/* first: the bgpool hands this back */
+	struct login_pool *pool;
 	struct login *owner;
 	char *password;
 	char *stored;			/* NULL: no such user (the dummy hash is used) */
@@ -75,17 +72,10 @@ struct cache_entry {
 struct login_pool {
 	struct event_base *base;
 	struct accounts *accounts;
-	pthread_t *threads;
+	struct bgpool *hashing;			/* the hashing threads (lib/bgpool) */
 	unsigned nthreads;
-	pthread_mutex_t mu;
-	pthread_cond_t cond;
-	struct login_job *todo, **todo_tail;	/* FIFO, under mu */
-	struct login_job *done;			/* under mu */
-	bool stop;				/* under mu */
-	size_t queued;				/* loop only: submitted, not yet returned */
+	bool closing;				/* login_pool_free: results are dropped */
 	size_t queue_max;
-	int efd;
-	struct event *efd_ev;
 	unsigned cache_ttl;
 	unsigned char secret[32];
 	struct cache_entry cache[LOGIN_CACHE_SIZE];
@@ -125,38 +115,28 @@ static void job_free(struct login_job *j)
 	free(j);
 }
 
-/* hash_thread - take jobs, hash, hand them back; nothing else */
-static void *hash_thread(void *arg)
+/* hash_work - on a pool thread: hash and compare, nothing else */
+static void hash_work(struct bgjob *bj)
 {
-	struct login_pool *p = arg;
-	/* Linux: nice is per thread. On a busy machine the loop thread still runs first, so
-	 * hashing delays logins, never the other sessions. Failure is harmless. */
-	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), LOGIN_THREAD_NICE);
-	for (;;) {
-		pthread_mutex_lock(&p->mu);
-		while (!p->stop && p->todo == NULL)
-			pthread_cond_wait(&p->cond, &p->mu);
-		if (p->stop) {
-			pthread_mutex_unlock(&p->mu);
-			return NULL;
-		}
-		struct login_job *j = p->todo;
-		p->todo = j->next;
-		if (p->todo == NULL)
-			p->todo_tail = &p->todo;
-		pthread_mutex_unlock(&p->mu);
+	struct login_job *j = (struct login_job *)bj;
+	j->ok = accounts_hash_check(j->password, j->stored);
+	explicit_bzero(j->password, strlen(j->password));
+}
 
-		bool ok = accounts_hash_check(j->password, j->stored);
-		explicit_bzero(j->password, strlen(j->password));
+static void login_finish(struct login *l, enum login_result r);
 
-		pthread_mutex_lock(&p->mu);
-		j->ok = ok;
-		j->next = p->done;
-		p->done = j;
-		pthread_mutex_unlock(&p->mu);
-		uint64_t one = 1;
-		while (write(p->efd, &one, sizeof(one)) < 0 && errno == EINTR)
-			;
+/* hash_done - on the loop: the check's outcome (none when the pool is being freed: nobody
+ * waits any more, and a failure must not start a delay then) */
+static void hash_done(struct bgjob *bj)
+{
+	struct login_job *j = (struct login_job *)bj;
+	struct login *l = j->owner;
+	bool ok = j->ok, closing = j->pool->closing;
+	job_free(j);
+	if (l != NULL) {
+		l->job = NULL;
+		if (!closing)
+			login_finish(l, ok ? LOGIN_OK : LOGIN_FAILED);
 	}
 }
 
@@ -383,48 +363,22 @@ static void login_lookup(evutil_socket_t fd, short what, void *arg)
 		login_finish(l, LOGIN_OK);
 		return;
 	}
-	if (p->queued >= p->queue_max + p->nthreads) {
-		log_warnx("%s: login queue full (%zu checks waiting)", l->log_id, p->queued);
+	size_t queued = bgpool_pending(p->hashing);
+	if (queued >= p->queue_max + p->nthreads) {
+		log_warnx("%s: login queue full (%zu checks waiting)", l->log_id, queued);
 		login_finish(l, LOGIN_TEMPFAIL);
 		return;
 	}
 	struct login_job *j = xcalloc(1, sizeof(*j));
+	j->bg.work = hash_work;
+	j->bg.done = hash_done;
+	j->pool = p;
 	j->owner = l;
 	j->password = l->password;	/* the job owns it now */
 	l->password = NULL;
 	j->stored = l->stored ? xstrdup(l->stored) : NULL;
 	l->job = j;
-	p->queued++;
-	pthread_mutex_lock(&p->mu);
-	*p->todo_tail = j;
-	p->todo_tail = &j->next;
-	pthread_cond_signal(&p->cond);
-	pthread_mutex_unlock(&p->mu);
-}
-
-/* pool_results - the eventfd fired: finish the checks the threads are done with */
-static void pool_results(evutil_socket_t fd, short what, void *arg)
-{
-	struct login_pool *p = arg;
-	uint64_t n;
-	while (read(p->efd, &n, sizeof(n)) < 0 && errno == EINTR)
-		;
-	pthread_mutex_lock(&p->mu);
-	struct login_job *j = p->done;
-	p->done = NULL;
-	pthread_mutex_unlock(&p->mu);
-	while (j != NULL) {
-		struct login_job *next = j->next;
-		struct login *l = j->owner;
-		bool ok = j->ok;
-		p->queued--;
-		job_free(j);
-		if (l != NULL) {
-			l->job = NULL;
-			login_finish(l, ok ? LOGIN_OK : LOGIN_FAILED);
-		}
-		j = next;
-	}
+	bgpool_submit(p->hashing, &j->bg);
 }
 
 void login_start(struct login_pool *pool, const struct sockaddr *peer, const char *log_id,
@@ -500,25 +454,11 @@ void login_cancel(struct login **lp)
 	struct login_job *j = l->job;
 	bool disown = l->held;
 	if (j != NULL) {
-		struct login_pool *p = l->pool;
-		bool unqueued = false;
-		pthread_mutex_lock(&p->mu);
-		for (struct login_job **q = &p->todo; *q != NULL; q = &(*q)->next) {
-			if (*q == j) {	/* not started: take it back */
-				*q = j->next;
-				if (p->todo_tail == &j->next)
-					p->todo_tail = q;
-				unqueued = true;
-				break;
-			}
-		}
-		pthread_mutex_unlock(&p->mu);
-		if (unqueued) {
-			p->queued--;
+		if (bgpool_cancel(l->pool->hashing, &j->bg)) {	/* not started: taken back */
 			job_free(j);
 			l->job = NULL;
 		} else {
-			disown = true;	/* running or done: pool_results finishes it */
+			disown = true;	/* running or done: hash_done finishes it */
 		}
 	}
 	if (disown) {
@@ -542,30 +482,16 @@ struct login_pool *login_pool_new(struct event_base *base, struct accounts *acco
 	p->nthreads = nthreads ? nthreads : 1;
 	p->queue_max = queue_max;
 	p->cache_ttl = cache_ttl;
-	p->todo_tail = &p->todo;
 	(void)throttle_worker_attach();	/* -1: throttling off here (CLI, unit tests) */
-	if (getrandom(p->secret, sizeof(p->secret), 0) != (ssize_t)sizeof(p->secret))
-		goto fail;
-	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (p->efd < 0)
-		goto fail;
-	p->efd_ev = event_new(base, p->efd, EV_READ | EV_PERSIST, pool_results, p);
-	if (p->efd_ev == NULL || event_add(p->efd_ev, NULL) < 0)
-		log_fatalx("login pool: cannot watch its eventfd");
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cond, NULL);
-	p->threads = xcalloc(p->nthreads, sizeof(pthread_t));
-	unsigned made = bg_threads_start(p->threads, p->nthreads, hash_thread, p);
-	if (made < p->nthreads) {
-		p->nthreads = made;
-		login_pool_free(&p);
-		errno = EAGAIN;
+	if (getrandom(p->secret, sizeof(p->secret), 0) != (ssize_t)sizeof(p->secret) ||
+	    (p->hashing = bgpool_new_niced(base, p->nthreads, LOGIN_THREAD_NICE)) == NULL) {
+		int e = errno;
+		explicit_bzero(p->secret, sizeof(p->secret));
+		free(p);
+		errno = e;
 		return NULL;
 	}
 	return p;
-fail:
-	free(p);
-	return NULL;
 }
 
 void login_pool_free(struct login_pool **pp)
@@ -573,36 +499,26 @@ void login_pool_free(struct login_pool **pp)
 	struct login_pool *p = *pp;
 	if (p == NULL)
 		return;
-	pthread_mutex_lock(&p->mu);
-	p->stop = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->mu);
-	for (unsigned i = 0; i < p->nthreads; i++)
-		pthread_join(p->threads[i], NULL);
-	/* Nobody waits for these any more: their sessions were freed (and cancelled them). */
-	for (struct login_job *lists[2] = { p->todo, p->done }, **l = lists; l < lists + 2; l++) {
-		while (*l != NULL) {
-			struct login_job *next = (*l)->next;
-			if ((*l)->owner != NULL)
-				(*l)->owner->job = NULL;
-			job_free(*l);
-			*l = next;
+	/* Nobody waits for the checks any more: their sessions were freed (and cancelled them).
+	 * Those not started are dropped; bgpool_free waits for the ones on a thread (one hash
+	 * each at most) and hash_done only frees them. */
+	p->closing = true;
+	for (struct login *l = p->logins; l != NULL; l = l->next_in_pool) {
+		if (l->job != NULL && bgpool_cancel(p->hashing, &l->job->bg)) {
+			job_free(l->job);
+			l->job = NULL;
 		}
 	}
+	bgpool_free(&p->hashing);
 	/* checks whose sessions went while they were hashed or held */
 	while (p->logins != NULL) {
 		struct login *l = p->logins;
 		p->logins = l->next_in_pool;
 		login_free(l);
 	}
-	event_free(p->efd_ev);
-	close(p->efd);
-	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->cond);
 	for (size_t i = 0; i < LOGIN_CACHE_SIZE; i++)
 		free(p->cache[i].stored);
 	explicit_bzero(p->secret, sizeof(p->secret));
-	free(p->threads);
 	free(p);
 	*pp = NULL;
 }
@@ -617,7 +533,7 @@ void login_count(enum metrics_protocol protocol, enum login_result result)
 
 size_t login_pool_queued(const struct login_pool *p)
 {
-	return p->queued;
+	return bgpool_pending(p->hashing);
 }
 
 unsigned long login_pool_cache_hits(const struct login_pool *p)

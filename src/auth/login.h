@@ -5,8 +5,8 @@
  *   pool thread -> throttle bookkeeping and a log line on failure -> the caller's callback,
  *   on the loop.
  * The pool belongs to one worker process: make it after fork (threads do not survive fork).
- * Results come back through an eventfd watched by the loop: the threads never touch
- * libevent, so the event base needs no locking (evthread) at all.
+ * The threads are a lib/bgpool (at nice +10): results come back through its eventfd, the
+ * threads never touch libevent, so the event base needs no locking (evthread) at all.
  * A job owns copies of the password and the stored hash; a session that ends while its
  * check is in flight cancels it (login_cancel) and nothing of the session is touched after.
  * Passwords are wiped (explicit_bzero) as soon as they have been hashed. */
@@ -39,8 +39,8 @@ typedef void login_done_fn(void *ctx, enum login_result result, const char *user
  * threads or the eventfd cannot be made (errno set). */
 struct login_pool *login_pool_new(struct event_base *base, struct accounts *accounts,
 				  unsigned nthreads, unsigned queue_max, unsigned cache_ttl);
-/* login_pool_free - stop and join the threads; checks still queued are dropped (their
- * callbacks are not called: their sessions are being freed too). */
+/* login_pool_free - drop the checks still queued, wait for those being hashed (one hash
+ * each), stop the threads; no callback is called (their sessions are being freed too). */
 void login_pool_free(struct login_pool **pool);
 
 /* login_start - check user/password for a client at peer (throttle key). log_id names the

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -18,6 +19,7 @@ struct bgpool {
 	struct event_base *base;
 	pthread_t *threads;
 	unsigned nthreads;
+	int nice;			/* of the threads; 0: as the loop */
 	pthread_mutex_t mu;
 	pthread_cond_t cond;		/* todo got a job, or stop */
 	struct bgjob *todo, **todo_tail;	/* FIFO, under mu */
@@ -31,6 +33,8 @@ struct bgpool {
 static void *bg_thread(void *arg)
 {
 	struct bgpool *p = arg;
+	if (p->nice != 0)
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), p->nice);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (!p->stop && p->todo == NULL)
@@ -104,8 +108,14 @@ unsigned bg_threads_start(pthread_t *threads, unsigned n, void *(*fn)(void *), v
 
 struct bgpool *bgpool_new(struct event_base *base, unsigned nthreads)
 {
+	return bgpool_new_niced(base, nthreads, 0);
+}
+
+struct bgpool *bgpool_new_niced(struct event_base *base, unsigned nthreads, int nice)
+{
 	struct bgpool *p = xcalloc(1, sizeof(*p));
 	p->base = base;
+	p->nice = nice;
 	p->todo_tail = &p->todo;
 	p->done_tail = &p->done;
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -145,6 +155,25 @@ void bgpool_submit(struct bgpool *p, struct bgjob *j)
 	p->todo_tail = &j->next;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->mu);
+}
+
+bool bgpool_cancel(struct bgpool *p, struct bgjob *j)
+{
+	bool found = false;
+	pthread_mutex_lock(&p->mu);
+	for (struct bgjob **q = &p->todo; *q != NULL; q = &(*q)->next) {
+		if (*q == j) {
+			*q = j->next;
+			if (p->todo_tail == &j->next)
+				p->todo_tail = q;
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (found)
+		p->pending--;
+	return found;
 }
 
 size_t bgpool_pending(const struct bgpool *p)

@@ -1,4 +1,5 @@
-/* bgpool - a few threads that make blocking system calls (fsync, link) for an event loop.
+/* bgpool - a few threads that make blocking system calls (fsync, link) or long computations
+ * (password hashing, auth/login.c) for an event loop.
  *
  * A job's work() runs on one of the threads; its done() runs afterwards on the loop that
  * made the pool. Jobs are embedded in the caller's own structure (container_of), so the pool
@@ -9,6 +10,7 @@
 #define TERN_BGPOOL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
@@ -25,9 +27,15 @@ unsigned bg_threads_start(pthread_t *threads, unsigned n, void *(*fn)(void *), v
 /* bgpool_new - nthreads threads (at least 1) serving base's loop; NULL when a thread or the
  * eventfd cannot be made (errno set). */
 struct bgpool *bgpool_new(struct event_base *base, unsigned nthreads);
+/* bgpool_new_niced - the same with threads at nice value nice (Linux: per thread), so that on
+ * a busy machine the loop's thread gets the CPU first; failing to renice is harmless. */
+struct bgpool *bgpool_new_niced(struct event_base *base, unsigned nthreads, int nice);
 /* bgpool_submit - run j: work on a thread, then done on the loop. */
 void bgpool_submit(struct bgpool *p, struct bgjob *j);
-/* bgpool_pending - jobs submitted whose done has not run yet */
+/* bgpool_cancel - take back j if no thread has started it: true, and neither its work nor
+ * its done will run; false when it is running or finished (its done will run as usual). */
+bool bgpool_cancel(struct bgpool *p, struct bgjob *j);
+/* bgpool_pending - jobs submitted whose done has not run yet (and were not taken back) */
 size_t bgpool_pending(const struct bgpool *p);
 /* bgpool_free - wait for every job submitted (work, then done, here), stop the threads. */
 void bgpool_free(struct bgpool **pp);

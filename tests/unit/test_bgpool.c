@@ -1,6 +1,7 @@
 /* test_bgpool - blocking calls off the loop: work on a thread, done on the loop, in parallel,
  * and bgpool_free finishes what was submitted */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -20,6 +21,7 @@ struct job {
 };
 
 static atomic_int running, max_running;
+static atomic_int gate;		/* while set, work holds its thread (test_cancel) */
 
 static void work(struct bgjob *bj)
 {
@@ -31,6 +33,8 @@ static void work(struct bgjob *bj)
 		;
 	struct timespec ts = { 0, 20 * 1000 * 1000 };	/* a slow fsync */
 	nanosleep(&ts, NULL);
+	while (atomic_load(&gate))
+		nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
 	atomic_fetch_sub(&running, 1);
 }
 
@@ -91,4 +95,46 @@ static void test_free_finishes(void)
 	event_base_free(base);
 }
 
-TEST_MAIN(TEST(test_parallel_done_on_loop), TEST(test_free_finishes))
+/* bgpool_cancel: a queued job is taken back (neither work nor done runs, pending drops);
+ * one already on a thread is not, and finishes as usual */
+static void test_cancel(void)
+{
+	struct event_base *base = event_base_new();
+	struct bgpool *p = bgpool_new(base, 1);
+	int count = 0;
+	struct job *a = job_new(&count, NULL, 0), *b = job_new(&count, NULL, 0);
+	atomic_store(&running, 0);
+	atomic_store(&gate, 1);
+	bgpool_submit(p, &a->j);
+	bgpool_submit(p, &b->j);
+	while (atomic_load(&running) == 0)	/* a is on the one thread, b waits behind it */
+		sched_yield();
+	CHECK(bgpool_pending(p) == 2);
+	CHECK(bgpool_cancel(p, &b->j));
+	CHECK(bgpool_pending(p) == 1);
+	CHECK(!bgpool_cancel(p, &b->j));	/* not there any more */
+	CHECK(!bgpool_cancel(p, &a->j));	/* running */
+	atomic_store(&gate, 0);
+	free(b);
+	bgpool_free(&p);
+	CHECK(count == 1);			/* a's done ran in bgpool_free, b's never */
+	event_base_free(base);
+}
+
+/* a niced pool works as the plain one */
+static void test_niced(void)
+{
+	struct event_base *base = event_base_new();
+	struct bgpool *p = bgpool_new_niced(base, 2, 10);
+	CHECK(p != NULL);
+	int count = 0;
+	for (int i = 0; i < 4; i++)
+		bgpool_submit(p, &job_new(&count, base, 4)->j);
+	event_base_dispatch(base);
+	CHECK(count == 4);
+	bgpool_free(&p);
+	event_base_free(base);
+}
+
+TEST_MAIN(TEST(test_parallel_done_on_loop), TEST(test_free_finishes), TEST(test_cancel),
+	  TEST(test_niced))
