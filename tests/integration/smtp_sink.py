@@ -116,3 +116,10 @@ class Sink:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def relay_peer():
+    """The next hop of test_smtp_cleanup and test_spf_inbound: peer.relay.test with SMTPUTF8,
+    no DSN; reject-* get 550, defer-* 451 naming the recipient."""
+    return Sink(name="peer.relay.test", extensions=("8BITMIME", "SMTPUTF8", "PIPELINING"),
+                reject_text="no such user here (peer)", defer_prefix=True)

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import tern_harness as th
-from smtp_sink import Sink
+from smtp_sink import relay_peer
 from tern_harness import HOSTNAME, assert_reply, check_delivered, make_message, token
 
 ALICE = "alice@example.test"
@@ -27,8 +27,7 @@ RELAY_DOMAIN = "relay.test"
 def peer():
     """EHLO without DSN; RCPT to reject-* gets 550, defer-* 451 (with a text naming the
     recipient)"""
-    p = Sink(name="peer.relay.test", extensions=("8BITMIME", "SMTPUTF8", "PIPELINING"),
-             reject_text="no such user here (peer)", defer_prefix=True)
+    p = relay_peer()
     yield p
     p.close()
 
