@@ -343,6 +343,13 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	store_deliver_cache_close();	/* the account handles SMTP deliveries kept open */
 	queue_close(&queue);
 	accounts_close(&accounts);
+	/* A bufferevent freed while one of its deferred callbacks was pending (an SSL write
+	 * schedules one) keeps a reference until that callback runs; event_base_free only
+	 * cancels it, so the bufferevent_openssl and its SSL would be lost at exit. The loop
+	 * may have stopped in the very iteration that freed it (drain_check, the shutdown
+	 * timeout): let it run what is pending once more, without waiting. Nothing of ours is
+	 * registered any more. */
+	event_base_loop(w.base, EVLOOP_NONBLOCK);
 	event_base_free(w.base);
 	return 0;
 }
