@@ -20,12 +20,9 @@ import email.utils
 import os
 import poplib
 import re
-import shutil
 import smtplib
 import socket
 import ssl
-import struct
-import subprocess
 import sys
 import threading
 import time
@@ -36,6 +33,7 @@ _INTEGRATION = _HERE.parent / "integration"
 if str(_INTEGRATION) not in sys.path:
     sys.path.insert(0, str(_INTEGRATION))
 
+import dnszone  # noqa: E402
 import tern_harness as th  # noqa: E402
 from tern_harness import (TernError, TernInstance, RawSMTP, run_tern, tail, tls_context,  # noqa: E402,F401
                           token)
@@ -154,46 +152,18 @@ def wait_until(pred, timeout, describe, interval=0.1):
 
 # ---- dnsmasq --------------------------------------------------------------------------------
 
-def find_dnsmasq():
-    for p in ("/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/usr/local/sbin/dnsmasq"):
-        if os.access(p, os.X_OK):
-            return p
-    return shutil.which("dnsmasq")
+class Dnsmasq(dnszone.Dnsmasq):
+    """The test network's DNS (dnszone.Dnsmasq): ZONE on a port free for UDP and TCP."""
 
-
-def dns_query_packet(name, qtype=1, qid=0x4242):
-    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-    for label in name.split("."):
-        q += bytes([len(label)]) + label.encode()
-    return q + b"\0" + struct.pack(">HH", qtype, 1)
-
-
-def dns_ask(port, name, qtype=1, timeout=0.2):
-    """Send one UDP query to 127.0.0.1:port; return (rcode, ancount) or None (no answer)."""
-    pkt = dns_query_packet(name, qtype)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.sendto(pkt, ("127.0.0.1", port))
-            ans = s.recv(4096)
-        except OSError:
-            return None
-    if len(ans) < 12 or ans[:2] != pkt[:2]:
-        return None
-    flags, _qd, an = struct.unpack(">HHH", ans[2:8])
-    return flags & 0xF, an
-
-
-class Dnsmasq:
     def __init__(self, base_dir, zone=ZONE):
-        self.base = Path(base_dir)
-        self.base.mkdir(parents=True, exist_ok=True)
-        self.conf = self.base / "dnsmasq.conf"
-        self.log_path = self.base / "dnsmasq.log"
-        self.zone = list(zone)
+        super().__init__(base_dir, zone, local=())   # ZONE says no-resolv, local=/test/
         self.extra = []
-        self.proc = None
-        self.port = None
+
+    def conf_lines(self):
+        return self.zone + self.extra
+
+    def pick_port(self):
+        return free_udp_tcp_port()
 
     def set_extra(self, lines):
         """Serve the zone plus `lines` (dnsmasq option lines: txt-record=..., etc.) from now
@@ -203,48 +173,6 @@ class Dnsmasq:
         port = self.port
         self.stop()
         self.start(port=port)
-
-    def start(self, timeout=10, port=None):
-        binary = find_dnsmasq()
-        if binary is None:
-            raise TernError("dnsmasq is not installed (scripts/deps.sh installs it)")
-        self.conf.write_text("\n".join(self.zone + self.extra) + "\n")
-        last = ""
-        for _ in range(5):  # a port taken between the check and dnsmasq's bind: try another
-            self.port = port or free_udp_tcp_port()
-            argv = [binary, "--keep-in-foreground", f"--conf-file={self.conf}",
-                    f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
-                    "--pid-file=", f"--log-facility={self.log_path}", "--log-queries"]
-            if os.geteuid() == 0:
-                argv.append("--user=root")
-            errf = open(self.base / "dnsmasq.stderr", "ab")
-            try:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errf,
-                                             stderr=errf, start_new_session=True)
-            finally:
-                errf.close()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if dns_ask(self.port, "mx.bob.test") is not None:
-                    return self
-            last = tail(self.base / "dnsmasq.stderr", 20) + "\n" + tail(self.log_path, 20)
-            self.stop()
-        raise TernError(f"dnsmasq did not answer; its output:\n{last}")
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def log_tail(self, n=40):
-        return tail(self.log_path, n)
 
 
 # ---- tern hosts -----------------------------------------------------------------------------

@@ -1,38 +1,12 @@
-"""Helpers for the DKIM/ARC tests: a private dnsmasq serving TXT records, an SMTP sink that
-keeps what it receives, key records from `tern dkim list`, keys for python3-dkim."""
+"""Helpers for the DKIM/ARC tests: a private dnsmasq serving TXT records (on dnszone's
+runner), key records from `tern dkim list`, keys for python3-dkim. The SMTP sink is
+smtp_sink.py."""
 import base64
-import os
 import re
-import shutil
-import socket
-import struct
 import subprocess
-import time
 from pathlib import Path
 
-import tern_harness as th
-
-
-def find_dnsmasq():
-    for p in ("/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"):
-        if os.access(p, os.X_OK):
-            return p
-    return shutil.which("dnsmasq")
-
-
-def dns_answers(addr, port, name, timeout=0.2):
-    """True when a UDP query for name's TXT gets any reply from addr:port."""
-    q = struct.pack(">HHHHHH", 0x4343, 0x0100, 1, 0, 0, 0)
-    for label in name.split("."):
-        q += bytes([len(label)]) + label.encode()
-    q += b"\0" + struct.pack(">HH", 16, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.sendto(q, (addr, port))
-            return s.recv(4096)[:2] == q[:2]
-        except OSError:
-            return False
+import dnszone
 
 
 def txt_line(name, text):
@@ -41,46 +15,12 @@ def txt_line(name, text):
     return f"txt-record={name}," + ",".join(f'"{p}"' for p in parts)
 
 
-class Dnsmasq:
-    """dnsmasq serving records {name: text} on addr:port (port 53 on a 127.x address for
-    tools that read /etc/resolv.conf, which has no port)."""
+class Dnsmasq(dnszone.Dnsmasq):
+    """dnsmasq serving TXT records {name: text} on addr:port (dnszone.Dnsmasq)."""
 
     def __init__(self, base_dir, records, addr="127.0.0.1", port=None):
-        self.base = Path(base_dir)
-        self.base.mkdir(parents=True, exist_ok=True)
-        self.records = dict(records)
-        self.addr = addr
-        self.port = port or th.free_udp_port()
-        self.proc = None
-
-    def start(self, timeout=10):
-        binary = find_dnsmasq()
-        assert binary, "dnsmasq is not installed (scripts/deps.sh installs dnsmasq-base)"
-        conf = self.base / "dnsmasq.conf"
-        lines = ["no-resolv", "no-hosts", "local=/test/", "local=/com/", "local=/net/"]
-        lines += [txt_line(n, t) for n, t in self.records.items()]
-        conf.write_text("\n".join(lines) + "\n")
-        argv = [binary, "--keep-in-foreground", f"--conf-file={conf}", f"--port={self.port}",
-                f"--listen-address={self.addr}", "--bind-interfaces", "--pid-file="]
-        if os.geteuid() == 0:
-            argv.append("--user=root")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"dnsmasq exited with {self.proc.returncode}")
-            if dns_answers(self.addr, self.port, "probe.test"):
-                return self
-            time.sleep(0.05)  # poll interval; readiness is the answer above
-        raise AssertionError("dnsmasq did not answer")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-        self.proc = None
+        super().__init__(base_dir, [txt_line(n, t) for n, t in dict(records).items()],
+                         addr=addr, port=port, local=("test", "com", "net"))
 
 
 def records_from_list(text):
