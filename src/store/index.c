@@ -6,7 +6,10 @@
  * deliveries and appends because their files are fsync'd into new/ before the row is
  * written, and a file of new/ (or cur/) without a row is picked up at the next open: a lost
  * row costs a new UID, never a message. Transactions whose loss would bring mail back
- * (expunge, move) are committed with synchronous=FULL.
+ * (expunge, move) are committed with synchronous=FULL, or (IMAP's EXPUNGE,
+ * store_expunge_deleted_begin) with NORMAL and the WAL fdatasync'd on another thread
+ * before the files go and anyone is told (docs/architecture.md, "IMAP's APPEND and EXPUNGE
+ * sync off the loop").
  *
  * Concurrency: every write is BEGIN IMMEDIATE (waiting up to store_settings.busy_timeout_ms:
  * 250 ms in workers, 10 s elsewhere), so a transaction that reads and then writes (UID
