@@ -866,6 +866,8 @@ int idx_unlinks_list(struct store *s, int64_t id, struct idx_unlinks *u, char **
 	 * since the handle may be closed before the thread is done */
 	u->root = xcalloc(1, sizeof(*u->root));
 	u->root->root = xstrdup(s->root);
+	u->wal = store_path(s, NULL, STORE_INDEX_NAME "-wal");
+	u->db = store_path(s, NULL, STORE_INDEX_NAME);
 	sqlite3_stmt *st = db_st(s, ST_UNLINK_LIST);
 	sqlite3_bind_int64(st, 1, id);
 	size_t cap = 0;
@@ -886,14 +888,43 @@ int idx_unlinks_list(struct store *s, int64_t id, struct idx_unlinks *u, char **
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		db_set_error(s, error_r, "pending unlinks");
-		idx_unlinks_free(u);
+		/* none to unlink; the paths stay, for a WAL sync (idx_unlinks_run) */
+		for (size_t i = 0; i < u->n; i++) {
+			free(u->v[i].name);
+			free(u->v[i].file);
+			free(u->v[i].dir);
+		}
+		free(u->v);
+		u->v = NULL;
+		u->n = 0;
 		return STORE_ERROR;
 	}
 	return 0;
 }
 
+/* wal_sync - fdatasync index.db's WAL through a descriptor of our own: it flushes every
+ * frame committed so far, by any connection, as synchronous=FULL would have at the commit.
+ * SQLite locks the -shm and the database, never the -wal, so closing this descriptor drops
+ * no lock of SQLite's. A WAL that is gone was checkpointed into index.db: sync that. 0, or
+ * an errno. */
+static int wal_sync(const struct idx_unlinks *u)
+{
+	int fd = open(u->wal, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = open(u->db, O_RDONLY | O_CLOEXEC);
+	int err = fd < 0 || fdatasync(fd) < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
 void idx_unlinks_run(struct idx_unlinks *u)
 {
+	/* A pending unlink may be an expunge committed with synchronous=NORMAL whose WAL sync
+	 * is still to come (store_expunge_deleted_begin, in flight on another thread): its file
+	 * goes only once that commit is durable, so that no row can come back without it. */
+	if (((u->sync_wal && u->n > 0) || u->sync_wal_always) && (u->wal_err = wal_sync(u)) != 0)
+		return;
 	for (size_t i = 0; i < u->n; i++) {
 		struct idx_unlink *e = &u->v[i];
 		/* NULL: the mailbox is gone, and its files with it */
@@ -923,6 +954,10 @@ void idx_unlinks_run(struct idx_unlinks *u)
 
 int idx_unlinks_forget(struct store *s, struct idx_unlinks *u, char **error_r)
 {
+	if (u->wal_err != 0) {
+		store_set_error(error_r, "fdatasync %s: %s", u->wal, strerror(u->wal_err));
+		return STORE_ERROR;
+	}
 	if (u->sync_failed) {
 		store_set_error(error_r, "%s: fsync after unlinks failed", s->root);
 		return STORE_ERROR;
@@ -960,15 +995,20 @@ void idx_unlinks_free(struct idx_unlinks *u)
 	if (u->root != NULL)
 		free(u->root->root);
 	free(u->root);
+	free(u->wal);
+	free(u->db);
 	memset(u, 0, sizeof(*u));
 }
 
-int idx_finish_unlinks(struct store *s, int64_t id, char **error_r)
+int idx_finish_unlinks(struct store *s, int64_t id, bool wal_synced, char **error_r)
 {
 	struct idx_unlinks u;
 	int r = idx_unlinks_list(s, id, &u, error_r);
-	if (r < 0)
+	if (r < 0) {
+		idx_unlinks_free(&u);
 		return r;
+	}
+	u.sync_wal = !wal_synced;
 	idx_unlinks_run(&u);
 	r = idx_unlinks_forget(s, &u, error_r);
 	idx_unlinks_free(&u);
@@ -1076,9 +1116,14 @@ int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r)
 
 	/* Expunges that a crash interrupted are finished first, so that their files are
 	 * gone before anything looks for files without a row. */
-	r = idx_finish_unlinks(s, id, error_r);
-	if (r < 0)
-		goto out;
+	/* Not while an expunge of this account syncs on a thread here: it finishes them itself,
+	 * and the WAL sync they would need first must not stop the loop. Their names are
+	 * skipped below meanwhile (unlink_pending). */
+	if (!store_expunge_in_flight(s->root)) {
+		r = idx_finish_unlinks(s, id, false, error_r);
+		if (r < 0)
+			goto out;
+	}
 
 	r = STORE_ERROR;
 	if (maildir_list(newdir, &enew) < 0 && errno != ENOENT) {

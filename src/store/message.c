@@ -623,11 +623,44 @@ out:
 /* An expunge whose syncs run on another thread (store_expunge_deleted_begin): the WAL, so
  * that the commit (made with synchronous=NORMAL) is durable, then the unlinks. */
 struct store_expunge_sync {
-	char *wal, *db;		/* index.db-wal and index.db */
-	struct idx_unlinks u;
+	struct idx_unlinks u;	/* with sync_wal: the WAL first */
 	char *mailbox;		/* for the notification, at the end */
-	int err;		/* errno of the WAL's sync */
 };
+
+/* The accounts (roots) with such an expunge in flight in this process, so that a pick-up
+ * leaves their pending unlinks to it rather than sync the WAL on the loop. Touched on the
+ * loop's thread only (begin and end). */
+static struct inflight {
+	char *root;
+	unsigned n;
+} *inflight;
+static size_t n_inflight;
+
+static void inflight_add(const char *root, int d)
+{
+	for (size_t i = 0; i < n_inflight; i++) {
+		if (strcmp(inflight[i].root, root) != 0)
+			continue;
+		inflight[i].n += (unsigned)d;
+		if (inflight[i].n == 0) {
+			free(inflight[i].root);
+			inflight[i] = inflight[--n_inflight];
+		}
+		return;
+	}
+	if (d <= 0)
+		return;
+	inflight = xreallocarray(inflight, n_inflight + 1, sizeof(*inflight));
+	inflight[n_inflight++] = (struct inflight){ .root = xstrdup(root), .n = 1 };
+}
+
+bool store_expunge_in_flight(const char *root)
+{
+	for (size_t i = 0; i < n_inflight; i++)
+		if (strcmp(inflight[i].root, root) == 0)
+			return true;
+	return false;
+}
 
 static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, size_t nr,
 		   bool only_deleted, uint32_t **uids_r, uint64_t *modseq_r,
@@ -690,17 +723,18 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 	char *err = NULL;
 	if (sync_r != NULL) {
 		struct store_expunge_sync *es = xcalloc(1, sizeof(*es));
-		es->wal = store_path(s, NULL, STORE_INDEX_NAME "-wal");
-		es->db = store_path(s, NULL, STORE_INDEX_NAME);
 		es->mailbox = xstrdup(mb->name);
 		if (idx_unlinks_list(s, mb->id, &es->u, &err) < 0) {
 			/* committed: the next pick-up finishes the unlinks */
 			log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
 			free(err);
 		}
+		/* our own commit: the WAL is synced even if the list failed */
+		es->u.sync_wal_always = true;
+		inflight_add(s->root, 1);
 		*sync_r = es;
 	} else {
-		if (idx_finish_unlinks(s, mb->id, &err) < 0) {
+		if (idx_finish_unlinks(s, mb->id, true, &err) < 0) {
 			/* committed: the next pick-up finishes the unlinks */
 			log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
 			free(err);
@@ -774,20 +808,7 @@ int store_expunge_deleted_begin(struct store_mailbox *mb, const struct store_uid
 
 void store_expunge_sync_run(struct store_expunge_sync *es)
 {
-	/* Another descriptor on the same file: its fdatasync flushes the frames our commit
-	 * wrote, as synchronous=FULL would have at the commit. SQLite locks the -shm and the
-	 * database, never the -wal, so closing this descriptor drops no lock of SQLite's. A
-	 * WAL that is gone was checkpointed into index.db (and then removed): sync that. */
-	int fd = open(es->wal, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
-		fd = open(es->db, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fdatasync(fd) < 0)
-		es->err = errno;
-	if (fd >= 0)
-		close(fd);
-	/* the files go only once their rows' removal is durable */
-	if (es->err == 0)
-		idx_unlinks_run(&es->u);
+	idx_unlinks_run(&es->u);	/* the WAL's fdatasync, then the files */
 }
 
 int store_expunge_sync_end(struct store *s, struct store_expunge_sync **esp, char **error_r)
@@ -797,22 +818,20 @@ int store_expunge_sync_end(struct store *s, struct store_expunge_sync **esp, cha
 	if (es == NULL)
 		return 0;
 	*esp = NULL;
-	if (es->err != 0) {
-		store_set_error(error_r, "fdatasync %s: %s", es->wal, strerror(es->err));
+	char *err = NULL;
+	if (s != NULL && idx_unlinks_forget(s, &es->u, &err) < 0 && es->u.wal_err == 0) {
+		/* durable: the next pick-up finishes the unlinks */
+		log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
+	}
+	free(err);
+	if (es->u.wal_err != 0) {
+		store_set_error(error_r, "fdatasync of the index's WAL: %s", strerror(es->u.wal_err));
 		r = STORE_ERROR;
-	} else if (s != NULL) {
-		char *err = NULL;
-		if (idx_unlinks_forget(s, &es->u, &err) < 0) {
-			/* durable: the next pick-up finishes the unlinks */
-			log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
-			free(err);
-		}
 	}
 	if (s != NULL)
 		store_notify(s, es->mailbox, STORE_CHANGE_EXPUNGE);
+	inflight_add(es->u.root->root, -1);
 	idx_unlinks_free(&es->u);
-	free(es->wal);
-	free(es->db);
 	free(es->mailbox);
 	free(es);
 	return r;
@@ -1051,7 +1070,7 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 			mb_saw(mb, src.uidnext, src.highestmodseq, src.uidnext,
 			       src.highestmodseq + 1);
 		char *err = NULL;
-		if (idx_finish_unlinks(s, mb->id, &err) < 0) {
+		if (idx_finish_unlinks(s, mb->id, true, &err) < 0) {
 			log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
 			free(err);
 		}
