@@ -488,6 +488,13 @@ static void test_expunge_append_split(void)
 	CHECK(store_mailbox_messages(mb, &m, &n, NULL) == 0 && n == 1 && m[0].uid == 3);
 	CHECK(count_files(root, "cur") + count_files(root, "new") == 3);
 	CHECK(db_count("SELECT count(*) FROM unlinks") == 2);
+	/* a mailbox open meanwhile (its pick-up) leaves them to the expunge in flight, and
+	 * does not take the files for new mail */
+	struct store_mailbox *mb2 = open_mb(s, "INBOX");
+	CHECK(store_mailbox_messages(mb2, &m, &n, NULL) == 0 && n == 1);
+	store_mailbox_close(&mb2);
+	CHECK(count_files(root, "cur") + count_files(root, "new") == 3);
+	CHECK(db_count("SELECT count(*) FROM unlinks") == 2);
 	store_expunge_sync_run(es);
 	CHECK(count_files(root, "cur") + count_files(root, "new") == 1);
 	CHECK(store_expunge_sync_end(s, &es, NULL) == 0 && es == NULL);
