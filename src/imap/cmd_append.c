@@ -88,6 +88,71 @@ static void append_result(struct imap_session *s, const struct imap_req *r, int 
 	}
 }
 
+/* An APPEND whose file is being made durable on a sync thread: the fsync of the file, its
+ * rename into new/ and the fsync of new/ (store_append_sync); the index row and the tagged
+ * reply follow on the loop, never before. A session that ended meanwhile was told nothing:
+ * the file is taken back out of new/. */
+struct append_wait {
+	struct imap_wait w;		/* first */
+	struct store_append *ap;
+	char *tag;
+};
+
+static void append_sync_work(struct bgjob *j)
+{
+	struct append_wait *a = (struct append_wait *)j;
+	store_append_sync(a->ap);
+}
+
+static void append_sync_done(struct bgjob *j)
+{
+	struct append_wait *a = (struct append_wait *)j;
+	struct imap_session *s = imap_wait_end(&a->w);
+	if (s == NULL) {
+		store_append_abort(&a->ap);
+	} else {
+		uint32_t uidvalidity = 0, uid = 0;
+		char *err = NULL;
+		int rc = store_append_commit(&a->ap, &uidvalidity, &uid, &err);
+		struct imap_req r = { .tag = a->tag, .name = "APPEND" };
+		append_result(s, &r, rc, err, uidvalidity, uid);
+		imap_wait_resume(s);
+	}
+	free(a->tag);
+	free(a);
+}
+
+/* append_complete - the message is in ap: make it durable and index it, then answer; on a
+ * sync thread when the worker has them. Frees *app. */
+static void append_complete(struct imap_session *s, const struct imap_req *r,
+			    struct store_append **app, uint32_t flags, const char *keywords,
+			    int64_t date)
+{
+	char *err = NULL;
+	int rc = store_append_seal(*app, flags, keywords, date, &err);
+	if (rc < 0) {
+		store_append_abort(app);
+		append_result(s, r, rc, err, 0, 0);
+		return;
+	}
+	struct append_wait *a = xcalloc(1, sizeof(*a));
+	a->w.job.work = append_sync_work;
+	a->w.job.done = append_sync_done;
+	a->ap = *app;
+	a->tag = xstrdup(r->tag);
+	*app = NULL;
+	if (imap_wait_start(s, &a->w))
+		return;
+	/* no sync threads: here */
+	*app = a->ap;
+	free(a->tag);
+	free(a);
+	store_append_sync(*app);
+	uint32_t uidvalidity = 0, uid = 0;
+	rc = store_append_commit(app, &uidvalidity, &uid, &err);
+	append_result(s, r, rc, err, uidvalidity, uid);
+}
+
 void imap_cmd_append(void *ctx, const void *req)
 {
 	struct imap_session *s = ctx;
@@ -112,12 +177,8 @@ void imap_cmd_append(void *ctx, const void *req)
 			imap_reply(s, "%s NO NUL byte in a literal (use literal8)", r->tag);
 			return;
 		}
-		uint32_t uidvalidity, uid;
-		char *err = NULL;
-		int rc = store_append_finish(&job->ap, job->flags, job->keywords, job->date,
-					     &uidvalidity, &uid, &err);
+		append_complete(s, r, &job->ap, job->flags, job->keywords, job->date);
 		imap_append_free(&job);
-		append_result(s, r, rc, err, uidvalidity, uid);
 		return;
 	}
 	imap_append_free(&job);
@@ -139,11 +200,15 @@ void imap_cmd_append(void *ctx, const void *req)
 	} else if (msg->len == 0) {
 		imap_reply(s, "%s NO [CANNOT] Cannot store an empty message", r->tag);
 	} else {
-		uint32_t uidvalidity, uid;
+		struct store_append *ap;
 		char *err = NULL;
-		int rc = store_append(s->store, name, msg->str, msg->len, flags, keywords, date,
-				      &uidvalidity, &uid, &err);
-		append_result(s, r, rc, err, uidvalidity, uid);
+		int rc = store_append_begin(s->store, name, &ap, &err);
+		if (rc < 0) {
+			append_result(s, r, rc, err, 0, 0);
+		} else {
+			store_append_write(ap, msg->str, msg->len);
+			append_complete(s, r, &ap, flags, keywords, date);
+		}
 	}
 	free(keywords);
 	free(name);

@@ -298,6 +298,54 @@ static int expunge_deleted(struct imap_session *s, const uint32_t *uids, size_t 
 	return rc;
 }
 
+/* An EXPUNGE whose commit is made durable on a sync thread (store_expunge_deleted_begin:
+ * the WAL's fdatasync, then the unlinks and their directories' fsyncs); the client hears of
+ * the expunges (and OK) on the loop afterwards, never before. */
+struct expunge_wait {
+	struct imap_wait w;		/* first */
+	struct store_expunge_sync *es;
+	struct expunged e;
+	char *tag;
+};
+
+static void expunge_sync_work(struct bgjob *j)
+{
+	struct expunge_wait *x = (struct expunge_wait *)j;
+	store_expunge_sync_run(x->es);
+}
+
+/* expunge_answer - the expunges are durable (or could not be made so: rc < 0) */
+static void expunge_answer(struct imap_session *s, const char *tag, int rc, char *err,
+			   const struct expunged *e)
+{
+	/* the rows are gone for every reader either way: the view follows the index */
+	imap_view_remove(s, e->uids, e->n);
+	struct imap_req r = { .tag = tag, .name = "EXPUNGE" };
+	if (rc < 0)
+		imap_store_error(s, &r, rc, err);
+	else
+		imap_reply(s, "%s OK EXPUNGE completed", tag);
+}
+
+static void expunge_sync_done(struct bgjob *j)
+{
+	struct expunge_wait *x = (struct expunge_wait *)j;
+	struct imap_session *s = x->w.s;
+	struct store *store = s != NULL ? s->store : NULL;
+	s = imap_wait_end(&x->w);
+	char *err = NULL;
+	int rc = store_expunge_sync_end(store, &x->es, &err);
+	if (s != NULL) {
+		expunge_answer(s, x->tag, rc, err, &x->e);
+		imap_wait_resume(s);
+	} else {
+		free(err);
+	}
+	free(x->e.uids);
+	free(x->tag);
+	free(x);
+}
+
 void imap_cmd_expunge(void *ctx, const void *req)
 {
 	struct imap_session *s = ctx;
@@ -319,12 +367,32 @@ void imap_cmd_expunge(void *ctx, const void *req)
 		return;
 	}
 	char *err = NULL;
-	int rc = expunge_deleted(s, uids, n, !r->uid, false, &err);
-	if (rc < 0)
+	struct expunge_wait *x = xcalloc(1, sizeof(*x));
+	x->e.s = s;
+	size_t nr = 0;
+	struct store_uid_range *ranges = r->uid ? imap_uid_ranges(uids, n, &nr) : NULL;
+	int rc = 0;
+	if (!r->uid || nr > 0)
+		rc = store_expunge_deleted_begin(s->view.mb, ranges, nr, expunge_cb, &x->e, &x->es,
+						 &err);
+	free(ranges);
+	free(uids);
+	if (x->es != NULL) {
+		x->w.job.work = expunge_sync_work;
+		x->w.job.done = expunge_sync_done;
+		x->tag = xstrdup(r->tag);
+		if (imap_wait_start(s, &x->w))
+			return;
+		free(x->tag);
+		store_expunge_sync_run(x->es);	/* no sync threads: here */
+		rc = store_expunge_sync_end(s->store, &x->es, &err);
+	}
+	if (rc < 0 && x->e.n == 0)
 		imap_store_error(s, r, rc, err);
 	else
-		imap_reply(s, "%s OK EXPUNGE completed", r->tag);
-	free(uids);
+		expunge_answer(s, r->tag, rc, err, &x->e);
+	free(x->e.uids);
+	free(x);
 }
 
 static void deselect(struct imap_session *s)

@@ -9,6 +9,7 @@
 #include "auth/sasl.h"
 #include "imap/parser.h"
 #include "imap/server.h"
+#include "lib/bgpool.h"
 #include "lib/buf.h"
 #include "lib/session.h"
 #include "store/store.h"
@@ -62,6 +63,13 @@ struct imap_append_job;
 /* A SEARCH that reads messages, done a slice per event-loop turn (the session reads no
  * commands meanwhile). */
 struct imap_search_job;
+/* A command whose durable part (fsync, the index's WAL) runs on the worker's sync threads
+ * (lib/bgpool): embedded first in the command's own job; the session reads no commands
+ * meanwhile (imap_wait_start / imap_wait_end). */
+struct imap_wait {
+	struct bgjob job;		/* first: the pool hands back &job */
+	struct imap_session *s;		/* NULL: the session ended meanwhile */
+};
 
 struct imap_session {
 	LIST_ENTRY(imap_session) link;	/* srv->imap_sessions */
@@ -96,6 +104,7 @@ struct imap_session {
 	struct imap_search_job *search;
 	struct imap_append_job *append;
 	struct imap_append_job *append_done;	/* its literal is in: awaits the command's end */
+	struct imap_wait *wait;		/* a command's syncs on a thread: input paused */
 	char *pending_tag;		/* a command that waits (STARTTLS handshake, ...) */
 	/* the command running: its untagged updates go out just before its tagged reply
 	 * (imap_reply), with EXPUNGEs only when the command allows them */
@@ -120,6 +129,16 @@ char *imap_mailbox_arg(struct imap_session *s, const struct imap_req *r, size_t 
 void imap_mailbox_out(struct imap_session *s, buf *out, const char *name);
 /* imap_capabilities - the CAPABILITY list for the session's state */
 void imap_capabilities(struct imap_session *s, buf *out);
+
+/* imap_wait_start - run w's work on a sync thread and its done on the loop, the session
+ * suspended until then; false (nothing started) when the worker has no sync threads: the
+ * caller then does the work inline. */
+bool imap_wait_start(struct imap_session *s, struct imap_wait *w);
+/* imap_wait_end - in w's done: the session (NULL when it ended or is closing, and then the
+ * done only cleans up) and its input resumes after the caller has answered */
+struct imap_session *imap_wait_end(struct imap_wait *w);
+/* imap_wait_resume - after imap_wait_end's caller answered: read the next commands */
+void imap_wait_resume(struct imap_session *s);
 
 /* ---- view.c: the selected mailbox ---- */
 /* imap_view_open - SELECT / EXAMINE: open name, send the untagged responses; 0, or <0

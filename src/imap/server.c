@@ -259,6 +259,35 @@ static void idle_poll_start(struct imap_server *srv)
 	event_add(srv->poll_ev, &tv);
 }
 
+/* ---- syncs off the loop ----------------------------------------------------------------- */
+
+bool imap_wait_start(struct imap_session *s, struct imap_wait *w)
+{
+	if (s->srv->sync == NULL)
+		return false;
+	w->s = s;
+	s->wait = w;
+	session_suspend(s->ss);
+	bgpool_submit(s->srv->sync, &w->job);
+	return true;
+}
+
+struct imap_session *imap_wait_end(struct imap_wait *w)
+{
+	struct imap_session *s = w->s;
+	if (s == NULL)
+		return NULL;
+	s->wait = NULL;
+	if (session_is_closing(s->ss))	/* timed out meanwhile: the client hears nothing */
+		return NULL;
+	return s;
+}
+
+void imap_wait_resume(struct imap_session *s)
+{
+	session_resume(s->ss);
+}
+
 /* ---- login ---------------------------------------------------------------------------- */
 
 /* account_open - logged in as user: open the store, watch the account, say OK */
@@ -710,6 +739,8 @@ static void imap_on_raw(void *ctx)
 			return;		/* a password check is in flight: login_done resumes */
 		if (s->search != NULL)
 			return;		/* a SEARCH reads messages: it resumes when it is done */
+		if (s->wait != NULL)
+			return;		/* a command's syncs are on a thread: its done resumes */
 		if (s->fetch != NULL) {
 			/* a reader slower than transfer_min_rate is dropped (lib/session) */
 			session_deadline_start(s->ss);
@@ -816,7 +847,8 @@ static void imap_on_line(void *ctx, char *line, size_t len)
 static bool imap_can_drain(void *ctx)
 {
 	struct imap_session *s = ctx;
-	return s->fetch == NULL && s->append == NULL && s->login == NULL && s->search == NULL;
+	return s->fetch == NULL && s->append == NULL && s->login == NULL && s->search == NULL &&
+	       s->wait == NULL;
 }
 
 static void imap_on_end(void *ctx)
@@ -832,6 +864,8 @@ static void imap_on_end(void *ctx)
 	imap_search_job_free(&s->search);
 	imap_append_free(&s->append);
 	imap_append_free(&s->append_done);
+	if (s->wait != NULL)	/* its done cleans up without the session */
+		s->wait->s = NULL;
 	imap_view_close(s);
 	if (s->watch != NULL)
 		store_notifier_unwatch(s->srv->notifier, &s->watch);

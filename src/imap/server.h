@@ -24,6 +24,7 @@ struct imap_server {
 	SSL_CTX *tls;
 	struct accounts *accounts;
 	struct login_pool *login;
+	struct bgpool *sync;		/* the worker's sync threads (NULL: syncs on the loop) */
 	struct store_notifier *notifier;	/* NULL when inotify is unavailable */
 	struct event *notify_ev;
 	struct event *poll_ev;		/* IDLE polling for sessions without a watch */

@@ -271,6 +271,7 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	w.smtp.dns = dns;
 	pop3_server_init(&w.pop3, w.base, cfg, tls, accounts, login);
 	imap_server_init(&w.imap, w.base, cfg, tls, accounts, login);
+	w.imap.sync = w.smtp.sync;	/* APPEND's and EXPUNGE's syncs too (imap/cmd_*.c) */
 
 	/* the caps, from the descriptors this process may hold (the master raised the limit) */
 	struct rlimit rl;
@@ -318,10 +319,11 @@ int worker_main(const struct tern_config *cfg, SSL_CTX *tls, const int *listen_f
 	event_base_dispatch(w.base);
 
 	smtp_server_free(&w.smtp);
-	bgpool_free(&w.smtp.sync);	/* after the sessions: messages in flight are dropped */
 	dns_free(&dns);	/* after the sessions: they cancelled their checks */
 	pop3_server_free(&w.pop3);
 	imap_server_free(&w.imap);
+	/* after the SMTP and IMAP sessions: their messages in flight are dropped */
+	bgpool_free(&w.smtp.sync);
 	http_server_free(&w.http);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		if (w.listeners[r].l != NULL)

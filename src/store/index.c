@@ -6,7 +6,10 @@
  * deliveries and appends because their files are fsync'd into new/ before the row is
  * written, and a file of new/ (or cur/) without a row is picked up at the next open: a lost
  * row costs a new UID, never a message. Transactions whose loss would bring mail back
- * (expunge, move) are committed with synchronous=FULL.
+ * (expunge, move) are committed with synchronous=FULL, or (IMAP's EXPUNGE,
+ * store_expunge_deleted_begin) with NORMAL and the WAL fdatasync'd on another thread
+ * before the files go and anyone is told (docs/architecture.md, "IMAP's APPEND and EXPUNGE
+ * sync off the loop").
  *
  * Concurrency: every write is BEGIN IMMEDIATE (waiting up to store_settings.busy_timeout_ms:
  * 250 ms in workers, 10 s elsewhere), so a transaction that reads and then writes (UID
@@ -856,74 +859,159 @@ int idx_expunge_prune(struct store *s, int64_t id)
 
 /* ---- pending unlinks ---------------------------------------------------------------- */
 
-int idx_finish_unlinks(struct store *s, int64_t id, char **error_r)
+int idx_unlinks_list(struct store *s, int64_t id, struct idx_unlinks *u, char **error_r)
 {
+	memset(u, 0, sizeof(*u));
+	/* the thread reaches the files through the account's root only (store_path): a copy,
+	 * since the handle may be closed before the thread is done */
+	u->root = xcalloc(1, sizeof(*u->root));
+	u->root->root = xstrdup(s->root);
+	u->wal = store_path(s, NULL, STORE_INDEX_NAME "-wal");
+	u->db = store_path(s, NULL, STORE_INDEX_NAME);
 	sqlite3_stmt *st = db_st(s, ST_UNLINK_LIST);
 	sqlite3_bind_int64(st, 1, id);
-	int64_t *done = NULL;
-	size_t n = 0, cap = 0;
-	char *dirs_touched = NULL;	/* the last mailbox directory, for the fsync */
+	size_t cap = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t uid = sqlite3_column_int64(st, 0);
-		const char *name = (const char *)sqlite3_column_text(st, 1);
-		const char *file = (const char *)sqlite3_column_text(st, 2);
-		const char *dir = (const char *)sqlite3_column_text(st, 3);
-		if (dir != NULL) {	/* NULL: the mailbox is gone, and its files with it */
-			if (maildir_unlink_msg(s, dir, name, file) < 0) {
-				log_warn("%s: unlink %s", s->root, name);
-				continue;	/* keep it: tried again later */
-			}
-			/* The unlink must be durable before the entry goes, or a crash could
-			 * leave a file that the next pick-up takes for new mail. */
-			if (dirs_touched == NULL || strcmp(dirs_touched, dir) != 0) {
-				if (dirs_touched != NULL) {
-					char *p1 = store_path(s, dirs_touched, "new");
-					char *p2 = store_path(s, dirs_touched, "cur");
-					fs_fsync_dir(p1);
-					fs_fsync_dir(p2);
-					free(p1);
-					free(p2);
-				}
-				free(dirs_touched);
-				dirs_touched = xstrdup(dir);
-			}
-		}
-		if (n == cap) {
+		if (u->n == cap) {
 			cap = cap ? cap * 2 : 16;
-			done = xreallocarray(done, cap, sizeof(*done));
+			u->v = xreallocarray(u->v, cap, sizeof(*u->v));
 		}
-		done[n++] = uid;
+		const char *dir = (const char *)sqlite3_column_text(st, 3);
+		u->v[u->n++] = (struct idx_unlink){
+			.id = sqlite3_column_int64(st, 0),
+			.name = xstrdup((const char *)sqlite3_column_text(st, 1)),
+			.file = xstrdup((const char *)sqlite3_column_text(st, 2)),
+			.dir = dir != NULL ? xstrdup(dir) : NULL,
+		};
 	}
 	sqlite3_reset(st);
-	if (dirs_touched != NULL) {
-		char *p1 = store_path(s, dirs_touched, "new");
-		char *p2 = store_path(s, dirs_touched, "cur");
-		if (fs_fsync_dir(p1) < 0 || fs_fsync_dir(p2) < 0)
-			rc = SQLITE_IOERR;
-		free(p1);
-		free(p2);
-		free(dirs_touched);
-	}
-	int r = 0;
 	if (rc != SQLITE_DONE) {
 		db_set_error(s, error_r, "pending unlinks");
-		r = STORE_ERROR;
-	} else if (n > 0) {
-		r = db_begin(s, false, error_r);
-		for (size_t i = 0; r == 0 && i < n; i++) {
-			st = db_st(s, ST_UNLINK_DEL);
-			sqlite3_bind_int64(st, 1, done[i]);
-			if (db_exec(st) < 0) {
-				db_set_error(s, error_r, "forget unlinks");
-				db_rollback(s);
-				r = STORE_ERROR;
-			}
+		/* none to unlink; the paths stay, for a WAL sync (idx_unlinks_run) */
+		for (size_t i = 0; i < u->n; i++) {
+			free(u->v[i].name);
+			free(u->v[i].file);
+			free(u->v[i].dir);
 		}
-		if (r == 0)
-			r = db_commit(s, error_r);
+		free(u->v);
+		u->v = NULL;
+		u->n = 0;
+		return STORE_ERROR;
 	}
-	free(done);
+	return 0;
+}
+
+/* wal_sync - fdatasync index.db's WAL through a descriptor of our own: it flushes every
+ * frame committed so far, by any connection, as synchronous=FULL would have at the commit.
+ * SQLite locks the -shm and the database, never the -wal, so closing this descriptor drops
+ * no lock of SQLite's. A WAL that is gone was checkpointed into index.db: sync that. 0, or
+ * an errno. */
+static int wal_sync(const struct idx_unlinks *u)
+{
+	int fd = open(u->wal, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = open(u->db, O_RDONLY | O_CLOEXEC);
+	int err = fd < 0 || fdatasync(fd) < 0 ? errno : 0;
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+void idx_unlinks_run(struct idx_unlinks *u)
+{
+	/* A pending unlink may be an expunge committed with synchronous=NORMAL whose WAL sync
+	 * is still to come (store_expunge_deleted_begin, in flight on another thread): its file
+	 * goes only once that commit is durable, so that no row can come back without it. */
+	if (((u->sync_wal && u->n > 0) || u->sync_wal_always) && (u->wal_err = wal_sync(u)) != 0)
+		return;
+	for (size_t i = 0; i < u->n; i++) {
+		struct idx_unlink *e = &u->v[i];
+		/* NULL: the mailbox is gone, and its files with it */
+		if (e->dir != NULL && maildir_unlink_msg(u->root, e->dir, e->name, e->file) < 0) {
+			log_warn("%s: unlink %s", u->root->root, e->name);
+			continue;	/* kept: tried again later */
+		}
+		e->done = true;
+	}
+	/* The unlinks must be durable before the entries go, or a crash could leave a file
+	 * that the next pick-up takes for new mail: one fsync of new/ and cur/ per directory. */
+	for (size_t i = 0; i < u->n; i++) {
+		struct idx_unlink *e = &u->v[i];
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = u->v[k].dir != NULL && u->v[k].done && strcmp(u->v[k].dir, e->dir) == 0;
+		if (e->dir == NULL || !e->done || seen)
+			continue;
+		char *p1 = store_path(u->root, e->dir, "new");
+		char *p2 = store_path(u->root, e->dir, "cur");
+		if (fs_fsync_dir(p1) < 0 || fs_fsync_dir(p2) < 0)
+			u->sync_failed = true;
+		free(p1);
+		free(p2);
+	}
+}
+
+int idx_unlinks_forget(struct store *s, struct idx_unlinks *u, char **error_r)
+{
+	if (u->wal_err != 0) {
+		store_set_error(error_r, "fdatasync %s: %s", u->wal, strerror(u->wal_err));
+		return STORE_ERROR;
+	}
+	if (u->sync_failed) {
+		store_set_error(error_r, "%s: fsync after unlinks failed", s->root);
+		return STORE_ERROR;
+	}
+	bool any = false;
+	for (size_t i = 0; i < u->n && !any; i++)
+		any = u->v[i].done;
+	if (!any)
+		return 0;
+	int r = db_begin(s, false, error_r);
+	for (size_t i = 0; r == 0 && i < u->n; i++) {
+		if (!u->v[i].done)
+			continue;
+		sqlite3_stmt *st = db_st(s, ST_UNLINK_DEL);
+		sqlite3_bind_int64(st, 1, u->v[i].id);
+		if (db_exec(st) < 0) {
+			db_set_error(s, error_r, "forget unlinks");
+			db_rollback(s);
+			r = STORE_ERROR;
+		}
+	}
+	if (r == 0)
+		r = db_commit(s, error_r);
+	return r;
+}
+
+void idx_unlinks_free(struct idx_unlinks *u)
+{
+	for (size_t i = 0; i < u->n; i++) {
+		free(u->v[i].name);
+		free(u->v[i].file);
+		free(u->v[i].dir);
+	}
+	free(u->v);
+	if (u->root != NULL)
+		free(u->root->root);
+	free(u->root);
+	free(u->wal);
+	free(u->db);
+	memset(u, 0, sizeof(*u));
+}
+
+int idx_finish_unlinks(struct store *s, int64_t id, bool wal_synced, char **error_r)
+{
+	struct idx_unlinks u;
+	int r = idx_unlinks_list(s, id, &u, error_r);
+	if (r < 0) {
+		idx_unlinks_free(&u);
+		return r;
+	}
+	u.sync_wal = !wal_synced;
+	idx_unlinks_run(&u);
+	r = idx_unlinks_forget(s, &u, error_r);
+	idx_unlinks_free(&u);
 	return r;
 }
 
@@ -1028,9 +1116,14 @@ int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r)
 
 	/* Expunges that a crash interrupted are finished first, so that their files are
 	 * gone before anything looks for files without a row. */
-	r = idx_finish_unlinks(s, id, error_r);
-	if (r < 0)
-		goto out;
+	/* Not while an expunge of this account syncs on a thread here: it finishes them itself,
+	 * and the WAL sync they would need first must not stop the loop. Their names are
+	 * skipped below meanwhile (unlink_pending). */
+	if (!store_expunge_in_flight(s->root)) {
+		r = idx_finish_unlinks(s, id, false, error_r);
+		if (r < 0)
+			goto out;
+	}
 
 	r = STORE_ERROR;
 	if (maildir_list(newdir, &enew) < 0 && errno != ENOENT) {

@@ -620,8 +620,51 @@ out:
  * pending unlinks in one durable transaction, then the files, then the pending entries.
  * Each gets an expunge record with the mailbox's new HIGHESTMODSEQ (*modseq_r).
  * Returns the count, *uids_r (caller frees) the UIDs. */
+/* An expunge whose syncs run on another thread (store_expunge_deleted_begin): the WAL, so
+ * that the commit (made with synchronous=NORMAL) is durable, then the unlinks. */
+struct store_expunge_sync {
+	struct idx_unlinks u;	/* with sync_wal: the WAL first */
+	char *mailbox;		/* for the notification, at the end */
+};
+
+/* The accounts (roots) with such an expunge in flight in this process, so that a pick-up
+ * leaves their pending unlinks to it rather than sync the WAL on the loop. Touched on the
+ * loop's thread only (begin and end). */
+static struct inflight {
+	char *root;
+	unsigned n;
+} *inflight;
+static size_t n_inflight;
+
+static void inflight_add(const char *root, int d)
+{
+	for (size_t i = 0; i < n_inflight; i++) {
+		if (strcmp(inflight[i].root, root) != 0)
+			continue;
+		inflight[i].n += (unsigned)d;
+		if (inflight[i].n == 0) {
+			free(inflight[i].root);
+			inflight[i] = inflight[--n_inflight];
+		}
+		return;
+	}
+	if (d <= 0)
+		return;
+	inflight = xreallocarray(inflight, n_inflight + 1, sizeof(*inflight));
+	inflight[n_inflight++] = (struct inflight){ .root = xstrdup(root), .n = 1 };
+}
+
+bool store_expunge_in_flight(const char *root)
+{
+	for (size_t i = 0; i < n_inflight; i++)
+		if (strcmp(inflight[i].root, root) == 0)
+			return true;
+	return false;
+}
+
 static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, size_t nr,
-		   bool only_deleted, uint32_t **uids_r, uint64_t *modseq_r, char **error_r)
+		   bool only_deleted, uint32_t **uids_r, uint64_t *modseq_r,
+		   struct store_expunge_sync **sync_r, char **error_r)
 {
 	struct store *s = mb->s;
 	struct msgrow *rows = NULL;
@@ -631,8 +674,10 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 	/* Why rows before files: a file without a row would be picked up again as new mail,
 	 * a row without a file would be a message that cannot be read. The pending entry,
 	 * written with the row's deletion, bridges the two: the pick-up skips its name and
-	 * finishes the unlink. The commit is synchronous=FULL: expunged mail stays gone. */
-	int r = db_begin(s, true, error_r);
+	 * finishes the unlink. The commit is synchronous=FULL: expunged mail stays gone. With
+	 * sync_r, it is synchronous=NORMAL, and the caller makes it durable before anyone is
+	 * told (store_expunge_sync_run: the WAL's fdatasync, what FULL does at the commit). */
+	int r = db_begin(s, sync_r == NULL, error_r);
 	if (r < 0)
 		return r;
 	int k = idx_mb_current(mb, &row, error_r);
@@ -676,12 +721,26 @@ static int expunge(struct store_mailbox *mb, const struct store_uid_range *rv, s
 	if (modseq_r != NULL)
 		*modseq_r = modseq;
 	char *err = NULL;
-	if (idx_finish_unlinks(s, mb->id, &err) < 0) {
-		/* committed: the next pick-up finishes the unlinks */
-		log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
-		free(err);
+	if (sync_r != NULL) {
+		struct store_expunge_sync *es = xcalloc(1, sizeof(*es));
+		es->mailbox = xstrdup(mb->name);
+		if (idx_unlinks_list(s, mb->id, &es->u, &err) < 0) {
+			/* committed: the next pick-up finishes the unlinks */
+			log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
+			free(err);
+		}
+		/* our own commit: the WAL is synced even if the list failed */
+		es->u.sync_wal_always = true;
+		inflight_add(s->root, 1);
+		*sync_r = es;
+	} else {
+		if (idx_finish_unlinks(s, mb->id, true, &err) < 0) {
+			/* committed: the next pick-up finishes the unlinks */
+			log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
+			free(err);
+		}
+		store_notify(s, mb->name, STORE_CHANGE_EXPUNGE);
 	}
-	store_notify(s, mb->name, STORE_CHANGE_EXPUNGE);
 	r = (int)count;
 	goto out;
 dberr:
@@ -710,24 +769,71 @@ int store_expunge(struct store_mailbox *mb, const uint32_t *uids, size_t n, char
 	struct store_uid_range *rv = ranges_norm(in, n, &nr);
 	free(in);
 	uint32_t *gone = NULL;
-	int r = expunge(mb, rv, nr, false, &gone, NULL, error_r);
+	int r = expunge(mb, rv, nr, false, &gone, NULL, NULL, error_r);
 	free(rv);
 	free(gone);
 	return r < 0 ? r : 0;
 }
 
-int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
-			  size_t n_ranges, store_expunge_fn *cb, void *ctx, char **error_r)
+/* expunge_deleted - store_expunge_deleted, with sync_r: store_expunge_deleted_begin */
+static int expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
+			   size_t n_ranges, store_expunge_fn *cb, void *ctx,
+			   struct store_expunge_sync **sync_r, char **error_r)
 {
 	size_t nr;
 	struct store_uid_range *rv = ranges_norm(ranges, n_ranges, &nr);
 	uint32_t *gone = NULL;
 	uint64_t modseq = 0;
-	int r = expunge(mb, rv, nr, true, &gone, &modseq, error_r);
+	int r = expunge(mb, rv, nr, true, &gone, &modseq, sync_r, error_r);
 	free(rv);
 	for (int i = 0; cb != NULL && i < r; i++)
 		cb(ctx, gone[i], modseq);
 	free(gone);
+	return r;
+}
+
+int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
+			  size_t n_ranges, store_expunge_fn *cb, void *ctx, char **error_r)
+{
+	return expunge_deleted(mb, ranges, n_ranges, cb, ctx, NULL, error_r);
+}
+
+int store_expunge_deleted_begin(struct store_mailbox *mb, const struct store_uid_range *ranges,
+				size_t n_ranges, store_expunge_fn *cb, void *ctx,
+				struct store_expunge_sync **sync_r, char **error_r)
+{
+	*sync_r = NULL;
+	return expunge_deleted(mb, ranges, n_ranges, cb, ctx, sync_r, error_r);
+}
+
+void store_expunge_sync_run(struct store_expunge_sync *es)
+{
+	idx_unlinks_run(&es->u);	/* the WAL's fdatasync, then the files */
+}
+
+int store_expunge_sync_end(struct store *s, struct store_expunge_sync **esp, char **error_r)
+{
+	struct store_expunge_sync *es = *esp;
+	int r = 0;
+	if (es == NULL)
+		return 0;
+	*esp = NULL;
+	char *err = NULL;
+	if (s != NULL && idx_unlinks_forget(s, &es->u, &err) < 0 && es->u.wal_err == 0) {
+		/* durable: the next pick-up finishes the unlinks */
+		log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
+	}
+	free(err);
+	if (es->u.wal_err != 0) {
+		store_set_error(error_r, "fdatasync of the index's WAL: %s", strerror(es->u.wal_err));
+		r = STORE_ERROR;
+	}
+	if (s != NULL)
+		store_notify(s, es->mailbox, STORE_CHANGE_EXPUNGE);
+	inflight_add(es->u.root->root, -1);
+	idx_unlinks_free(&es->u);
+	free(es->mailbox);
+	free(es);
 	return r;
 }
 
@@ -964,7 +1070,7 @@ int store_copy(struct store_mailbox *mb, const struct store_uid_range *ranges, s
 			mb_saw(mb, src.uidnext, src.highestmodseq, src.uidnext,
 			       src.highestmodseq + 1);
 		char *err = NULL;
-		if (idx_finish_unlinks(s, mb->id, &err) < 0) {
+		if (idx_finish_unlinks(s, mb->id, true, &err) < 0) {
 			log_warnx("%s: %s", s->root, err ? err : "pending unlinks");
 			free(err);
 		}
@@ -1037,6 +1143,14 @@ struct store_append {
 	int err;		/* first write error (errno) */
 	char wbuf[65536];
 	size_t wlen;
+	/* store_append_seal's, for store_append_sync and store_append_commit */
+	bool sealed;
+	uint32_t flags;
+	char *keywords;		/* compacted */
+	int64_t date;
+	char *name, *newdir, *dst;	/* the name in new/, new/ and the path there */
+	bool linked;		/* dst is in new/ (sync done), not yet indexed */
+	char *sync_error;	/* store_append_sync's failure */
 };
 
 int store_append_begin(struct store *s, const char *mailbox, struct store_append **ap_r,
@@ -1097,72 +1211,99 @@ int store_append_write(struct store_append *ap, const void *p, size_t n)
 	return ap->err ? -1 : 0;
 }
 
-int store_append_finish(struct store_append **app, uint32_t flags, const char *keywords,
-			int64_t internal_date, uint32_t *uidvalidity_r, uint32_t *uid_r,
-			char **error_r)
+int store_append_seal(struct store_append *ap, uint32_t flags, const char *keywords,
+		      int64_t internal_date, char **error_r)
 {
-	struct store_append *ap = *app;
 	flags &= ~(uint32_t)STORE_F_RECENT;
 	if ((flags & ~(uint32_t)STORE_F_STORED) != 0 || !kw_check(keywords)) {
 		store_set_error(error_r, "invalid flag or keyword");
-		store_append_abort(app);
 		return STORE_INVALID;
 	}
-	if (internal_date <= 0)
-		internal_date = (int64_t)time(NULL);
+	ap->flags = flags;
+	/* Compact keywords to single spaces before they are stored. */
+	ap->keywords = kw_apply("", STORE_FLAGS_REPLACE, keywords ? keywords : "");
+	ap->date = internal_date > 0 ? internal_date : (int64_t)time(NULL);
 	append_flush(ap);
+	char name[256];
+	store_unique_name(ap->s, name, sizeof(name), ap->served);
+	ap->name = xstrdup(name);
+	ap->newdir = xasprintf("%s/new", ap->dir_path);
+	ap->dst = xasprintf("%s/%s", ap->newdir, name);
+	ap->sealed = true;
+	return 0;
+}
+
+void store_append_sync(struct store_append *ap)
+{
 	/* the file's mtime is the INTERNALDATE, so that a rebuilt index finds it again */
-	struct timespec times[2] = { { internal_date, 0 }, { internal_date, 0 } };
+	struct timespec times[2] = { { ap->date, 0 }, { ap->date, 0 } };
 	if (ap->err == 0 && (futimens(ap->fd, times) < 0 || fsync(ap->fd) < 0))
 		ap->err = errno;
 	if (close(ap->fd) < 0 && ap->err == 0)
 		ap->err = errno;
 	ap->fd = -1;
 	if (ap->err != 0) {
-		store_set_error(error_r, "%s: %s", ap->tmp_path, strerror(ap->err));
-		store_append_abort(app);
-		return STORE_ERROR;
+		ap->sync_error = xasprintf("%s: %s", ap->tmp_path, strerror(ap->err));
+		return;
 	}
-	char name[256];
-	store_unique_name(ap->s, name, sizeof(name), ap->served);
-	char *newdir = xasprintf("%s/new", ap->dir_path);
-	char *dst = xasprintf("%s/%s", newdir, name);
-	int r = STORE_ERROR;
-	if (rename(ap->tmp_path, dst) < 0) {
-		store_set_error(error_r, "rename to %s: %s", dst, strerror(errno));
-		goto out;
+	if (rename(ap->tmp_path, ap->dst) < 0) {
+		ap->sync_error = xasprintf("rename to %s: %s", ap->dst, strerror(errno));
+		return;
 	}
 	free(ap->tmp_path);
 	ap->tmp_path = NULL;
-	if (fs_fsync_dir(newdir) < 0) {
-		store_set_error(error_r, "fsync %s: %s", newdir, strerror(errno));
-		unlink(dst);
+	if (fs_fsync_dir(ap->newdir) < 0) {
+		ap->sync_error = xasprintf("fsync %s: %s", ap->newdir, strerror(errno));
+		unlink(ap->dst);
+		return;
+	}
+	ap->linked = true;
+}
+
+int store_append_commit(struct store_append **app, uint32_t *uidvalidity_r, uint32_t *uid_r,
+			char **error_r)
+{
+	struct store_append *ap = *app;
+	int r = STORE_ERROR;
+	if (!ap->linked) {
+		if (error_r != NULL && *error_r == NULL)
+			*error_r = ap->sync_error ? xstrdup(ap->sync_error) : xstrdup("not synced");
 		goto out;
 	}
-	/* Compact keywords to single spaces before they are stored. */
-	char *kw = kw_apply("", STORE_FLAGS_REPLACE, keywords ? keywords : "");
-	char *file = xasprintf("new/%s", name);
+	char *file = xasprintf("new/%s", ap->name);
 	uint32_t uidvalidity = 0, uid = 0;
 	/* the structure is left to the first FETCH (store_msg_structures): only delivery, the
 	 * path that must be fast and is followed by FETCHes of new mail, caches it at once */
-	r = idx_add_message(ap->s, ap->id, name, file, ap->served, internal_date, flags, kw, NULL,
-			    &uid, &uidvalidity, error_r);
+	r = idx_add_message(ap->s, ap->id, ap->name, file, ap->served, ap->date, ap->flags,
+			    ap->keywords, NULL, &uid, &uidvalidity, error_r);
 	free(file);
-	free(kw);
 	if (r < 0) {
-		unlink(dst);
-		fs_fsync_dir(newdir);
+		unlink(ap->dst);
+		fs_fsync_dir(ap->newdir);
+		ap->linked = false;
 		goto out;
 	}
+	ap->linked = false;	/* indexed: the file stays */
 	if (uidvalidity_r != NULL)
 		*uidvalidity_r = uidvalidity;
 	if (uid_r != NULL)
 		*uid_r = uid;
 out:
-	free(dst);
-	free(newdir);
 	store_append_abort(app);
 	return r;
+}
+
+int store_append_finish(struct store_append **app, uint32_t flags, const char *keywords,
+			int64_t internal_date, uint32_t *uidvalidity_r, uint32_t *uid_r,
+			char **error_r)
+{
+	int r = store_append_seal(*app, flags, keywords, internal_date, error_r);
+	if (r < 0) {
+		store_append_abort(app);
+		return r;
+	}
+	store_append_sync(*app);
+	return store_append_commit(app, uidvalidity_r, uid_r, error_r);
 }
 
 void store_append_abort(struct store_append **app)
@@ -1174,8 +1315,16 @@ void store_append_abort(struct store_append **app)
 		close(ap->fd);
 	if (ap->tmp_path != NULL)
 		unlink(ap->tmp_path);
+	/* in new/ but never indexed (nobody was told): taken back, as SMTP takes back its links */
+	if (ap->linked)
+		unlink(ap->dst);
 	free(ap->tmp_path);
 	free(ap->dir_path);
+	free(ap->keywords);
+	free(ap->name);
+	free(ap->newdir);
+	free(ap->dst);
+	free(ap->sync_error);
 	free(ap);
 	*app = NULL;
 }

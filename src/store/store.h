@@ -327,6 +327,19 @@ typedef void store_expunge_fn(void *ctx, uint32_t uid, uint64_t modseq);
  * commit. Returns the number expunged, or <0. */
 int store_expunge_deleted(struct store_mailbox *mb, const struct store_uid_range *ranges,
 			  size_t n_ranges, store_expunge_fn *cb, void *ctx, char **error_r);
+/* store_expunge_deleted_begin - the same, but the commit is not yet durable when it returns
+ * (>0 expunged: *sync_r set, else NULL): store_expunge_sync_run (any thread; files only)
+ * makes it durable (the index's WAL is fdatasync'd: what synchronous=FULL does at the commit)
+ * and then unlinks the files and fsyncs their directories; store_expunge_sync_end (the
+ * handle's thread; s NULL when the handle was closed meanwhile) forgets the unlinks done,
+ * notifies the account's other sessions, frees *sync_r, and returns 0, or STORE_ERROR when
+ * the WAL could not be synced. Nobody may be told of the expunge before that. */
+struct store_expunge_sync;
+int store_expunge_deleted_begin(struct store_mailbox *mb, const struct store_uid_range *ranges,
+				size_t n_ranges, store_expunge_fn *cb, void *ctx,
+				struct store_expunge_sync **sync_r, char **error_r);
+void store_expunge_sync_run(struct store_expunge_sync *es);
+int store_expunge_sync_end(struct store *s, struct store_expunge_sync **sync_r, char **error_r);
 
 struct store_copy_result {
 	uint32_t uidvalidity;	/* of the destination */
@@ -358,6 +371,18 @@ int store_append_finish(struct store_append **ap, uint32_t flags, const char *ke
 			int64_t internal_date, uint32_t *uidvalidity_r, uint32_t *uid_r,
 			char **error_r);
 void store_append_abort(struct store_append **ap);
+/* store_append_finish in three steps, so that its syncs can run on another thread:
+ * store_append_seal (the handle's thread) checks flags and keywords and fixes the file's
+ * name: 0, or STORE_INVALID (ap kept: abort it). store_append_sync (any thread; files only,
+ * never the index nor the handle) writes the INTERNALDATE, fsyncs the file, renames it into
+ * new/ and fsyncs new/. store_append_commit (the handle's thread, after the sync) indexes
+ * it, or reports the sync's failure; frees *ap. store_append_abort after the sync takes the
+ * file back out of new/ (for a client that went away before it was told). */
+int store_append_seal(struct store_append *ap, uint32_t flags, const char *keywords,
+		      int64_t internal_date, char **error_r);
+void store_append_sync(struct store_append *ap);
+int store_append_commit(struct store_append **ap, uint32_t *uidvalidity_r, uint32_t *uid_r,
+			char **error_r);
 /* store_append - the same for a message in memory. STORE_NOTFOUND (TRYCREATE). */
 int store_append(struct store *s, const char *mailbox, const void *data, size_t len,
 		 uint32_t flags, const char *keywords, int64_t internal_date,

@@ -208,8 +208,39 @@ int idx_add_message(struct store *s, int64_t id, const char *name, const char *f
  * unlinks. *changes_r |= STORE_CHANGE_NEW when messages were added. 0 or <0. */
 int idx_sync(struct store *s, int64_t id, unsigned *changes_r, char **error_r);
 /* idx_finish_unlinks - unlink the files of expunged messages (of mailbox id, or all when
- * id == 0) and forget them */
-int idx_finish_unlinks(struct store *s, int64_t id, char **error_r);
+ * id == 0) and forget them. wal_synced: the caller's own commit just synced the WAL
+ * (synchronous=FULL), which makes every earlier commit durable too; else the WAL is
+ * fdatasync'd first when there is anything to unlink (an expunge in flight on a sync
+ * thread may not be durable yet). */
+int idx_finish_unlinks(struct store *s, int64_t id, bool wal_synced, char **error_r);
+/* The same in three steps, so that the blocking middle one can run on another thread:
+ * idx_unlinks_list reads the pending unlinks (of mailbox id, or all when id == 0);
+ * idx_unlinks_run (any thread; touches files only, through a copy of the account's root)
+ * unlinks the files and fsyncs their directories; idx_unlinks_forget (s's thread) forgets
+ * those done, unless a directory fsync failed. idx_unlinks_free frees the list (also after
+ * idx_unlinks_list failed: the list is then empty, the WAL can still be synced). */
+struct idx_unlink {
+	int64_t id;
+	char *name, *file, *dir;	/* dir NULL: the mailbox is gone */
+	bool done;
+};
+struct idx_unlinks {
+	struct store *root;		/* root only (store_path, maildir_unlink_msg) */
+	char *wal, *db;			/* index.db-wal and index.db */
+	struct idx_unlink *v;
+	size_t n;
+	bool sync_wal;			/* set by the caller: fdatasync the WAL first, */
+	bool sync_wal_always;		/* ...when there are unlinks, or always */
+	int wal_err;			/* its errno: then nothing was unlinked */
+	bool sync_failed;
+};
+int idx_unlinks_list(struct store *s, int64_t id, struct idx_unlinks *u, char **error_r);
+/* store_expunge_in_flight - an expunge of the account at root waits for its WAL sync on a
+ * thread of this process (store_expunge_deleted_begin): it finishes the pending unlinks */
+bool store_expunge_in_flight(const char *root);
+void idx_unlinks_run(struct idx_unlinks *u);
+int idx_unlinks_forget(struct store *s, struct idx_unlinks *u, char **error_r);
+void idx_unlinks_free(struct idx_unlinks *u);
 /* idx_mb_lookup - the row of a normalized name, adopting a directory that has no row and
  * dropping a row whose directory has gone. 1, 0 (none), -1. */
 int idx_mb_lookup(struct store *s, const char *norm, struct mbrow *r, char **error_r);

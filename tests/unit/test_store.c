@@ -463,6 +463,82 @@ static void test_expunge(void)
 	teardown();
 }
 
+/* The split forms the IMAP server uses to sync on a thread: nothing of an expunge leaves
+ * the disk before store_expunge_sync_run, nothing of an append is in new/ before
+ * store_append_sync, and an append synced but never committed (its client went away) is
+ * taken back by the abort. */
+static void test_expunge_append_split(void)
+{
+	setup();
+	for (int i = 0; i < 3; i++)
+		CHECK(deliver(msg1) == 0);
+	struct store *s = open_store();
+	struct store_mailbox *mb = open_mb(s, "INBOX");
+	struct store_uid_range all = { 1, 3 };
+	CHECK(store_flags_update(mb, &all, 1, STORE_FLAGS_ADD, STORE_F_DELETED, NULL, 0, NULL,
+				 NULL, NULL) == 0);
+	uint32_t got[8] = { 0 };
+	struct store_expunge_sync *es = NULL;
+	struct store_uid_range r12 = { 1, 2 };
+	CHECK(store_expunge_deleted_begin(mb, &r12, 1, collect_uid, got, &es, NULL) == 2);
+	CHECK(es != NULL && got[0] == 2 && got[1] == 1 && got[2] == 2);
+	/* committed (rows gone) but the files stay until the sync */
+	const struct store_msg *m;
+	size_t n;
+	CHECK(store_mailbox_messages(mb, &m, &n, NULL) == 0 && n == 1 && m[0].uid == 3);
+	CHECK(count_files(root, "cur") + count_files(root, "new") == 3);
+	CHECK(db_count("SELECT count(*) FROM unlinks") == 2);
+	/* a mailbox open meanwhile (its pick-up) leaves them to the expunge in flight, and
+	 * does not take the files for new mail */
+	struct store_mailbox *mb2 = open_mb(s, "INBOX");
+	CHECK(store_mailbox_messages(mb2, &m, &n, NULL) == 0 && n == 1);
+	store_mailbox_close(&mb2);
+	CHECK(count_files(root, "cur") + count_files(root, "new") == 3);
+	CHECK(db_count("SELECT count(*) FROM unlinks") == 2);
+	store_expunge_sync_run(es);
+	CHECK(count_files(root, "cur") + count_files(root, "new") == 1);
+	CHECK(store_expunge_sync_end(s, &es, NULL) == 0 && es == NULL);
+	CHECK(db_count("SELECT count(*) FROM unlinks") == 0);
+	/* nothing \Deleted in the range: nothing to sync */
+	CHECK(store_expunge_deleted_begin(mb, &r12, 1, collect_uid, got, &es, NULL) == 0);
+	CHECK(es == NULL);
+	/* a handle closed meanwhile (s NULL at the end): the unlinks are left for the next open */
+	CHECK(store_expunge_deleted_begin(mb, NULL, 0, collect_uid, got, &es, NULL) == 1);
+	store_expunge_sync_run(es);
+	CHECK(store_expunge_sync_end(NULL, &es, NULL) == 0 && es == NULL);
+	CHECK(count_files(root, "cur") + count_files(root, "new") == 0);
+	CHECK(db_count("SELECT count(*) FROM unlinks") == 1);
+
+	/* append: seal, sync, commit */
+	static const char app[] = "Subject: split\r\n\r\nhello\r\n";
+	struct store_append *ap;
+	uint32_t uidv = 0, uid = 0;
+	CHECK(store_append_begin(s, "INBOX", &ap, NULL) == 0);
+	CHECK(store_append_write(ap, app, strlen(app)) == 0);
+	CHECK(store_append_seal(ap, STORE_F_SEEN, "k1", 0, NULL) == 0);
+	CHECK(count_files(root, "new") == 0 && count_files(root, "tmp") == 1);
+	store_append_sync(ap);
+	CHECK(count_files(root, "new") == 1 && count_files(root, "tmp") == 0);
+	CHECK(store_append_commit(&ap, &uidv, &uid, NULL) == 0 && ap == NULL && uid == 4);
+	CHECK(count_files(root, "new") == 1);
+	/* synced, never committed: taken back */
+	CHECK(store_append_begin(s, "INBOX", &ap, NULL) == 0);
+	CHECK(store_append_write(ap, app, strlen(app)) == 0);
+	CHECK(store_append_seal(ap, 0, NULL, 0, NULL) == 0);
+	store_append_sync(ap);
+	CHECK(count_files(root, "new") == 2);
+	store_append_abort(&ap);
+	CHECK(ap == NULL && count_files(root, "new") == 1 && count_files(root, "tmp") == 0);
+	/* a bad keyword: refused at the seal, nothing left */
+	CHECK(store_append_begin(s, "INBOX", &ap, NULL) == 0);
+	CHECK(store_append_seal(ap, 0, "bad(kw", 0, NULL) == STORE_INVALID);
+	store_append_abort(&ap);
+	CHECK(count_files(root, "tmp") == 0);
+	store_mailbox_close(&mb);
+	store_close(&s);
+	teardown();
+}
+
 /* ---- copy, move, append ---------------------------------------------------------------- */
 
 static void test_copy_move_append(void)
@@ -1073,6 +1149,7 @@ static void test_backup_account(void)
 }
 
 TEST_MAIN(TEST(test_maildir_path), TEST(test_deliver_indexes), TEST(test_pickup_foreign_files),
-	  TEST(test_flags_keywords_modseq), TEST(test_expunge), TEST(test_copy_move_append),
+	  TEST(test_flags_keywords_modseq), TEST(test_expunge), TEST(test_expunge_append_split),
+	  TEST(test_copy_move_append),
 	  TEST(test_counts_recent), TEST(test_folders), TEST(test_lock_changes_hooks),
 	  TEST(test_index_lost), TEST(test_two_processes), TEST(test_backup_account))
