@@ -212,3 +212,27 @@ def test_retr_and_top_exact_for_files_not_in_pop3_form(tern_factory):
         head, _, body = want.partition(b"\r\n\r\n")
         assert b"\r\n".join(top) + b"\r\n" == head + b"\r\n\r\n" + body.split(b"\r\n")[0] + b"\r\n"
     p.quit()
+
+
+def test_list_and_uidl_of_a_large_maildrop_streamed(tern_factory):
+    """LIST and UIDL go out in pieces (more than one 16 KiB step here), whole and in order,
+    leaving out deleted messages; the session goes on after them"""
+    inst = tern_factory(workers=1, settings=LOOPBACK)
+    n = 1500
+    drop(inst, n)
+    p = plain_login(inst)
+    p.dele(7)
+    resp, listing, octets = p.list()
+    assert resp.startswith(b"+OK")
+    nums = [int(l.split()[0]) for l in listing]
+    assert nums == [i for i in range(1, n + 1) if i != 7]
+    sizes = [int(l.split()[1]) for l in listing]
+    assert all(s > 0 for s in sizes)
+    resp, uidl, octets = p.uidl()
+    assert octets > 16384              # more than one piece
+    ids = [l.split() for l in uidl]
+    assert [int(a) for a, _ in ids] == nums
+    assert len({u for _, u in ids}) == n - 1       # unique
+    assert p.stat() == (n - 1, sum(sizes))
+    assert p.list(8).startswith(b"+OK 8 ")
+    p.quit()
