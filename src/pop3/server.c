@@ -28,7 +28,7 @@
 #include "store/msgfiles.h"
 #include "store/store.h"
 
-#define POP3_SLEEP_SECS 2		/* idle after a download: the store's connection goes */
+#define POP3_SLEEP_SECS 2		/* idle after a download: the file list goes */
 #define POP3_SEND_CHUNK 16384
 #define POP3_COPY_MAX (256 * 1024)	/* larger files as they are: sendfile (no copy) */		/* the limits are in the configuration (pop3_*) */
 
@@ -527,8 +527,8 @@ static int copy_whole(struct pop3_session *s)
 		if (n <= 0)
 			break;
 		got += (size_t)n;
-		if (got < size + 1 && got >= size)
-			break;	/* a regular file reads short only at its end */
+		if (got == size)
+			break;	/* short by the extra byte: a regular file reads short only at its end */
 	}
 	char prev = '\n';
 	if (got != size || size < 2 || !no_dot_lines(p, size, &prev) || prev != '\n') {
