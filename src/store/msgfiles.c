@@ -88,7 +88,9 @@ int store_files_load(struct store_mailbox *mb, struct store_files **f_r, char **
 		r = files_query(s, mb->id, f, error_r);
 		if (r == 0) {
 			char *dir = store_path(s, row.dir, NULL);
-			f->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+			/* followed as the full paths of store_msg_open are: an operator may have
+			 * linked a Maildir elsewhere; the message file itself is O_NOFOLLOW */
+			f->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (f->dirfd < 0) {
 				store_set_error(error_r, "open %s: %s", dir, strerror(errno));
 				r = STORE_ERROR;
