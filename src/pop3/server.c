@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,9 +25,10 @@
 #include "lib/trace.h"
 #include "lib/xmalloc.h"
 #include "pop3/parser.h"
+#include "store/msgfiles.h"
 #include "store/store.h"
 
-#define POP3_SLEEP_SECS 2		/* idle after a download: the store's connection goes */
+#define POP3_SLEEP_SECS 2		/* idle after a download: the file list goes */
 #define POP3_SEND_CHUNK 16384
 #define POP3_COPY_MAX (256 * 1024)	/* larger files as they are: sendfile (no copy) */		/* the limits are in the configuration (pop3_*) */
 
@@ -53,7 +55,6 @@ static const struct session_texts pop3_texts = {
 /* A message being streamed (RETR or TOP): file bytes -> CRLF, dot-stuffed. */
 struct pop3_send {
 	int fd;
-	bool crlf;		/* the file already has CRLF ends */
 	bool line_start;
 	bool prev_cr;
 	bool top;		/* stop after the header and body_lines lines */
@@ -90,11 +91,14 @@ struct pop3_session {
 	struct store_mailbox *mb;
 	struct pop3_msg *msgs;		/* the maildrop as it was at login */
 	size_t n_msgs;
-	struct event *sleep_ev;		/* lets go of the store once a download is over */
+	struct store_files *files;	/* the message files, while a download goes on */
+	struct event *sleep_ev;		/* lets go of the file list once a download is over */
 	uint32_t uidvalidity;
 
 	bool sending_active;
 	struct pop3_send send;
+	char listing;			/* 'L' LIST, 'U' UIDL: a listing being streamed */
+	size_t list_next;		/* ... the next message it reaches */
 };
 
 /* msg_arg - argument 0 as a message number; NULL and a reply sent when unusable */
@@ -122,12 +126,15 @@ static struct pop3_msg *msg_arg(struct pop3_session *s, const struct pop3_comman
 
 /* ---- login ------------------------------------------------------------------------ */
 
-/* store_sleep_cb - a while after the last download: let go of the index's connection */
+/* store_sleep_cb - a while after the last download: let go of the file list (and of the
+ * index's connection, if a fallback woke it) */
 static void store_sleep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pop3_session *s = arg;
-	if (!s->sending_active)
-		store_sleep(s->store);
+	if (s->sending_active)
+		return;
+	store_files_free(&s->files);
+	store_sleep(s->store);
 }
 
 /* store_ready - the store awake for a command that reads it; false (logged) when not */
@@ -372,6 +379,47 @@ static void cmd_stat(void *ctx, const void *a)
 	session_reply(s->ss, "+OK %zu %llu", n, (unsigned long long)total);
 }
 
+/* list_pump - stream the LIST or UIDL lines in POP3_SEND_CHUNK pieces while the output has
+ * room (a 100,000-message maildrop does not make a 2 MB reply in memory), then "." */
+static void list_pump(struct pop3_session *s)
+{
+	char b[POP3_SEND_CHUNK + 64];
+	size_t o = 0;
+	while (s->list_next < s->n_msgs) {
+		if (o >= POP3_SEND_CHUNK) {
+			conn_write(s->conn, b, o);
+			o = 0;
+			if (conn_output_full(s->conn))
+				return;		/* resumed when the client has read */
+		}
+		size_t i = s->list_next++;
+		const struct pop3_msg *m = &s->msgs[i];
+		if (m->deleted)
+			continue;
+		int n = s->listing == 'L'
+			? snprintf(b + o, sizeof(b) - o, "%zu %llu\r\n", i + 1,
+				   (unsigned long long)m->size)
+			: snprintf(b + o, sizeof(b) - o, "%zu %u.%u\r\n", i + 1, s->uidvalidity,
+				   m->uid);
+		o += (size_t)n;
+	}
+	memcpy(b + o, ".\r\n", 3);
+	conn_write(s->conn, b, o + 3);
+	s->listing = 0;
+	s->sending_active = false;
+}
+
+/* list_start - after the +OK: the listing goes out through pop3_on_raw */
+static void list_start(struct pop3_session *s, char kind)
+{
+	s->listing = kind;
+	s->list_next = 0;
+	s->send.fd = -1;
+	s->sending_active = true;
+	session_set_raw(s->ss, true);
+	session_deadline_start(s->ss);	/* a reader too slow for transfer_min_rate is dropped */
+}
+
 static void cmd_list(void *ctx, const void *a)
 {
 	struct pop3_session *s = ctx;
@@ -383,12 +431,8 @@ static void cmd_list(void *ctx, const void *a)
 			session_reply(s->ss, "+OK %zu %llu", i + 1, (unsigned long long)m->size);
 		return;
 	}
-	conn_printf(s->conn, "+OK scan listing follows\r\n");
-	for (i = 0; i < s->n_msgs; i++)
-		if (!s->msgs[i].deleted)
-			conn_printf(s->conn, "%zu %llu\r\n", i + 1,
-				    (unsigned long long)s->msgs[i].size);
-	conn_printf(s->conn, ".\r\n");
+	session_reply(s->ss, "+OK scan listing follows");
+	list_start(s, 'L');
 }
 
 static void cmd_uidl(void *ctx, const void *a)
@@ -403,12 +447,8 @@ static void cmd_uidl(void *ctx, const void *a)
 			session_reply(s->ss, "+OK %zu %u.%u", i + 1, s->uidvalidity, m->uid);
 		return;
 	}
-	conn_printf(s->conn, "+OK unique-id listing follows\r\n");
-	for (i = 0; i < s->n_msgs; i++)
-		if (!s->msgs[i].deleted)
-			conn_printf(s->conn, "%zu %u.%u\r\n", i + 1, s->uidvalidity,
-				    s->msgs[i].uid);
-	conn_printf(s->conn, ".\r\n");
+	session_reply(s->ss, "+OK unique-id listing follows");
+	list_start(s, 'U');
 }
 
 static void cmd_dele(void *ctx, const void *a)
@@ -475,16 +515,20 @@ static int copy_whole(struct pop3_session *s)
 {
 	struct pop3_send *x = &s->send;
 	size_t size = (size_t)x->file_size, got = 0;
-	char *p = conn_write_reserve(s->conn, size);
+	/* one byte more than the served size: a file of exactly that size has CRLF ends (a bare
+	 * LF would make it shorter), which spares an fstat */
+	char *p = conn_write_reserve(s->conn, size + 1);
 	if (p == NULL)
 		return -1;
-	while (got < size) {
-		ssize_t n = pread(x->fd, p + got, size - got, (off_t)got);
+	while (got < size + 1) {
+		ssize_t n = pread(x->fd, p + got, size + 1 - got, (off_t)got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		got += (size_t)n;
+		if (got == size)
+			break;	/* short by the extra byte: a regular file reads short only at its end */
 	}
 	char prev = '\n';
 	if (got != size || size < 2 || !no_dot_lines(p, size, &prev) || prev != '\n') {
@@ -597,20 +641,59 @@ static void send_pump(struct pop3_session *s)
 	}
 }
 
+/* files_ready - the file list of a download: loaded at its first RETR or TOP (one index
+ * query), after which the store sleeps again; the list goes POP3_SLEEP_SECS after the last
+ * download (store_sleep_cb), so an idle session does not hold it. False when it cannot be
+ * had (logged; each message is then looked up in the index). */
+static bool files_ready(struct pop3_session *s)
+{
+	if (s->files != NULL)
+		return true;
+	if (!store_ready(s))
+		return false;
+	char *err = NULL;
+	if (store_files_load(s->mb, &s->files, &err) < 0) {
+		log_warnx("%s: file list: %s", session_id(s->ss), err ? err : "?");
+		free(err);
+		return false;
+	}
+	store_sleep(s->store);
+	return true;
+}
+
+/* msg_open - open message i: from the file list (no SQLite), else through the index (a file
+ * renamed meanwhile, by an IMAP flag change, or a list that could not be loaded).
+ * 0 with *fd_r, or -1 (logged). */
+static int msg_open(struct pop3_session *s, size_t i, int *fd_r)
+{
+	uint32_t uid = s->msgs[i].uid;
+	if (files_ready(s) && store_files_open(s->files, uid, fd_r) == 0)
+		return 0;
+	char *err = NULL;
+	bool crlf;
+	if (!store_ready(s))
+		return -1;
+	if (store_msg_open(s->mb, uid, fd_r, &crlf, &err) < 0) {
+		log_warnx("%s: message %u: %s", session_id(s->ss), uid, err ? err : "open failed");
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
+/* file_is_crlf - the file has CRLF line ends: its size is the served size (each bare LF
+ * adds one to that) */
+static bool file_is_crlf(int fd, uint64_t served)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_size == served;
+}
+
 /* send_start - RETR and TOP: reply +OK and stream the message */
 static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t lines)
 {
-	char *err = NULL;
 	int fd;
-	bool crlf;
-	if (!store_ready(s)) {
-		session_reply(s->ss, "-ERR [SYS/TEMP] Cannot read message %zu", i + 1);
-		return;
-	}
-	if (store_msg_open(s->mb, s->msgs[i].uid, &fd, &crlf, &err) < 0) {
-		log_warnx("%s: message %u: %s", session_id(s->ss), s->msgs[i].uid,
-			  err ? err : "open failed");
-		free(err);
+	if (msg_open(s, i, &fd) < 0) {
 		session_reply(s->ss, "-ERR [SYS/TEMP] Cannot read message %zu", i + 1);
 		return;
 	}
@@ -624,17 +707,17 @@ static void send_start(struct pop3_session *s, size_t i, bool top, uint64_t line
 		session_reply(s->ss, "+OK %llu octets", (unsigned long long)s->msgs[i].size);
 	memset(&s->send, 0, sizeof(s->send));
 	s->send.fd = fd;
-	s->send.crlf = crlf;
 	s->send.line_start = true;
 	s->send.top = top;
 	s->send.header_line_empty = true;
 	s->send.body_lines = lines;
 	uint64_t size = s->msgs[i].size;
-	if (!top && crlf && size <= POP3_COPY_MAX) {
-		s->send.file_size = size;	/* checked as it is copied */
+	if (!top && size <= POP3_COPY_MAX) {
+		/* its size (CRLF ends) and form are checked as it is copied: no fstat */
+		s->send.file_size = size;
 		s->send.copy_whole = true;
-	} else if (!top && crlf && !conn_is_tls(s->conn) && !conn_is_compressed(s->conn) &&
-		   sendable_as_is(fd, size)) {
+	} else if (!top && file_is_crlf(fd, size) && !conn_is_tls(s->conn) &&
+		   !conn_is_compressed(s->conn) && sendable_as_is(fd, size)) {
 		s->send.file_size = size;
 	}
 	s->sending_active = true;
@@ -799,7 +882,10 @@ static void pop3_on_line(void *ctx, char *line, size_t len)
 static void pop3_on_raw(void *ctx)
 {
 	struct pop3_session *s = ctx;
-	send_pump(s);
+	if (s->listing)
+		list_pump(s);
+	else
+		send_pump(s);
 	if (s->sending_active || session_is_closing(s->ss))
 		return;
 	session_set_raw(s->ss, false);
@@ -822,6 +908,7 @@ static void pop3_on_end(void *ctx)
 	sasl_stop(s);
 	store_mailbox_close(&s->mb);
 	store_close(&s->store);
+	store_files_free(&s->files);
 	free(s->msgs);
 	if (s->sleep_ev != NULL)
 		event_free(s->sleep_ev);

@@ -6,6 +6,7 @@
  *               copy/move, append, the raw structure cache   -> index, maildir
  *   structure.c store_msg_structures (parsed once, cached)   -> index, maildir
  *   sync.c      store_mailbox_changes                        -> index, maildir
+ *   msgfiles.c  store_files_* (a download's file list)       -> index, maildir
  *   notify.c    store_notifier (inotify on the change files) -> maildir
  *   index.c     index.db only: schema, statements, transactions,
  *               shared connections, pick-up, store_notify    -> maildir, settings
