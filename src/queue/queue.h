@@ -47,6 +47,26 @@ int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64
 		  uint64_t size, const char *sender, const char *const *rcpts, size_t n_rcpts,
 		  const struct queue_dsn *dsn, char **error_r);
 
+/* One message for queue_enqueue_batch: queue_enqueue's arguments, and rc (out): 0 when it
+ * was queued, else an errno (ENOSPC: the disk is full). */
+struct queue_entry {
+	const char *qid;
+	const char *src_path;
+	uint64_t body_offset;
+	uint64_t size;
+	const char *sender;
+	const char *const *rcpts;
+	size_t n_rcpts;
+	const struct queue_dsn *dsn;
+	int rc;
+};
+/* queue_enqueue_batch - queue_enqueue for n messages: every link, one fsync of the queue
+ * directory and one queue.db transaction (one lock, one sync) for all of them: the group
+ * commit of concurrent sessions. A message whose link fails is left out; when the directory
+ * fsync or the transaction fails, none is queued (their links are taken back). Returns how
+ * many failed (0: all durable), with *error_r (the first reason) when some did. */
+int queue_enqueue_batch(struct queue *q, struct queue_entry *e, size_t n, char **error_r);
+
 /* A recipient that is due for a delivery attempt, with its message. */
 struct queue_due {
 	int64_t rcpt_id;
