@@ -500,6 +500,70 @@ int queue_msg_finish(struct queue *q, const char *qid, char **error_r)
 	return 0;
 }
 
+int queue_msgs_finish(struct queue *q, const char *const *qids, size_t n, char **error_r)
+{
+	sqlite3_stmt *count, *del = NULL;
+	bool *gone = xcalloc(n + 1, sizeof(bool));
+	size_t n_gone = 0;
+	int rc = -1;
+	if (sqlite3_prepare_v2(q->db, "SELECT COUNT(*) FROM recipients WHERE qid = ?", -1, &count,
+			       NULL) != SQLITE_OK) {
+		*error_r = db_error(q->db, "count recipients");
+		free(gone);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(count);
+		sqlite3_bind_text(count, 1, qids[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(count) != SQLITE_ROW) {
+			*error_r = db_error(q->db, "count recipients");
+			goto out;
+		}
+		if (sqlite3_column_int(count, 0) != 0)
+			continue;
+		/* the files first, as queue_msg_finish does */
+		char *path = queue_file_path(q, qids[i]);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("%s: unlink %s", qids[i], path);
+		free(path);
+		gone[i] = true;
+		n_gone++;
+	}
+	rc = 0;
+	if (n_gone == 0)
+		goto out;
+	rc = -1;
+	if (queue_begin(q, error_r) < 0)
+		goto out;
+	if (sqlite3_prepare_v2(q->db, "DELETE FROM messages WHERE qid = ?", -1, &del, NULL) !=
+	    SQLITE_OK)
+		goto dberr;
+	for (size_t i = 0; i < n; i++) {
+		if (!gone[i])
+			continue;
+		sqlite3_reset(del);
+		sqlite3_bind_text(del, 1, qids[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(del) != SQLITE_DONE)
+			goto dberr;
+	}
+	sqlite3_finalize(del);
+	del = NULL;
+	if (queue_commit(q, error_r) == 0) {
+		rc = 0;
+		goto out;
+	}
+	queue_rollback(q);
+	goto out;
+dberr:
+	*error_r = db_error(q->db, "remove message");
+	queue_rollback(q);
+out:
+	sqlite3_finalize(del);
+	sqlite3_finalize(count);
+	free(gone);
+	return rc;
+}
+
 int queue_flush(struct queue *q, const char *qid, char **error_r)
 {
 	int rc = qid ? exec_step(q->db, "UPDATE recipients SET next_try = 0 WHERE qid = ?", "t", qid)
