@@ -519,7 +519,9 @@ int queue_msgs_finish(struct queue *q, const char *const *qids, size_t n, char *
 			*error_r = db_error(q->db, "count recipients");
 			goto out;
 		}
-		if (sqlite3_column_int(count, 0) != 0)
+		int left = sqlite3_column_int(count, 0);
+		sqlite3_reset(count);	/* else its read transaction makes BEGIN IMMEDIATE fail */
+		if (left != 0)
 			continue;
 		/* the files first, as queue_msg_finish does */
 		char *path = queue_file_path(q, qids[i]);
