@@ -20,6 +20,7 @@
 #include "auth/accounts.h"
 #include "auth/recipient.h"
 #include "dkim/dkim.h"
+#include "lib/bgpool.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/net.h"
@@ -82,6 +83,7 @@ struct runner {
 	size_t n_upd;
 	char **fin_qids;		/* their messages, to finish when no recipient is left */
 	size_t n_fin;
+	struct bgpool *bg;		/* a thread removing finished messages' files, or NULL */
 };
 
 /* One attempt: the recipients of one message at one domain, over one connection. */
@@ -1095,9 +1097,89 @@ static void trace_housekeeping(struct runner *r)
 	free(dir);
 }
 
+/* Messages without recipients left: their files are removed on the runner's thread (an unlink
+ * of a queue file, the last name of its inode, frees its blocks: about a millisecond that
+ * the loop, which delivers, need not wait), then their rows on the loop, in one transaction.
+ * Files first, as queue_msg_finish: a crash between leaves rows without recipients, which
+ * queue_finish_orphans completes at the next start. */
+struct finish_job {
+	struct bgjob job;	/* first: the pool hands back &job */
+	struct runner *r;
+	char **qids;
+	char **paths;		/* NULL where the message is not finished */
+	bool *gone;
+	int *errs;		/* the unlinks' errno */
+	size_t n;
+};
+
+static void finish_work(struct bgjob *j)
+{
+	struct finish_job *f = (struct finish_job *)j;
+	for (size_t i = 0; i < f->n; i++)
+		if (f->paths[i] != NULL && unlink(f->paths[i]) < 0 && errno != ENOENT)
+			f->errs[i] = errno;
+}
+
+static void finish_done(struct bgjob *j)
+{
+	struct finish_job *f = (struct finish_job *)j;
+	char *err = NULL;
+	for (size_t i = 0; i < f->n; i++)
+		if (f->errs[i] != 0)
+			log_warnx("%s: unlink %s: %s", f->qids[i], f->paths[i], strerror(f->errs[i]));
+	if (queue_msgs_remove(f->r->q, (const char *const *)f->qids, f->gone, f->n, &err) < 0) {
+		log_warnx("%s", err);
+		free(err);
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->qids[i]);
+		free(f->paths[i]);
+	}
+	free(f->qids);
+	free(f->paths);
+	free(f->gone);
+	free(f->errs);
+	free(f);
+}
+
+/* runner_finish_msgs - finish r->fin_qids (taken) where no recipient is left */
+static void runner_finish_msgs(struct runner *r)
+{
+	struct finish_job *f = xcalloc(1, sizeof(*f));
+	char *err = NULL;
+	f->r = r;
+	f->qids = r->fin_qids;
+	f->n = r->n_fin;
+	r->fin_qids = NULL;
+	r->n_fin = 0;
+	f->gone = xcalloc(f->n + 1, sizeof(bool));
+	f->errs = xcalloc(f->n + 1, sizeof(int));
+	f->paths = xcalloc(f->n + 1, sizeof(char *));
+	int found = queue_msgs_done(r->q, (const char *const *)f->qids, f->n, f->gone, &err);
+	if (found < 0) {
+		log_warnx("%s", err);
+		free(err);
+	}
+	for (size_t i = 0; found > 0 && i < f->n; i++)
+		if (f->gone[i])
+			f->paths[i] = queue_file_path(r->q, f->qids[i]);
+	f->job.work = finish_work;
+	f->job.done = finish_done;
+	if (found <= 0) {
+		for (size_t i = 0; i < f->n; i++)
+			f->gone[i] = false;
+		finish_done(&f->job);	/* frees: no row to remove */
+	} else if (r->bg != NULL) {
+		bgpool_submit(r->bg, &f->job);
+	} else {
+		finish_work(&f->job);
+		finish_done(&f->job);
+	}
+}
+
 /* runner_flush - write the outcomes of the attempts finished since the last call: every
  * recipient's update in one transaction, then the messages left without recipients
- * (queue_msgs_finish). On an error they are dropped (logged): the recipients are still
+ * (runner_finish_msgs). On an error they are dropped (logged): the recipients are still
  * queued and go out again (at least once, as SMTP allows), as after a crash. */
 static void runner_flush(struct runner *r)
 {
@@ -1124,8 +1206,7 @@ static void runner_flush(struct runner *r)
 		queue_rollback(r->q);
 		goto dberr;
 	}
-	if (queue_msgs_finish(r->q, (const char *const *)r->fin_qids, r->n_fin, &err) < 0)
-		goto dberr;
+	runner_finish_msgs(r);
 	goto out;
 dberr:
 	log_warnx("%s", err ? err : "queue database error");
@@ -1221,6 +1302,9 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	r->base = event_base_new();
 	if (r->base == NULL)
 		log_fatalx("event_base_new failed");
+	r->bg = bgpool_new(r->base, 1);
+	if (r->bg == NULL)
+		log_warn("runner thread: queue files are removed on the loop");
 	r->spool_dir = config_path_in_data(cfg, "spool");
 	char *db = config_path_in_data(cfg, "tern.db");
 	if (queue_open(r->spool_dir, &r->q, &err) < 0 || accounts_open(db, &r->accounts, &err) < 0 ||
@@ -1292,6 +1376,7 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	SSL_CTX_free(r->client_tls);
 	store_deliver_cache_close();	/* the account handles local bounces kept open */
 	runner_flush(r);	/* attempts that finished while the clients quit */
+	bgpool_free(&r->bg);	/* its last removals, and their rows (r->q) */
 	free(r->upd);
 	free(r->fin_qids);
 	queue_close(&r->q);

@@ -500,16 +500,14 @@ int queue_msg_finish(struct queue *q, const char *qid, char **error_r)
 	return 0;
 }
 
-int queue_msgs_finish(struct queue *q, const char *const *qids, size_t n, char **error_r)
+int queue_msgs_done(struct queue *q, const char *const *qids, size_t n, bool *done,
+		    char **error_r)
 {
-	sqlite3_stmt *count, *del = NULL;
-	bool *gone = xcalloc(n + 1, sizeof(bool));
-	size_t n_gone = 0;
-	int rc = -1;
+	sqlite3_stmt *count;
+	int found = 0;
 	if (sqlite3_prepare_v2(q->db, "SELECT COUNT(*) FROM recipients WHERE qid = ?", -1, &count,
 			       NULL) != SQLITE_OK) {
 		*error_r = db_error(q->db, "count recipients");
-		free(gone);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -517,31 +515,29 @@ int queue_msgs_finish(struct queue *q, const char *const *qids, size_t n, char *
 		sqlite3_bind_text(count, 1, qids[i], -1, SQLITE_STATIC);
 		if (sqlite3_step(count) != SQLITE_ROW) {
 			*error_r = db_error(q->db, "count recipients");
-			goto out;
+			found = -1;
+			break;
 		}
-		int left = sqlite3_column_int(count, 0);
-		sqlite3_reset(count);	/* else its read transaction makes BEGIN IMMEDIATE fail */
-		if (left != 0)
-			continue;
-		/* the files first, as queue_msg_finish does */
-		char *path = queue_file_path(q, qids[i]);
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_warn("%s: unlink %s", qids[i], path);
-		free(path);
-		gone[i] = true;
-		n_gone++;
+		done[i] = sqlite3_column_int(count, 0) == 0;
+		found += done[i];
 	}
-	rc = 0;
-	if (n_gone == 0)
-		goto out;
-	rc = -1;
+	/* finalized here: an open read transaction would make the next BEGIN IMMEDIATE fail
+	 * at once with SQLITE_BUSY */
+	sqlite3_finalize(count);
+	return found;
+}
+
+int queue_msgs_remove(struct queue *q, const char *const *qids, const bool *which, size_t n,
+		      char **error_r)
+{
+	sqlite3_stmt *del = NULL;
 	if (queue_begin(q, error_r) < 0)
-		goto out;
+		return -1;
 	if (sqlite3_prepare_v2(q->db, "DELETE FROM messages WHERE qid = ?", -1, &del, NULL) !=
 	    SQLITE_OK)
 		goto dberr;
 	for (size_t i = 0; i < n; i++) {
-		if (!gone[i])
+		if (which != NULL && !which[i])
 			continue;
 		sqlite3_reset(del);
 		sqlite3_bind_text(del, 1, qids[i], -1, SQLITE_STATIC);
@@ -549,21 +545,15 @@ int queue_msgs_finish(struct queue *q, const char *const *qids, size_t n, char *
 			goto dberr;
 	}
 	sqlite3_finalize(del);
-	del = NULL;
-	if (queue_commit(q, error_r) == 0) {
-		rc = 0;
-		goto out;
-	}
+	if (queue_commit(q, error_r) == 0)
+		return 0;
 	queue_rollback(q);
-	goto out;
+	return -1;
 dberr:
 	*error_r = db_error(q->db, "remove message");
-	queue_rollback(q);
-out:
 	sqlite3_finalize(del);
-	sqlite3_finalize(count);
-	free(gone);
-	return rc;
+	queue_rollback(q);
+	return -1;
 }
 
 int queue_flush(struct queue *q, const char *qid, char **error_r)

@@ -108,9 +108,15 @@ int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const c
 int queue_rcpt_delay_warned(struct queue *q, int64_t rcpt_id, char **error_r);
 /* queue_msg_finish - when qid has no recipients left: remove its row and its file. */
 int queue_msg_finish(struct queue *q, const char *qid, char **error_r);
-/* queue_msgs_finish - queue_msg_finish for n messages (duplicates allowed): the files of
- * those without recipients, then their rows in one transaction. 0 or -1. */
-int queue_msgs_finish(struct queue *q, const char *const *qids, size_t n, char **error_r);
+/* queue_msg_finish in two steps, for n messages (duplicates allowed), so that the files
+ * can be removed in between (and elsewhere: the runner does it on a thread).
+ * queue_msgs_done - done[i]: qids[i] has no recipient left (remove its file, then its row);
+ * how many, or -1. queue_msgs_remove - the rows of qids[i] where which[i] (NULL: all), in one
+ * transaction. 0 or -1. */
+int queue_msgs_done(struct queue *q, const char *const *qids, size_t n, bool *done,
+		    char **error_r);
+int queue_msgs_remove(struct queue *q, const char *const *qids, const bool *which, size_t n,
+		      char **error_r);
 /* queue_begin / queue_commit - group the runner's updates for one attempt into one
  * transaction (one lock, one sync); queue_rollback on failure. 0 or -1. */
 int queue_begin(struct queue *q, char **error_r);
