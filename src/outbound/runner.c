@@ -1343,6 +1343,9 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 
 	event_base_dispatch(r->base);
 	runner_flush(r);	/* the outcomes of the attempts that finished */
+	/* its last removals and their rows (r->q); and its eventfd's event would keep the wait
+	 * for quitting clients below from ending early */
+	bgpool_free(&r->bg);
 
 	/* Stop: attempts in flight are abandoned; their recipients are still queued and go
 	 * out after the restart (at least once, as SMTP allows). */
@@ -1375,8 +1378,7 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	}
 	SSL_CTX_free(r->client_tls);
 	store_deliver_cache_close();	/* the account handles local bounces kept open */
-	runner_flush(r);	/* attempts that finished while the clients quit */
-	bgpool_free(&r->bg);	/* its last removals, and their rows (r->q) */
+	runner_flush(r);	/* attempts that finished while the clients quit (no thread now) */
 	free(r->upd);
 	free(r->fin_qids);
 	queue_close(&r->q);
