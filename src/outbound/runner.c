@@ -20,6 +20,7 @@
 #include "auth/accounts.h"
 #include "auth/recipient.h"
 #include "dkim/dkim.h"
+#include "lib/bgpool.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/net.h"
@@ -50,6 +51,15 @@ struct idle_conn {
 	struct event *expire;
 };
 
+/* An attempt's outcome for one recipient, waiting for the next scan's transaction. */
+struct rcpt_update {
+	int64_t id;
+	bool remove;		/* delivered or bounced: the row goes */
+	char *defer_error;	/* else: deferred, with this error (NULL: neither) */
+	int64_t next_try;
+	bool warned;		/* the sender was told of the delay */
+};
+
 struct runner {
 	struct event_base *base;
 	const struct tern_config *cfg;
@@ -68,6 +78,12 @@ struct runner {
 	uint64_t gauges_at;		/* when they were last read (metrics_now_usec) */
 	bool stopping;
 	bool arc_nokey_logged;		/* "no key to seal with" is logged once */
+	/* outcomes of the attempts finished since the last scan (runner_flush) */
+	struct rcpt_update *upd;
+	size_t n_upd;
+	char **fin_qids;		/* their messages, to finish when no recipient is left */
+	size_t n_fin;
+	struct bgpool *bg;		/* a thread removing finished messages' files, or NULL */
 };
 
 /* One attempt: the recipients of one message at one domain, over one connection. */
@@ -413,7 +429,6 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 			    const char *fail_text, const char *fail_status, bool permanent)
 {
 	struct runner *r = d->r;
-	char *err = NULL;
 	struct failed_rcpt *failed = xcalloc(d->n, sizeof(*failed));
 	struct failed_rcpt *delayed = xcalloc(d->n, sizeof(*delayed));
 	struct failed_rcpt *succeeded = xcalloc(d->n, sizeof(*succeeded));
@@ -519,34 +534,19 @@ static void delivery_finish(struct delivery *d, const struct smtp_client_result 
 		bounce_deliver(r, d, delayed, nd);
 	if (ns > 0)
 		bounce_deliver(r, d, succeeded, ns);
-	/* one transaction for the whole attempt: one lock and one sync, not one per row */
-	if (queue_begin(r->q, &err) < 0)
-		goto dberr;
+	/* The queue is updated at the next scan, with every other attempt finished by then, in
+	 * one transaction (runner_flush): one lock and one sync per batch, not per message. That
+	 * scan is due at once (runner_schedule_scan), and it writes before it reads. */
+	r->upd = xreallocarray(r->upd, r->n_upd + d->n, sizeof(*r->upd));
 	for (size_t i = 0; i < d->n; i++) {
-		int rc = 0;
-		if (remove[i])
-			rc = queue_rcpt_remove(r->q, d->ids[i], &err);
-		else if (defer_error[i] != NULL)
-			rc = queue_rcpt_defer(r->q, d->ids[i], retry_at(r, d->attempts[i] + 1),
-					      defer_error[i], &err);
-		if (rc == 0 && warned[i])
-			rc = queue_rcpt_delay_warned(r->q, d->ids[i], &err);
-		if (rc < 0) {
-			queue_rollback(r->q);
-			goto dberr;
-		}
+		r->upd[r->n_upd++] = (struct rcpt_update){
+			.id = d->ids[i], .remove = remove[i], .defer_error = defer_error[i],
+			.next_try = defer_error[i] != NULL ? retry_at(r, d->attempts[i] + 1) : 0,
+			.warned = warned[i] };
+		defer_error[i] = NULL;	/* the update's now */
 	}
-	if (queue_commit(r->q, &err) < 0) {
-		queue_rollback(r->q);
-		goto dberr;
-	}
-	if (queue_msg_finish(r->q, d->qid, &err) < 0)
-		goto dberr;
-	goto out;
-dberr:
-	log_warnx("%s: %s", d->qid, err ? err : "queue database error");
-	free(err);
-out:
+	r->fin_qids = xreallocarray(r->fin_qids, r->n_fin + 1, sizeof(*r->fin_qids));
+	r->fin_qids[r->n_fin++] = xstrdup(d->qid);
 	for (size_t i = 0; i < d->n; i++)
 		free(defer_error[i]);
 	free(defer_error);
@@ -974,6 +974,20 @@ static unsigned active_for_domain(const struct runner *r, const char *domain)
 	return n;
 }
 
+/* over_limits - would one more delivery to domain, with those the scan made so far, exceed
+ * the concurrency limits? Then runner_scan would free it unstarted: a scan of a long queue
+ * made (and freed) a delivery for every due message, after each finished attempt. */
+static bool over_limits(const struct scan *sc, const char *domain)
+{
+	const struct runner *r = sc->r;
+	if (r->active + sc->n_pending >= r->cfg->queue_concurrency)
+		return true;
+	unsigned n = active_for_domain(r, domain);
+	for (size_t i = 0; i < sc->n_pending; i++)
+		n += strcmp(sc->pending[i]->domain, domain) == 0;
+	return n >= r->cfg->queue_concurrency_per_domain;
+}
+
 static void scan_cb(void *ctx, const struct queue_due *due)
 {
 	struct scan *sc = ctx;
@@ -988,6 +1002,10 @@ static void scan_cb(void *ctx, const struct queue_due *due)
 			d = p;
 			break;
 		}
+	}
+	if (d == NULL && strcmp(due->state, "bounce") != 0 && over_limits(sc, domain)) {
+		free(domain);	/* runner_scan would let it go at once: a later scan takes it */
+		return;
 	}
 	if (d == NULL) {
 		d = xcalloc(1, sizeof(*d));
@@ -1079,10 +1097,133 @@ static void trace_housekeeping(struct runner *r)
 	free(dir);
 }
 
+/* Messages without recipients left: their files are removed on the runner's thread (an unlink
+ * of a queue file, the last name of its inode, frees its blocks: about a millisecond that
+ * the loop, which delivers, need not wait), then their rows on the loop, in one transaction.
+ * Files first, as queue_msg_finish: a crash between leaves rows without recipients, which
+ * queue_finish_orphans completes at the next start. */
+struct finish_job {
+	struct bgjob job;	/* first: the pool hands back &job */
+	struct runner *r;
+	char **qids;
+	char **paths;		/* NULL where the message is not finished */
+	bool *gone;
+	int *errs;		/* the unlinks' errno */
+	size_t n;
+};
+
+static void finish_work(struct bgjob *j)
+{
+	struct finish_job *f = (struct finish_job *)j;
+	for (size_t i = 0; i < f->n; i++)
+		if (f->paths[i] != NULL && unlink(f->paths[i]) < 0 && errno != ENOENT)
+			f->errs[i] = errno;
+}
+
+static void finish_done(struct bgjob *j)
+{
+	struct finish_job *f = (struct finish_job *)j;
+	char *err = NULL;
+	for (size_t i = 0; i < f->n; i++)
+		if (f->errs[i] != 0)
+			log_warnx("%s: unlink %s: %s", f->qids[i], f->paths[i], strerror(f->errs[i]));
+	if (queue_msgs_remove(f->r->q, (const char *const *)f->qids, f->gone, f->n, &err) < 0) {
+		log_warnx("%s", err);
+		free(err);
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->qids[i]);
+		free(f->paths[i]);
+	}
+	free(f->qids);
+	free(f->paths);
+	free(f->gone);
+	free(f->errs);
+	free(f);
+}
+
+/* runner_finish_msgs - finish r->fin_qids (taken) where no recipient is left */
+static void runner_finish_msgs(struct runner *r)
+{
+	struct finish_job *f = xcalloc(1, sizeof(*f));
+	char *err = NULL;
+	f->r = r;
+	f->qids = r->fin_qids;
+	f->n = r->n_fin;
+	r->fin_qids = NULL;
+	r->n_fin = 0;
+	f->gone = xcalloc(f->n + 1, sizeof(bool));
+	f->errs = xcalloc(f->n + 1, sizeof(int));
+	f->paths = xcalloc(f->n + 1, sizeof(char *));
+	int found = queue_msgs_done(r->q, (const char *const *)f->qids, f->n, f->gone, &err);
+	if (found < 0) {
+		log_warnx("%s", err);
+		free(err);
+	}
+	for (size_t i = 0; found > 0 && i < f->n; i++)
+		if (f->gone[i])
+			f->paths[i] = queue_file_path(r->q, f->qids[i]);
+	f->job.work = finish_work;
+	f->job.done = finish_done;
+	if (found <= 0) {
+		for (size_t i = 0; i < f->n; i++)
+			f->gone[i] = false;
+		finish_done(&f->job);	/* frees: no row to remove */
+	} else if (r->bg != NULL) {
+		bgpool_submit(r->bg, &f->job);
+	} else {
+		finish_work(&f->job);
+		finish_done(&f->job);
+	}
+}
+
+/* runner_flush - write the outcomes of the attempts finished since the last call: every
+ * recipient's update in one transaction, then the messages left without recipients
+ * (runner_finish_msgs). On an error they are dropped (logged): the recipients are still
+ * queued and go out again (at least once, as SMTP allows), as after a crash. */
+static void runner_flush(struct runner *r)
+{
+	char *err = NULL;
+	if (r->n_upd == 0 && r->n_fin == 0)
+		return;
+	if (queue_begin(r->q, &err) < 0)
+		goto dberr;
+	for (size_t i = 0; i < r->n_upd; i++) {
+		const struct rcpt_update *u = &r->upd[i];
+		int rc = 0;
+		if (u->remove)
+			rc = queue_rcpt_remove(r->q, u->id, &err);
+		else if (u->defer_error != NULL)
+			rc = queue_rcpt_defer(r->q, u->id, u->next_try, u->defer_error, &err);
+		if (rc == 0 && u->warned)
+			rc = queue_rcpt_delay_warned(r->q, u->id, &err);
+		if (rc < 0) {
+			queue_rollback(r->q);
+			goto dberr;
+		}
+	}
+	if (queue_commit(r->q, &err) < 0) {
+		queue_rollback(r->q);
+		goto dberr;
+	}
+	runner_finish_msgs(r);
+	goto out;
+dberr:
+	log_warnx("%s", err ? err : "queue database error");
+	free(err);
+out:
+	for (size_t i = 0; i < r->n_upd; i++)
+		free(r->upd[i].defer_error);
+	for (size_t i = 0; i < r->n_fin; i++)
+		free(r->fin_qids[i]);
+	r->n_upd = r->n_fin = 0;
+}
+
 static void runner_scan(struct runner *r)
 {
 	struct scan sc = { .r = r };
 	char *err = NULL;
+	runner_flush(r);
 	if (r->stopping)
 		return;
 	trace_housekeeping(r);
@@ -1161,6 +1302,9 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	r->base = event_base_new();
 	if (r->base == NULL)
 		log_fatalx("event_base_new failed");
+	r->bg = bgpool_new(r->base, 1);
+	if (r->bg == NULL)
+		log_warn("runner thread: queue files are removed on the loop");
 	r->spool_dir = config_path_in_data(cfg, "spool");
 	char *db = config_path_in_data(cfg, "tern.db");
 	if (queue_open(r->spool_dir, &r->q, &err) < 0 || accounts_open(db, &r->accounts, &err) < 0 ||
@@ -1198,6 +1342,10 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	runner_scan(r);
 
 	event_base_dispatch(r->base);
+	runner_flush(r);	/* the outcomes of the attempts that finished */
+	/* its last removals and their rows (r->q); and its eventfd's event would keep the wait
+	 * for quitting clients below from ending early */
+	bgpool_free(&r->bg);
 
 	/* Stop: attempts in flight are abandoned; their recipients are still queued and go
 	 * out after the restart (at least once, as SMTP allows). */
@@ -1230,6 +1378,9 @@ int runner_main(const struct tern_config *cfg, const struct dkim_keyring *dkim)
 	}
 	SSL_CTX_free(r->client_tls);
 	store_deliver_cache_close();	/* the account handles local bounces kept open */
+	runner_flush(r);	/* attempts that finished while the clients quit (no thread now) */
+	free(r->upd);
+	free(r->fin_qids);
 	queue_close(&r->q);
 	accounts_close(&r->accounts);
 	free(r->spool_dir);

@@ -21,7 +21,36 @@
 struct queue {
 	sqlite3 *db;
 	char *dir;	/* spool/queue */
+	int64_t busy_since;	/* when the current wait for queue.db's lock began (usec) */
 };
+
+#define QUEUE_BUSY_TIMEOUT_MS 10000
+#define QUEUE_BUSY_STEP_US 250
+
+static int64_t mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* busy_wait - SQLite's busy handler for queue.db. Its default (sqlite3_busy_timeout) sleeps
+ * 1, 2, 5, 10 ... up to 100 ms between tries, so a writer that misses the lock by a
+ * microsecond sleeps for milliseconds while the lock is free again long before: with the
+ * workers' committers and the runner writing, that was most of a relay's wait. Here: tries
+ * every QUEUE_BUSY_STEP_US, for the same total timeout. 0: give up (SQLITE_BUSY). */
+static int busy_wait(void *arg, int count)
+{
+	struct queue *q = arg;
+	int64_t now = mono_usec();
+	if (count == 0)
+		q->busy_since = now;
+	if (now - q->busy_since >= (int64_t)QUEUE_BUSY_TIMEOUT_MS * 1000)
+		return 0;
+	struct timespec step = { 0, QUEUE_BUSY_STEP_US * 1000L };
+	nanosleep(&step, NULL);
+	return 1;
+}
 
 /* queue.db's schema versions (lib/dbschema): steps are never edited once released. */
 
@@ -90,10 +119,10 @@ int queue_open(const char *spool_dir, struct queue **queue_r, char **error_r)
 		*error_r = db_error(q->db, "open");
 		goto fail;
 	}
-	sqlite3_busy_timeout(q->db, 10000);
+	sqlite3_busy_handler(q->db, busy_wait, q);
 	/* before the migration's transaction: journal_mode and foreign_keys do not change
 	 * inside one */
-	if (dbschema_wal(q->db, 10000) < 0 ||
+	if (dbschema_wal(q->db, QUEUE_BUSY_TIMEOUT_MS) < 0 ||
 	    sqlite3_exec(q->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
 			 NULL) != SQLITE_OK) {
 		*error_r = db_error(q->db, "configure");
@@ -140,66 +169,131 @@ static int exec_step(sqlite3 *db, const char *sql, const char *fmt, ...)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* enqueue_rows - the rows of one message, inside the caller's transaction; 0 or -1 */
+static int enqueue_rows(struct queue *q, sqlite3_stmt *ins_msg, sqlite3_stmt *ins_rcpt,
+			const struct queue_entry *e, int64_t now)
+{
+	static const struct queue_dsn none;
+	const struct queue_dsn *dsn = e->dsn != NULL ? e->dsn : &none;
+	sqlite3_reset(ins_msg);
+	sqlite3_bind_text(ins_msg, 1, e->qid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins_msg, 2, e->sender, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(ins_msg, 3, (int64_t)e->size);
+	sqlite3_bind_int64(ins_msg, 4, (int64_t)e->body_offset);
+	sqlite3_bind_int64(ins_msg, 5, now);
+	sqlite3_bind_text(ins_msg, 6, dsn->ret, -1, SQLITE_STATIC);
+	sqlite3_bind_text(ins_msg, 7, dsn->envid, -1, SQLITE_STATIC);
+	if (sqlite3_step(ins_msg) != SQLITE_DONE)
+		return -1;
+	for (size_t i = 0; i < e->n_rcpts; i++) {
+		sqlite3_reset(ins_rcpt);
+		sqlite3_bind_text(ins_rcpt, 1, e->qid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins_rcpt, 2, e->rcpts[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins_rcpt, 3, now);
+		sqlite3_bind_text(ins_rcpt, 4, dsn->notify ? dsn->notify[i] : NULL, -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_text(ins_rcpt, 5, dsn->orcpt ? dsn->orcpt[i] : NULL, -1, SQLITE_STATIC);
+		if (sqlite3_step(ins_rcpt) != SQLITE_DONE)
+			return -1;
+	}
+	return 0;
+}
+
+int queue_enqueue_batch(struct queue *q, struct queue_entry *e, size_t n, char **error_r)
+{
+	char **dst = xcalloc(n + 1, sizeof(char *));
+	size_t linked = 0;
+	int err = 0;
+	*error_r = NULL;
+	/* the queue names first, one directory fsync for all */
+	for (size_t i = 0; i < n; i++) {
+		e[i].rc = 0;
+		dst[i] = xasprintf("%s/%s", q->dir, e[i].qid);
+		if (link(e[i].src_path, dst[i]) < 0) {
+			/* never unlink here: on EEXIST the name is another message's */
+			e[i].rc = errno;
+			free(dst[i]);
+			dst[i] = NULL;
+			if (*error_r == NULL)
+				*error_r = xasprintf("%s/%s: %s", q->dir, e[i].qid,
+						     strerror(e[i].rc));
+			continue;
+		}
+		linked++;
+	}
+	if (linked > 0 && fs_fsync_dir(q->dir) < 0) {
+		err = errno;
+		free(*error_r);
+		*error_r = xasprintf("%s: %s", q->dir, strerror(err));
+		goto undo;
+	}
+	if (linked == 0)
+		goto out;
+	/* one transaction (one lock, one sync) for every message */
+	int64_t now = (int64_t)time(NULL);
+	sqlite3_stmt *ins_msg = NULL, *ins_rcpt = NULL;
+	const char *what = "begin";
+	if (exec_step(q->db, "BEGIN IMMEDIATE", "") < 0)
+		goto dberr;
+	what = "enqueue";
+	if (sqlite3_prepare_v2(q->db,
+			       "INSERT INTO messages(qid, sender, size, body_offset, arrived, ret, envid)"
+			       " VALUES(?, ?, ?, ?, ?, ?, ?)",
+			       -1, &ins_msg, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(q->db,
+			       "INSERT INTO recipients(qid, address, next_try, notify, orcpt)"
+			       " VALUES(?, ?, ?, ?, ?)",
+			       -1, &ins_rcpt, NULL) != SQLITE_OK)
+		goto rollback;
+	for (size_t i = 0; i < n; i++)
+		if (dst[i] != NULL && enqueue_rows(q, ins_msg, ins_rcpt, &e[i], now) < 0)
+			goto rollback;
+	sqlite3_finalize(ins_msg);
+	sqlite3_finalize(ins_rcpt);
+	ins_msg = ins_rcpt = NULL;
+	if (exec_step(q->db, "COMMIT", "") < 0)
+		goto rollback;
+	goto out;
+rollback:
+	sqlite3_finalize(ins_msg);
+	sqlite3_finalize(ins_rcpt);
+dberr:
+	err = sqlite3_errcode(q->db) == SQLITE_FULL ? ENOSPC : EIO;
+	free(*error_r);
+	*error_r = db_error(q->db, what);
+	if (!sqlite3_get_autocommit(q->db))
+		exec_step(q->db, "ROLLBACK", "");
+undo:
+	for (size_t i = 0; i < n; i++) {
+		if (dst[i] != NULL) {
+			unlink(dst[i]);
+			e[i].rc = err;
+		}
+	}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(dst[i]);
+	free(dst);
+	int failed = 0;
+	for (size_t i = 0; i < n; i++)
+		failed += e[i].rc != 0;
+	if (failed == 0) {
+		free(*error_r);
+		*error_r = NULL;
+	}
+	return failed;
+}
+
 int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64_t body_offset,
 		  uint64_t size, const char *sender, const char *const *rcpts, size_t n_rcpts,
 		  const struct queue_dsn *dsn, char **error_r)
 {
-	static const struct queue_dsn none;
-	if (dsn == NULL)
-		dsn = &none;
-	char *dst = xasprintf("%s/%s", q->dir, qid);
-	int err;
-	if (link(src_path, dst) < 0) {
-		/* never unlink here: on EEXIST the name is another message's */
-		err = errno;
-		*error_r = xasprintf("%s: %s", dst, strerror(err));
-		free(dst);
-		errno = err;
-		return -1;
-	}
-	if (fs_fsync_dir(q->dir) < 0) {
-		err = errno;
-		*error_r = xasprintf("%s: %s", q->dir, strerror(err));
-		unlink(dst);
-		free(dst);
-		errno = err;
-		return -1;
-	}
-	int64_t now = (int64_t)time(NULL);
-	if (exec_step(q->db, "BEGIN IMMEDIATE", "") < 0)
-		goto dberr;
-	if (exec_step(q->db,
-		      "INSERT INTO messages(qid, sender, size, body_offset, arrived, ret, envid) "
-		      "VALUES(?, ?, ?, ?, ?, ?, ?)",
-		      "ttiiitt", qid, sender, (int64_t)size, (int64_t)body_offset, now, dsn->ret,
-		      dsn->envid) < 0)
-		goto rollback;
-	for (size_t i = 0; i < n_rcpts; i++) {
-		if (exec_step(q->db,
-			      "INSERT INTO recipients(qid, address, next_try, notify, orcpt)"
-			      " VALUES(?, ?, ?, ?, ?)",
-			      "ttitt", qid, rcpts[i], now, dsn->notify ? dsn->notify[i] : NULL,
-			      dsn->orcpt ? dsn->orcpt[i] : NULL) < 0)
-			goto rollback;
-	}
-	if (exec_step(q->db, "COMMIT", "") < 0)
-		goto rollback;
-	free(dst);
-	return 0;
-rollback:
-	*error_r = db_error(q->db, "enqueue");
-	err = sqlite3_errcode(q->db) == SQLITE_FULL ? ENOSPC : EIO;
-	exec_step(q->db, "ROLLBACK", "");
-	unlink(dst);
-	free(dst);
-	errno = err;
-	return -1;
-dberr:
-	*error_r = db_error(q->db, "begin");
-	err = sqlite3_errcode(q->db) == SQLITE_FULL ? ENOSPC : EIO;
-	unlink(dst);
-	free(dst);
-	errno = err;
+	struct queue_entry e = { .qid = qid, .src_path = src_path, .body_offset = body_offset,
+				 .size = size, .sender = sender, .rcpts = rcpts,
+				 .n_rcpts = n_rcpts, .dsn = dsn };
+	if (queue_enqueue_batch(q, &e, 1, error_r) == 0)
+		return 0;
+	errno = e.rc;
 	return -1;
 }
 
@@ -404,6 +498,62 @@ int queue_msg_finish(struct queue *q, const char *qid, char **error_r)
 		return -1;
 	}
 	return 0;
+}
+
+int queue_msgs_done(struct queue *q, const char *const *qids, size_t n, bool *done,
+		    char **error_r)
+{
+	sqlite3_stmt *count;
+	int found = 0;
+	if (sqlite3_prepare_v2(q->db, "SELECT COUNT(*) FROM recipients WHERE qid = ?", -1, &count,
+			       NULL) != SQLITE_OK) {
+		*error_r = db_error(q->db, "count recipients");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(count);
+		sqlite3_bind_text(count, 1, qids[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(count) != SQLITE_ROW) {
+			*error_r = db_error(q->db, "count recipients");
+			found = -1;
+			break;
+		}
+		done[i] = sqlite3_column_int(count, 0) == 0;
+		found += done[i];
+	}
+	/* finalized here: an open read transaction would make the next BEGIN IMMEDIATE fail
+	 * at once with SQLITE_BUSY */
+	sqlite3_finalize(count);
+	return found;
+}
+
+int queue_msgs_remove(struct queue *q, const char *const *qids, const bool *which, size_t n,
+		      char **error_r)
+{
+	sqlite3_stmt *del = NULL;
+	if (queue_begin(q, error_r) < 0)
+		return -1;
+	if (sqlite3_prepare_v2(q->db, "DELETE FROM messages WHERE qid = ?", -1, &del, NULL) !=
+	    SQLITE_OK)
+		goto dberr;
+	for (size_t i = 0; i < n; i++) {
+		if (which != NULL && !which[i])
+			continue;
+		sqlite3_reset(del);
+		sqlite3_bind_text(del, 1, qids[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(del) != SQLITE_DONE)
+			goto dberr;
+	}
+	sqlite3_finalize(del);
+	if (queue_commit(q, error_r) == 0)
+		return 0;
+	queue_rollback(q);
+	return -1;
+dberr:
+	*error_r = db_error(q->db, "remove message");
+	sqlite3_finalize(del);
+	queue_rollback(q);
+	return -1;
 }
 
 int queue_flush(struct queue *q, const char *qid, char **error_r)

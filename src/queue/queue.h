@@ -47,6 +47,26 @@ int queue_enqueue(struct queue *q, const char *qid, const char *src_path, uint64
 		  uint64_t size, const char *sender, const char *const *rcpts, size_t n_rcpts,
 		  const struct queue_dsn *dsn, char **error_r);
 
+/* One message for queue_enqueue_batch: queue_enqueue's arguments, and rc (out): 0 when it
+ * was queued, else an errno (ENOSPC: the disk is full). */
+struct queue_entry {
+	const char *qid;
+	const char *src_path;
+	uint64_t body_offset;
+	uint64_t size;
+	const char *sender;
+	const char *const *rcpts;
+	size_t n_rcpts;
+	const struct queue_dsn *dsn;
+	int rc;
+};
+/* queue_enqueue_batch - queue_enqueue for n messages: every link, one fsync of the queue
+ * directory and one queue.db transaction (one lock, one sync) for all of them: the group
+ * commit of concurrent sessions. A message whose link fails is left out; when the directory
+ * fsync or the transaction fails, none is queued (their links are taken back). Returns how
+ * many failed (0: all durable), with *error_r (the first reason) when some did. */
+int queue_enqueue_batch(struct queue *q, struct queue_entry *e, size_t n, char **error_r);
+
 /* A recipient that is due for a delivery attempt, with its message. */
 struct queue_due {
 	int64_t rcpt_id;
@@ -88,6 +108,15 @@ int queue_rcpt_defer(struct queue *q, int64_t rcpt_id, int64_t next_try, const c
 int queue_rcpt_delay_warned(struct queue *q, int64_t rcpt_id, char **error_r);
 /* queue_msg_finish - when qid has no recipients left: remove its row and its file. */
 int queue_msg_finish(struct queue *q, const char *qid, char **error_r);
+/* queue_msg_finish in two steps, for n messages (duplicates allowed), so that the files
+ * can be removed in between (and elsewhere: the runner does it on a thread).
+ * queue_msgs_done - done[i]: qids[i] has no recipient left (remove its file, then its row);
+ * how many, or -1. queue_msgs_remove - the rows of qids[i] where which[i] (NULL: all), in one
+ * transaction. 0 or -1. */
+int queue_msgs_done(struct queue *q, const char *const *qids, size_t n, bool *done,
+		    char **error_r);
+int queue_msgs_remove(struct queue *q, const char *const *qids, const bool *which, size_t n,
+		      char **error_r);
 /* queue_begin / queue_commit - group the runner's updates for one attempt into one
  * transaction (one lock, one sync); queue_rollback on failure. 0 or -1. */
 int queue_begin(struct queue *q, char **error_r);

@@ -982,43 +982,106 @@ struct commit {
 	int queue_rc;			/* 0: queued; -1: the loop tries again and answers */
 };
 
-/* Each sync thread keeps its own connection to queue.db (a connection serves one thread):
- * opened at its first message, closed when the thread ends. */
-static pthread_key_t thread_queue_key;
-static pthread_once_t thread_queue_once = PTHREAD_ONCE_INIT;
+/* The worker's queue.db group commit. A sync thread with remote recipients to queue puts
+ * its message on qgc's list; the first thread to find no transaction in progress becomes
+ * the writer: it takes every message on the list (its own, and those that arrived while the
+ * last transaction synced) and queues them in one transaction (queue_enqueue_batch: one lock,
+ * one sync), then wakes their threads. So the worker holds one connection to queue.db and
+ * takes its write lock once per batch, not once per message, and no session gets its 250
+ * before the transaction that holds its rows is synced. No timer: a lone message is written
+ * at once. The connection is opened by the first writer and closed at exit. */
+struct qgc_entry {
+	struct qgc_entry *next;
+	struct commit *c;
+	bool done;
+};
 
-static void thread_queue_close(void *q)
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;		/* a batch was written */
+	struct qgc_entry *head;		/* waiting for the next transaction, under mu */
+	bool writing;			/* a thread is writing a batch, under mu */
+	struct queue *q;		/* the writer's alone */
+} qgc = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, false, NULL };
+
+static void qgc_close(void)
 {
-	struct queue *qq = q;
-	queue_close(&qq);
+	queue_close(&qgc.q);
 }
 
-static void thread_queue_init(void)
+/* qgc_write - on the writer's thread, without mu: batch (a list) into queue.db */
+static void qgc_write(struct qgc_entry *batch)
 {
-	if (pthread_key_create(&thread_queue_key, thread_queue_close) != 0)
-		log_fatalx("pthread_key_create");
-}
-
-/* commit_enqueue - on the thread: the remote recipients into queue.db, or queue_rc -1 */
-static void commit_enqueue(struct commit *c)
-{
-	struct queue *q = pthread_getspecific(thread_queue_key);
+	size_t n = 0;
+	for (struct qgc_entry *e = batch; e != NULL; e = e->next)
+		n++;
 	char *err = NULL;
-	c->queue_rc = -1;
-	if (q == NULL && queue_open(c->spool_dir, &q, &err) == 0)
-		pthread_setspecific(thread_queue_key, q);
-	if (q == NULL) {
-		free(err);
+	if (qgc.q == NULL && queue_open(batch->c->spool_dir, &qgc.q, &err) == 0)
+		atexit(qgc_close);
+	if (qgc.q == NULL) {
+		free(err);	/* the loop tries again and logs why */
+		for (struct qgc_entry *e = batch; e != NULL; e = e->next)
+			e->c->queue_rc = -1;
 		return;
 	}
-	struct queue_dsn dsn = { .ret = c->ret, .envid = c->envid,
-				 .notify = (const char *const *)c->remotes.notify,
-				 .orcpt = (const char *const *)c->remotes.orcpt };
-	const struct spool_msg *m = c->msg;
-	c->queue_rc = queue_enqueue(q, m->qid, m->path, m->body_offset, m->size - m->body_offset,
-				    c->sender, (const char *const *)c->remotes.v, c->remotes.n,
-				    &dsn, &err);
-	free(err);	/* the loop tries again and logs why */
+	struct queue_entry *qe = xcalloc(n, sizeof(*qe));
+	struct queue_dsn *dsn = xcalloc(n, sizeof(*dsn));
+	size_t i = 0;
+	for (struct qgc_entry *e = batch; e != NULL; e = e->next, i++) {
+		struct commit *c = e->c;
+		const struct spool_msg *m = c->msg;
+		dsn[i] = (struct queue_dsn){ .ret = c->ret, .envid = c->envid,
+					     .notify = (const char *const *)c->remotes.notify,
+					     .orcpt = (const char *const *)c->remotes.orcpt };
+		qe[i] = (struct queue_entry){ .qid = m->qid, .src_path = m->path,
+					      .body_offset = m->body_offset,
+					      .size = m->size - m->body_offset, .sender = c->sender,
+					      .rcpts = (const char *const *)c->remotes.v,
+					      .n_rcpts = c->remotes.n, .dsn = &dsn[i] };
+	}
+	(void)queue_enqueue_batch(qgc.q, qe, n, &err);
+	free(err);	/* the loop tries again (each message alone) and logs why */
+	i = 0;
+	for (struct qgc_entry *e = batch; e != NULL; e = e->next, i++)
+		e->c->queue_rc = qe[i].rc == 0 ? 0 : -1;
+	free(qe);
+	free(dsn);
+}
+
+/* commit_enqueue - on the thread: the remote recipients into queue.db (with those of the
+ * other threads' messages), or queue_rc -1 */
+static void commit_enqueue(struct commit *c)
+{
+	struct qgc_entry me = { .c = c };
+	pthread_mutex_lock(&qgc.mu);
+	me.next = qgc.head;
+	qgc.head = &me;
+	while (!me.done) {
+		if (qgc.writing) {
+			pthread_cond_wait(&qgc.cond, &qgc.mu);
+			continue;
+		}
+		/* nobody is writing: write everything waiting, this message with it */
+		struct qgc_entry *batch = NULL;
+		while (qgc.head != NULL) {	/* reversed: the oldest first */
+			struct qgc_entry *e = qgc.head;
+			qgc.head = e->next;
+			e->next = batch;
+			batch = e;
+		}
+		qgc.writing = true;
+		pthread_mutex_unlock(&qgc.mu);
+		qgc_write(batch);
+		pthread_mutex_lock(&qgc.mu);
+		/* each entry lives on its thread's stack: read next before marking it done */
+		for (struct qgc_entry *e = batch, *next; e != NULL; e = next) {
+			next = e->next;
+			e->done = true;
+		}
+		qgc.writing = false;
+		pthread_cond_broadcast(&qgc.cond);
+	}
+	pthread_mutex_unlock(&qgc.mu);
 }
 
 /* commit_work - on a sync thread: blocking calls on paths and the spool fd only */
@@ -1145,7 +1208,6 @@ static bool message_accept(struct smtp_session *s, const char *mailbox)
 		report = report || (s->locals.notify[i] != NULL &&
 				    strstr(s->locals.notify[i], "SUCCESS") != NULL);
 	if (s->remotes.n > 0 && s->forwards.n == 0 && !report && s->srv->queue != NULL) {
-		pthread_once(&thread_queue_once, thread_queue_init);
 		c->spool_dir = xstrdup(s->srv->spool_dir);
 		c->sender = xstrdup(s->sender);
 		c->ret = s->dsn_ret ? xstrdup(s->dsn_ret) : NULL;
