@@ -63,17 +63,59 @@ def token():
     return uuid.uuid4().hex[:16]
 
 
+# Ports for servers the tests start (and "dead" ports where nothing must listen) come from
+# a range of their own per pytest-xdist worker (PYTEST_XDIST_WORKER gw0, gw1, ...; a run
+# without xdist is one more slot), below the kernel's ephemeral range (32768-60999), which
+# bind-to-0 and every client connection use. So no other worker of the same run, and no
+# client socket, can take a port between the time it is picked here and the time tern binds
+# it. Each pick is tried with bind() first (TCP and UDP: a port busy either way is skipped);
+# the start of the walk through the slot depends on the pid, so two runs on one machine
+# rarely meet, and TernInstance.start() picks again should tern still find a port taken.
+PORT_BASE = 20000
+PORT_SLOT = 1200            # ports per worker: 10 slots in 20000-31999
+PORT_SLOTS = 10
+
+
+def _worker_slot():
+    w = os.environ.get("PYTEST_XDIST_WORKER", "")
+    m = re.fullmatch(r"gw(\d+)", w)
+    return (int(m.group(1)) + 1) % PORT_SLOTS if m else 0
+
+
+_port_next = None
+
+
+def _port_free(port):
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _pick_port():
+    global _port_next
+    lo = PORT_BASE + _worker_slot() * PORT_SLOT
+    if _port_next is None:
+        _port_next = os.getpid() % PORT_SLOT
+    for _ in range(PORT_SLOT):
+        port = lo + _port_next
+        _port_next = (_port_next + 1) % PORT_SLOT
+        if _port_free(port):
+            return port
+    raise TernError(f"no free port in {lo}-{lo + PORT_SLOT - 1}")
+
+
 def free_port():
-    """Bind port 0 on 127.0.0.1 to let the kernel pick a free port, then release it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and that no other test worker will pick."""
+    return _pick_port()
 
 
 def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A UDP port on 127.0.0.1, picked like free_port()."""
+    return _pick_port()
 
 
 def tls_context():
@@ -267,9 +309,9 @@ class TernInstance:
 
     # -- process control ----------------------------------------------------------------
     def start(self, timeout=READY_TIMEOUT):
-        """Start `tern serve` and wait until every listener answers. free_port() only
-        guesses: another process may take a port before tern binds it (more often when
-        the start is slow, as under valgrind); then the ports are picked again, twice."""
+        """Start `tern serve` and wait until every listener answers. free_port() picks
+        from this worker's own range, but a process outside the test run may still take
+        a port before tern binds it; then the ports are picked again, twice."""
         for attempt in range(3):
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
             try:
