@@ -98,7 +98,8 @@ asan: build/asan/tern
 # make test on a 2-core machine (docs/architecture.md, "Tests"): the three builds (normal,
 # ASan, libFuzzer) with -j$(TEST_JOBS) even when make itself was started without -j; the
 # integration tests in two runs: every test not marked `serial` on $(XDIST_WORKERS)
-# pytest-xdist workers (they mostly wait on servers), with the fuzz targets replaying their
+# pytest-xdist workers (they mostly wait on servers; --dist loadfile: the tests of one file
+# stay on one worker, so a module-scoped server starts once), with the fuzz targets replaying their
 # regressions and seed corpus under nice beside them, then the `serial` ones (timing bounds,
 # floods, slow clients: tests/integration/pytest.ini) one at a time on a machine of their own.
 # Reliability and e2e tests run one at a time as before.
@@ -107,7 +108,7 @@ XDIST_WORKERS ?= 3
 PYTEST_ASAN   := TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider
 # exit status 5: no test selected (PYTEST_ARGS narrowed the run to tests of the other kind)
 INTEGRATION_SERIAL := $(PYTEST_ASAN) -m serial tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
-INTEGRATION_PARALLEL := $(PYTEST_ASAN) -n $(XDIST_WORKERS) -m "not serial" tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
+INTEGRATION_PARALLEL := $(PYTEST_ASAN) -n $(XDIST_WORKERS) --dist loadfile -m "not serial" tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test:
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) tern build/asan/tern $(UNIT_A) $(FUZZ_BIN)
