@@ -1,7 +1,8 @@
 # Tern - one binary, a whole mail system.
 # make          build ./tern (-Wall -Wextra -Werror)
 # make test     deps, normal + ASan/UBSan builds, C unit tests, fuzz targets (briefly),
-#               pytest integration tests, reliability tests (SIGKILL under load, full disk,
+#               pytest integration tests (in parallel with pytest-xdist, then the `serial` ones
+#               alone; XDIST_WORKERS=3), reliability tests (SIGKILL under load, full disk,
 #               lost index), e2e tests
 # make reliability  the reliability tests alone
 # make run      build and start the development instance
@@ -94,18 +95,39 @@ build/asan/unit/%: tests/unit/%.c tests/unit/test.h $(OBJ_A)
 
 asan: build/asan/tern
 
-test: tern build/asan/tern $(UNIT_A)
+# make test on a 2-core machine (docs/architecture.md, "Tests"): the three builds (normal,
+# ASan, libFuzzer) with -j$(TEST_JOBS) even when make itself was started without -j; the
+# integration tests in two runs: every test not marked `serial` on $(XDIST_WORKERS)
+# pytest-xdist workers (they mostly wait on servers; --dist loadfile: the tests of one file
+# stay on one worker, so a module-scoped server starts once), with the fuzz targets replaying their
+# regressions and seed corpus under nice beside them, then the `serial` ones (timing bounds,
+# floods, slow clients: tests/integration/pytest.ini) one at a time on a machine of their own.
+# Reliability and e2e tests run one at a time as before.
+TEST_JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+XDIST_WORKERS ?= 3
+PYTEST_ASAN   := TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider
+# exit status 5: no test selected (PYTEST_ARGS narrowed the run to tests of the other kind)
+INTEGRATION_SERIAL := $(PYTEST_ASAN) -m serial tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
+INTEGRATION_PARALLEL := $(PYTEST_ASAN) -n $(XDIST_WORKERS) --dist loadfile -m "not serial" tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test:
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) tern build/asan/tern $(UNIT_A) $(FUZZ_BIN)
 	./scripts/run-unit.sh $(UNIT_A)
-	$(MAKE) --no-print-directory fuzz-test
-	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
-	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/reliability $(PYTEST_ARGS)
-	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+	@mkdir -p build/fuzz; ./tests/fuzz/run.sh -t $(FUZZ_SECONDS) $(FUZZ_TARGETS) >build/fuzz/test.log 2>&1 & fpid=$$!; \
+	echo "integration tests on $(XDIST_WORKERS) xdist workers; fuzz-test beside them (build/fuzz/test.log)"; \
+	$(INTEGRATION_PARALLEL); prc=$$?; \
+	wait $$fpid; frc=$$?; echo "--- fuzz-test (ran beside the parallel tests):"; cat build/fuzz/test.log; \
+	[ $$prc -eq 0 ] && [ $$frc -eq 0 ]
+	$(INTEGRATION_SERIAL)
+	$(PYTEST_ASAN) tests/reliability $(PYTEST_ARGS)
+	$(PYTEST_ASAN) tests/e2e $(PYTEST_ARGS)
 
 unit: $(UNIT_A)
 	./scripts/run-unit.sh $(UNIT_A)
 
 integration: build/asan/tern
-	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	$(INTEGRATION_PARALLEL)
+	$(INTEGRATION_SERIAL)
 
 reliability: build/asan/tern
 	TERN_BIN=$(CURDIR)/build/asan/tern $(PYTEST) -q -p no:cacheprovider tests/reliability $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ set -eu
 # prometheus: for /usr/bin/promtool, whose `check metrics` (Prometheus's own text-format parser
 # and linter) the metrics test runs on a scrape; the Prometheus server it also ships is never
 # started (policy-rc.d below, then disabled like Dovecot).
+# python3-pytest-xdist: `make test` runs the integration tests on several pytest workers.
 # python3-cryptography: `tern check`'s test makes a private CA, an intermediate and leaf
 # certificates (expiring, expired) with it.
 # Install and the systemd unit (tests/integration/test_install.py): systemd (systemd-analyze
@@ -30,7 +31,7 @@ set -eu
 PKGS="gcc make pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libc-ares-dev libsqlite3-dev libcrypt-dev zlib1g-dev libpsl-dev publicsuffix
 openssl ca-certificates curl swaks libnet-ssleay-perl fetchmail dnsmasq-base dovecot-imapd isync
-offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout python3-spf python3-dnspython
+offlineimap3 mutt tmux python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-spf python3-dnspython
 python3-dkim python3-nacl opendkim-tools valgrind strace iproute2 prometheus python3-cryptography systemd procps man-db
 libcurl4-openssl-dev libjansson-dev pebble"
 missing=""

@@ -144,6 +144,16 @@ def as_run_user():
     return run
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """A no_valgrind test (latency bounds, floods) is also serial: it runs apart from the
+    parallel run (`-m "not serial"` with pytest-xdist, then `-m serial`; see the Makefile).
+    tryfirst: the mark is added before -m selects."""
+    for item in items:
+        if item.get_closest_marker("no_valgrind") and not item.get_closest_marker("serial"):
+            item.add_marker(pytest.mark.serial)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -63,17 +63,84 @@ def token():
     return uuid.uuid4().hex[:16]
 
 
+# Ports for servers the tests start (and "dead" ports where nothing must listen) come from
+# a slot of PORT_SLOT ports that this process holds alone, below the kernel's ephemeral
+# range (32768-60999) which bind-to-0 and every client connection use. A process claims
+# the first slot whose lock file (PORT_LOCK_DIR/slot-N) it can flock and keeps the lock
+# until it exits, so no other pytest-xdist worker of the run, no other test run on the
+# machine using this harness, and no client socket can take a port between the time it is
+# picked here and the time tern binds it. Each pick is tried with bind() first (TCP and UDP:
+# a port busy either way, e.g. in TIME_WAIT, is skipped), walking round the slot. Should
+# every slot be taken, ports come from bind-to-0 as before (and TernInstance.start() picks
+# again when tern finds a port taken).
+PORT_BASE = 20000
+PORT_SLOT = 380             # 32 slots: 20000-32159
+PORT_SLOTS = 32
+PORT_LOCK_DIR = "/tmp/tern-test-ports"
+
+_port_slot = None           # (first port, lock file object) once claimed; (None, None): none
+_port_next = 0
+
+
+def _claim_slot():
+    global _port_slot
+    if _port_slot is not None:
+        return _port_slot[0]
+    import fcntl
+    try:
+        os.makedirs(PORT_LOCK_DIR, exist_ok=True)
+        os.chmod(PORT_LOCK_DIR, 0o1777)
+    except OSError:
+        pass
+    for n in range(PORT_SLOTS):
+        try:
+            f = open(os.path.join(PORT_LOCK_DIR, f"slot-{n}"), "a")
+        except OSError:
+            continue
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _port_slot = (PORT_BASE + n * PORT_SLOT, f)   # f stays open: the lock is held
+        return _port_slot[0]
+    _port_slot = (None, None)
+    return None
+
+
+def _port_free(port, kinds=(socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+    for kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _pick_port(kind):
+    global _port_next
+    lo = _claim_slot()
+    if lo is None:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(PORT_SLOT):
+        port = lo + _port_next
+        _port_next = (_port_next + 1) % PORT_SLOT
+        if _port_free(port):
+            return port
+    raise TernError(f"no free port in {lo}-{lo + PORT_SLOT - 1}")
+
+
 def free_port():
-    """Bind port 0 on 127.0.0.1 to let the kernel pick a free port, then release it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and that no other test process will pick."""
+    return _pick_port(socket.SOCK_STREAM)
 
 
 def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A UDP port on 127.0.0.1, picked like free_port()."""
+    return _pick_port(socket.SOCK_DGRAM)
 
 
 def tls_context():
@@ -267,9 +334,9 @@ class TernInstance:
 
     # -- process control ----------------------------------------------------------------
     def start(self, timeout=READY_TIMEOUT):
-        """Start `tern serve` and wait until every listener answers. free_port() only
-        guesses: another process may take a port before tern binds it (more often when
-        the start is slow, as under valgrind); then the ports are picked again, twice."""
+        """Start `tern serve` and wait until every listener answers. free_port() picks
+        from this process's own range, but a process that does not use it may still take
+        a port before tern binds it; then the ports are picked again, twice."""
         for attempt in range(3):
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
             try:

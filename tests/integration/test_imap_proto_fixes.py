@@ -341,6 +341,7 @@ def test_examine_reports_recent_without_claiming(inst):
 
 # ---- 7. LIST / LSUB patterns are bounded -------------------------------------------------
 
+@pytest.mark.serial  # a 2 s bound on LIST
 def test_list_patterns_are_bounded(inst):
     """Every pattern is matched against every mailbox: one that is too long (reference
     included), has too many wildcards, or too many patterns, fails the command at once."""

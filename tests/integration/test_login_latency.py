@@ -20,6 +20,9 @@ import pytest
 
 import tern_harness as th
 
+# serial: run apart from the parallel (xdist) run, on a machine to themselves (timing: login latency bounds)
+pytestmark = pytest.mark.serial
+
 STORM_CLIENTS = int(os.environ.get("TERN_LOGIN_STORM_CLIENTS", "8"))
 DURATION = float(os.environ.get("TERN_LOGIN_STORM_SECONDS", "5"))
 PROBE_INTERVAL = 0.010

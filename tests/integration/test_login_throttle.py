@@ -12,6 +12,9 @@ import pytest
 import tern_harness as th
 from imap_raw import RawIMAP
 
+# serial: run apart from the parallel (xdist) run, on a machine to themselves (timing: throttle delays of 500 ms, doubling)
+pytestmark = pytest.mark.serial
+
 BOB = "bob@example.test"
 FREE = 2            # login_free_failures (default)
 

@@ -17,6 +17,9 @@ import pytest
 import tern_harness as th
 from tern_harness import assert_reply, make_message, token
 
+# serial: run apart from the parallel (xdist) run, on a machine to themselves (timing: fsyncs slowed to a known length, bounds on how long messages take)
+pytestmark = pytest.mark.serial
+
 BOB = "bob@example.test"
 SLOW = 0.6
 
