@@ -17,6 +17,9 @@ import pytest
 import tern_harness as th
 from test_smtp_group_commit import SLOW, shim  # noqa: F401  (the shim is a fixture)
 
+# serial: timing (fsyncs slowed to a known length, a NOOP answered within a bound)
+pytestmark = pytest.mark.serial
+
 USER = "alice@example.test"
 PASSWORD = th.USERS[USER]
 MESSAGE = (b"From: a@example.test\r\nTo: alice@example.test\r\nSubject: slow\r\n\r\n"
