@@ -89,9 +89,13 @@ build/asan/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ASAN) -MMD -MP -c -o $@ $<
 
-build/asan/unit/%: tests/unit/%.c tests/unit/test.h $(OBJ_A)
+# the unit tests link against an archive, so that each takes only the objects it uses
+build/asan/libtern.a: $(OBJ_A)
+	ar rcs $@ $^
+
+build/asan/unit/%: tests/unit/%.c tests/unit/test.h build/asan/libtern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ASAN) -Itests/unit -o $@ $< $(OBJ_A) $(LIBS)
+	$(CC) $(CFLAGS_ASAN) -Itests/unit -o $@ $< build/asan/libtern.a $(LIBS)
 
 asan: build/asan/tern
 
