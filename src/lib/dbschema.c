@@ -117,3 +117,30 @@ int dbschema_add_column(sqlite3 *db, const char *table, const char *column, cons
 	free(alter);
 	return rc == SQLITE_OK ? 0 : -1;
 }
+
+static long long mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int busy_fine(void *arg, int count)
+{
+	struct dbschema_busy *b = arg;
+	long long now = mono_usec();
+	if (count == 0)
+		b->since = now;
+	if (now - b->since >= (long long)b->timeout_ms * 1000)
+		return 0;
+	struct timespec step = { 0, DBSCHEMA_BUSY_STEP_US * 1000L };
+	nanosleep(&step, NULL);
+	return 1;
+}
+
+void dbschema_busy_fine(sqlite3 *db, struct dbschema_busy *b, unsigned timeout_ms)
+{
+	b->since = 0;
+	b->timeout_ms = timeout_ms;
+	sqlite3_busy_handler(db, busy_fine, b);
+}

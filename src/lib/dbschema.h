@@ -29,6 +29,19 @@ int dbschema_migrate(sqlite3 *db, const char *what, const char *const *steps, si
  * on db. */
 int dbschema_wal(sqlite3 *db, int timeout_ms);
 
+/* A busy handler that retries often: SQLite's sqlite3_busy_timeout sleeps 1, 2, 5, 10 ... up
+ * to 100 ms between tries, so a writer that misses the lock by a microsecond sleeps for
+ * milliseconds while the lock is free again long before (queue.db's committers and runner,
+ * two workers writing one mailbox's index). dbschema_busy_fine installs a handler that tries
+ * every DBSCHEMA_BUSY_STEP_US for up to timeout_ms in all, then gives up (SQLITE_BUSY). b
+ * holds the wait's start and must live as long as the connection. */
+#define DBSCHEMA_BUSY_STEP_US 250
+struct dbschema_busy {
+	long long since;	/* when the current wait began (usec, monotonic) */
+	unsigned timeout_ms;
+};
+void dbschema_busy_fine(sqlite3 *db, struct dbschema_busy *b, unsigned timeout_ms);
+
 /* A step that SQL alone cannot write (SQLite has no ADD COLUMN IF NOT EXISTS): sql runs
  * first, then fn, both inside the migration's transaction; either may be NULL. fn returns 0,
  * or -1 with the SQLite error left on db for the message. */

@@ -21,36 +21,10 @@
 struct queue {
 	sqlite3 *db;
 	char *dir;	/* spool/queue */
-	int64_t busy_since;	/* when the current wait for queue.db's lock began (usec) */
+	struct dbschema_busy busy;	/* the busy handler's wait (lib/dbschema) */
 };
 
 #define QUEUE_BUSY_TIMEOUT_MS 10000
-#define QUEUE_BUSY_STEP_US 250
-
-static int64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* busy_wait - SQLite's busy handler for queue.db. Its default (sqlite3_busy_timeout) sleeps
- * 1, 2, 5, 10 ... up to 100 ms between tries, so a writer that misses the lock by a
- * microsecond sleeps for milliseconds while the lock is free again long before: with the
- * workers' committers and the runner writing, that was most of a relay's wait. Here: tries
- * every QUEUE_BUSY_STEP_US, for the same total timeout. 0: give up (SQLITE_BUSY). */
-static int busy_wait(void *arg, int count)
-{
-	struct queue *q = arg;
-	int64_t now = mono_usec();
-	if (count == 0)
-		q->busy_since = now;
-	if (now - q->busy_since >= (int64_t)QUEUE_BUSY_TIMEOUT_MS * 1000)
-		return 0;
-	struct timespec step = { 0, QUEUE_BUSY_STEP_US * 1000L };
-	nanosleep(&step, NULL);
-	return 1;
-}
 
 /* queue.db's schema versions (lib/dbschema): steps are never edited once released. */
 
@@ -119,7 +93,7 @@ int queue_open(const char *spool_dir, struct queue **queue_r, char **error_r)
 		*error_r = db_error(q->db, "open");
 		goto fail;
 	}
-	sqlite3_busy_handler(q->db, busy_wait, q);
+	dbschema_busy_fine(q->db, &q->busy, QUEUE_BUSY_TIMEOUT_MS);
 	/* before the migration's transaction: journal_mode and foreign_keys do not change
 	 * inside one */
 	if (dbschema_wal(q->db, QUEUE_BUSY_TIMEOUT_MS) < 0 ||

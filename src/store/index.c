@@ -327,6 +327,7 @@ struct store_db {
 	dev_t dev;		/* index.db as opened: a replaced file means a lost index */
 	ino_t ino;
 	int changes_fd;		/* the change file: -1 not yet opened, -2 failed */
+	struct dbschema_busy busy;	/* the busy handler's wait: short steps (lib/dbschema) */
 	unsigned refs;
 	bool listed;		/* still in the cache list (not superseded) */
 };
@@ -380,7 +381,7 @@ static int db_open_file(struct store *s, struct store_db *d, char **error_r)
 		d->dev = st.st_dev;
 		d->ino = st.st_ino;
 	}
-	sqlite3_busy_timeout(d->db, (int)store_settings_current()->busy_timeout_ms);
+	dbschema_busy_fine(d->db, &d->busy, store_settings_current()->busy_timeout_ms);
 	if (db_pragma_wal(s) < 0 ||
 	    sqlite3_exec(d->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
 		db_set_error(s, error_r, "journal mode");
