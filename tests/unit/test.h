@@ -2,6 +2,7 @@
  * by TEST_MAIN from a list of test functions. Prints "N passed, N failed". */
 #ifndef TERN_TEST_H
 #define TERN_TEST_H
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,21 @@ static int test_current_failed;
 			test_current_failed = 1;                                 \
 		}                                                                \
 	} while (0)
+
+static inline int test_rm_entry(const char *p, const struct stat *st, int flag,
+				struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+/* test_rmtree - remove dir and everything under it (a test's temp dir); 0 or -1 */
+static inline int test_rmtree(const char *dir)
+{
+	return nftw(dir, test_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 typedef void test_fn(void);
 struct test_case {

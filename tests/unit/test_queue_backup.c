@@ -3,7 +3,6 @@
  * (queued after the snapshot) is removed, the rest comes through whole and listable */
 #define _XOPEN_SOURCE 700
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +14,6 @@
 #include "test.h"
 
 static char tmpdir[] = "/tmp/tern-test-queue-backup-XXXXXX";
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static void count_cb(void *ctx, const struct queue_msg_info *m)
 {
@@ -94,6 +85,6 @@ int main(void)
 	}
 	static const struct test_case cases[] = { TEST(test_backup_queue) };
 	int r = test_run(cases, 1);
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(tmpdir);
 	return r;
 }

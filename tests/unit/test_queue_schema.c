@@ -2,7 +2,6 @@
  * (today's and older) are adopted with their rows, a newer one is refused, an up-to-date one
  * costs one version read, two processes creating one database at once both succeed */
 #define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,14 +41,6 @@ static const char *const legacy_columns[] = {
 	"ALTER TABLE recipients ADD COLUMN orcpt TEXT",
 	"ALTER TABLE recipients ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0",
 };
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 /* new_spool - an empty spool directory for one test */
 static void new_spool(char *spool, size_t size)
@@ -402,7 +393,7 @@ static void test_setup(void)
 
 static void test_teardown(void)
 {
-	CHECK(nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+	CHECK(test_rmtree(tmpdir) == 0);
 	CHECK(access(tmpdir, F_OK) != 0);
 }
 

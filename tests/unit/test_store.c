@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,14 +25,6 @@ static char datadir[256];
 static char root[512];		/* bob's Maildir */
 static int spool_seq;
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 /* setup - a fresh data dir per test */
 static void setup(void)
 {
@@ -53,7 +44,7 @@ static void setup(void)
 static void teardown(void)
 {
 	store_deliver_cache_close();
-	nftw(datadir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(datadir);
 }
 
 static void write_file(const char *path, const char *data, size_t len)

@@ -3,7 +3,6 @@
  * STORE_NOTFOUND (the POP3 server then asks the index); an empty mailbox; the bytes held. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +17,6 @@
 
 static char datadir[256];
 static char root[512];
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static void setup(void)
 {
@@ -42,7 +33,7 @@ static void setup(void)
 static void teardown(void)
 {
 	store_deliver_cache_close();
-	nftw(datadir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(datadir);
 }
 
 /* drop - n messages written into new/ (the mailbox's open picks them up, UIDs 1..n) */

@@ -4,7 +4,6 @@
  * expunges within 100 ms of the commit. Also measures that latency (p50/p99). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -35,14 +34,6 @@ static char datadir[256];
 static char root[512];
 static int spool_seq;
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static void setup(void)
 {
 	snprintf(datadir, sizeof(datadir), "/tmp/tern-test-sync-XXXXXX");
@@ -63,7 +54,7 @@ static void teardown(void)
 	store_deliver_cache_close();
 	struct store_settings set = { 0 };
 	store_settings_set(&set);
-	nftw(datadir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(datadir);
 }
 
 static int64_t now_ns(void)
@@ -632,7 +623,7 @@ static void test_notifier_local(void)
 	store_close(&sd);
 	store_deliver_cache_close();
 	char *droot = store_maildir_path(datadir, "dave@example.test");
-	CHECK(nftw(droot, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+	CHECK(test_rmtree(droot) == 0);
 	free(droot);
 	unsigned long long g0 = store_watch_events(wd);
 	CHECK(readable_within(store_notifier_fd(n), 100));
